@@ -1,0 +1,202 @@
+//! A profile: the whole configuration of one vmesh server, read from TOML.
+//!
+//! Every key has a default, so an empty file is a complete profile and a
+//! real one states only what differs. The defaults are written out in the
+//! embedded default profile, `sip-profiles/default.toml`, which doubles as
+//! the reference users read; a unit test keeps the two in agreement.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use toml::de::DeTable;
+
+use super::error::{ConfigError, ConfigErrors};
+use super::mailbox_set::{MailboxPattern, MailboxSet};
+use super::media::MediaConfig;
+use super::reader::Reader;
+use super::server::ServerConfig;
+use super::sip::SipConfig;
+
+/// The text of the embedded default profile, compiled in so `vmesh serve`
+/// runs with no file at all and `vmesh` can print it as a starting point.
+pub const DEFAULT_PROFILE_TOML: &str = include_str!("../../sip-profiles/default.toml");
+
+/// Where a profile came from; errors name it, and relative paths in the
+/// profile are resolved against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileOrigin {
+    /// The compiled-in default profile (or text with no file behind it).
+    Embedded,
+    /// A profile file, by the path it was opened with.
+    File(PathBuf),
+}
+
+impl ProfileOrigin {
+    /// The directory relative paths in the profile are resolved against:
+    /// the file's own directory, or (empty path) the working directory.
+    pub fn base_dir(&self) -> &Path {
+        match self {
+            ProfileOrigin::Embedded => Path::new(""),
+            ProfileOrigin::File(path) => path.parent().unwrap_or(Path::new("")),
+        }
+    }
+}
+
+impl fmt::Display for ProfileOrigin {
+    /// The file name used in error messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProfileOrigin::Embedded => f.write_str("<embedded default>"),
+            ProfileOrigin::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The configuration of one vmesh server; only ever built valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Where it was read from.
+    pub origin: ProfileOrigin,
+    /// `[server]`: name, data directory, topology file.
+    pub server: ServerConfig,
+    /// `[sip]`: listeners and limits of the SIP endpoint.
+    pub sip: SipConfig,
+    /// `[mailboxes] accept`: the mailboxes this server takes calls for.
+    pub mailboxes: MailboxSet,
+    /// `[media]`: RTP, codecs and recording limits.
+    pub media: MediaConfig,
+}
+
+impl Profile {
+    /// Reads, parses and validates the profile at `path`. A file that cannot
+    /// be read is reported like any other error, naming the path.
+    pub fn load(path: &Path) -> Result<Profile, ConfigErrors> {
+        let origin = ProfileOrigin::File(path.to_path_buf());
+        match std::fs::read_to_string(path) {
+            Ok(text) => Profile::parse(&text, origin),
+            Err(e) => Err(ConfigErrors(vec![ConfigError::new(
+                origin.to_string(),
+                "",
+                format!("cannot read profile: {e}"),
+            )])),
+        }
+    }
+
+    /// The compiled-in default profile: one server on 127.0.0.1:5060 (UDP
+    /// and TCP), data in `./vmesh-data`, every all-digit mailbox accepted.
+    pub fn embedded_default() -> Profile {
+        // The unit test `embedded_default_is_valid_and_documents_the_defaults`
+        // proves the embedded text parses; falling back to the built-in
+        // defaults (which it documents) keeps this free of a panic path.
+        Profile::parse(DEFAULT_PROFILE_TOML, ProfileOrigin::Embedded)
+            .unwrap_or_else(|_| Profile::defaults(ProfileOrigin::Embedded))
+    }
+
+    /// Parses and validates profile text, reporting every error found.
+    /// Relative `topology` paths are resolved against `origin`'s directory
+    /// (the working directory for [`ProfileOrigin::Embedded`]).
+    pub fn parse(text: &str, origin: ProfileOrigin) -> Result<Profile, ConfigErrors> {
+        let mut reader = Reader::new(origin.to_string(), text);
+        let (document, syntax_errors) = DeTable::parse_recoverable(text);
+        for error in &syntax_errors {
+            reader.syntax_error(error);
+        }
+        let profile = if syntax_errors.is_empty() {
+            Profile::read(&mut reader, document.get_ref(), origin)
+        } else {
+            // What the parser recovered past a syntax error is a guess; keys
+            // judged from it would add errors that are not really there.
+            Profile::defaults(origin)
+        };
+        let errors = reader.finish();
+        if errors.is_empty() {
+            Ok(profile)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The profile every key defaults to, i.e. that of an empty file.
+    fn defaults(origin: ProfileOrigin) -> Profile {
+        let sip = SipConfig::default();
+        let media = MediaConfig::default_for(&sip.listen);
+        Profile {
+            origin,
+            server: ServerConfig::default(),
+            sip,
+            mailboxes: MailboxSet::any_digits(),
+            media,
+        }
+    }
+
+    /// Reads the sections of a syntactically valid document. Sections are
+    /// looked up by name first, because `[media]` defaults depend on `[sip]`
+    /// whatever order the file gives them in.
+    fn read(reader: &mut Reader<'_>, document: &DeTable<'_>, origin: ProfileOrigin) -> Profile {
+        let empty = DeTable::new();
+        let (mut server, mut sip, mut mailboxes, mut media) = (&empty, &empty, &empty, &empty);
+        for (name, node) in document.iter() {
+            let key = name.get_ref().as_ref();
+            let slot = match key {
+                "server" => &mut server,
+                "sip" => &mut sip,
+                "mailboxes" => &mut mailboxes,
+                "media" => &mut media,
+                _ => {
+                    reader.error(
+                        key,
+                        name.span(),
+                        "unknown section; expected server, sip, mailboxes or media",
+                    );
+                    continue;
+                }
+            };
+            if let Some(table) = reader.table(key, node) {
+                *slot = table;
+            }
+        }
+        let server = ServerConfig::read(reader, server, origin.base_dir());
+        let sip = SipConfig::read(reader, sip);
+        let mailboxes = read_mailboxes(reader, mailboxes);
+        let media = MediaConfig::read(reader, media, &sip.listen);
+        Profile {
+            origin,
+            server,
+            sip,
+            mailboxes,
+            media,
+        }
+    }
+}
+
+/// Reads `[mailboxes]`, naming each bad pattern by its index.
+fn read_mailboxes(reader: &mut Reader<'_>, table: &DeTable<'_>) -> MailboxSet {
+    let mut set = MailboxSet::any_digits();
+    for (name, node) in table.iter() {
+        let key = format!("mailboxes.{}", name.get_ref());
+        if name.get_ref() != "accept" {
+            reader.unknown_key(&key, name.span());
+            continue;
+        }
+        let Some(entries) = reader.strings(&key, node) else {
+            continue;
+        };
+        if entries.is_empty() {
+            reader.error(
+                &key,
+                node.span(),
+                "must list at least one pattern; use [\"*\"] to accept every mailbox",
+            );
+            continue;
+        }
+        let mut patterns = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match entry.value.parse::<MailboxPattern>() {
+                Ok(p) => patterns.push(p),
+                Err(message) => reader.error(&entry.key, entry.span, message),
+            }
+        }
+        set = MailboxSet::from_patterns(patterns);
+    }
+    set
+}

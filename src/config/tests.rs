@@ -1,0 +1,287 @@
+//! Whole-profile tests: defaults, the embedded profile, and error reporting.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Profile, ConfigErrors> {
+    Profile::parse(
+        text,
+        ProfileOrigin::File(PathBuf::from("/etc/vmesh/p.toml")),
+    )
+}
+
+fn errors(text: &str) -> ConfigErrors {
+    match parse(text) {
+        Ok(p) => panic!("expected errors, got {p:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn embedded_default_is_valid_and_documents_the_defaults() {
+    let profile = Profile::parse(DEFAULT_PROFILE_TOML, ProfileOrigin::Embedded).unwrap();
+    assert_eq!(profile, Profile::embedded_default());
+    // The file states the defaults: it reads the same as an empty profile.
+    assert_eq!(
+        profile,
+        Profile::parse("", ProfileOrigin::Embedded).unwrap()
+    );
+
+    assert_eq!(profile.origin, ProfileOrigin::Embedded);
+    assert_eq!(profile.server.name, "vmesh");
+    assert_eq!(profile.server.data_dir, PathBuf::from("vmesh-data"));
+    assert_eq!(profile.server.topology, None);
+    let listen: Vec<String> = profile.sip.listen.iter().map(ToString::to_string).collect();
+    assert_eq!(listen, ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]);
+    assert_eq!(
+        profile.sip.user_agent,
+        format!("vmesh/{}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(profile.sip.max_message_bytes, 65536);
+    assert_eq!(profile.sip.tcp_idle_timeout, Duration::from_secs(60));
+    assert_eq!(profile.sip.max_calls, 1000);
+    assert_eq!(profile.sip.answer_delay, Duration::ZERO);
+    assert_eq!(profile.mailboxes, MailboxSet::any_digits());
+    assert_eq!(profile.media.rtp_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!(profile.media.rtp_ports, 20000..=29999);
+    assert_eq!(profile.media.codecs, ["PCMU", "PCMA"]);
+    assert_eq!(profile.media.rtp_timeout, Duration::from_secs(30));
+    assert_eq!(profile.media.max_message, Duration::from_secs(180));
+    assert_eq!(profile.media.min_message, Duration::from_millis(1000));
+    assert_eq!(profile.media.jitter, Duration::from_millis(60));
+}
+
+#[test]
+fn a_minimal_file_is_a_complete_profile() {
+    let p = parse(
+        r#"
+[server]
+name = "vm-a"
+topology = "mesh/topology.toml"
+
+[sip]
+listen = ["udp:192.0.2.10:5070"]
+
+[mailboxes]
+accept = ["1000-1999", "31*"]
+
+[media]
+codecs = ["pcma"]
+"#,
+    )
+    .unwrap();
+    assert_eq!(p.server.name, "vm-a");
+    assert_eq!(
+        p.server.topology,
+        Some(PathBuf::from("/etc/vmesh/mesh/topology.toml"))
+    );
+    assert_eq!(p.sip.listen.len(), 1);
+    assert_eq!(p.sip.listen[0].transport, ListenTransport::Udp);
+    // rtp_ip follows the first listener when not given.
+    assert_eq!(p.media.rtp_ip, "192.0.2.10".parse::<IpAddr>().unwrap());
+    assert_eq!(p.media.codecs, ["PCMA"]);
+    assert!(p.mailboxes.contains("1500"));
+    assert!(p.mailboxes.contains("3105"));
+    assert!(!p.mailboxes.contains("2000"));
+    // Untouched keys keep their defaults.
+    assert_eq!(p.sip.max_calls, 1000);
+    assert_eq!(p.media.rtp_ports, 20000..=29999);
+}
+
+#[test]
+fn absolute_topology_and_data_dir_are_kept() {
+    let p = parse("[server]\ntopology = \"/srv/topology.toml\"\ndata_dir = \"/var/lib/vmesh\"\n")
+        .unwrap();
+    assert_eq!(p.server.topology, Some(PathBuf::from("/srv/topology.toml")));
+    assert_eq!(p.server.data_dir, PathBuf::from("/var/lib/vmesh"));
+    let embedded =
+        Profile::parse("[server]\ntopology = \"t.toml\"\n", ProfileOrigin::Embedded).unwrap();
+    assert_eq!(embedded.server.topology, Some(PathBuf::from("t.toml")));
+}
+
+/// Each kind of mistake, and the key it must be reported at.
+#[test]
+fn each_error_is_reported_at_its_key() {
+    let cases: &[(&str, &str)] = &[
+        ("[bogus]\nx = 1\n", "bogus"),
+        ("sip = 5\n", "sip"),
+        ("[server]\ncolour = \"red\"\n", "server.colour"),
+        ("[server]\nname = \"\"\n", "server.name"),
+        ("[server]\nname = \"a b\"\n", "server.name"),
+        ("[server]\nname = 7\n", "server.name"),
+        ("[server]\ndata_dir = \"\"\n", "server.data_dir"),
+        ("[server]\ntopology = \"\"\n", "server.topology"),
+        ("[sip]\nlisten = \"udp:127.0.0.1:5060\"\n", "sip.listen"),
+        ("[sip]\nlisten = []\n", "sip.listen"),
+        (
+            "[sip]\nlisten = [\"udp:127.0.0.1:5060\", \"sctp:127.0.0.1:5060\"]\n",
+            "sip.listen[1]",
+        ),
+        (
+            "[sip]\nlisten = [\"udp:127.0.0.1:5060\", 5060]\n",
+            "sip.listen[1]",
+        ),
+        ("[sip]\nlisten = [\"udp:127.0.0.1:0\"]\n", "sip.listen[0]"),
+        (
+            "[sip]\nlisten = [\"udp:127.0.0.1:5060\", \"udp:127.0.0.1:5060\"]\n",
+            "sip.listen[1]",
+        ),
+        (
+            "[sip]\nlisten = [\"tcp:127.0.0.1:5060\", \"tls:127.0.0.1:5060\"]\n",
+            "sip.listen[1]",
+        ),
+        ("[sip]\nuser_agent = \"a\\r\\nb\"\n", "sip.user_agent"),
+        ("[sip]\nmax_message_bytes = 1023\n", "sip.max_message_bytes"),
+        (
+            "[sip]\nmax_message_bytes = 16777217\n",
+            "sip.max_message_bytes",
+        ),
+        ("[sip]\ntcp_idle_timeout_s = 0\n", "sip.tcp_idle_timeout_s"),
+        ("[sip]\nmax_calls = 0\n", "sip.max_calls"),
+        ("[sip]\nmax_calls = -5\n", "sip.max_calls"),
+        ("[sip]\nmax_calls = \"10\"\n", "sip.max_calls"),
+        ("[sip]\nanswer_delay_ms = 1.5\n", "sip.answer_delay_ms"),
+        ("[mailboxes]\naccept = []\n", "mailboxes.accept"),
+        (
+            "[mailboxes]\naccept = [\"1000\", \"\"]\n",
+            "mailboxes.accept[1]",
+        ),
+        (
+            "[mailboxes]\naccept = [\"1999-1000\"]\n",
+            "mailboxes.accept[0]",
+        ),
+        ("[mailboxes]\naccept = [\"12a\"]\n", "mailboxes.accept[0]"),
+        ("[mailboxes]\nreject = [\"1\"]\n", "mailboxes.reject"),
+        ("[media]\nrtp_ip = \"not-an-ip\"\n", "media.rtp_ip"),
+        (
+            "[sip]\nlisten = [\"udp:0.0.0.0:5060\"]\n[media]\nrtp_ip = \"x\"\n",
+            "media.rtp_ip",
+        ),
+        ("[media]\nrtp_ip = \"0.0.0.0\"\n", "media.rtp_ip"),
+        ("[sip]\nlisten = [\"udp:0.0.0.0:5060\"]\n", "media.rtp_ip"),
+        ("[media]\nrtp_port_min = 20001\n", "media.rtp_port_min"),
+        ("[media]\nrtp_port_min = 0\n", "media.rtp_port_min"),
+        ("[media]\nrtp_port_max = 0\n", "media.rtp_port_max"),
+        ("[media]\nrtp_port_max = 70000\n", "media.rtp_port_max"),
+        (
+            "[media]\nrtp_port_min = 30000\nrtp_port_max = 29000\n",
+            "media.rtp_port_min",
+        ),
+        ("[media]\ncodecs = []\n", "media.codecs"),
+        (
+            "[media]\ncodecs = [\"PCMU\", \"G729\"]\n",
+            "media.codecs[1]",
+        ),
+        (
+            "[media]\ncodecs = [\"PCMU\", \"pcmu\"]\n",
+            "media.codecs[1]",
+        ),
+        ("[media]\nrtp_timeout_s = 0\n", "media.rtp_timeout_s"),
+        ("[media]\nmax_message_s = 0\n", "media.max_message_s"),
+        ("[media]\nmin_message_ms = 0\n", "media.min_message_ms"),
+        ("[media]\njitter_ms = 0\n", "media.jitter_ms"),
+        (
+            "[media]\nmin_message_ms = 5000\nmax_message_s = 5\n",
+            "media.min_message_ms",
+        ),
+        ("[media]\nmax_message_s = 1\n", "media.min_message_ms"),
+    ];
+    for (text, key) in cases {
+        let e = errors(text);
+        assert_eq!(
+            e.0.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+            [*key],
+            "profile {text:?} gave {e}"
+        );
+        assert_eq!(e.0[0].file, "/etc/vmesh/p.toml");
+    }
+}
+
+#[test]
+fn every_error_is_reported_at_once_in_file_order() {
+    let e = errors(
+        r#"
+[sip]
+listen = ["udp:127.0.0.1:5060", "bad"]
+max_calls = 0
+typo = 1
+
+[media]
+codecs = ["OPUS?"]
+jitter_ms = 0
+rtp_port_min = 7
+"#,
+    );
+    let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "sip.listen[1]",
+            "sip.max_calls",
+            "sip.typo",
+            "media.codecs[0]",
+            "media.jitter_ms",
+            "media.rtp_port_min",
+        ]
+    );
+    let lines: Vec<usize> =
+        e.0.iter()
+            .filter_map(|e| e.position.map(|p| p.line))
+            .collect();
+    assert_eq!(lines, [3, 4, 5, 8, 9, 10]);
+    let text = e.to_string();
+    assert_eq!(text.lines().count(), 6);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .starts_with("/etc/vmesh/p.toml: sip.listen[1]: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn syntax_errors_name_line_and_column() {
+    let e = errors("[sip]\nmax_calls = 10\nlisten = [\"udp:1.2.3.4:5060\"\n");
+    assert!(!e.0.is_empty());
+    let first = &e.0[0];
+    assert_eq!(first.key, "");
+    assert!(first.message.starts_with("TOML syntax error"), "{first}");
+    assert_eq!(first.position.map(|p| p.line), Some(3), "{first}");
+    assert!(first
+        .to_string()
+        .starts_with("/etc/vmesh/p.toml: TOML syntax error"));
+
+    let dup = errors("[sip]\nmax_calls = 1\nmax_calls = 2\n");
+    assert_eq!(dup.0[0].position.map(|p| p.line), Some(3), "{dup}");
+}
+
+#[test]
+fn load_reads_the_file_and_names_it_in_errors() {
+    let dir = std::env::temp_dir().join(format!("vmesh-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("site.toml");
+    std::fs::write(&path, "[server]\ntopology = \"topology.toml\"\n").unwrap();
+    let p = Profile::load(&path).unwrap();
+    assert_eq!(p.origin, ProfileOrigin::File(path.clone()));
+    assert_eq!(p.server.topology, Some(dir.join("topology.toml")));
+
+    std::fs::write(&path, "[sip]\nmax_calls = 0\n").unwrap();
+    let e = Profile::load(&path).unwrap_err();
+    assert_eq!(e.0[0].file, path.display().to_string());
+
+    let missing = Profile::load(Path::new("/nonexistent/vmesh.toml")).unwrap_err();
+    assert_eq!(missing.0.len(), 1);
+    assert_eq!(missing.0[0].file, "/nonexistent/vmesh.toml");
+    assert!(missing.0[0].message.starts_with("cannot read profile"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn embedded_origin_is_named_in_errors() {
+    let e = Profile::parse("[sip]\nmax_calls = 0\n", ProfileOrigin::Embedded).unwrap_err();
+    assert_eq!(e.0[0].file, "<embedded default>");
+}

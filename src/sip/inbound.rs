@@ -1,0 +1,188 @@
+//! From raw bytes to a SIP message the transaction layer may see.
+//!
+//! Every datagram and every framed stream message passes through
+//! [`classify`] before it reaches rsipstack. The parser's verdict alone is not
+//! enough: rsipstack drops unparseable datagrams without an answer and only
+//! fails later, also silently, on a request whose CSeq or Via it cannot use.
+//! Here such requests get the 400 that RFC 3261 §8.2 asks for (or 413 when too
+//! large, §21.4.11), built by [`super::malformed`], and nothing that cannot
+//! be answered goes further.
+
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::{Method, Request, SipMessage};
+
+use super::framing::content_length;
+use super::malformed::error_response;
+
+/// What to do with one received message.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A well-formed message for the transaction layer.
+    Message(Box<SipMessage>),
+    /// Send these bytes back to the sender (an error response).
+    Reply(Vec<u8>),
+    /// Nothing to do (keep-alive, or garbage that cannot be answered).
+    Ignore,
+}
+
+/// Parses and checks one message. `datagram` says whether `raw` is a whole
+/// UDP datagram, where a Content-Length larger than the body means the
+/// message was truncated (RFC 3261 §18.3).
+pub fn classify(raw: &[u8], max_message: usize, datagram: bool, server: &str) -> Inbound {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Inbound::Ignore;
+    }
+    let reject = |status: u16, reason: &str, why: &str| match error_response(
+        raw, status, reason, why, server,
+    ) {
+        Some(bytes) => Inbound::Reply(bytes),
+        None => Inbound::Ignore,
+    };
+    if raw.len() > max_message {
+        return reject(
+            413,
+            "Request Entity Too Large",
+            &format!("message over {max_message} bytes"),
+        );
+    }
+    if datagram {
+        if let Some(problem) = datagram_body_problem(raw) {
+            return reject(400, "Bad Request", &problem);
+        }
+    }
+    let message = match SipMessage::try_from(raw) {
+        Ok(m) => m,
+        Err(e) => return reject(400, "Bad Request", &format!("unparseable: {e}")),
+    };
+    match message {
+        SipMessage::Request(req) => match check_request(&req) {
+            Ok(()) => Inbound::Message(Box::new(SipMessage::Request(req))),
+            Err(why) => reject(400, "Bad Request", &why),
+        },
+        response => Inbound::Message(Box::new(response)),
+    }
+}
+
+/// A datagram whose Content-Length does not match its body.
+fn datagram_body_problem(raw: &[u8]) -> Option<String> {
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    match content_length(&raw[..head_end]) {
+        Ok(n) if n > raw.len() - head_end => Some(format!(
+            "Content-Length {n} but {} body bytes",
+            raw.len() - head_end
+        )),
+        Ok(_) => None,
+        Err(v) => Some(format!("invalid Content-Length {v:?}")),
+    }
+}
+
+/// The checks of RFC 3261 §8.2 that the parser leaves to us: the headers
+/// every request must carry, in a form the transaction layer can use.
+pub fn check_request(req: &Request) -> Result<(), String> {
+    req.via_header()
+        .and_then(|v| v.typed())
+        .map_err(|e| format!("bad Via: {e}"))?;
+    req.from_header()
+        .and_then(|f| f.uri())
+        .map_err(|e| format!("bad From: {e}"))?;
+    req.to_header()
+        .and_then(|t| t.uri())
+        .map_err(|e| format!("bad To: {e}"))?;
+    req.call_id_header()
+        .map_err(|e| format!("bad Call-ID: {e}"))?;
+    let cseq = req.cseq_header().map_err(|e| format!("bad CSeq: {e}"))?;
+    cseq.seq().map_err(|e| format!("bad CSeq number: {e}"))?;
+    let method = cseq.method().map_err(|e| format!("bad CSeq method: {e}"))?;
+    if method != req.method {
+        return Err(format!(
+            "CSeq method {method} does not match request method {}",
+            req.method
+        ));
+    }
+    if matches!(req.method, Method::Invite) && !req.body.is_empty() {
+        std::str::from_utf8(&req.body).map_err(|_| "SDP body is not UTF-8".to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(extra: &str) -> String {
+        format!(
+            "OPTIONS sip:vm@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n\
+             From: <sip:a@127.0.0.1>;tag=1\r\n\
+             To: <sip:vm@127.0.0.1>\r\n\
+             Call-ID: c1\r\n\
+             {extra}\
+             Max-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn status_of(i: Inbound) -> String {
+        match i {
+            Inbound::Reply(b) => String::from_utf8_lossy(&b[..12]).into_owned(),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_request_passes() {
+        let raw = options("CSeq: 1 OPTIONS\r\n");
+        assert!(matches!(
+            classify(raw.as_bytes(), 65536, true, "v"),
+            Inbound::Message(_)
+        ));
+    }
+
+    #[test]
+    fn cseq_method_mismatch_gets_400() {
+        let raw = options("CSeq: 1 INVITE\r\n");
+        assert_eq!(
+            status_of(classify(raw.as_bytes(), 65536, true, "v")),
+            "SIP/2.0 400 "
+        );
+    }
+
+    #[test]
+    fn non_numeric_cseq_gets_400() {
+        let raw = options("CSeq: one OPTIONS\r\n");
+        assert_eq!(
+            status_of(classify(raw.as_bytes(), 65536, true, "v")),
+            "SIP/2.0 400 "
+        );
+    }
+
+    #[test]
+    fn truncated_datagram_gets_400() {
+        let raw = options("CSeq: 1 OPTIONS\r\n").replace("Content-Length: 0", "Content-Length: 50");
+        assert_eq!(
+            status_of(classify(raw.as_bytes(), 65536, true, "v")),
+            "SIP/2.0 400 "
+        );
+    }
+
+    #[test]
+    fn oversized_gets_413() {
+        let raw = options(&format!("CSeq: 1 OPTIONS\r\nX-Pad: {}\r\n", "a".repeat(3000)));
+        assert_eq!(
+            status_of(classify(raw.as_bytes(), 2048, true, "v")),
+            "SIP/2.0 413 "
+        );
+    }
+
+    #[test]
+    fn garbage_and_keepalives_are_ignored() {
+        assert!(matches!(
+            classify(b"\r\n\r\n", 65536, true, "v"),
+            Inbound::Ignore
+        ));
+        assert!(matches!(
+            classify(b"\x00\x01garbage", 65536, true, "v"),
+            Inbound::Ignore
+        ));
+    }
+}

@@ -1,0 +1,143 @@
+//! The glue to the SIP stack.
+//!
+//! vmesh builds on rsipstack (see DESIGN.md for why not plain rsip): its
+//! message types (`rsipstack::sip`, a maintained rsip fork), its RFC 3261
+//! transaction layer with Timers A–K (and RFC 6026's Accepted state, in which
+//! it retransmits a 2xx until the ACK), and its dialog layer. The sockets are
+//! read by our own loops in [`transport`], which check every message first
+//! ([`inbound`], [`malformed`], [`framing`]) and then hand it to the
+//! transaction layer. [`SipStack`] owns that assembly; the voicemail layer
+//! takes the new server transactions from it.
+
+pub mod framing;
+pub mod inbound;
+pub mod malformed;
+pub mod responses;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::sip::Method;
+use rsipstack::transaction::{EndpointBuilder, TransactionReceiver};
+use rsipstack::transport::{SipConnection, TransportLayer};
+use tokio_util::sync::CancellationToken;
+
+use transport::tcp::{TcpSettings, TcpTransport};
+use transport::udp::UdpTransport;
+
+/// Errors of the SIP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: String, reason: String },
+    /// rsipstack refused something.
+    #[error("SIP stack: {0}")]
+    Stack(String),
+}
+
+/// The methods vmesh answers, for Allow headers (RFC 3261 §20.5).
+pub const ALLOWED: [Method; 5] = [
+    Method::Invite,
+    Method::Ack,
+    Method::Bye,
+    Method::Cancel,
+    Method::Options,
+];
+
+/// What the stack listens on and how it treats connections.
+#[derive(Debug, Clone)]
+pub struct SipSettings {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub user_agent: String,
+    pub max_message: usize,
+    pub tcp_idle_timeout: Duration,
+}
+
+/// A running SIP endpoint: transports, transaction layer, dialog layer.
+pub struct SipStack {
+    pub endpoint: rsipstack::transaction::Endpoint,
+    pub dialogs: DialogLayer,
+    /// New server transactions (requests that start one).
+    pub incoming: TransactionReceiver,
+    /// The UDP sockets, for building Contact/Via and sending.
+    pub udp: Vec<SipConnection>,
+    cancel: CancellationToken,
+}
+
+impl SipStack {
+    /// Binds every listen address and starts the receive loops and the
+    /// transaction timers. Fails if any address cannot be bound.
+    pub async fn start(settings: &SipSettings) -> Result<SipStack, SipError> {
+        let cancel = CancellationToken::new();
+        let transports = TransportLayer::new(cancel.clone());
+        let mut udp = Vec::new();
+        for addr in &settings.udp {
+            udp.push(UdpTransport::bind(*addr, cancel.child_token()).await?);
+        }
+        let mut tcp = Vec::new();
+        for addr in &settings.tcp {
+            tcp.push(TcpTransport::bind(*addr).await?);
+        }
+        // Registered for sending only: the endpoint's own serve() (which
+        // would start rsipstack's readers on them) is never called.
+        for t in &udp {
+            transports.add_transport(t.connection());
+        }
+        let endpoint = EndpointBuilder::new()
+            .with_user_agent(&settings.user_agent)
+            .with_transport_layer(transports)
+            .with_cancel_token(cancel.child_token())
+            .with_allows(ALLOWED.to_vec())
+            .build();
+        let incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| SipError::Stack(e.to_string()))?;
+        let dialogs = DialogLayer::new(endpoint.inner.clone());
+
+        let inner = endpoint.inner.clone();
+        let timers = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = timers.cancelled() => {}
+                _ = inner.process_timer() => {}
+            }
+        });
+        let udp_connections = udp.iter().map(UdpTransport::connection).collect();
+        for t in udp {
+            tokio::spawn(t.serve(
+                endpoint.inner.clone(),
+                settings.max_message,
+                settings.user_agent.clone(),
+                cancel.child_token(),
+            ));
+        }
+        let tcp_settings = TcpSettings {
+            max_message: settings.max_message,
+            idle_timeout: settings.tcp_idle_timeout,
+            server: settings.user_agent.clone(),
+        };
+        for t in tcp {
+            tokio::spawn(t.serve(
+                endpoint.inner.clone(),
+                tcp_settings.clone(),
+                cancel.child_token(),
+            ));
+        }
+        Ok(SipStack {
+            endpoint,
+            dialogs,
+            incoming,
+            udp: udp_connections,
+            cancel,
+        })
+    }
+
+    /// Stops every loop and closes the sockets.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}

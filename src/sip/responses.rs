@@ -1,0 +1,34 @@
+//! Headers that vmesh's responses share.
+
+use rsipstack::sip::{Header, Method};
+
+use super::ALLOWED;
+
+/// `Allow` listing the methods vmesh answers (RFC 3261 §20.5), sent with
+/// 200 to OPTIONS and with 405 (§21.4.6 requires it there).
+pub fn allow() -> Header {
+    let methods: Vec<String> = ALLOWED.iter().map(Method::to_string).collect();
+    Header::Allow(methods.join(", ").into())
+}
+
+/// `Accept`: the bodies vmesh understands (RFC 3261 §20.1).
+pub fn accept() -> Header {
+    Header::Accept("application/sdp".into())
+}
+
+/// `Supported`: no option tags beyond the base protocol yet; sent empty as
+/// RFC 3261 §11.2 suggests for OPTIONS answers.
+pub fn supported() -> Header {
+    Header::Supported("".into())
+}
+
+/// `Retry-After` in seconds, for 503 when over capacity or shutting down
+/// (RFC 3261 §20.33).
+pub fn retry_after(seconds: u32) -> Header {
+    Header::RetryAfter(seconds.to_string().into())
+}
+
+/// `Content-Type: application/sdp`.
+pub fn sdp_content_type() -> Header {
+    Header::ContentType("application/sdp".into())
+}

@@ -1,0 +1,77 @@
+//! The UDP receive loop (RFC 3261 §18.2.1).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rsipstack::transaction::endpoint::EndpointInner;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::SipConnection;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::deliver;
+use crate::sip::inbound::{classify, Inbound};
+use crate::sip::SipError;
+
+/// A bound UDP SIP socket, registered with rsipstack for sending.
+pub struct UdpTransport {
+    connection: UdpConnection,
+}
+
+impl UdpTransport {
+    /// Binds `addr`.
+    pub async fn bind(addr: SocketAddr, cancel: CancellationToken) -> Result<Self, SipError> {
+        let connection = UdpConnection::create_connection(addr, None, Some(cancel))
+            .await
+            .map_err(|e| SipError::Bind {
+                addr: format!("udp:{addr}"),
+                reason: e.to_string(),
+            })?;
+        Ok(UdpTransport { connection })
+    }
+
+    /// The rsipstack connection that sends on this socket.
+    pub fn connection(&self) -> SipConnection {
+        SipConnection::Udp(self.connection.clone())
+    }
+
+    /// Reads datagrams until cancelled. One buffer, reused: a datagram larger
+    /// than `max_message` is seen as such (the buffer is one byte longer) and
+    /// answered 413 when its headers allow.
+    pub async fn serve(
+        self,
+        endpoint: Arc<EndpointInner>,
+        max_message: usize,
+        server: String,
+        cancel: CancellationToken,
+    ) {
+        let mut buf = vec![0u8; max_message.min(65535) + 1];
+        loop {
+            let received = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.connection.recv_raw(&mut buf) => r,
+            };
+            let (len, from) = match received {
+                Ok(r) => r,
+                Err(e) => {
+                    // ICMP port unreachable surfaces here on Linux; the
+                    // socket itself is fine.
+                    debug!(error = %e, "udp receive error");
+                    continue;
+                }
+            };
+            let Some(raw) = buf.get(..len) else { continue };
+            match classify(raw, max_message, true, &server) {
+                Inbound::Message(message) => {
+                    deliver(&endpoint, *message, self.connection(), &from).await;
+                }
+                Inbound::Reply(bytes) => {
+                    if let Err(e) = self.connection.send_raw(&bytes, &from).await {
+                        warn!(%from, error = %e, "cannot send error response");
+                    }
+                }
+                Inbound::Ignore => debug!(%from, len, "ignored datagram"),
+            }
+        }
+    }
+}

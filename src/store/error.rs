@@ -1,0 +1,143 @@
+//! The one error type of the store boundary.
+//!
+//! Every variant names what an operator needs to act on it: the file, the
+//! message id, the mailbox or the database operation that failed.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The mailbox is not 1..=32 ASCII digits. It becomes a directory name,
+    /// so anything else (for example `../x`) is refused before touching disk.
+    #[error("invalid mailbox {mailbox:?}: expected 1 to 32 ASCII digits")]
+    InvalidMailbox {
+        /// The rejected value.
+        mailbox: String,
+    },
+
+    /// The id is neither a UUID nor a prefix of at least 8 hex digits.
+    #[error("invalid message id {id:?}: expected a UUID or a prefix of at least 8 hex digits")]
+    InvalidId {
+        /// The rejected value.
+        id: String,
+    },
+
+    /// No message has this id (or id prefix).
+    #[error("no message with id {id:?}")]
+    NotFound {
+        /// The id or prefix looked up.
+        id: String,
+    },
+
+    /// The prefix matches more than one message; the caller must type more.
+    #[error("message id prefix {prefix:?} is ambiguous: matches {matches:?}")]
+    Ambiguous {
+        /// The prefix looked up.
+        prefix: String,
+        /// Some of the ids it matches (at most ten).
+        matches: Vec<String>,
+    },
+
+    /// A recording was started with a sample rate of zero.
+    #[error("invalid sample rate {sample_rate} for message {id}")]
+    InvalidSampleRate {
+        /// The message being started.
+        id: String,
+        /// The rejected rate.
+        sample_rate: u32,
+    },
+
+    /// The receive time cannot be written as RFC 3339 (year out of range).
+    #[error("cannot format receive time of message {id} as RFC 3339: {source}")]
+    Timestamp {
+        /// The message being started.
+        id: String,
+        /// Why formatting failed.
+        #[source]
+        source: time::error::Format,
+    },
+
+    /// A file system operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `rename to`.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Writing or reading a WAV file failed.
+    #[error("WAV file {}: {source}", path.display())]
+    Wav {
+        /// The audio file.
+        path: PathBuf,
+        /// hound's error.
+        #[source]
+        source: hound::Error,
+    },
+
+    /// A recording file cannot be used, even after header repair.
+    #[error("recording {} is unusable: {reason}", path.display())]
+    CorruptRecording {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A recording sidecar (`recording/<id>.json`) cannot be read or written.
+    #[error("sidecar {}: {source}", path.display())]
+    Sidecar {
+        /// The sidecar file.
+        path: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// An SQLite operation on the index failed.
+    #[error("database {}: {what}: {source}", path.display())]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The operation, naming the message where there is one.
+        what: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The index was written by a newer vmesh; refusing to touch it protects
+    /// the newer schema from being misread.
+    #[error(
+        "database {} has schema version {found}, newer than the {supported} this vmesh knows",
+        path.display()
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+}
+
+impl StoreError {
+    /// Builds an [`StoreError::Io`] for `op` on `path`; used with `map_err`.
+    pub(super) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| StoreError::Io { op, path, source }
+    }
+
+    /// Builds a [`StoreError::Wav`] for `path`; used with `map_err`.
+    pub(super) fn wav(path: impl Into<PathBuf>) -> impl FnOnce(hound::Error) -> Self {
+        let path = path.into();
+        move |source| StoreError::Wav { path, source }
+    }
+}

@@ -1,0 +1,158 @@
+//! A voicemail message: what a call hands the store when recording starts
+//! ([`NewMessage`]) and what the index holds once it is stored ([`Message`]).
+
+use serde::{Deserialize, Serialize};
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+use uuid::Uuid;
+
+use super::error::StoreError;
+
+/// The only container the store writes today; kept as a column so that
+/// other formats (Ogg Opus) can be added without a schema change.
+pub const FORMAT_WAV: &str = "wav";
+
+/// The state of a message nobody has listened to yet (drives MWI).
+pub const STATE_NEW: &str = "new";
+
+/// Longest mailbox accepted; mailboxes are PBX extensions, never longer.
+const MAILBOX_MAX_LEN: usize = 32;
+
+/// RFC 3339 (section 5.6) in UTC with exactly three fraction digits. The fixed
+/// width makes the text sort in time order, so SQLite can order by it.
+const RECEIVED_AT_FORMAT: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// What the call layer knows when it answers a call and starts recording.
+///
+/// The id is chosen here, at recording time, so that the same message keeps
+/// one identity across crashes, recovery and transfer between servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    /// Message identity, unique across the mesh.
+    pub id: Uuid,
+    /// Target mailbox (1..=32 ASCII digits); becomes a directory name.
+    pub mailbox: String,
+    /// The caller's URI (From, or P-Asserted-Identity when trusted).
+    pub caller_uri: String,
+    /// The caller's display name, when the PBX sent one.
+    pub caller_name: Option<String>,
+    /// The originally called URI (Diversion / History-Info target).
+    pub called_uri: String,
+    /// Diversion reason (RFC 5806 `reason`, RFC 4458 `cause`), e.g. `user-busy`.
+    pub reason: Option<String>,
+    /// When the call reached the voicemail server.
+    pub received_at: OffsetDateTime,
+    /// Negotiated codec name, e.g. `PCMU`.
+    pub codec: String,
+    /// Rate of the decoded PCM that will be written (8000 for G.711).
+    pub sample_rate: u32,
+    /// The server that recorded the message (its mesh name).
+    pub origin: String,
+    /// SIP Call-ID of the call, to correlate with logs and traces.
+    pub call_id: String,
+}
+
+/// A stored message as listed by the index; also the JSON shape of
+/// `vmesh messages --json` and of the metadata part of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Hyphenated lower-case UUID.
+    pub id: String,
+    /// Mailbox (1..=32 ASCII digits).
+    pub mailbox: String,
+    /// Caller URI.
+    pub caller: String,
+    /// Caller display name.
+    pub caller_name: Option<String>,
+    /// Originally called URI.
+    pub called: String,
+    /// Diversion reason.
+    pub reason: Option<String>,
+    /// RFC 3339 UTC receive time, fixed width (milliseconds).
+    pub received_at: String,
+    /// Audio length, from the samples in the file.
+    pub duration_ms: u64,
+    /// Codec the call used.
+    pub codec: String,
+    /// Container format of the audio file ([`FORMAT_WAV`]).
+    pub format: String,
+    /// Sample rate of the stored PCM.
+    pub sample_rate: u32,
+    /// Size of the audio file in bytes.
+    pub size_bytes: u64,
+    /// Lower-case hex SHA-256 of the audio file, to verify copies.
+    pub sha256: String,
+    /// Listening state ([`STATE_NEW`] when stored).
+    pub state: String,
+    /// True when the recording was cut short (crash, abnormal call end) and
+    /// holds only what was received.
+    pub partial: bool,
+    /// Server that recorded it.
+    pub origin: String,
+    /// SIP Call-ID of the call.
+    pub call_id: String,
+}
+
+/// Checks that a mailbox is 1..=32 ASCII digits.
+///
+/// Mailboxes become path components (`messages/<mailbox>/`), so this is the
+/// guard against path traversal; every entry point that takes a mailbox
+/// calls it before building a path.
+pub fn validate_mailbox(mailbox: &str) -> Result<(), StoreError> {
+    let ok = (1..=MAILBOX_MAX_LEN).contains(&mailbox.len())
+        && mailbox.bytes().all(|b| b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidMailbox {
+            mailbox: mailbox.to_owned(),
+        })
+    }
+}
+
+/// Formats a receive time the way the index stores it (see
+/// [`RECEIVED_AT_FORMAT`]): converted to UTC, milliseconds, `Z`.
+pub fn format_received_at(id: &Uuid, at: OffsetDateTime) -> Result<String, StoreError> {
+    at.to_offset(UtcOffset::UTC)
+        .format(RECEIVED_AT_FORMAT)
+        .map_err(|source| StoreError::Timestamp {
+            id: id.to_string(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn mailbox_accepts_digits_only() {
+        assert!(validate_mailbox("1001").is_ok());
+        assert!(validate_mailbox(&"9".repeat(32)).is_ok());
+        for bad in ["", "../x", "10/01", "1001 ", "abc", "١٢٣", &"9".repeat(33)] {
+            assert!(
+                matches!(
+                    validate_mailbox(bad),
+                    Err(StoreError::InvalidMailbox { .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn received_at_is_utc_fixed_width_and_sorts() {
+        let id = Uuid::nil();
+        let a = format_received_at(&id, datetime!(2024-05-01 12:00:00 +02:00)).unwrap();
+        let b = format_received_at(&id, datetime!(2024-05-01 10:00:00.5 UTC)).unwrap();
+        assert_eq!(a, "2024-05-01T10:00:00.000Z");
+        assert_eq!(b, "2024-05-01T10:00:00.500Z");
+        assert!(a < b);
+        let parsed =
+            OffsetDateTime::parse(&b, &time::format_description::well_known::Rfc3339).unwrap();
+        assert_eq!(parsed, datetime!(2024-05-01 10:00:00.5 UTC));
+    }
+}

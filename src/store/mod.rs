@@ -1,0 +1,289 @@
+//! Durable voicemail storage: WAV message files plus an SQLite index.
+//!
+//! Layout of the data directory:
+//!
+//! ```text
+//! vmesh.db                      index (WAL, synchronous=FULL), schema in schema.rs
+//! recording/<id>.json           sidecar: metadata, durable before the first audio byte
+//! recording/<id>.wav            audio being recorded
+//! messages/<mailbox>/<id>.wav   stored messages
+//! ```
+//!
+//! The contract: a message is either fully listed (row committed, file
+//! durable and matching its size and SHA-256) or not listed at all, and
+//! audio that reached the disk before a crash is never silently dropped;
+//! [`Store::recover`] finishes what a crash interrupted. See `commit.rs`
+//! for the order of the steps and `recovery.rs` for each crash state.
+//!
+//! The store is synchronous (std files, rusqlite): callers on an async
+//! runtime run [`Store::finish`], [`Store::recover`] and the queries on a
+//! blocking thread; [`Recording::write`] is cheap enough for the media path.
+
+mod commit;
+mod durable;
+mod error;
+mod index;
+mod message;
+mod recording;
+mod recovery;
+mod schema;
+mod sidecar;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use uuid::Uuid;
+
+pub use error::StoreError;
+pub use message::{validate_mailbox, Message, NewMessage, FORMAT_WAV, STATE_NEW};
+pub use recording::Recording;
+
+use sidecar::Sidecar;
+
+/// File name of the index inside the data directory.
+pub const DB_FILE: &str = "vmesh.db";
+/// Directory of in-progress recordings and their sidecars.
+pub const RECORDING_DIR: &str = "recording";
+/// Directory of stored messages, one subdirectory per mailbox.
+pub const MESSAGES_DIR: &str = "messages";
+
+/// How long a writer waits for another process (the CLI, a second server
+/// instance by mistake) holding the database lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Shortest id prefix accepted by [`Store::get`]; shorter prefixes collide
+/// too easily to be safe for `delete`.
+pub const MIN_ID_PREFIX: usize = 8;
+
+/// Most matches reported in [`StoreError::Ambiguous`].
+const AMBIGUOUS_REPORT_LIMIT: u32 = 10;
+
+/// The message store of one data directory. `Send + Sync`; share it with
+/// `Arc`. Queries serialize on one SQLite connection; recordings write their
+/// files without taking the lock.
+pub struct Store {
+    data_dir: PathBuf,
+    db_path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+/// Outcome of [`Store::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per call and matched at once; boxing buys nothing"
+)]
+pub enum Finished {
+    /// The message is durable and listed.
+    Stored(Message),
+    /// Shorter than the minimum duration (a hang-up at the greeting): both
+    /// files were removed and nothing was listed.
+    Discarded {
+        /// How much audio there was.
+        duration: Duration,
+    },
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir`: directories, the
+    /// database in WAL mode with `synchronous=FULL`, and pending schema
+    /// migrations. Call [`Store::recover`] before taking calls.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        for dir in [
+            data_dir.to_owned(),
+            data_dir.join(RECORDING_DIR),
+            data_dir.join(MESSAGES_DIR),
+        ] {
+            durable::create_dir(&dir)?;
+        }
+        let db_path = data_dir.join(DB_FILE);
+        let db_err = |what: &str| {
+            let path = db_path.clone();
+            let what = what.to_owned();
+            move |source| StoreError::Database { path, what, source }
+        };
+        let mut conn = Connection::open(&db_path).map_err(db_err("open"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(db_err("set busy timeout"))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(db_err("set journal_mode=WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(db = %db_path.display(), %mode, "database did not switch to WAL");
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err("set synchronous=FULL"))?;
+        schema::migrate(&mut conn, &db_path)?;
+        Ok(Store {
+            data_dir: data_dir.to_owned(),
+            db_path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Starts recording a message: validates the metadata, writes the
+    /// sidecar durably, then creates `recording/<id>.wav` with its header.
+    /// After this returns, a crash can no longer lose the call's audio.
+    pub fn start_recording(&self, meta: NewMessage) -> Result<Recording, StoreError> {
+        let sidecar = Sidecar::from_new(meta)?;
+        let id = sidecar.id.to_string();
+        let sidecar_path = self.sidecar_path(&id);
+        let wav_path = self.recording_path(&id);
+        if sidecar_path.exists() || wav_path.exists() {
+            return Err(StoreError::Io {
+                op: "start recording",
+                path: sidecar_path,
+                source: io::Error::new(io::ErrorKind::AlreadyExists, "id already recording"),
+            });
+        }
+        sidecar.write(&sidecar_path)?;
+        Recording::create(sidecar, wav_path)
+    }
+
+    /// Ends a recording. Below `min_duration` its files are deleted and
+    /// [`Finished::Discarded`] returned; otherwise the WAV is finalized,
+    /// fsynced, moved to `messages/<mailbox>/<id>.wav` and indexed with
+    /// `partial` (true when the call ended abnormally). On error the files
+    /// stay in `recording/` and the next [`Store::recover`] lists them.
+    pub fn finish(
+        &self,
+        rec: Recording,
+        min_duration: Duration,
+        partial: bool,
+    ) -> Result<Finished, StoreError> {
+        let duration = rec.duration();
+        let closed = rec.close()?;
+        if duration < min_duration {
+            // Audio first: a crash in between leaves a sidecar without
+            // audio, which recovery removes.
+            fs::remove_file(&closed.wav_path)
+                .map_err(StoreError::io("remove", &closed.wav_path))?;
+            self.remove_sidecar(&closed.sidecar.id.to_string());
+            return Ok(Finished::Discarded { duration });
+        }
+        let message = self.publish(&closed.sidecar, &closed.wav_path, closed.samples, partial)?;
+        Ok(Finished::Stored(message))
+    }
+
+    /// All messages, or those of one mailbox, newest first.
+    pub fn list(&self, mailbox: Option<&str>) -> Result<Vec<Message>, StoreError> {
+        if let Some(mailbox) = mailbox {
+            validate_mailbox(mailbox)?;
+        }
+        let conn = self.lock();
+        index::list(&conn, mailbox).map_err(self.db_err("list messages".into()))
+    }
+
+    /// One message by full UUID (either form, any case) or by a unique
+    /// prefix of at least [`MIN_ID_PREFIX`] hex digits, as the CLI shows
+    /// short ids.
+    pub fn get(&self, id: &str) -> Result<Message, StoreError> {
+        let wanted = id.trim().to_ascii_lowercase();
+        let conn = self.lock();
+        if let Ok(uuid) = Uuid::try_parse(&wanted) {
+            let full = uuid.to_string();
+            return index::by_id(&conn, &full)
+                .map_err(self.db_err(format!("get message {full}")))?
+                .ok_or(StoreError::NotFound { id: id.to_owned() });
+        }
+        let hex_digits = wanted.bytes().filter(u8::is_ascii_hexdigit).count();
+        let well_formed = wanted.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        if !well_formed || hex_digits < MIN_ID_PREFIX {
+            return Err(StoreError::InvalidId { id: id.to_owned() });
+        }
+        let mut found = index::by_prefix(&conn, &wanted, AMBIGUOUS_REPORT_LIMIT)
+            .map_err(self.db_err(format!("find message by prefix {wanted}")))?;
+        match found.len() {
+            0 => Err(StoreError::NotFound { id: id.to_owned() }),
+            1 => Ok(found.remove(0)),
+            _ => Err(StoreError::Ambiguous {
+                prefix: id.to_owned(),
+                matches: found.into_iter().map(|m| m.id).collect(),
+            }),
+        }
+    }
+
+    /// Deletes a message (same id rules as [`Store::get`]): the row first,
+    /// then the file, so a crash in between leaves an unlisted file that
+    /// recovery removes, never a listed message without audio.
+    pub fn delete(&self, id: &str) -> Result<Message, StoreError> {
+        let message = self.get(id)?;
+        {
+            let conn = self.lock();
+            index::delete(&conn, &message.id)
+                .map_err(self.db_err(format!("delete message {}", message.id)))?;
+        }
+        let path = self.audio_path(&message);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::warn!(path = %path.display(), "deleted message had no audio file");
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    op: "remove",
+                    path,
+                    source,
+                })
+            }
+        }
+        Ok(message)
+    }
+
+    /// Where a stored message's audio lives. The mailbox was validated when
+    /// the row was written, so it is a safe path component.
+    pub fn audio_path(&self, msg: &Message) -> PathBuf {
+        self.message_path(&msg.mailbox, &msg.id)
+    }
+
+    /// Schema version of the index (`PRAGMA user_version`), for diagnostics
+    /// such as `vmesh check`.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        schema::current_version(&conn, &self.db_path)
+    }
+
+    /// The data directory this store was opened on.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The index connection. A panic while holding the lock cannot leave
+    /// SQLite inconsistent (an open transaction rolls back), so a poisoned
+    /// lock is simply taken over.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Maps an SQLite error to [`StoreError::Database`] naming this index.
+    fn db_err(&self, what: String) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        let path = self.db_path.clone();
+        move |source| StoreError::Database { path, what, source }
+    }
+
+    fn message_path(&self, mailbox: &str, id: &str) -> PathBuf {
+        self.data_dir
+            .join(MESSAGES_DIR)
+            .join(mailbox)
+            .join(format!("{id}.{FORMAT_WAV}"))
+    }
+
+    fn recording_path(&self, id: &str) -> PathBuf {
+        self.data_dir
+            .join(RECORDING_DIR)
+            .join(format!("{id}.{FORMAT_WAV}"))
+    }
+
+    fn sidecar_path(&self, id: &str) -> PathBuf {
+        self.data_dir.join(RECORDING_DIR).join(format!("{id}.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! Versioned schema of the message index.
+//!
+//! The schema version lives in SQLite's `PRAGMA user_version` (0 for a new
+//! file). [`MIGRATIONS`] is append-only: entry `n` moves the schema from
+//! version `n` to `n + 1`. Each step runs in its own immediate transaction
+//! together with the version bump, so a crash mid-upgrade leaves the database
+//! at the previous version, and two processes opening the same file at once
+//! (server and CLI) do not both apply a step.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::error::StoreError;
+
+/// Ordered migrations; never edit a released entry, only append.
+const MIGRATIONS: &[&str] = &[
+    // 1: the message index.
+    "CREATE TABLE messages (
+        id          TEXT PRIMARY KEY NOT NULL,
+        mailbox     TEXT NOT NULL,
+        caller_uri  TEXT NOT NULL,
+        caller_name TEXT,
+        called_uri  TEXT NOT NULL,
+        reason      TEXT,
+        received_at TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        codec       TEXT NOT NULL,
+        format      TEXT NOT NULL,
+        sample_rate INTEGER NOT NULL,
+        size_bytes  INTEGER NOT NULL,
+        sha256      TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        partial     INTEGER NOT NULL,
+        origin      TEXT NOT NULL,
+        call_id     TEXT NOT NULL
+    );
+    CREATE INDEX messages_by_received ON messages (received_at DESC, id DESC);
+    CREATE INDEX messages_by_mailbox ON messages (mailbox, received_at DESC, id DESC);",
+];
+
+/// The schema version this build writes and understands.
+pub fn latest_version() -> i64 {
+    // A list of a few entries always fits an i64.
+    MIGRATIONS.len() as i64
+}
+
+/// Reads `PRAGMA user_version`.
+pub fn current_version(conn: &Connection, db_path: &Path) -> Result<i64, StoreError> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|source| StoreError::Database {
+            path: db_path.to_owned(),
+            what: "read user_version".into(),
+            source,
+        })
+}
+
+/// Applies every migration newer than the database's version; returns how
+/// many were applied (0 when already current).
+pub fn migrate(conn: &mut Connection, db_path: &Path) -> Result<usize, StoreError> {
+    let db_err = |what: String| {
+        let path = db_path.to_owned();
+        move |source| StoreError::Database { path, what, source }
+    };
+    let mut applied = 0;
+    for (from, sql) in MIGRATIONS.iter().enumerate() {
+        let to = from as i64 + 1;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err(format!("begin migration to version {to}")))?;
+        // Read inside the write lock so a concurrent opener cannot race us.
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(db_err("read user_version".into()))?;
+        if version > latest_version() {
+            return Err(StoreError::SchemaTooNew {
+                path: db_path.to_owned(),
+                found: version,
+                supported: latest_version(),
+            });
+        }
+        if version >= to {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .map_err(db_err(format!("migrate to version {to}")))?;
+        tx.pragma_update(None, "user_version", to)
+            .map_err(db_err(format!("set user_version {to}")))?;
+        tx.commit()
+            .map_err(db_err(format!("commit migration to version {to}")))?;
+        tracing::info!(db = %db_path.display(), version = to, "applied schema migration");
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_then_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(current_version(&conn, &path).unwrap(), 0);
+        assert_eq!(migrate(&mut conn, &path).unwrap(), MIGRATIONS.len());
+        assert_eq!(current_version(&conn, &path).unwrap(), latest_version());
+        // A second run must not re-create tables (which would fail).
+        assert_eq!(migrate(&mut conn, &path).unwrap(), 0);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", latest_version() + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut conn, &path),
+            Err(StoreError::SchemaTooNew { .. })
+        ));
+    }
+}

@@ -1,0 +1,427 @@
+//! Behaviour of the store through its public API, with crash states made
+//! by hand on disk for recovery.
+
+use std::fs;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use time::macros::datetime;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::*;
+
+const RATE: u32 = 8000;
+const MIN: Duration = Duration::from_secs(1);
+
+fn meta(mailbox: &str, id: Uuid, at: OffsetDateTime) -> NewMessage {
+    NewMessage {
+        id,
+        mailbox: mailbox.into(),
+        caller_uri: "sip:2002@pbx.example".into(),
+        caller_name: Some("Alice".into()),
+        called_uri: format!("sip:{mailbox}@pbx.example"),
+        reason: Some("user-busy".into()),
+        received_at: at,
+        codec: "PCMU".into(),
+        sample_rate: RATE,
+        origin: "site-a".into(),
+        call_id: format!("call-{id}"),
+    }
+}
+
+fn new_meta(mailbox: &str) -> NewMessage {
+    meta(mailbox, Uuid::new_v4(), datetime!(2024-05-01 10:00:00 UTC))
+}
+
+/// A recognizable ramp, so sample-exact comparisons mean something.
+fn samples(n: usize, seed: i32) -> Vec<i16> {
+    (0..n)
+        .map(|i| ((i as i32 * 37 + seed) % 65536 - 32768) as i16)
+        .collect()
+}
+
+/// Writes `audio` in 20 ms frames as the media path would.
+fn record(rec: &mut Recording, audio: &[i16]) {
+    for frame in audio.chunks(160) {
+        rec.write(frame).unwrap();
+    }
+}
+
+fn stored(store: &Store, meta: NewMessage, audio: &[i16]) -> Message {
+    let mut rec = store.start_recording(meta).unwrap();
+    record(&mut rec, audio);
+    match store.finish(rec, MIN, false).unwrap() {
+        Finished::Stored(m) => m,
+        other => panic!("expected stored, got {other:?}"),
+    }
+}
+
+fn read_wav(path: &std::path::Path) -> (hound::WavSpec, Vec<i16>) {
+    let mut reader = hound::WavReader::open(path).unwrap();
+    let spec = reader.spec();
+    (spec, reader.samples::<i16>().map(|s| s.unwrap()).collect())
+}
+
+fn open_tmp() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+fn recording_dir_is_empty(store: &Store) -> bool {
+    fs::read_dir(store.data_dir().join(RECORDING_DIR))
+        .unwrap()
+        .next()
+        .is_none()
+}
+
+/// Simulates a process crash mid-call: nothing of the writer is dropped, so
+/// neither its buffer nor a final header reaches the file.
+fn crash(rec: Recording) {
+    std::mem::forget(rec);
+}
+
+#[test]
+fn finish_stores_exact_audio_and_a_matching_row() {
+    let (_dir, store) = open_tmp();
+    let audio = samples(12_000, 0);
+    let m = stored(&store, new_meta("1001"), &audio);
+
+    assert_eq!(m.duration_ms, 1500);
+    assert_eq!(m.mailbox, "1001");
+    assert_eq!(m.caller_name.as_deref(), Some("Alice"));
+    assert_eq!(m.reason.as_deref(), Some("user-busy"));
+    assert_eq!(m.received_at, "2024-05-01T10:00:00.000Z");
+    assert_eq!((m.format.as_str(), m.state.as_str()), ("wav", "new"));
+    assert!(!m.partial);
+
+    let path = store.audio_path(&m);
+    assert!(path.ends_with(format!("messages/1001/{}.wav", m.id)));
+    let bytes = fs::read(&path).unwrap();
+    assert_eq!(m.size_bytes, bytes.len() as u64);
+    assert_eq!(m.size_bytes, 44 + 2 * 12_000);
+    assert_eq!(m.sha256, hex::encode(Sha256::digest(&bytes)));
+    let (spec, read) = read_wav(&path);
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (1, RATE, 16)
+    );
+    assert_eq!(read, audio);
+
+    assert_eq!(store.list(None).unwrap(), vec![m.clone()]);
+    assert_eq!(store.get(&m.id).unwrap(), m);
+    assert!(recording_dir_is_empty(&store));
+}
+
+#[test]
+fn header_is_valid_on_disk_while_recording() {
+    let (_dir, store) = open_tmp();
+    let mut rec = store.start_recording(new_meta("1001")).unwrap();
+    record(&mut rec, &samples(RATE as usize, 0));
+    assert_eq!(rec.duration(), Duration::from_secs(1));
+    let (_, read) = read_wav(rec.path());
+    assert_eq!(read.len(), RATE as usize);
+    store.finish(rec, MIN, false).unwrap();
+}
+
+#[test]
+fn below_minimum_is_discarded_without_trace() {
+    let (_dir, store) = open_tmp();
+    let mut rec = store.start_recording(new_meta("1001")).unwrap();
+    record(&mut rec, &samples(4000, 0));
+    let outcome = store.finish(rec, MIN, false).unwrap();
+    assert_eq!(
+        outcome,
+        Finished::Discarded {
+            duration: Duration::from_millis(500)
+        }
+    );
+    assert!(store.list(None).unwrap().is_empty());
+    assert!(recording_dir_is_empty(&store));
+    assert!(!store.data_dir().join(MESSAGES_DIR).join("1001").exists());
+}
+
+#[test]
+fn mailbox_outside_digits_is_rejected_before_touching_disk() {
+    let (_dir, store) = open_tmp();
+    for bad in ["../x", "", "1001/..", "a1"] {
+        assert!(matches!(
+            store.start_recording(new_meta(bad)),
+            Err(StoreError::InvalidMailbox { .. })
+        ));
+        assert!(matches!(
+            store.list(Some(bad)),
+            Err(StoreError::InvalidMailbox { .. })
+        ));
+    }
+    assert!(recording_dir_is_empty(&store));
+}
+
+#[test]
+fn list_is_newest_first_and_filters_by_mailbox() {
+    let (_dir, store) = open_tmp();
+    let audio = samples(8000, 0);
+    let old = stored(
+        &store,
+        meta("1001", Uuid::new_v4(), datetime!(2024-05-01 10:00:00 UTC)),
+        &audio,
+    );
+    let new = stored(
+        &store,
+        meta("1001", Uuid::new_v4(), datetime!(2024-05-01 10:00:00.5 UTC)),
+        &audio,
+    );
+    let other = stored(
+        &store,
+        meta("1002", Uuid::new_v4(), datetime!(2024-05-01 09:00:00 UTC)),
+        &audio,
+    );
+    let ids = |v: Vec<Message>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list(None).unwrap()),
+        vec![new.id.clone(), old.id.clone(), other.id.clone()]
+    );
+    assert_eq!(ids(store.list(Some("1001")).unwrap()), vec![new.id, old.id]);
+    assert!(store.list(Some("1003")).unwrap().is_empty());
+}
+
+#[test]
+fn get_by_unique_prefix_and_reports_ambiguity() {
+    let (_dir, store) = open_tmp();
+    let audio = samples(8000, 0);
+    let at = datetime!(2024-05-01 10:00:00 UTC);
+    let a = Uuid::from_u128(0x12345678_0000_4000_8000_00000000000a);
+    let b = Uuid::from_u128(0x12345678_0000_4000_8000_00000000000b);
+    let c = Uuid::from_u128(0xabcdef01_0000_4000_8000_000000000001);
+    for id in [a, b, c] {
+        stored(&store, meta("1001", id, at), &audio);
+    }
+    assert_eq!(store.get("abcdef01").unwrap().id, c.to_string());
+    assert_eq!(store.get("ABCDEF01-00").unwrap().id, c.to_string());
+    assert_eq!(
+        store.get(&a.simple().to_string()).unwrap().id,
+        a.to_string()
+    );
+    assert_eq!(store.get(&b.to_string()).unwrap().id, b.to_string());
+    match store.get("12345678") {
+        Err(StoreError::Ambiguous { matches, .. }) => {
+            assert_eq!(matches, vec![a.to_string(), b.to_string()])
+        }
+        other => panic!("expected ambiguous, got {other:?}"),
+    }
+    for bad in ["1234567", "zzzzzzzz", "1234567%", ""] {
+        assert!(
+            matches!(store.get(bad), Err(StoreError::InvalidId { .. })),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        store.get("deadbeef"),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.get(&Uuid::new_v4().to_string()),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn delete_removes_row_and_file() {
+    let (_dir, store) = open_tmp();
+    let keep = stored(&store, new_meta("1001"), &samples(8000, 1));
+    let gone = stored(&store, new_meta("1001"), &samples(8000, 2));
+    let path = store.audio_path(&gone);
+    assert_eq!(store.delete(&gone.id[..8]).unwrap(), gone);
+    assert!(!path.exists());
+    assert!(matches!(
+        store.get(&gone.id),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.list(None).unwrap(), vec![keep.clone()]);
+    assert!(store.audio_path(&keep).exists());
+}
+
+#[test]
+fn reopening_keeps_messages_and_does_not_migrate_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = {
+        let store = Store::open(dir.path()).unwrap();
+        stored(&store, new_meta("1001"), &samples(8000, 0))
+    };
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), schema::latest_version());
+    assert_eq!(store.list(None).unwrap(), vec![m]);
+    let mode: String = store
+        .lock()
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn concurrent_recordings_on_threads() {
+    let (_dir, store) = open_tmp();
+    let store = Arc::new(store);
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            thread::spawn(move || {
+                let audio = samples(8800, i);
+                let m = stored(&store, new_meta(&format!("10{i}")), &audio);
+                (m, audio)
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (m, audio) = handle.join().unwrap();
+        assert_eq!(m.duration_ms, 1100);
+        assert_eq!(read_wav(&store.audio_path(&m)).1, audio);
+    }
+    assert_eq!(store.list(None).unwrap().len(), 8);
+}
+
+#[test]
+fn recover_finishes_a_recording_cut_by_a_crash_as_partial() {
+    let (_dir, store) = open_tmp();
+    let mut rec = store.start_recording(new_meta("1001")).unwrap();
+    let id = rec.id().to_string();
+    // 2.5 s: the last flush happened at 2 s, the rest was in the buffer.
+    record(&mut rec, &samples(20_000, 0));
+    crash(rec);
+
+    let recovered = store.recover().unwrap();
+    assert_eq!(recovered.len(), 1);
+    let m = &recovered[0];
+    assert_eq!(m.id, id);
+    assert!(m.partial);
+    assert_eq!(m.duration_ms, 2000);
+    assert_eq!(read_wav(&store.audio_path(m)).1, samples(16_000, 0));
+    assert_eq!(store.list(None).unwrap(), recovered);
+    assert!(recording_dir_is_empty(&store));
+
+    assert!(store.recover().unwrap().is_empty(), "recover is idempotent");
+    assert_eq!(store.list(None).unwrap(), recovered);
+}
+
+#[test]
+fn recover_rebuilds_a_stale_header_and_keeps_short_audio() {
+    let (_dir, store) = open_tmp();
+    let rec = store.start_recording(new_meta("1001")).unwrap();
+    let path = rec.path().to_owned();
+    crash(rec);
+    // The header on disk still says zero samples; 500 samples and half of
+    // one more made it to the file after it.
+    let audio = samples(500, 3);
+    let mut bytes = fs::read(&path).unwrap();
+    assert_eq!(bytes.len(), 44);
+    bytes.extend(audio.iter().flat_map(|s| s.to_le_bytes()));
+    bytes.push(0x7f);
+    fs::write(&path, &bytes).unwrap();
+
+    let recovered = store.recover().unwrap();
+    assert_eq!(
+        recovered.len(),
+        1,
+        "short partial audio is kept, not dropped"
+    );
+    let m = &recovered[0];
+    assert!(m.partial);
+    assert_eq!(m.duration_ms, 62);
+    assert_eq!(m.size_bytes, 44 + 1000);
+    let final_bytes = fs::read(store.audio_path(m)).unwrap();
+    assert_eq!(m.sha256, hex::encode(Sha256::digest(&final_bytes)));
+    assert_eq!(read_wav(&store.audio_path(m)).1, audio);
+}
+
+#[test]
+fn recover_removes_a_recording_with_no_samples() {
+    let (_dir, store) = open_tmp();
+    crash(store.start_recording(new_meta("1001")).unwrap());
+    assert!(store.recover().unwrap().is_empty());
+    assert!(store.list(None).unwrap().is_empty());
+    assert!(recording_dir_is_empty(&store));
+}
+
+/// Finishes a message normally, then puts back its sidecar, as if the crash
+/// happened before the sidecar was removed.
+fn stored_with_sidecar_restored(store: &Store) -> Message {
+    let rec = store.start_recording(new_meta("1001")).unwrap();
+    let sidecar_path = store.sidecar_path(&rec.id().to_string());
+    let sidecar = fs::read(&sidecar_path).unwrap();
+    let mut rec = rec;
+    record(&mut rec, &samples(9000, 0));
+    let Finished::Stored(m) = store.finish(rec, MIN, false).unwrap() else {
+        panic!("not stored");
+    };
+    fs::write(&sidecar_path, sidecar).unwrap();
+    m
+}
+
+#[test]
+fn recover_indexes_a_final_file_whose_commit_was_lost() {
+    let (_dir, store) = open_tmp();
+    let m = stored_with_sidecar_restored(&store);
+    assert!(index::delete(&store.lock(), &m.id).unwrap());
+
+    let recovered = store.recover().unwrap();
+    assert_eq!(recovered, vec![m.clone()]);
+    assert!(!recovered[0].partial);
+    assert!(recording_dir_is_empty(&store));
+    assert!(store.recover().unwrap().is_empty());
+    assert_eq!(store.list(None).unwrap(), vec![m]);
+}
+
+#[test]
+fn recover_drops_a_sidecar_whose_row_is_committed() {
+    let (_dir, store) = open_tmp();
+    let m = stored_with_sidecar_restored(&store);
+    assert!(store.recover().unwrap().is_empty());
+    assert!(recording_dir_is_empty(&store));
+    assert_eq!(store.list(None).unwrap(), vec![m]);
+}
+
+#[test]
+fn recover_removes_a_sidecar_without_audio() {
+    let (_dir, store) = open_tmp();
+    let rec = store.start_recording(new_meta("1001")).unwrap();
+    let path = rec.path().to_owned();
+    crash(rec);
+    fs::remove_file(path).unwrap();
+    // And a sidecar that never got renamed into place.
+    fs::write(store.data_dir().join(RECORDING_DIR).join("x.tmp"), b"{").unwrap();
+    assert!(store.recover().unwrap().is_empty());
+    assert!(recording_dir_is_empty(&store));
+}
+
+#[test]
+fn recover_keeps_rows_whose_file_is_missing() {
+    let (_dir, store) = open_tmp();
+    let m = stored(&store, new_meta("1001"), &samples(8000, 0));
+    fs::remove_file(store.audio_path(&m)).unwrap();
+    assert!(store.recover().unwrap().is_empty());
+    assert_eq!(store.list(None).unwrap(), vec![m]);
+}
+
+#[test]
+fn recover_completes_an_interrupted_delete() {
+    let (_dir, store) = open_tmp();
+    let m = stored(&store, new_meta("1001"), &samples(8000, 0));
+    assert!(index::delete(&store.lock(), &m.id).unwrap());
+    assert!(store.recover().unwrap().is_empty());
+    assert!(!store.audio_path(&m).exists());
+}
+
+#[test]
+fn recover_leaves_an_unreadable_sidecar_and_its_audio() {
+    let (_dir, store) = open_tmp();
+    let rec = store.start_recording(new_meta("1001")).unwrap();
+    let id = rec.id().to_string();
+    let wav = rec.path().to_owned();
+    crash(rec);
+    fs::write(store.sidecar_path(&id), b"not json").unwrap();
+    assert!(store.recover().unwrap().is_empty());
+    assert!(wav.exists() && store.sidecar_path(&id).exists());
+}
