@@ -7,3 +7,6 @@ pub mod call;
 pub mod config;
 pub mod sip;
 pub mod store;
+pub mod cli;
+pub mod media;
+pub mod voicemail;

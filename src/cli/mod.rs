@@ -1,0 +1,137 @@
+//! The `vmesh` command line (clap).
+//!
+//! Every command that reads state takes `--profile FILE` or `--data DIR`
+//! (default `./vmesh-data`); `--json` prints exactly one JSON document on
+//! stdout. Errors go to stderr with a non-zero exit (the binary's `main`).
+
+mod check;
+mod messages;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ConfigErrors, Profile};
+
+/// A SIP voicemail server for IP-PBXs, one per site, as a mesh of peers.
+#[derive(Debug, Parser)]
+#[command(name = "vmesh", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the voicemail server (the embedded default profile without --profile).
+    Serve {
+        /// Profile TOML file.
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+    },
+    /// Validate a profile; report every error with its file and key.
+    Check {
+        /// Profile TOML file (the embedded default without it).
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+    },
+    /// Inspect and manage stored messages.
+    Messages {
+        #[command(subcommand)]
+        command: MessagesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MessagesCommand {
+    /// List messages, newest first.
+    List {
+        /// Only this mailbox.
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Show one message (full id or a unique prefix of 8+ characters).
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Write a message's audio to a WAV file.
+    Export {
+        id: String,
+        /// Output file.
+        #[arg(long, value_name = "FILE.wav")]
+        out: PathBuf,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Delete a message (index row and audio file).
+    Delete {
+        id: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+/// Where the state is: a profile's data_dir, or a data directory.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Profile whose data_dir to use.
+    #[arg(long, value_name = "FILE", conflicts_with = "data")]
+    pub profile: Option<PathBuf>,
+    /// Data directory [default: ./vmesh-data].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+impl StateArgs {
+    /// The data directory these arguments name.
+    pub fn data_dir(&self) -> Result<PathBuf, CliError> {
+        if let Some(p) = &self.profile {
+            return Ok(Profile::load(p)?.server.data_dir);
+        }
+        Ok(self
+            .data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("vmesh-data")))
+    }
+}
+
+/// What a command can fail with; each says what the user should look at.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("invalid profile:\n{0}")]
+    Profile(#[from] ConfigErrors),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Server(#[from] crate::voicemail::ServerError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no data directory at {0} (use --data DIR or --profile FILE)")]
+    NoData(PathBuf),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("JSON output: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve { profile } => serve::run(profile.as_deref()),
+        Command::Check { profile } => check::run(profile.as_deref()),
+        Command::Messages { command } => messages::run(command),
+    }
+}

@@ -1,0 +1,38 @@
+//! `vmesh serve`: run the server until SIGINT or SIGTERM.
+
+use std::path::Path;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::CliError;
+use crate::config::Profile;
+use crate::voicemail::Server;
+
+pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
+    let profile = match profile {
+        Some(path) => Profile::load(path)?,
+        None => Profile::embedded_default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(async move {
+        let server = Server::start(profile).await?;
+        let stop = CancellationToken::new();
+        let on_signal = stop.clone();
+        let mut term = signal(SignalKind::terminate()).map_err(CliError::Runtime)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(CliError::Runtime)?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM"),
+                _ = int.recv() => info!("SIGINT"),
+            }
+            on_signal.cancel();
+        });
+        server.run(stop).await;
+        Ok(())
+    })
+}

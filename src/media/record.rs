@@ -1,0 +1,189 @@
+//! The record loop: one call's RTP socket drained into a PCM sink.
+//!
+//! This is the thin async shell around [`RtpReceiver`]: it waits on the
+//! socket, the call's commands, the stop signal and a play-out tick, and
+//! decides when the recording ends. All timing goes through `tokio::time`,
+//! so a test runtime with paused time can drive it.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{self, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::receiver::{MediaEvent, ReceiverStats, RtpReceiver};
+use super::sdp::Negotiated;
+use super::socket::RtpSocket;
+
+/// One receive buffer per call: larger than any RTP packet on a 1500-byte
+/// MTU, and small enough for 1,000 calls to cost 2 MB.
+const RECV_BUFFER: usize = 2048;
+/// How often due audio is played out and the timeouts are checked.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// The recording's sample rate.
+const SAMPLE_RATE: u128 = 8000;
+/// The key that ends a recording ("press # when done").
+const END_KEY: char = '#';
+
+/// When a recording must end, whatever the caller does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLimits {
+    /// The longest message, counted in recorded audio; the recording is cut
+    /// at exactly this many samples.
+    pub max_length: Duration,
+    /// Silence on the wire this long means the caller is gone (a lost BYE).
+    /// It does not run while the caller holds the call.
+    pub rtp_timeout: Duration,
+    /// How long audio waits in the jitter buffer for reordered packets.
+    pub jitter: Duration,
+}
+
+/// Why a recording ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordEnd {
+    /// The call ended or the server is shutting down (the stop token).
+    Stopped,
+    /// The caller pressed the end key (`#`).
+    Dtmf(char),
+    /// The message reached the maximum length.
+    MaxLength,
+    /// No RTP arrived for the RTP timeout.
+    RtpTimeout,
+    /// The sink (the message file) refused audio; its error, as text.
+    SinkFailed(String),
+}
+
+/// What the call tells a running recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// A re-INVITE renegotiated the session (codec change, hold, resume).
+    Update(Negotiated),
+}
+
+/// Records the call's audio into `sink` until one of the [`RecordEnd`]
+/// conditions, then flushes what the jitter buffer still holds (unless the
+/// maximum length or a sink failure ended it) and returns the reason with
+/// the receive statistics.
+pub async fn record<E: Display>(
+    socket: &RtpSocket,
+    negotiated: &Negotiated,
+    limits: RecordLimits,
+    commands: &mut mpsc::Receiver<MediaCommand>,
+    stop: CancellationToken,
+    sink: &mut (impl FnMut(&[i16]) -> Result<(), E> + Send),
+) -> (RecordEnd, ReceiverStats) {
+    let mut receiver = RtpReceiver::new(negotiated, limits.jitter);
+    let mut writer = CappedSink {
+        sink,
+        remaining: samples_in(limits.max_length),
+        error: None,
+    };
+    let mut buf = [0u8; RECV_BUFFER];
+    let mut on_hold = negotiated.on_hold();
+    // The RTP timeout counts from the last packet, or from the start or the
+    // end of a hold when that is later.
+    let mut quiet_since = Instant::now();
+    let mut commands_open = true;
+    let mut tick = time::interval(POLL_INTERVAL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    let end = loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break RecordEnd::Stopped,
+            command = commands.recv(), if commands_open => match command {
+                Some(MediaCommand::Update(n)) => {
+                    if on_hold && !n.on_hold() {
+                        quiet_since = Instant::now();
+                    }
+                    on_hold = n.on_hold();
+                    receiver.update(&n);
+                }
+                None => commands_open = false,
+            },
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((len, from)) => {
+                    let datagram = buf.get(..len).unwrap_or_default();
+                    let now = Instant::now().into_std();
+                    if let Some(MediaEvent::Dtmf(digit)) = receiver.handle_datagram(datagram, from, now) {
+                        debug!(%digit, "DTMF while recording");
+                        if digit == END_KEY {
+                            break RecordEnd::Dtmf(digit);
+                        }
+                    }
+                }
+                // ICMP errors surface here on some systems; the socket lives on.
+                Err(error) => debug!(%error, "RTP receive error"),
+            },
+            _ = tick.tick() => {
+                let now = Instant::now();
+                receiver.poll_audio(now.into_std(), &mut |pcm| writer.write(pcm));
+                let last_rtp = receiver.last_rtp_at().map(Instant::from_std);
+                let quiet = last_rtp.map_or(quiet_since, |t| t.max(quiet_since));
+                if !on_hold && now.duration_since(quiet) >= limits.rtp_timeout {
+                    break RecordEnd::RtpTimeout;
+                }
+            }
+        }
+        if let Some(end) = writer.end() {
+            break end;
+        }
+    };
+
+    if matches!(
+        end,
+        RecordEnd::Stopped | RecordEnd::Dtmf(_) | RecordEnd::RtpTimeout
+    ) {
+        receiver.finish(&mut |pcm| writer.write(pcm));
+    }
+    let end = match writer.error.take() {
+        Some(error) => RecordEnd::SinkFailed(error),
+        None => end,
+    };
+    (end, receiver.stats())
+}
+
+/// Samples of `length` at 8 kHz.
+fn samples_in(length: Duration) -> u64 {
+    u64::try_from(length.as_nanos() * SAMPLE_RATE / 1_000_000_000).unwrap_or(u64::MAX)
+}
+
+/// The sink, cut at the maximum length and stopped by its first error.
+struct CappedSink<'a, S> {
+    sink: &'a mut S,
+    remaining: u64,
+    error: Option<String>,
+}
+
+impl<S> CappedSink<'_, S> {
+    fn write<E: Display>(&mut self, pcm: &[i16])
+    where
+        S: FnMut(&[i16]) -> Result<(), E>,
+    {
+        if self.error.is_some() || self.remaining == 0 {
+            return;
+        }
+        let take = usize::try_from(self.remaining).map_or(pcm.len(), |r| r.min(pcm.len()));
+        let Some(part) = pcm.get(..take) else {
+            return;
+        };
+        if let Err(error) = (self.sink)(part) {
+            self.error = Some(error.to_string());
+        }
+        self.remaining -= take as u64;
+    }
+
+    fn end(&self) -> Option<RecordEnd> {
+        match (&self.error, self.remaining) {
+            (Some(error), _) => Some(RecordEnd::SinkFailed(error.clone())),
+            (None, 0) => Some(RecordEnd::MaxLength),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;

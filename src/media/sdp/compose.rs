@@ -1,0 +1,159 @@
+//! Writing our SDP: the answer to an offer, or an offer of our own.
+//!
+//! Bodies are built as `sdp` crate structures and marshalled by it, so they
+//! use CRLF line endings (RFC 4566 §5) and parse back with the same crate.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ::sdp::description::common::{Address, Attribute, ConnectionInformation};
+use ::sdp::description::media::{MediaDescription, MediaName, RangedPort};
+use ::sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
+
+use super::super::codec::Codec;
+use super::{Direction, Negotiated, TELEPHONE_EVENT_PT};
+
+/// The DTMF events we accept: digits, `*`, `#`, A-D and flash
+/// (RFC 4733 §3.2), the range PBXs offer.
+const DTMF_EVENTS: &str = "0-16";
+/// Our packetization time in offers (RFC 3551 §4.5 default).
+const OFFER_PTIME_MS: u32 = 20;
+
+/// Answers an offer with the one negotiated codec (plus telephone-event if
+/// offered) on the offerer's payload types, rejects the offer's other
+/// streams with port 0 (RFC 3264 §6), and mirrors its direction (§6.1).
+/// `local` is our RTP socket; `session_id` and `version` fill `o=` (a
+/// re-INVITE's answer keeps the id and increments the version, §8).
+pub fn build_answer(n: &Negotiated, local: SocketAddr, session_id: u64, version: u64) -> String {
+    let mut session = session(local.ip(), session_id, version);
+    let streams = n.declined.len() + 1;
+    for index in 0..streams {
+        let media = match n.declined.iter().find(|d| d.index == index) {
+            Some(declined) => MediaDescription {
+                media_name: MediaName {
+                    media: declined.media.clone(),
+                    port: RangedPort {
+                        value: 0,
+                        range: None,
+                    },
+                    protos: declined.proto.split('/').map(str::to_owned).collect(),
+                    formats: declined.formats.clone(),
+                },
+                ..MediaDescription::default()
+            },
+            None => audio(
+                local.port(),
+                &[(n.payload_type, n.codec)],
+                n.telephone_event,
+                n.ptime_ms,
+                n.direction.mirror(),
+            ),
+        };
+        session.media_descriptions.push(media);
+    }
+    session.marshal()
+}
+
+/// Offers every supported codec, in our order of preference, plus
+/// telephone-event on PT 101, for an INVITE that came without SDP.
+pub fn build_offer(
+    supported: &[Codec],
+    local: SocketAddr,
+    session_id: u64,
+    version: u64,
+) -> String {
+    let mut session = session(local.ip(), session_id, version);
+    let codecs: Vec<(u8, Codec)> = supported.iter().map(|&c| (c.static_pt(), c)).collect();
+    session.media_descriptions.push(audio(
+        local.port(),
+        &codecs,
+        Some(TELEPHONE_EVENT_PT),
+        OFFER_PTIME_MS,
+        Direction::SendRecv,
+    ));
+    session.marshal()
+}
+
+/// The session-level part: `v=`, `o=`, `s=`, `c=`, `t=0 0`.
+fn session(ip: IpAddr, session_id: u64, version: u64) -> SessionDescription {
+    let address_type = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    SessionDescription {
+        version: 0,
+        origin: Origin {
+            username: "vmesh".to_owned(),
+            session_id,
+            session_version: version,
+            network_type: "IN".to_owned(),
+            address_type: address_type.to_owned(),
+            unicast_address: ip.to_string(),
+        },
+        session_name: "vmesh".to_owned(),
+        connection_information: Some(ConnectionInformation {
+            network_type: "IN".to_owned(),
+            address_type: address_type.to_owned(),
+            address: Some(Address {
+                address: ip.to_string(),
+                ttl: None,
+                range: None,
+            }),
+        }),
+        time_descriptions: vec![TimeDescription {
+            timing: Timing {
+                start_time: 0,
+                stop_time: 0,
+            },
+            repeat_times: Vec::new(),
+        }],
+        ..SessionDescription::default()
+    }
+}
+
+/// One `m=audio` stream with its `rtpmap`, `fmtp`, `ptime` and direction.
+fn audio(
+    port: u16,
+    codecs: &[(u8, Codec)],
+    telephone_event: Option<u8>,
+    ptime_ms: u32,
+    direction: Direction,
+) -> MediaDescription {
+    let mut formats: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
+    let mut attributes: Vec<Attribute> = codecs
+        .iter()
+        .map(|(pt, codec)| {
+            value_attribute(
+                "rtpmap",
+                format!("{pt} {}/{}", codec.name(), codec.clock_rate()),
+            )
+        })
+        .collect();
+    if let Some(pt) = telephone_event {
+        formats.push(pt.to_string());
+        attributes.push(value_attribute(
+            "rtpmap",
+            format!("{pt} telephone-event/8000"),
+        ));
+        attributes.push(value_attribute("fmtp", format!("{pt} {DTMF_EVENTS}")));
+    }
+    attributes.push(value_attribute("ptime", ptime_ms.to_string()));
+    attributes.push(Attribute::new(direction.as_str().to_owned(), None));
+    MediaDescription {
+        media_name: MediaName {
+            media: "audio".to_owned(),
+            port: RangedPort {
+                value: port as isize,
+                range: None,
+            },
+            protos: vec!["RTP".to_owned(), "AVP".to_owned()],
+            formats,
+        },
+        attributes,
+        ..MediaDescription::default()
+    }
+}
+
+fn value_attribute(key: &str, value: String) -> Attribute {
+    Attribute::new(key.to_owned(), Some(value))
+}
+
+#[cfg(test)]
+#[path = "compose_tests.rs"]
+mod tests;

@@ -1,0 +1,108 @@
+use std::io::Cursor;
+
+use super::super::{accept_answer, negotiate};
+use super::*;
+
+const BOTH: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+
+fn local() -> SocketAddr {
+    "127.0.0.11:40002".parse().unwrap()
+}
+
+fn parse(body: &str) -> SessionDescription {
+    SessionDescription::unmarshal(&mut Cursor::new(body.as_bytes())).unwrap()
+}
+
+fn offer(m_line: &str, media_extra: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm={m_line}\r\n{media_extra}"
+    )
+}
+
+#[test]
+fn answer_carries_one_codec_and_telephone_event() {
+    let o = offer(
+        "audio 4000 RTP/AVP 8 0 96",
+        "a=rtpmap:96 telephone-event/8000\r\na=ptime:30\r\n",
+    );
+    let n = negotiate(&o, &BOTH).unwrap();
+    let answer = build_answer(&n, local(), 42, 7);
+    assert!(answer.ends_with("\r\n"));
+    assert!(
+        !answer.replace("\r\n", "").contains('\n'),
+        "bare LF in {answer:?}"
+    );
+    assert!(answer.contains("o=vmesh 42 7 IN IP4 127.0.0.11\r\n"));
+    assert!(answer.contains("c=IN IP4 127.0.0.11\r\n"));
+    assert!(answer.contains("m=audio 40002 RTP/AVP 8 96\r\n"));
+    assert!(answer.contains("a=rtpmap:8 PCMA/8000\r\n"));
+    assert!(answer.contains("a=rtpmap:96 telephone-event/8000\r\n"));
+    assert!(answer.contains("a=fmtp:96 0-16\r\n"));
+    assert!(answer.contains("a=ptime:30\r\n"));
+    assert!(answer.contains("a=sendrecv\r\n"));
+
+    let parsed = parse(&answer);
+    assert_eq!(parsed.media_descriptions.len(), 1);
+    let media = &parsed.media_descriptions[0];
+    assert_eq!(media.media_name.formats, vec!["8", "96"]);
+    assert_eq!(media.media_name.port.value, 40002);
+}
+
+#[test]
+fn answer_mirrors_hold_directions() {
+    for (offered, answered) in [
+        ("sendonly", "recvonly"),
+        ("recvonly", "sendonly"),
+        ("inactive", "inactive"),
+    ] {
+        let o = offer("audio 4000 RTP/AVP 0", &format!("a={offered}\r\n"));
+        let answer = build_answer(&negotiate(&o, &BOTH).unwrap(), local(), 1, 1);
+        assert!(
+            answer.contains(&format!("a={answered}\r\n")),
+            "{offered}: {answer}"
+        );
+        assert!(!answer.contains("a=sendrecv"));
+    }
+}
+
+#[test]
+fn answer_rejects_other_streams_with_port_zero_in_order() {
+    let o = format!(
+        "{}m=video 4004 RTP/SAVP 96\r\n",
+        offer("audio 4002 RTP/AVP 0", "")
+    );
+    let answer = build_answer(&negotiate(&o, &BOTH).unwrap(), local(), 1, 1);
+    let parsed = parse(&answer);
+    let lines: Vec<String> = parsed
+        .media_descriptions
+        .iter()
+        .map(|m| m.media_name.to_string())
+        .collect();
+    assert_eq!(lines, vec!["audio 40002 RTP/AVP 0", "video 0 RTP/SAVP 96"]);
+}
+
+#[test]
+fn ipv6_answer_uses_ip6() {
+    let n = negotiate(&offer("audio 4000 RTP/AVP 0", ""), &BOTH).unwrap();
+    let answer = build_answer(&n, "[::1]:40000".parse().unwrap(), 1, 1);
+    assert!(answer.contains("c=IN IP6 ::1\r\n"));
+    parse(&answer);
+}
+
+#[test]
+fn our_offer_round_trips_through_a_peer() {
+    let ours = build_offer(&BOTH, local(), 9, 1);
+    assert!(ours.contains("m=audio 40002 RTP/AVP 0 8 101\r\n"));
+    assert!(ours.contains("a=rtpmap:101 telephone-event/8000\r\n"));
+    // The peer chooses from our offer and answers...
+    let peer = negotiate(&ours, &[Codec::Pcma]).unwrap();
+    assert_eq!(peer.remote_rtp, Some(local()));
+    let peer_rtp: SocketAddr = "192.0.2.50:7000".parse().unwrap();
+    let answer = build_answer(&peer, peer_rtp, 5, 1);
+    // ...and the answer in the ACK fixes the session for us.
+    let n = accept_answer(&answer, &BOTH).unwrap();
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
+    assert_eq!(n.telephone_event, Some(101));
+    assert_eq!(n.remote_rtp, Some(peer_rtp));
+    assert_eq!(n.direction, Direction::SendRecv);
+}

@@ -1,0 +1,43 @@
+//! Voice mail control: the orchestration of calls, wiring the SIP stack,
+//! media, the store and the profile together.
+//!
+//! [`server::Server`] takes the transactions from the SIP stack and routes
+//! them; [`call`] runs one call from INVITE to stored message.
+
+pub mod call;
+pub mod server;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Profile;
+use crate::media::Codec;
+use crate::sip::SipStack;
+use crate::store::Store;
+
+pub use server::{Server, ServerError};
+
+/// What every call task shares.
+pub struct Context {
+    pub profile: Profile,
+    pub store: Arc<Store>,
+    pub sip: SipStack,
+    /// One permit per call in progress (the profile's `max_calls`).
+    pub calls: Arc<Semaphore>,
+    /// Cancelled when the server stops: calls end with BYE and are stored.
+    pub shutdown: CancellationToken,
+}
+
+impl Context {
+    /// The profile's codecs, in its order.
+    pub fn codecs(&self) -> Vec<Codec> {
+        self.profile
+            .media
+            .codecs
+            .iter()
+            .filter_map(|name| Codec::from_name(name))
+            .collect()
+    }
+}

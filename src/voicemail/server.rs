@@ -1,0 +1,178 @@
+//! The server loop: routes every new server transaction.
+//!
+//! A new INVITE starts a call task; OPTIONS out of dialog is answered here
+//! (RFC 3261 §11.2); a request with a To tag belongs to a dialog and is
+//! handed to it (BYE, re-INVITE, INFO...), or gets 481 when there is none
+//! (§12.2.2); a method vmesh does not implement gets 405 with Allow (§8.2.1).
+//! Shutdown is a feature: on SIGINT/SIGTERM new calls get 503, calls in
+//! progress are ended with BYE and their messages stored, then `run` returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Method, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::{call, Context};
+use crate::config::{ListenTransport, Profile};
+use crate::sip::{responses, SipSettings, SipStack};
+use crate::store::Store;
+
+/// How long shutdown waits for calls to be stored before giving up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Sip(#[from] crate::sip::SipError),
+}
+
+/// A running voicemail server.
+pub struct Server {
+    ctx: Arc<Context>,
+    tasks: TaskTracker,
+}
+
+impl Server {
+    /// Opens the store (recovering what a crash left), binds the SIP
+    /// listeners and is then ready to [`Server::run`].
+    pub async fn start(profile: Profile) -> Result<Server, ServerError> {
+        let data_dir = profile.server.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || -> Result<Store, ServerError> {
+            let store = Store::open(&data_dir)?;
+            let recovered = store.recover()?;
+            for m in &recovered {
+                warn!(id = %m.id, mailbox = %m.mailbox, partial = m.partial, "recovered a message after a crash");
+            }
+            Ok(store)
+        })
+        .await
+        .map_err(|e| ServerError::Sip(crate::sip::SipError::Stack(e.to_string())))??;
+        let settings = sip_settings(&profile);
+        let sip = SipStack::start(&settings).await?;
+        info!(listen = ?profile.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+              data = %profile.server.data_dir.display(), "vmesh serving");
+        let ctx = Context {
+            calls: Arc::new(Semaphore::new(profile.sip.max_calls)),
+            profile,
+            store: Arc::new(store),
+            sip,
+            shutdown: CancellationToken::new(),
+        };
+        Ok(Server {
+            ctx: Arc::new(ctx),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// Serves until `stop` is cancelled, then shuts down gracefully.
+    pub async fn run(self, stop: CancellationToken) {
+        let Server { ctx, tasks } = self;
+        let mut incoming = match Arc::try_unwrap(ctx) {
+            Ok(mut c) => {
+                let rx = std::mem::replace(&mut c.sip.incoming, tokio::sync::mpsc::unbounded_channel().1);
+                (Arc::new(c), rx)
+            }
+            Err(c) => {
+                warn!("server context shared before run");
+                let _ = c;
+                return;
+            }
+        };
+        let ctx = incoming.0.clone();
+        loop {
+            let tx = tokio::select! {
+                _ = stop.cancelled() => break,
+                tx = incoming.1.recv() => match tx { Some(tx) => tx, None => break },
+            };
+            dispatch(&ctx, &tasks, tx).await;
+        }
+        info!(calls = tasks.len(), "stopping: refusing new calls, ending calls in progress");
+        ctx.shutdown.cancel();
+        tasks.close();
+        // Keep answering (503 to INVITEs, BYE/ACK to dialogs) while the
+        // calls end and are stored.
+        let drain = async {
+            while let Some(tx) = incoming.1.recv().await {
+                dispatch(&ctx, &tasks, tx).await;
+            }
+        };
+        tokio::select! {
+            _ = tasks.wait() => {}
+            _ = drain => {}
+            _ = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("calls did not end in time"),
+        }
+        // Let the last BYE/200 leave before the sockets close.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ctx.sip.shutdown();
+        info!("stopped");
+    }
+}
+
+fn sip_settings(profile: &Profile) -> SipSettings {
+    let pick = |t: ListenTransport| {
+        profile
+            .sip
+            .listen
+            .iter()
+            .filter(|l| l.transport == t)
+            .map(|l| l.addr)
+            .collect()
+    };
+    SipSettings {
+        udp: pick(ListenTransport::Udp),
+        tcp: pick(ListenTransport::Tcp),
+        user_agent: profile.sip.user_agent.clone(),
+        max_message: profile.sip.max_message_bytes,
+        tcp_idle_timeout: profile.sip.tcp_idle_timeout,
+    }
+}
+
+async fn dispatch(ctx: &Arc<Context>, tasks: &TaskTracker, mut tx: Transaction) {
+    let in_dialog = tx
+        .original
+        .to_header()
+        .and_then(|t| t.tag())
+        .map(|t| t.is_some())
+        .unwrap_or(false);
+    let method = tx.original.method;
+    debug!(%method, in_dialog, "request");
+    match (method, in_dialog) {
+        (Method::Ack, _) | (Method::Cancel, _) => {}
+        (Method::Invite, false) => {
+            tasks.spawn(call::run(ctx.clone(), tx));
+        }
+        (Method::Options, false) => {
+            let headers = vec![responses::allow(), responses::accept(), responses::supported()];
+            tx.reply_with(StatusCode::OK, headers, None).await.ok();
+        }
+        (_, true) => match ctx.sip.dialogs.match_dialog(&tx) {
+            Some(mut dialog) => {
+                tokio::spawn(async move {
+                    if let Err(e) = dialog.handle(&mut tx).await {
+                        debug!(error = %e, "in-dialog request failed");
+                    }
+                });
+            }
+            None => {
+                tx.reply(StatusCode::CallTransactionDoesNotExist).await.ok();
+            }
+        },
+        (Method::Bye, false) => {
+            tx.reply(StatusCode::CallTransactionDoesNotExist).await.ok();
+        }
+        _ => {
+            tx.reply_with(StatusCode::MethodNotAllowed, vec![responses::allow()], None)
+                .await
+                .ok();
+        }
+    }
+}
