@@ -4,9 +4,9 @@
 //! `cli` → `voicemail` → (`call`, `media`, `store`) → (`sip`, `config`).
 
 pub mod call;
+pub mod cli;
 pub mod config;
+pub mod media;
 pub mod sip;
 pub mod store;
-pub mod cli;
-pub mod media;
 pub mod voicemail;

@@ -121,7 +121,10 @@ mod tests {
 
     #[test]
     fn rfc4458_target() {
-        let req = invite("", "sip:voicemail@vm.example;target=sip:1001%40vm.example;cause=486");
+        let req = invite(
+            "",
+            "sip:voicemail@vm.example;target=sip:1001%40vm.example;cause=486",
+        );
         let t = mailbox_of(&req).expect("mailbox");
         assert_eq!(t.mailbox, "1001");
         assert_eq!(t.reason.as_deref(), Some("user-busy"));

@@ -37,7 +37,12 @@ pub fn run(command: MessagesCommand) -> Result<(), CliError> {
                 path: from.clone(),
                 source,
             })?;
-            eprintln!("exported {} ({} ms) to {}", m.id, m.duration_ms, out.display());
+            eprintln!(
+                "exported {} ({} ms) to {}",
+                m.id,
+                m.duration_ms,
+                out.display()
+            );
         }
         MessagesCommand::Delete { id, state } => {
             let store = open(&state.data_dir()?)?;
@@ -76,7 +81,10 @@ fn print_table(list: &[Message]) {
             "{:<36}  {:<8}  {:<20}  {:>8.1}  {:<13}  {:<8}  {}",
             m.id,
             m.mailbox,
-            m.received_at.get(..19).unwrap_or(&m.received_at).replace('T', " "),
+            m.received_at
+                .get(..19)
+                .unwrap_or(&m.received_at)
+                .replace('T', " "),
             m.duration_ms as f64 / 1000.0,
             m.reason.as_deref().unwrap_or("-"),
             state,
@@ -98,7 +106,10 @@ fn print_one(m: &Message, store: &Store) {
         ("called", m.called.clone()),
         ("reason", m.reason.clone().unwrap_or_default()),
         ("received at", m.received_at.clone()),
-        ("duration", format!("{:.2} s", m.duration_ms as f64 / 1000.0)),
+        (
+            "duration",
+            format!("{:.2} s", m.duration_ms as f64 / 1000.0),
+        ),
         ("codec", m.codec.clone()),
         ("format", format!("{} {} Hz", m.format, m.sample_rate)),
         ("size", format!("{} bytes", m.size_bytes)),

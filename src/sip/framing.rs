@@ -142,7 +142,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const OPTIONS: &[u8] = b"OPTIONS sip:vm@127.0.0.1 SIP/2.0\r\nCall-ID: a\r\nContent-Length: 0\r\n\r\n";
+    const OPTIONS: &[u8] =
+        b"OPTIONS sip:vm@127.0.0.1 SIP/2.0\r\nCall-ID: a\r\nContent-Length: 0\r\n\r\n";
 
     fn msg_with_body(body: &str) -> Vec<u8> {
         format!(
@@ -246,7 +247,10 @@ mod tests {
 
     #[test]
     fn content_length_forms() {
-        assert_eq!(content_length(b"A: b\r\nCONTENT-LENGTH :  12 \r\n\r\n"), Ok(12));
+        assert_eq!(
+            content_length(b"A: b\r\nCONTENT-LENGTH :  12 \r\n\r\n"),
+            Ok(12)
+        );
         assert_eq!(content_length(b"l: 3\r\n\r\n"), Ok(3));
         assert_eq!(content_length(b"A: b\r\n\r\n"), Ok(0));
         assert!(content_length(b"Content-Length: -1\r\n\r\n").is_err());

@@ -167,7 +167,10 @@ mod tests {
 
     #[test]
     fn oversized_gets_413() {
-        let raw = options(&format!("CSeq: 1 OPTIONS\r\nX-Pad: {}\r\n", "a".repeat(3000)));
+        let raw = options(&format!(
+            "CSeq: 1 OPTIONS\r\nX-Pad: {}\r\n",
+            "a".repeat(3000)
+        ));
         assert_eq!(
             status_of(classify(raw.as_bytes(), 2048, true, "v")),
             "SIP/2.0 413 "

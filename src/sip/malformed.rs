@@ -132,7 +132,9 @@ mod tests {
             "vmesh",
         ));
         assert!(r.starts_with("SIP/2.0 400 Bad Request\r\n"));
-        assert!(r.contains("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP 127.0.0.2"));
+        assert!(r.contains(
+            "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP 127.0.0.2"
+        ));
         assert!(r.contains("From: <sip:a@x>;tag=1\r\n"));
         assert!(r.contains("To: <sip:1001@vm>;tag="));
         assert!(r.contains("Call-ID: abc\r\nCSeq: 1 INVITE\r\n"));

@@ -61,8 +61,6 @@ pub struct SipSettings {
 pub struct SipStack {
     pub endpoint: rsipstack::transaction::Endpoint,
     pub dialogs: DialogLayer,
-    /// New server transactions (requests that start one).
-    pub incoming: TransactionReceiver,
     /// The UDP sockets, for building Contact/Via and sending.
     pub udp: Vec<SipConnection>,
     cancel: CancellationToken,
@@ -70,8 +68,12 @@ pub struct SipStack {
 
 impl SipStack {
     /// Binds every listen address and starts the receive loops and the
-    /// transaction timers. Fails if any address cannot be bound.
-    pub async fn start(settings: &SipSettings) -> Result<SipStack, SipError> {
+    /// transaction timers. Fails if any address cannot be bound. Returns the
+    /// stack and the receiver of new server transactions (each request that
+    /// starts one).
+    pub async fn start(
+        settings: &SipSettings,
+    ) -> Result<(SipStack, TransactionReceiver), SipError> {
         let cancel = CancellationToken::new();
         let transports = TransportLayer::new(cancel.clone());
         let mut udp = Vec::new();
@@ -127,13 +129,13 @@ impl SipStack {
                 cancel.child_token(),
             ));
         }
-        Ok(SipStack {
+        let stack = SipStack {
             endpoint,
             dialogs,
-            incoming,
             udp: udp_connections,
             cancel,
-        })
+        };
+        Ok((stack, incoming))
     }
 
     /// Stops every loop and closes the sockets.

@@ -2,10 +2,12 @@
 //! media, the store and the profile together.
 //!
 //! [`server::Server`] takes the transactions from the SIP stack and routes
-//! them; [`call`] runs one call from INVITE to stored message.
+//! them; [`call`] admits one call and [`session`] runs it to a stored
+//! message.
 
 pub mod call;
 pub mod server;
+pub mod session;
 
 use std::sync::Arc;
 

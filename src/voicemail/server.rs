@@ -13,6 +13,7 @@ use std::time::Duration;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transaction::TransactionReceiver;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,11 +34,14 @@ pub enum ServerError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Sip(#[from] crate::sip::SipError),
+    #[error("{0}: TLS listeners are not supported yet; use udp: or tcp:")]
+    TlsUnsupported(String),
 }
 
 /// A running voicemail server.
 pub struct Server {
     ctx: Arc<Context>,
+    incoming: TransactionReceiver,
     tasks: TaskTracker,
 }
 
@@ -56,8 +60,16 @@ impl Server {
         })
         .await
         .map_err(|e| ServerError::Sip(crate::sip::SipError::Stack(e.to_string())))??;
+        if let Some(tls) = profile
+            .sip
+            .listen
+            .iter()
+            .find(|l| l.transport == ListenTransport::Tls)
+        {
+            return Err(ServerError::TlsUnsupported(tls.to_string()));
+        }
         let settings = sip_settings(&profile);
-        let sip = SipStack::start(&settings).await?;
+        let (sip, incoming) = SipStack::start(&settings).await?;
         info!(listen = ?profile.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
               data = %profile.server.data_dir.display(), "vmesh serving");
         let ctx = Context {
@@ -69,39 +81,35 @@ impl Server {
         };
         Ok(Server {
             ctx: Arc::new(ctx),
+            incoming,
             tasks: TaskTracker::new(),
         })
     }
 
     /// Serves until `stop` is cancelled, then shuts down gracefully.
     pub async fn run(self, stop: CancellationToken) {
-        let Server { ctx, tasks } = self;
-        let mut incoming = match Arc::try_unwrap(ctx) {
-            Ok(mut c) => {
-                let rx = std::mem::replace(&mut c.sip.incoming, tokio::sync::mpsc::unbounded_channel().1);
-                (Arc::new(c), rx)
-            }
-            Err(c) => {
-                warn!("server context shared before run");
-                let _ = c;
-                return;
-            }
-        };
-        let ctx = incoming.0.clone();
+        let Server {
+            ctx,
+            mut incoming,
+            tasks,
+        } = self;
         loop {
             let tx = tokio::select! {
                 _ = stop.cancelled() => break,
-                tx = incoming.1.recv() => match tx { Some(tx) => tx, None => break },
+                tx = incoming.recv() => match tx { Some(tx) => tx, None => break },
             };
             dispatch(&ctx, &tasks, tx).await;
         }
-        info!(calls = tasks.len(), "stopping: refusing new calls, ending calls in progress");
+        info!(
+            calls = tasks.len(),
+            "stopping: refusing new calls, ending calls in progress"
+        );
         ctx.shutdown.cancel();
         tasks.close();
         // Keep answering (503 to INVITEs, BYE/ACK to dialogs) while the
         // calls end and are stored.
         let drain = async {
-            while let Some(tx) = incoming.1.recv().await {
+            while let Some(tx) = incoming.recv().await {
                 dispatch(&ctx, &tasks, tx).await;
             }
         };
@@ -151,7 +159,11 @@ async fn dispatch(ctx: &Arc<Context>, tasks: &TaskTracker, mut tx: Transaction) 
             tasks.spawn(call::run(ctx.clone(), tx));
         }
         (Method::Options, false) => {
-            let headers = vec![responses::allow(), responses::accept(), responses::supported()];
+            let headers = vec![
+                responses::allow(),
+                responses::accept(),
+                responses::supported(),
+            ];
             tx.reply_with(StatusCode::OK, headers, None).await.ok();
         }
         (_, true) => match ctx.sip.dialogs.match_dialog(&tx) {

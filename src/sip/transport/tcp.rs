@@ -151,8 +151,12 @@ impl Connection {
             while let Some(frame) = framer.next_frame() {
                 match frame {
                     Frame::Message(raw) => {
-                        match classify(&raw, self.settings.max_message, false, &self.settings.server)
-                        {
+                        match classify(
+                            &raw,
+                            self.settings.max_message,
+                            false,
+                            &self.settings.server,
+                        ) {
                             Inbound::Message(m) => {
                                 deliver(&self.endpoint, *m, connection.clone(), &from).await
                             }
@@ -172,7 +176,8 @@ impl Connection {
                     Frame::Error { error, head } => {
                         debug!(%peer, %error, "tcp framing error; closing");
                         let (status, reason) = match error {
-                            FramingError::TooLarge { .. } | FramingError::HeadersTooLarge { .. } => {
+                            FramingError::TooLarge { .. }
+                            | FramingError::HeadersTooLarge { .. } => {
                                 (413, "Request Entity Too Large")
                             }
                             FramingError::BadContentLength { .. } => (400, "Bad Request"),
