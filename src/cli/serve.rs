@@ -15,6 +15,7 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
         Some(path) => Profile::load(path)?,
         None => Profile::embedded_default(),
     };
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,4 +36,27 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
         server.run(stop).await;
         Ok(())
     })
+}
+
+/// Each call holds an RTP socket and an open WAV file, so 1,000 calls need
+/// more descriptors than the usual soft limit of 1024: raise the soft limit
+/// to the hard one (allowed without privileges, setrlimit(2)).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let before = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                tracing::debug!(before, after = limit.rlim_cur, "raised the open files limit");
+            }
+        }
+    }
 }
