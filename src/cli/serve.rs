@@ -55,7 +55,11 @@ fn raise_open_files_limit() {
             let before = limit.rlim_cur;
             limit.rlim_cur = limit.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                tracing::debug!(before, after = limit.rlim_cur, "raised the open files limit");
+                tracing::debug!(
+                    before,
+                    after = limit.rlim_cur,
+                    "raised the open files limit"
+                );
             }
         }
     }

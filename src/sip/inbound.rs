@@ -12,7 +12,8 @@ use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{Method, Request, SipMessage};
 
 use super::framing::content_length;
-use super::malformed::error_response;
+use super::malformed::{error_response, method_of};
+use super::responses::allow_line;
 
 /// What to do with one received message.
 #[derive(Debug)]
@@ -32,12 +33,13 @@ pub fn classify(raw: &[u8], max_message: usize, datagram: bool, server: &str) ->
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Inbound::Ignore;
     }
-    let reject = |status: u16, reason: &str, why: &str| match error_response(
-        raw, status, reason, why, server,
+    let reject_with = |status: u16, reason: &str, why: &str, extra: &[String]| match error_response(
+        raw, status, reason, why, server, extra,
     ) {
         Some(bytes) => Inbound::Reply(bytes),
         None => Inbound::Ignore,
     };
+    let reject = |status: u16, reason: &str, why: &str| reject_with(status, reason, why, &[]);
     if raw.len() > max_message {
         return reject(
             413,
@@ -52,7 +54,16 @@ pub fn classify(raw: &[u8], max_message: usize, datagram: bool, server: &str) ->
     }
     let message = match SipMessage::try_from(raw) {
         Ok(m) => m,
-        Err(e) => return reject(400, "Bad Request", &format!("unparseable: {e}")),
+        Err(e) => {
+            // The parser knows only the standard methods. Any other token
+            // is a method we do not implement: 501 with Allow (RFC 3261
+            // §21.5.2, §8.2.1), not a malformed request.
+            if let Some(method) = method_of(raw).filter(|m| m.parse::<Method>().is_err()) {
+                let why = format!("method {method} not implemented");
+                return reject_with(501, "Not Implemented", &why, &[allow_line()]);
+            }
+            return reject(400, "Bad Request", &format!("unparseable: {e}"));
+        }
     };
     match message {
         SipMessage::Request(req) => match check_request(&req) {
@@ -98,6 +109,9 @@ pub fn check_request(req: &Request) -> Result<(), String> {
             "CSeq method {method} does not match request method {}",
             req.method
         ));
+    }
+    if let Ok(contact) = req.contact_header() {
+        contact.typed().map_err(|e| format!("bad Contact: {e}"))?;
     }
     if matches!(req.method, Method::Invite) && !req.body.is_empty() {
         std::str::from_utf8(&req.body).map_err(|_| "SDP body is not UTF-8".to_string())?;
@@ -174,6 +188,28 @@ mod tests {
         assert_eq!(
             status_of(classify(raw.as_bytes(), 2048, true, "v")),
             "SIP/2.0 413 "
+        );
+    }
+
+    #[test]
+    fn unknown_method_gets_501_with_allow() {
+        let raw = options("CSeq: 1 FOO\r\n").replace("OPTIONS sip:", "FOO sip:");
+        match classify(raw.as_bytes(), 65536, true, "v") {
+            Inbound::Reply(b) => {
+                let text = String::from_utf8_lossy(&b);
+                assert!(text.starts_with("SIP/2.0 501 "), "{text}");
+                assert!(text.contains("\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\n"));
+            }
+            other => panic!("expected 501, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unparseable_contact_gets_400() {
+        let raw = options("CSeq: 1 OPTIONS\r\nContact: <sip:@@::;;>>\r\n");
+        assert_eq!(
+            status_of(classify(raw.as_bytes(), 65536, true, "v")),
+            "SIP/2.0 400 "
         );
     }
 

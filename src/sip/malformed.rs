@@ -21,18 +21,19 @@ const COPIED: [(&str, &str); 5] = [
 
 /// A raw response to a request that could not be parsed or is invalid, or
 /// `None` when nothing can be answered (not a request, an ACK, or a header
-/// needed to build the response is missing).
+/// needed to build the response is missing). `extra` lines (complete
+/// headers without CRLF, such as an Allow) are added as they are.
 pub fn error_response(
     raw: &[u8],
     status: u16,
     reason: &str,
     warning: &str,
     user_agent: &str,
+    extra: &[String],
 ) -> Option<Vec<u8>> {
     let text = String::from_utf8_lossy(raw);
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next()?;
-    let method = request_method(request_line)?;
+    let method = request_method(lines.next()?)?;
     if method.eq_ignore_ascii_case("ACK") {
         return None;
     }
@@ -75,8 +76,18 @@ pub fn error_response(
         .take(200)
         .collect();
     let _ = write!(out, "Warning: 399 vmesh \"{warning}\"\r\n");
+    for line in extra {
+        let _ = write!(out, "{line}\r\n");
+    }
     let _ = write!(out, "Server: {user_agent}\r\nContent-Length: 0\r\n\r\n");
     Some(out.into_bytes())
+}
+
+/// The method of a raw request, if its first line is a request line.
+pub fn method_of(raw: &[u8]) -> Option<String> {
+    let end = raw.iter().position(|&b| b == b'\n').unwrap_or(raw.len());
+    let line = String::from_utf8_lossy(&raw[..end]);
+    request_method(line.trim_end_matches('\r')).map(str::to_string)
 }
 
 /// The method of a request line `METHOD SP Request-URI SP SIP/2.0`, if it is
@@ -130,6 +141,7 @@ mod tests {
             "Bad Request",
             "bad Contact",
             "vmesh",
+            &[],
         ));
         assert!(r.starts_with("SIP/2.0 400 Bad Request\r\n"));
         assert!(r.contains(
@@ -144,21 +156,21 @@ mod tests {
 
     #[test]
     fn the_tag_is_stable_across_retransmissions() {
-        let a = error_response(BROKEN.as_bytes(), 400, "Bad Request", "x", "v");
-        let b = error_response(BROKEN.as_bytes(), 400, "Bad Request", "x", "v");
+        let a = error_response(BROKEN.as_bytes(), 400, "Bad Request", "x", "v", &[]);
+        let b = error_response(BROKEN.as_bytes(), 400, "Bad Request", "x", "v", &[]);
         assert_eq!(a, b);
     }
 
     #[test]
     fn unanswerable_inputs_are_dropped() {
         let no_callid = BROKEN.replace("Call-ID: abc\r\n", "");
-        assert!(error_response(no_callid.as_bytes(), 400, "B", "w", "v").is_none());
+        assert!(error_response(no_callid.as_bytes(), 400, "B", "w", "v", &[]).is_none());
         let ack = BROKEN.replace("INVITE sip", "ACK sip");
-        assert!(error_response(ack.as_bytes(), 400, "B", "w", "v").is_none());
+        assert!(error_response(ack.as_bytes(), 400, "B", "w", "v", &[]).is_none());
         let response = "SIP/2.0 200 OK\r\nVia: x\r\n\r\n";
-        assert!(error_response(response.as_bytes(), 400, "B", "w", "v").is_none());
-        assert!(error_response(b"", 400, "B", "w", "v").is_none());
-        assert!(error_response(b"\xff\xfe\x00garbage", 400, "B", "w", "v").is_none());
+        assert!(error_response(response.as_bytes(), 400, "B", "w", "v", &[]).is_none());
+        assert!(error_response(b"", 400, "B", "w", "v", &[]).is_none());
+        assert!(error_response(b"\xff\xfe\x00garbage", 400, "B", "w", "v", &[]).is_none());
     }
 
     #[test]
@@ -173,7 +185,7 @@ mod tests {
                 m[i] = (seed >> 16) as u8;
             }
             let cut = (seed as usize) % (m.len() + 1);
-            let _ = error_response(&m[..cut], 400, "Bad Request", "w\"\r\n", "v");
+            let _ = error_response(&m[..cut], 400, "Bad Request", "w\"\r\n", "v", &[]);
         }
     }
 }

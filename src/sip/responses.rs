@@ -7,8 +7,17 @@ use super::ALLOWED;
 /// `Allow` listing the methods vmesh answers (RFC 3261 §20.5), sent with
 /// 200 to OPTIONS and with 405 (§21.4.6 requires it there).
 pub fn allow() -> Header {
+    Header::Allow(allowed_methods().into())
+}
+
+/// The same Allow as a raw header line, for responses built by hand.
+pub fn allow_line() -> String {
+    format!("Allow: {}", allowed_methods())
+}
+
+fn allowed_methods() -> String {
     let methods: Vec<String> = ALLOWED.iter().map(Method::to_string).collect();
-    Header::Allow(methods.join(", ").into())
+    methods.join(", ")
 }
 
 /// `Accept`: the bodies vmesh understands (RFC 3261 §20.1).

@@ -184,7 +184,7 @@ impl Connection {
                         };
                         let why = error.to_string();
                         if let Some(bytes) =
-                            error_response(&head, status, reason, &why, &self.settings.server)
+                            error_response(&head, status, reason, &why, &self.settings.server, &[])
                         {
                             tcp.send_raw(&bytes).await.ok();
                         }

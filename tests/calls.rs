@@ -1,0 +1,259 @@
+//! Calls into voicemail through SIPp, end to end: what the caller sees on
+//! the wire and what vmesh stores.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    assert_duration_close, assert_recording_matches, call_timeout, field, number, Server,
+    ServerConfig, TestNet, SPEECH_MS, SPEECH_SHORT_MS, SPEECH_SHORT_ULAW, SPEECH_ULAW,
+};
+
+/// How long a stored message may take to appear after the call ends.
+const STORE_WAIT: Duration = Duration::from_secs(5);
+
+fn one_message(server: &Server) -> serde_json::Value {
+    let mut messages = server.wait_messages(1, STORE_WAIT);
+    assert_eq!(messages.len(), 1, "want exactly one message: {messages:?}");
+    messages.remove(0)
+}
+
+fn assert_nothing_stored(server: &Server) {
+    // Give a wrongly started recording time to show up before looking.
+    std::thread::sleep(Duration::from_millis(1500));
+    let messages = server.messages();
+    assert!(messages.is_empty(), "nothing may be stored: {messages:?}");
+}
+
+fn speech_call(transport_args: &[&str]) {
+    let server = Server::start(TestNet::allocate());
+    let mut args = vec!["-s", "1001"];
+    args.extend_from_slice(transport_args);
+    let outcome = server.sipp("uac_speech.xml", &args, call_timeout(SPEECH_MS));
+    outcome.assert_success();
+
+    let message = one_message(&server);
+    assert_eq!(field(&message, "mailbox"), "1001");
+    assert!(field(&message, "caller").contains("5551234"), "{message}");
+    assert_eq!(field(&message, "caller_name"), "Test Caller");
+    assert!(
+        field(&message, "codec").eq_ignore_ascii_case("PCMU"),
+        "{message}"
+    );
+    assert_eq!(number(&message, "sample_rate"), 8000);
+    assert_eq!(message["partial"], serde_json::Value::Bool(false));
+    let invite = outcome
+        .messages()
+        .into_iter()
+        .find(|m| !m.received && m.start_line().starts_with("INVITE"))
+        .expect("SIPp sent an INVITE");
+    let call_id = invite
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("Call-ID:"))
+        .expect("INVITE has a Call-ID")
+        .trim();
+    assert_eq!(field(&message, "call_id"), call_id);
+    assert_duration_close(
+        "duration_ms",
+        number(&message, "duration_ms"),
+        SPEECH_MS,
+        0.03,
+    );
+    // The stored audio is the μ-law stream decoded: compare with the
+    // decoded μ-law file, not the original PCM.
+    assert_recording_matches(&server, &message, SPEECH_ULAW, SPEECH_MS, 0.03, 0.9);
+}
+
+#[test]
+fn speech_over_udp_is_recorded_faithfully() {
+    speech_call(&[]);
+}
+
+#[test]
+fn speech_over_tcp_is_recorded_faithfully() {
+    speech_call(&["-t", "t1"]);
+}
+
+fn pilot_call(scenario: &str) -> serde_json::Value {
+    let server = Server::start(TestNet::allocate());
+    server
+        .sipp(scenario, &["-s", "1001"], call_timeout(SPEECH_SHORT_MS))
+        .assert_success();
+    let message = one_message(&server);
+    assert_eq!(
+        field(&message, "mailbox"),
+        "1001",
+        "{scenario}: the mailbox must come from the redirection information, not the pilot"
+    );
+    assert_recording_matches(
+        &server,
+        &message,
+        SPEECH_SHORT_ULAW,
+        SPEECH_SHORT_MS,
+        0.05,
+        0.9,
+    );
+    message
+}
+
+#[test]
+fn pilot_call_with_diversion_goes_to_the_diverted_mailbox() {
+    let message = pilot_call("uac_pilot_diversion.xml");
+    assert_eq!(field(&message, "reason"), "user-busy");
+}
+
+#[test]
+fn pilot_call_with_history_info_goes_to_the_retargeted_mailbox() {
+    pilot_call("uac_pilot_history_info.xml");
+}
+
+#[test]
+fn rfc4458_target_parameter_names_the_mailbox() {
+    pilot_call("uac_pilot_target.xml");
+}
+
+#[test]
+fn unknown_mailbox_is_refused_with_404() {
+    let config = ServerConfig {
+        accept: vec!["1000-1999".into()],
+        ..ServerConfig::default()
+    };
+    let server = Server::start_with(TestNet::allocate(), config);
+    server
+        .sipp("uac_404.xml", &["-s", "9999"], Duration::from_secs(15))
+        .assert_success();
+    assert_nothing_stored(&server);
+}
+
+#[test]
+fn offer_without_a_common_codec_is_refused_with_488() {
+    let server = Server::start(TestNet::allocate());
+    server
+        .sipp("uac_488.xml", &["-s", "1001"], Duration::from_secs(15))
+        .assert_success();
+    assert_nothing_stored(&server);
+}
+
+#[test]
+fn cancel_before_answer_gets_487_and_stores_nothing() {
+    let config = ServerConfig {
+        answer_delay_ms: 3000,
+        ..ServerConfig::default()
+    };
+    let server = Server::start_with(TestNet::allocate(), config);
+    let outcome = server.sipp("uac_cancel.xml", &["-s", "1001"], Duration::from_secs(15));
+    outcome.assert_success();
+    assert!(
+        outcome.received("SIP/2.0 200").is_empty()
+            || outcome
+                .received("SIP/2.0 200")
+                .iter()
+                .all(|m| m.text.contains("CANCEL")),
+        "the INVITE must not be answered with 200 after a CANCEL"
+    );
+    assert_nothing_stored(&server);
+}
+
+#[test]
+fn hash_key_ends_the_message_and_vmesh_hangs_up() {
+    let server = Server::start(TestNet::allocate());
+    let outcome = server.sipp(
+        "uac_dtmf_hash.xml",
+        &["-s", "1001"],
+        call_timeout(SPEECH_SHORT_MS),
+    );
+    // The scenario succeeds only if vmesh sends the BYE after the '#'.
+    outcome.assert_success();
+    let message = one_message(&server);
+    // The recording holds the speech before the '#', not the tone.
+    assert_recording_matches(
+        &server,
+        &message,
+        SPEECH_SHORT_ULAW,
+        SPEECH_SHORT_MS,
+        0.1,
+        0.9,
+    );
+}
+
+#[test]
+fn message_is_cut_at_max_length_and_vmesh_hangs_up() {
+    let config = ServerConfig {
+        max_message_s: 3,
+        ..ServerConfig::default()
+    };
+    let server = Server::start_with(TestNet::allocate(), config);
+    server
+        .sipp("uac_wait_bye.xml", &["-s", "1001"], Duration::from_secs(30))
+        .assert_success();
+    let message = one_message(&server);
+    assert_duration_close("duration_ms", number(&message, "duration_ms"), 3000, 0.03);
+    assert_recording_matches(&server, &message, SPEECH_ULAW, 3000, 0.03, 0.9);
+}
+
+#[test]
+fn hold_and_resume_keep_one_message_covering_the_call() {
+    let server = Server::start(TestNet::allocate());
+    server
+        .sipp(
+            "uac_reinvite_hold.xml",
+            &["-s", "1001"],
+            call_timeout(SPEECH_MS),
+        )
+        .assert_success();
+    let message = one_message(&server);
+    assert_duration_close(
+        "duration_ms",
+        number(&message, "duration_ms"),
+        SPEECH_MS,
+        0.03,
+    );
+    assert_recording_matches(&server, &message, SPEECH_ULAW, SPEECH_MS, 0.03, 0.9);
+}
+
+/// The To tags of the 200 responses to the INVITE SIPp received.
+fn invite_200_tags(outcome: &common::SippOutcome) -> Vec<String> {
+    outcome
+        .received("SIP/2.0 200")
+        .iter()
+        .filter_map(|m| common::SipResponse::parse(&m.text))
+        .filter(|r| r.header("CSeq").is_some_and(|c| c.ends_with("INVITE")))
+        .filter_map(|r| r.to_tag())
+        .collect()
+}
+
+#[test]
+fn unacknowledged_200_is_retransmitted_with_the_same_tag() {
+    let server = Server::start(TestNet::allocate());
+    let outcome = server.sipp(
+        "uac_200_retransmit.xml",
+        &["-s", "1001", "-nr"],
+        call_timeout(SPEECH_SHORT_MS),
+    );
+    outcome.assert_success();
+    let tags = invite_200_tags(&outcome);
+    assert!(
+        tags.len() >= 2,
+        "want the 200 and its retransmission: {tags:?}"
+    );
+    assert!(tags.iter().all(|t| *t == tags[0]), "one dialog: {tags:?}");
+    one_message(&server);
+}
+
+#[test]
+fn retransmitted_invite_does_not_start_a_second_call() {
+    let server = Server::start(TestNet::allocate());
+    let outcome = server.sipp(
+        "uac_invite_retransmit.xml",
+        &["-s", "1001", "-nr"],
+        call_timeout(SPEECH_SHORT_MS),
+    );
+    outcome.assert_success();
+    let tags = invite_200_tags(&outcome);
+    assert!(tags.iter().all(|t| *t == tags[0]), "one dialog: {tags:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    let messages = server.wait_messages(1, STORE_WAIT);
+    assert_eq!(messages.len(), 1, "exactly one message: {messages:?}");
+}

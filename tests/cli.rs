@@ -1,0 +1,202 @@
+//! The operator's CLI on a real data directory: list, show, export, delete
+//! (JSON and human output), its errors, and `vmesh check` on profiles.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    assert_recording_matches, call_timeout, cli, field, number, Server, TestNet, SPEECH_SHORT_MS,
+    SPEECH_SHORT_ULAW,
+};
+
+const FIELDS: [&str; 17] = [
+    "id",
+    "mailbox",
+    "caller",
+    "caller_name",
+    "called",
+    "reason",
+    "received_at",
+    "duration_ms",
+    "codec",
+    "format",
+    "sample_rate",
+    "size_bytes",
+    "sha256",
+    "state",
+    "partial",
+    "origin",
+    "call_id",
+];
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A server holding one 3 s message for mailbox 1001.
+fn server_with_a_message() -> (Server, serde_json::Value) {
+    let server = Server::start(TestNet::allocate());
+    server
+        .sipp(
+            "uac_pilot_diversion.xml",
+            &["-s", "1001"],
+            call_timeout(SPEECH_SHORT_MS),
+        )
+        .assert_success();
+    let mut messages = server.wait_messages(1, Duration::from_secs(5));
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    (server, messages.remove(0))
+}
+
+#[test]
+fn list_show_export_delete() {
+    let (server, message) = server_with_a_message();
+    for key in FIELDS {
+        assert!(
+            message.get(key).is_some(),
+            "list --json lacks {key}: {message}"
+        );
+    }
+    let id = field(&message, "id").to_string();
+    assert_eq!(field(&message, "mailbox"), "1001");
+    assert_eq!(field(&message, "reason"), "user-busy");
+    let sha = field(&message, "sha256");
+    assert!(
+        sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+        "sha256 is 64 hex digits: {sha}"
+    );
+    assert!(number(&message, "size_bytes") > 0);
+
+    // Filter by mailbox, and --data gives the same as --profile.
+    let data = server.data_dir();
+    let data = data.to_str().expect("UTF-8 path");
+    let listed = |mailbox: &str| {
+        let output = cli(&[
+            "messages",
+            "list",
+            "--mailbox",
+            mailbox,
+            "--json",
+            "--data",
+            data,
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let value: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("list --json prints JSON");
+        value.as_array().map(Vec::len).expect("an array")
+    };
+    assert_eq!(listed("1001"), 1);
+    assert_eq!(listed("1002"), 0);
+
+    // Human output names the message.
+    let output = server.cli(&["messages", "list"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains(&id[..8]) && text.contains("1001"), "{text}");
+
+    // show --json describes the same message.
+    let shown = server.cli_json(&["messages", "show", &id, "--json"]);
+    assert_eq!(field(&shown, "id"), id);
+    assert_eq!(field(&shown, "sha256"), sha);
+    assert_eq!(field(&shown, "call_id"), field(&message, "call_id"));
+
+    // export writes the audio as a WAV file.
+    assert_recording_matches(
+        &server,
+        &message,
+        SPEECH_SHORT_ULAW,
+        SPEECH_SHORT_MS,
+        0.05,
+        0.9,
+    );
+
+    // delete removes it; afterwards it is unknown.
+    let output = server.cli(&["messages", "delete", &id]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(server.messages().is_empty());
+    let output = server.cli(&["messages", "show", &id, "--json"]);
+    assert!(
+        !output.status.success(),
+        "show of a deleted message must fail"
+    );
+}
+
+#[test]
+fn unknown_ids_fail_with_a_message_on_stderr() {
+    let server = Server::start(TestNet::allocate());
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let out = server.dir().join("nothing.wav");
+    let out = out.to_str().expect("UTF-8 path");
+    for args in [
+        vec!["messages", "show", unknown, "--json"],
+        vec!["messages", "export", unknown, "--out", out],
+        vec!["messages", "delete", unknown],
+    ] {
+        let output = server.cli(&args);
+        assert!(!output.status.success(), "{args:?} must fail");
+        assert!(
+            stderr(&output).contains(unknown),
+            "{args:?}: stderr should name the id: {}",
+            stderr(&output)
+        );
+        if args.contains(&"--json") {
+            // A JSON consumer must not mistake an error for a result.
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(&output.stdout).is_err(),
+                "{args:?}: an error must not print a JSON document on stdout"
+            );
+        }
+    }
+    assert!(!server.dir().join("nothing.wav").exists());
+}
+
+#[test]
+fn check_accepts_a_good_profile_and_names_file_and_key_of_a_bad_one() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n",
+    )
+    .expect("write profile");
+    let output = cli(&["check", "--profile", good.to_str().expect("UTF-8 path")]);
+    assert!(
+        output.status.success(),
+        "a good profile: {}",
+        stderr(&output)
+    );
+
+    let cases = [
+        (
+            "wrong-type.toml",
+            "[media]\nrtp_port_min = \"low\"\n",
+            "rtp_port_min",
+        ),
+        (
+            "bad-range.toml",
+            "[media]\nrtp_port_min = 30100\nrtp_port_max = 30000\n",
+            "rtp_port",
+        ),
+        (
+            "bad-listen.toml",
+            "[sip]\nlisten = [\"carrier-pigeon:1\"]\n",
+            "listen",
+        ),
+    ];
+    for (name, text, key) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write profile");
+        let output = cli(&["check", "--profile", path.to_str().expect("UTF-8 path")]);
+        let message = stderr(&output);
+        assert!(!output.status.success(), "{name} must be refused");
+        assert!(
+            message.contains(name),
+            "{name}: stderr should name the file: {message}"
+        );
+        assert!(
+            message.contains(key),
+            "{name}: stderr should name {key}: {message}"
+        );
+    }
+}

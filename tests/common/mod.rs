@@ -1,0 +1,105 @@
+//! The end-to-end test kit: a vmesh server per test on loopback addresses
+//! of its own, SIPp scenarios against it, a raw SIP client for malformed
+//! traffic, the CLI, and audio comparison of what was recorded with what
+//! was sent.
+//!
+//! Each integration test file includes this module and uses a part of it,
+//! so unused items are expected.
+#![allow(dead_code, unused_imports)]
+
+pub mod audio;
+pub mod net;
+pub mod raw_sip;
+pub mod server;
+pub mod sipp;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use audio::{aligned_correlation, assert_duration_close, duration_ms, read_wav_mono_i16};
+pub use net::TestNet;
+pub use raw_sip::{SipResponse, SipTcp, SipUdp};
+pub use server::{cli, Server, ServerConfig};
+pub use sipp::SippOutcome;
+
+/// The speech reference streamed by uac_speech.xml, as sent on the wire.
+pub const SPEECH_ULAW: &str = "speech-ulaw.wav";
+/// Its length in milliseconds (scripts/make-testdata.sh makes it exact).
+pub const SPEECH_MS: u64 = 14_500;
+/// The short speech file of the 3 s scenarios.
+pub const SPEECH_SHORT_ULAW: &str = "speech-short-ulaw.wav";
+/// Its length in milliseconds.
+pub const SPEECH_SHORT_MS: u64 = 3_000;
+/// Lags searched when aligning a recording with what was sent: ±400 ms.
+pub const MAX_LAG_SAMPLES: usize = 3_200;
+
+/// The repository root (tests/sipp and testdata live under it).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file under testdata/.
+pub fn testdata(name: &str) -> PathBuf {
+    repo_root().join("testdata").join(name)
+}
+
+/// A generous bound for one SIPp call of `audio_ms` of speech.
+pub fn call_timeout(audio_ms: u64) -> Duration {
+    Duration::from_millis(audio_ms + 20_000)
+}
+
+/// The string field `key` of a message object from `messages list --json`.
+pub fn field<'a>(message: &'a serde_json::Value, key: &str) -> &'a str {
+    message
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or_else(|| panic!("message has no string field {key}: {message}"))
+}
+
+/// The integer field `key` of a message object.
+pub fn number(message: &serde_json::Value, key: &str) -> u64 {
+    message
+        .get(key)
+        .and_then(|v| v.as_u64())
+        .unwrap_or_else(|| panic!("message has no integer field {key}: {message}"))
+}
+
+/// Checks a stored message against audio that was sent: the export is a
+/// 16-bit mono 8 kHz WAV, its duration is within `tolerance` of
+/// `sent_ms`, and aligned against the μ-law-decoded `sent_wav` (only its
+/// first `sent_ms`) its NCC exceeds `min_ncc`. Returns (lag, ncc).
+pub fn assert_recording_matches(
+    server: &Server,
+    message: &serde_json::Value,
+    sent_wav: &str,
+    sent_ms: u64,
+    tolerance: f64,
+    min_ncc: f64,
+) -> (i64, f64) {
+    let id = field(message, "id");
+    let exported = server.export(id);
+    let spec = hound::WavReader::open(&exported)
+        .unwrap_or_else(|e| panic!("export of {id} is not a WAV file: {e}"))
+        .spec();
+    assert_eq!(
+        (spec.channels, spec.bits_per_sample, spec.sample_rate),
+        (1, 16, 8000),
+        "export of {id}: want 16-bit mono 8000 Hz, got {spec:?}"
+    );
+    let (rate, recorded) = read_wav_mono_i16(&exported);
+    let (ref_rate, mut reference) = read_wav_mono_i16(&testdata(sent_wav));
+    assert_eq!(rate, ref_rate, "sample rate of the recording");
+    reference.truncate((sent_ms * u64::from(rate) / 1000) as usize);
+    assert_duration_close(
+        "recorded audio",
+        duration_ms(recorded.len(), rate),
+        sent_ms,
+        tolerance,
+    );
+    let (lag, ncc) = aligned_correlation(&reference, &recorded, MAX_LAG_SAMPLES);
+    assert!(
+        ncc > min_ncc,
+        "recording {id} does not match {sent_wav}: NCC {ncc:.3} at lag {lag} samples (want > {min_ncc})"
+    );
+    (lag, ncc)
+}

@@ -1,0 +1,408 @@
+//! One vmesh server process per test: its profile, data directory and log
+//! in a temporary directory, started and stopped the ways operators do it.
+//!
+//! The process is killed when the `Server` is dropped, so a failing test
+//! leaves nothing running; on failure the tail of the server's log is
+//! printed and the temporary directory is kept for inspection.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use super::net::{TestNet, RTP_PORT_MAX, RTP_PORT_MIN, SIP_PORT};
+use super::raw_sip::options_udp;
+use super::sipp::{SippOutcome, SippRun, SippSetup};
+
+/// How long a server may take to answer its first OPTIONS.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a server may take to exit after SIGTERM.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The profile settings tests change; everything else keeps the defaults.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `[mailboxes] accept`.
+    pub accept: Vec<String>,
+    /// `[sip] answer_delay_ms`: ring this long before answering.
+    pub answer_delay_ms: u64,
+    /// `[sip] max_calls`.
+    pub max_calls: u32,
+    /// `[media] codecs`.
+    pub codecs: Vec<String>,
+    /// `[media] rtp_timeout_s`.
+    pub rtp_timeout_s: u64,
+    /// `[media] max_message_s`.
+    pub max_message_s: u64,
+    /// `[media] min_message_ms`.
+    pub min_message_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            accept: vec!["*".into()],
+            answer_delay_ms: 0,
+            max_calls: 100,
+            codecs: vec!["PCMU".into(), "PCMA".into()],
+            rtp_timeout_s: 30,
+            max_message_s: 180,
+            min_message_ms: 1000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The profile TOML for a server on `net` keeping its data in `data_dir`.
+    pub fn profile_toml(&self, net: &TestNet, data_dir: &Path) -> String {
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "[server]\nname = \"test-{ip}\"\ndata_dir = {data:?}\n\n\
+             [sip]\nlisten = [\"udp:{ip}:{SIP_PORT}\", \"tcp:{ip}:{SIP_PORT}\"]\n\
+             answer_delay_ms = {delay}\nmax_calls = {max_calls}\n\n\
+             [mailboxes]\naccept = [{accept}]\n\n\
+             [media]\nrtp_port_min = {RTP_PORT_MIN}\nrtp_port_max = {RTP_PORT_MAX}\n\
+             codecs = [{codecs}]\nrtp_timeout_s = {rtp_timeout}\n\
+             max_message_s = {max_message}\nmin_message_ms = {min_message}\n",
+            ip = net.ip,
+            data = data_dir.display().to_string(),
+            delay = self.answer_delay_ms,
+            max_calls = self.max_calls,
+            accept = list(&self.accept),
+            codecs = list(&self.codecs),
+            rtp_timeout = self.rtp_timeout_s,
+            max_message = self.max_message_s,
+            min_message = self.min_message_ms,
+        )
+    }
+}
+
+/// A running (or stopped) vmesh server of one test.
+pub struct Server {
+    /// The test's addresses.
+    pub net: TestNet,
+    dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    child: Option<Child>,
+    next_sipp_port: AtomicU16,
+}
+
+impl Server {
+    /// Starts a server with the default test profile on `net`.
+    pub fn start(net: TestNet) -> Server {
+        Server::start_with(net, ServerConfig::default())
+    }
+
+    /// Starts a server with `config` on `net` and waits until it answers
+    /// OPTIONS with 200 (panics with its log after 10 s).
+    pub fn start_with(net: TestNet, config: ServerConfig) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("vmesh-test-")
+            .tempdir()
+            .expect("create the test's temporary directory");
+        let root = dir.path().to_path_buf();
+        let data_dir = root.join("data");
+        std::fs::write(
+            root.join("profile.toml"),
+            config.profile_toml(&net, &data_dir),
+        )
+        .expect("write the test profile");
+        let mut server = Server {
+            net,
+            dir: Some(dir),
+            root,
+            child: None,
+            next_sipp_port: AtomicU16::new(0),
+        };
+        server.spawn();
+        server
+    }
+
+    /// The profile file the server runs with.
+    pub fn profile(&self) -> PathBuf {
+        self.root.join("profile.toml")
+    }
+
+    /// The server's data directory (`[server] data_dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// The test's temporary directory (exports and SIPp logs go here).
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// The server's log (its stderr and stdout, over all restarts).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root.join("vmesh.log")
+    }
+
+    fn spawn(&mut self) {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open the server log");
+        let log_err = log.try_clone().expect("clone the server log handle");
+        let child = Command::new(env!("CARGO_BIN_EXE_vmesh"))
+            .arg("serve")
+            .arg("--profile")
+            .arg(self.profile())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .expect("start vmesh serve");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "vmesh exited during start-up ({status})\n{}",
+                        self.log_tail()
+                    );
+                }
+            }
+            let answer = options_udp(
+                self.net.peer_ip,
+                self.net.sip_addr(),
+                Duration::from_millis(200),
+            );
+            if answer.is_some_and(|r| r.status == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vmesh did not answer OPTIONS with 200 on {} within {READY_TIMEOUT:?}\n{}",
+                self.net.sip_addr(),
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server with SIGKILL (a crash or power cut, as far as the
+    /// data directory can tell) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// Starts the server again on the same profile and data; waits until
+    /// it answers OPTIONS.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.terminate();
+        }
+        self.spawn();
+    }
+
+    /// Sends SIGTERM and waits (up to 15 s) for the server to exit; returns
+    /// its exit status. The graceful shutdown contract: refuse new calls
+    /// with 503, BYE the calls in progress, store them, exit 0.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self
+            .child
+            .take()
+            .expect("terminate: the server is not running");
+        self.signal(&child, libc::SIGTERM);
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                child.wait().ok();
+                panic!(
+                    "vmesh did not exit within {EXIT_TIMEOUT:?} of SIGTERM\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM without waiting (to act while the server shuts down).
+    pub fn send_sigterm(&self) {
+        if let Some(child) = self.child.as_ref() {
+            self.signal(child, libc::SIGTERM);
+        }
+    }
+
+    /// Waits (up to 15 s) for a server that was told to stop.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self
+            .child
+            .take()
+            .expect("wait_exit: the server is not running");
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                child.wait().ok();
+                panic!(
+                    "vmesh did not exit within {EXIT_TIMEOUT:?}\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, child: &Child, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// The last 80 lines of the server log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(80);
+        format!(
+            "--- vmesh log ({}), last {} lines ---\n{}",
+            self.log_path().display(),
+            lines.len() - from,
+            lines[from..].join("\n")
+        )
+    }
+
+    /// Runs a SIPp scenario against this server from the test's caller
+    /// address, each run on its own SIP and media ports.
+    pub fn sipp(&self, scenario: &str, args: &[&str], timeout: Duration) -> SippOutcome {
+        self.sipp_start(scenario, args, timeout).wait()
+    }
+
+    /// Starts a SIPp scenario in the background; `wait()` collects it.
+    pub fn sipp_start(&self, scenario: &str, args: &[&str], timeout: Duration) -> SippRun {
+        let n = self.next_sipp_port.fetch_add(1, Ordering::Relaxed);
+        let setup = SippSetup {
+            remote: self.net.sip_addr().to_string(),
+            local_ip: self.net.peer_ip.to_string(),
+            local_port: 5070 + 2 * n,
+            media_port: 6000 + 10 * n,
+            log_dir: &self.root,
+        };
+        SippRun::start(&setup, scenario, args, timeout)
+    }
+
+    /// Runs `vmesh ARGS --profile <this server's profile>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let profile = self.profile();
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--profile");
+        all.push(profile.to_str().expect("UTF-8 temp path"));
+        cli(&all)
+    }
+
+    /// Runs a CLI command that must succeed and print one JSON document.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "vmesh {args:?} failed ({})\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "vmesh {args:?} printed no JSON ({e}):\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// `vmesh messages list --json`: every stored message.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        match self.cli_json(&["messages", "list", "--json"]) {
+            serde_json::Value::Array(items) => items,
+            other => panic!("messages list --json is not an array: {other}"),
+        }
+    }
+
+    /// Polls `messages list` until `count` messages are stored (recording
+    /// is finalized just after the call ends), up to `timeout`.
+    pub fn wait_messages(&self, count: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let messages = self.messages();
+            if messages.len() >= count || Instant::now() > deadline {
+                return messages;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Exports message `id` to a WAV file in the test directory.
+    pub fn export(&self, id: &str) -> PathBuf {
+        let out = self.root.join(format!("export-{id}.wav"));
+        let output = self.cli(&[
+            "messages",
+            "export",
+            id,
+            "--out",
+            out.to_str().expect("UTF-8 temp path"),
+        ]);
+        assert!(
+            output.status.success(),
+            "vmesh messages export {id} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out
+    }
+}
+
+/// Runs the vmesh binary with `args` (no profile added) and captures it.
+pub fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vmesh"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the vmesh CLI")
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+            if let Some(dir) = self.dir.take() {
+                eprintln!("test files kept in {}", dir.keep().display());
+            }
+        }
+    }
+}

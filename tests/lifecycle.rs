@@ -1,0 +1,129 @@
+//! The server's life around calls in progress: a crash (kill -9) must not
+//! lose what was recorded, and a graceful stop (SIGTERM) must hang up and
+//! store the calls before exiting 0.
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw_sip::request;
+use common::{
+    aligned_correlation, duration_ms, field, number, read_wav_mono_i16, testdata, Server, SipUdp,
+    TestNet, MAX_LAG_SAMPLES, SPEECH_MS, SPEECH_ULAW,
+};
+
+#[test]
+fn kill9_during_a_call_keeps_a_partial_message_after_restart() {
+    let mut server = Server::start(TestNet::allocate());
+    let call = server.sipp_start(
+        "uac_speech.xml",
+        &["-s", "1001"],
+        common::call_timeout(SPEECH_MS),
+    );
+    // Six seconds into the 14.5 s message, the server dies.
+    std::thread::sleep(Duration::from_secs(6));
+    server.kill9();
+    drop(call);
+
+    server.restart();
+    let messages = server.wait_messages(1, Duration::from_secs(10));
+    assert_eq!(
+        messages.len(),
+        1,
+        "the interrupted message must be listed: {messages:?}"
+    );
+    let message = &messages[0];
+    assert_eq!(
+        message["partial"],
+        serde_json::Value::Bool(true),
+        "{message}"
+    );
+    assert_eq!(field(message, "mailbox"), "1001");
+    let listed_ms = number(message, "duration_ms");
+    assert!(listed_ms > 0, "a partial message has audio: {message}");
+
+    let exported = server.export(field(message, "id"));
+    let (rate, recorded) = read_wav_mono_i16(&exported);
+    assert_eq!(rate, 8000);
+    let recorded_ms = duration_ms(recorded.len(), rate);
+    assert!(
+        (1000..=7000).contains(&recorded_ms),
+        "about 6 s were sent before the crash, {recorded_ms} ms were kept"
+    );
+    // What was kept is what was sent so far.
+    let (_, mut reference) = read_wav_mono_i16(&testdata(SPEECH_ULAW));
+    reference.truncate(recorded.len() + MAX_LAG_SAMPLES);
+    let (lag, ncc) = aligned_correlation(&reference, &recorded, MAX_LAG_SAMPLES);
+    assert!(
+        ncc > 0.9,
+        "the partial recording does not match the speech sent: NCC {ncc:.3} at lag {lag}"
+    );
+}
+
+#[test]
+fn sigterm_hangs_up_stores_the_call_and_exits_0() {
+    let mut server = Server::start(TestNet::allocate());
+    let call = server.sipp_start("uac_wait_bye.xml", &["-s", "1001"], Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(4));
+    server.send_sigterm();
+
+    // A new call while stopping is refused (503), or finds the server gone;
+    // it is never answered.
+    let caller = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
+    let invite = request(
+        "INVITE",
+        &format!("sip:1002@{}", server.net.sip_addr()),
+        caller.local_addr(),
+        "UDP",
+        &["Content-Type: application/sdp"],
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+    );
+    if let Some(response) = caller.transact(&invite, Duration::from_secs(1)) {
+        assert_eq!(
+            response.status, 503,
+            "a call while stopping: {}",
+            response.raw
+        );
+    }
+
+    // The caller's scenario succeeds only if vmesh sends a BYE.
+    call.wait().assert_success();
+    let status = server.wait_exit();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
+
+    // The server is down: the CLI reads the data directory directly.
+    let messages = server.messages();
+    assert_eq!(
+        messages.len(),
+        1,
+        "the call in progress is stored: {messages:?}"
+    );
+    let message = &messages[0];
+    let listed_ms = number(message, "duration_ms");
+    assert!(
+        (2500..=6000).contains(&listed_ms),
+        "about 4 s were recorded before SIGTERM, listed {listed_ms} ms"
+    );
+    let exported = server.export(field(message, "id"));
+    let (_, recorded) = read_wav_mono_i16(&exported);
+    let (_, mut reference) = read_wav_mono_i16(&testdata(SPEECH_ULAW));
+    reference.truncate(recorded.len() + MAX_LAG_SAMPLES);
+    let (lag, ncc) = aligned_correlation(&reference, &recorded, MAX_LAG_SAMPLES);
+    assert!(ncc > 0.9, "NCC {ncc:.3} at lag {lag}");
+}
+
+#[test]
+fn sigterm_on_an_idle_server_exits_0() {
+    let mut server = Server::start(TestNet::allocate());
+    let status = server.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
+}
