@@ -39,6 +39,15 @@ pub fn read_wav_mono_i16(path: &Path) -> (u32, Vec<i16>) {
     (rate, data.iter().map(|&b| expand(b)).collect())
 }
 
+/// The bytes of a WAV file's data chunk as stored: for the G.711 files in
+/// testdata/ (format tags 6 and 7) exactly the RTP payload of PCMA or PCMU.
+pub fn read_wav_data(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read WAV {}: {e}", path.display()));
+    riff_chunk(&bytes, b"data")
+        .unwrap_or_else(|| panic!("{}: no data chunk", path.display()))
+        .to_vec()
+}
+
 fn riff_chunk<'a>(bytes: &'a [u8], id: &[u8; 4]) -> Option<&'a [u8]> {
     if bytes.get(0..4)? != b"RIFF" || bytes.get(8..12)? != b"WAVE" {
         return None;

@@ -8,6 +8,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod audio;
+pub mod dialog;
+pub mod media;
 pub mod net;
 pub mod raw_sip;
 pub mod server;
@@ -100,6 +102,11 @@ pub fn assert_recording_matches(
     assert!(
         ncc > min_ncc,
         "recording {id} does not match {sent_wav}: NCC {ncc:.3} at lag {lag} samples (want > {min_ncc})"
+    );
+    let recorded_ms = duration_ms(recorded.len(), rate);
+    eprintln!(
+        "recording {id}: {recorded_ms} ms for {sent_ms} ms sent ({:+.2}%), NCC {ncc:.4} at lag {lag} samples",
+        (recorded_ms as f64 - sent_ms as f64) * 100.0 / sent_ms as f64
     );
     (lag, ncc)
 }

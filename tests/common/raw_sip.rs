@@ -99,6 +99,79 @@ impl SipResponse {
     }
 }
 
+/// One SIP request as received: what vmesh sends to a caller (its BYE).
+#[derive(Clone, Debug)]
+pub struct SipRequest {
+    /// The method, e.g. "BYE".
+    pub method: String,
+    /// The Request-URI.
+    pub uri: String,
+    /// Header fields in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body (after the blank line).
+    pub body: String,
+    /// The whole message as text, for failure messages.
+    pub raw: String,
+}
+
+impl SipRequest {
+    /// Parses one request; `None` if the text is not a SIP/2.0 request.
+    pub fn parse(text: &str) -> Option<SipRequest> {
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+        let mut lines = head.split("\r\n");
+        let mut start = lines.next()?.split(' ');
+        let (method, uri, version) = (start.next()?, start.next()?, start.next()?);
+        if version != "SIP/2.0" || method.is_empty() {
+            return None;
+        }
+        let headers = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+            .collect();
+        Some(SipRequest {
+            method: method.to_string(),
+            uri: uri.to_string(),
+            headers,
+            body: body.to_string(),
+            raw: text.to_string(),
+        })
+    }
+
+    /// Every value of a header, by full or compact name, case-insensitively.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        let compact = compact_form(name);
+        self.headers
+            .iter()
+            .filter(|(n, _)| {
+                n.eq_ignore_ascii_case(name) || compact.is_some_and(|c| n.eq_ignore_ascii_case(c))
+            })
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers_named(name).into_iter().next()
+    }
+
+    /// A bodiless response to this request, with Via, From, To, Call-ID
+    /// and CSeq copied as RFC 3261 8.2.6.2 asks (the To already carries
+    /// the peer's tag for an in-dialog request).
+    pub fn response(&self, status: u16, reason: &str) -> String {
+        let mut text = format!("SIP/2.0 {status} {reason}\r\n");
+        for via in self.headers_named("Via") {
+            text.push_str(&format!("Via: {via}\r\n"));
+        }
+        for name in ["From", "To", "Call-ID", "CSeq"] {
+            if let Some(value) = self.header(name) {
+                text.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        text
+    }
+}
+
 fn compact_form(name: &str) -> Option<&'static str> {
     const FORMS: [(&str, &str); 10] = [
         ("Via", "v"),
@@ -206,6 +279,30 @@ impl SipUdp {
         self.send(request.as_bytes());
         final_response(|left| self.recv(left), timeout)
     }
+
+    /// The next SIP request within `timeout` (a request vmesh sends in a
+    /// dialog, such as its BYE), skipping datagrams that are not requests.
+    pub fn recv_request(&self, timeout: Duration) -> Option<SipRequest> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.socket
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
+            match self.socket.recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    if let Some(request) = SipRequest::parse(&String::from_utf8_lossy(&buf[..n])) {
+                        return Some(request);
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return None
+                }
+                Err(e) => panic!("receive on the SIP client socket: {e}"),
+            }
+        }
+    }
 }
 
 /// A SIP client on one TCP connection.
@@ -269,6 +366,34 @@ impl SipTcp {
             return None;
         }
         final_response(|left| self.recv(left), timeout)
+    }
+
+    /// Waits up to `timeout` for the server to close the connection (a read
+    /// returns 0 or the connection is reset); bytes that arrive meanwhile
+    /// are kept for `recv`. `false` if it is still open at the deadline.
+    pub fn wait_closed(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            if self
+                .stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .is_err()
+            {
+                return true;
+            }
+            let mut buf = [0u8; 16384];
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
     }
 
     fn take_message(&mut self) -> Option<String> {

@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub answer_delay_ms: u64,
     /// `[sip] max_calls`.
     pub max_calls: u32,
+    /// `[sip] tcp_idle_timeout_s`; `None` leaves the key out (the profile
+    /// default applies).
+    pub tcp_idle_timeout_s: Option<u64>,
     /// `[media] codecs`.
     pub codecs: Vec<String>,
     /// `[media] rtp_timeout_s`.
@@ -45,6 +48,7 @@ impl Default for ServerConfig {
             accept: vec!["*".into()],
             answer_delay_ms: 0,
             max_calls: 100,
+            tcp_idle_timeout_s: None,
             codecs: vec!["PCMU".into(), "PCMA".into()],
             rtp_timeout_s: 30,
             max_message_s: 180,
@@ -63,10 +67,14 @@ impl ServerConfig {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let tcp_idle = self
+            .tcp_idle_timeout_s
+            .map(|s| format!("tcp_idle_timeout_s = {s}\n"))
+            .unwrap_or_default();
         format!(
             "[server]\nname = \"test-{ip}\"\ndata_dir = {data:?}\n\n\
              [sip]\nlisten = [\"udp:{ip}:{SIP_PORT}\", \"tcp:{ip}:{SIP_PORT}\"]\n\
-             answer_delay_ms = {delay}\nmax_calls = {max_calls}\n\n\
+             answer_delay_ms = {delay}\nmax_calls = {max_calls}\n{tcp_idle}\n\
              [mailboxes]\naccept = [{accept}]\n\n\
              [media]\nrtp_port_min = {RTP_PORT_MIN}\nrtp_port_max = {RTP_PORT_MAX}\n\
              codecs = [{codecs}]\nrtp_timeout_s = {rtp_timeout}\n\
