@@ -6,11 +6,14 @@
 //! bytes. It is sans-IO: bytes go in with [`StreamFramer::push`], complete
 //! messages come out of [`StreamFramer::next_frame`]. Every buffer is bounded,
 //! so a peer that never sends CRLFCRLF or announces a huge body cannot make us
-//! hold more than `max_message` bytes. rsipstack's own stream codec has a fixed
+//! hold more than its method's limit. rsipstack's own stream codec has a fixed
 //! 64 KiB limit and closes the connection without an answer on any error,
 //! which is why the stream transports are ours (see `sip::transport`).
 
 use bytes::{Buf, BytesMut};
+
+use super::inbound::SizeLimits;
+use super::malformed::method_of;
 
 /// Why a stream can no longer be framed. After any of these the connection is
 /// out of sync and must be closed (after answering, when possible).
@@ -42,16 +45,18 @@ pub enum Frame {
 #[derive(Debug)]
 pub struct StreamFramer {
     buf: BytesMut,
-    max_message: usize,
+    limits: SizeLimits,
     failed: bool,
 }
 
 impl StreamFramer {
-    /// A framer that accepts messages up to `max_message` bytes in total.
-    pub fn new(max_message: usize) -> Self {
+    /// A framer that accepts messages within `limits`: the size allowed for
+    /// its method once the headers are in (a MESSAGE may carry a voicemail),
+    /// and headers of at most the general message limit.
+    pub fn new(limits: SizeLimits) -> Self {
         StreamFramer {
             buf: BytesMut::with_capacity(4096),
-            max_message,
+            limits,
             failed: false,
         }
     }
@@ -83,9 +88,9 @@ impl StreamFramer {
             self.buf.advance(2);
         }
         let Some(headers_end) = find(&self.buf, b"\r\n\r\n") else {
-            if self.buf.len() > self.max_message {
+            if self.buf.len() > self.limits.message {
                 return Some(self.fail(FramingError::HeadersTooLarge {
-                    limit: self.max_message,
+                    limit: self.limits.message,
                 }));
             }
             return None;
@@ -96,11 +101,11 @@ impl StreamFramer {
             Err(value) => return Some(self.fail(FramingError::BadContentLength { value })),
         };
         let size = head_len.saturating_add(body_len);
-        if size > self.max_message {
-            return Some(self.fail(FramingError::TooLarge {
-                size,
-                limit: self.max_message,
-            }));
+        let limit = self
+            .limits
+            .for_method(method_of(&self.buf[..head_len]).as_deref());
+        if size > limit {
+            return Some(self.fail(FramingError::TooLarge { size, limit }));
         }
         if self.buf.len() < size {
             return None;
@@ -142,6 +147,13 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn limits(message: usize) -> SizeLimits {
+        SizeLimits {
+            message,
+            transfer_body: message,
+        }
+    }
+
     const OPTIONS: &[u8] =
         b"OPTIONS sip:vm@127.0.0.1 SIP/2.0\r\nCall-ID: a\r\nContent-Length: 0\r\n\r\n";
 
@@ -156,7 +168,7 @@ mod tests {
 
     #[test]
     fn frames_back_to_back_messages() {
-        let mut f = StreamFramer::new(65536);
+        let mut f = StreamFramer::new(limits(65536));
         let mut stream = OPTIONS.to_vec();
         stream.extend(msg_with_body("hello"));
         stream.extend(OPTIONS);
@@ -169,7 +181,7 @@ mod tests {
 
     #[test]
     fn waits_for_the_body_byte_by_byte() {
-        let mut f = StreamFramer::new(65536);
+        let mut f = StreamFramer::new(limits(65536));
         let m = msg_with_body("0123456789");
         for (i, b) in m.iter().enumerate() {
             f.push(&[*b]);
@@ -184,7 +196,7 @@ mod tests {
 
     #[test]
     fn keepalive_ping_and_leading_crlf() {
-        let mut f = StreamFramer::new(65536);
+        let mut f = StreamFramer::new(limits(65536));
         f.push(b"\r\n\r\n");
         assert_eq!(f.next_frame(), Some(Frame::Ping));
         f.push(b"\r\n");
@@ -194,7 +206,7 @@ mod tests {
 
     #[test]
     fn oversized_body_is_refused_before_it_is_buffered() {
-        let mut f = StreamFramer::new(1024);
+        let mut f = StreamFramer::new(limits(1024));
         f.push(b"MESSAGE sip:x SIP/2.0\r\nContent-Length: 100000000\r\n\r\n");
         match f.next_frame() {
             Some(Frame::Error {
@@ -202,7 +214,7 @@ mod tests {
                 head,
             }) => {
                 assert!(size > 100_000_000);
-                assert_eq!(limit, 1024);
+                assert_eq!(limit, limits(1024).for_method(Some("MESSAGE")));
                 assert!(head.starts_with(b"MESSAGE"));
             }
             other => panic!("unexpected {other:?}"),
@@ -214,8 +226,27 @@ mod tests {
     }
 
     #[test]
+    fn only_a_message_may_be_large() {
+        let body = "x".repeat(5000);
+        for (method, ok) in [("MESSAGE", true), ("INVITE", false)] {
+            let mut f = StreamFramer::new(limits(4096));
+            f.push(format!("{method} sip:x SIP/2.0\r\nl: 5000\r\n\r\n{body}").as_bytes());
+            match f.next_frame() {
+                Some(Frame::Message(m)) => assert!(ok, "{method} framed: {}", m.len()),
+                Some(Frame::Error {
+                    error: FramingError::TooLarge { .. },
+                    ..
+                }) => {
+                    assert!(!ok, "{method} refused")
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn endless_headers_are_bounded() {
-        let mut f = StreamFramer::new(2048);
+        let mut f = StreamFramer::new(limits(2048));
         for _ in 0..100 {
             f.push(b"X-Junk: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
             if let Some(frame) = f.next_frame() {
@@ -234,7 +265,7 @@ mod tests {
 
     #[test]
     fn bad_content_length() {
-        let mut f = StreamFramer::new(2048);
+        let mut f = StreamFramer::new(limits(2048));
         f.push(b"INVITE sip:x SIP/2.0\r\nContent-Length: ten\r\n\r\n");
         assert!(matches!(
             f.next_frame(),

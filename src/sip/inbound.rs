@@ -26,10 +26,42 @@ pub enum Inbound {
     Ignore,
 }
 
+/// How large a message may be. Call signalling is small; a MESSAGE between
+/// vmesh servers carries a whole voicemail (RFC 3428 §7 keeps such bodies
+/// off UDP, but TCP has no such limit), so it has a limit of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimits {
+    /// Any request or response (the profile's `sip.max_message_bytes`).
+    pub message: usize,
+    /// The body of a MESSAGE (the profile's `mesh.max_transfer_bytes`).
+    pub transfer_body: usize,
+}
+
+/// Room for the headers of a MESSAGE on top of its body.
+const TRANSFER_HEADROOM: usize = 64 * 1024;
+
+impl SizeLimits {
+    /// The largest whole message allowed for `method` (None: a response or
+    /// something unparseable).
+    pub fn for_method(&self, method: Option<&str>) -> usize {
+        match method {
+            Some(m) if m.eq_ignore_ascii_case("MESSAGE") => self
+                .message
+                .max(self.transfer_body.saturating_add(TRANSFER_HEADROOM)),
+            _ => self.message,
+        }
+    }
+
+    /// The largest message of any kind: the bound of a stream's buffer.
+    pub fn largest(&self) -> usize {
+        self.for_method(Some("MESSAGE"))
+    }
+}
+
 /// Parses and checks one message. `datagram` says whether `raw` is a whole
 /// UDP datagram, where a Content-Length larger than the body means the
 /// message was truncated (RFC 3261 §18.3).
-pub fn classify(raw: &[u8], max_message: usize, datagram: bool, server: &str) -> Inbound {
+pub fn classify(raw: &[u8], limits: SizeLimits, datagram: bool, server: &str) -> Inbound {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Inbound::Ignore;
     }
@@ -40,11 +72,12 @@ pub fn classify(raw: &[u8], max_message: usize, datagram: bool, server: &str) ->
         None => Inbound::Ignore,
     };
     let reject = |status: u16, reason: &str, why: &str| reject_with(status, reason, why, &[]);
-    if raw.len() > max_message {
+    let limit = limits.for_method(method_of(raw).as_deref());
+    if raw.len() > limit {
         return reject(
             413,
             "Request Entity Too Large",
-            &format!("message over {max_message} bytes"),
+            &format!("message over {limit} bytes"),
         );
     }
     if datagram {
@@ -136,6 +169,39 @@ mod tests {
         )
     }
 
+    fn limits(message: usize) -> SizeLimits {
+        SizeLimits {
+            message,
+            transfer_body: 100_000,
+        }
+    }
+
+    #[test]
+    fn a_message_may_carry_a_transfer_body() {
+        let big = "a".repeat(90_000);
+        let raw = options("CSeq: 1 MESSAGE\r\n")
+            .replace("OPTIONS sip:", "MESSAGE sip:")
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!("Content-Length: {}\r\n\r\n{big}", big.len()),
+            );
+        assert!(matches!(
+            classify(raw.as_bytes(), limits(65536), false, "v"),
+            Inbound::Message(_)
+        ));
+        let bigger = "a".repeat(200_000);
+        let raw = options("CSeq: 1 MESSAGE\r\n")
+            .replace("OPTIONS sip:", "MESSAGE sip:")
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!("Content-Length: {}\r\n\r\n{bigger}", bigger.len()),
+            );
+        assert_eq!(
+            status_of(classify(raw.as_bytes(), limits(65536), false, "v")),
+            "SIP/2.0 413 "
+        );
+    }
+
     fn status_of(i: Inbound) -> String {
         match i {
             Inbound::Reply(b) => String::from_utf8_lossy(&b[..12]).into_owned(),
@@ -147,7 +213,7 @@ mod tests {
     fn a_good_request_passes() {
         let raw = options("CSeq: 1 OPTIONS\r\n");
         assert!(matches!(
-            classify(raw.as_bytes(), 65536, true, "v"),
+            classify(raw.as_bytes(), limits(65536), true, "v"),
             Inbound::Message(_)
         ));
     }
@@ -156,7 +222,7 @@ mod tests {
     fn cseq_method_mismatch_gets_400() {
         let raw = options("CSeq: 1 INVITE\r\n");
         assert_eq!(
-            status_of(classify(raw.as_bytes(), 65536, true, "v")),
+            status_of(classify(raw.as_bytes(), limits(65536), true, "v")),
             "SIP/2.0 400 "
         );
     }
@@ -165,7 +231,7 @@ mod tests {
     fn non_numeric_cseq_gets_400() {
         let raw = options("CSeq: one OPTIONS\r\n");
         assert_eq!(
-            status_of(classify(raw.as_bytes(), 65536, true, "v")),
+            status_of(classify(raw.as_bytes(), limits(65536), true, "v")),
             "SIP/2.0 400 "
         );
     }
@@ -174,7 +240,7 @@ mod tests {
     fn truncated_datagram_gets_400() {
         let raw = options("CSeq: 1 OPTIONS\r\n").replace("Content-Length: 0", "Content-Length: 50");
         assert_eq!(
-            status_of(classify(raw.as_bytes(), 65536, true, "v")),
+            status_of(classify(raw.as_bytes(), limits(65536), true, "v")),
             "SIP/2.0 400 "
         );
     }
@@ -186,7 +252,7 @@ mod tests {
             "a".repeat(3000)
         ));
         assert_eq!(
-            status_of(classify(raw.as_bytes(), 2048, true, "v")),
+            status_of(classify(raw.as_bytes(), limits(2048), true, "v")),
             "SIP/2.0 413 "
         );
     }
@@ -194,7 +260,7 @@ mod tests {
     #[test]
     fn unknown_method_gets_501_with_allow() {
         let raw = options("CSeq: 1 FOO\r\n").replace("OPTIONS sip:", "FOO sip:");
-        match classify(raw.as_bytes(), 65536, true, "v") {
+        match classify(raw.as_bytes(), limits(65536), true, "v") {
             Inbound::Reply(b) => {
                 let text = String::from_utf8_lossy(&b);
                 assert!(text.starts_with("SIP/2.0 501 "), "{text}");
@@ -208,7 +274,7 @@ mod tests {
     fn unparseable_contact_gets_400() {
         let raw = options("CSeq: 1 OPTIONS\r\nContact: <sip:@@::;;>>\r\n");
         assert_eq!(
-            status_of(classify(raw.as_bytes(), 65536, true, "v")),
+            status_of(classify(raw.as_bytes(), limits(65536), true, "v")),
             "SIP/2.0 400 "
         );
     }
@@ -216,11 +282,11 @@ mod tests {
     #[test]
     fn garbage_and_keepalives_are_ignored() {
         assert!(matches!(
-            classify(b"\r\n\r\n", 65536, true, "v"),
+            classify(b"\r\n\r\n", limits(65536), true, "v"),
             Inbound::Ignore
         ));
         assert!(matches!(
-            classify(b"\x00\x01garbage", 65536, true, "v"),
+            classify(b"\x00\x01garbage", limits(65536), true, "v"),
             Inbound::Ignore
         ));
     }

@@ -53,7 +53,7 @@ pub struct SipSettings {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
     pub user_agent: String,
-    pub max_message: usize,
+    pub limits: inbound::SizeLimits,
     pub tcp_idle_timeout: Duration,
 }
 
@@ -112,13 +112,13 @@ impl SipStack {
         for t in udp {
             tokio::spawn(t.serve(
                 endpoint.inner.clone(),
-                settings.max_message,
+                settings.limits,
                 settings.user_agent.clone(),
                 cancel.child_token(),
             ));
         }
         let tcp_settings = TcpSettings {
-            max_message: settings.max_message,
+            limits: settings.limits,
             idle_timeout: settings.tcp_idle_timeout,
             server: settings.user_agent.clone(),
         };

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::{call, Context};
 use crate::config::{ListenTransport, Profile};
+use crate::sip::inbound::SizeLimits;
 use crate::sip::{responses, SipSettings, SipStack};
 use crate::store::Store;
 
@@ -139,7 +140,11 @@ fn sip_settings(profile: &Profile) -> SipSettings {
         udp: pick(ListenTransport::Udp),
         tcp: pick(ListenTransport::Tcp),
         user_agent: profile.sip.user_agent.clone(),
-        max_message: profile.sip.max_message_bytes,
+        limits: SizeLimits {
+            message: profile.sip.max_message_bytes,
+            // Until the mesh section sets it: the default.
+            transfer_body: 16 * 1024 * 1024,
+        },
         tcp_idle_timeout: profile.sip.tcp_idle_timeout,
     }
 }

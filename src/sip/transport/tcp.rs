@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 
 use super::deliver;
 use crate::sip::framing::{Frame, FramingError, StreamFramer};
-use crate::sip::inbound::{classify, Inbound};
+use crate::sip::inbound::{classify, Inbound, SizeLimits};
 use crate::sip::malformed::error_response;
 use crate::sip::SipError;
 
@@ -33,7 +33,7 @@ const MAX_CONNECTIONS: usize = 4096;
 /// What a connection loop needs besides its socket.
 #[derive(Clone)]
 pub struct TcpSettings {
-    pub max_message: usize,
+    pub limits: SizeLimits,
     pub idle_timeout: Duration,
     pub server: String,
 }
@@ -128,7 +128,7 @@ impl Connection {
             r#type: Some(Transport::Tcp),
             addr: peer.into(),
         };
-        let mut framer = StreamFramer::new(self.settings.max_message);
+        let mut framer = StreamFramer::new(self.settings.limits);
         let mut chunk = vec![0u8; 16 * 1024];
         'read: loop {
             let read = tokio::select! {
@@ -151,12 +151,7 @@ impl Connection {
             while let Some(frame) = framer.next_frame() {
                 match frame {
                     Frame::Message(raw) => {
-                        match classify(
-                            &raw,
-                            self.settings.max_message,
-                            false,
-                            &self.settings.server,
-                        ) {
+                        match classify(&raw, self.settings.limits, false, &self.settings.server) {
                             Inbound::Message(m) => {
                                 deliver(&self.endpoint, *m, connection.clone(), &from).await
                             }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::deliver;
-use crate::sip::inbound::{classify, Inbound};
+use crate::sip::inbound::{classify, Inbound, SizeLimits};
 use crate::sip::SipError;
 
 /// A bound UDP SIP socket, registered with rsipstack for sending.
@@ -35,17 +35,17 @@ impl UdpTransport {
         SipConnection::Udp(self.connection.clone())
     }
 
-    /// Reads datagrams until cancelled. One buffer, reused: a datagram larger
-    /// than `max_message` is seen as such (the buffer is one byte longer) and
-    /// answered 413 when its headers allow.
+    /// Reads datagrams until cancelled. One buffer, reused, one byte longer
+    /// than the largest datagram allowed, so an oversized one is seen as such
+    /// and answered 413 when its headers allow.
     pub async fn serve(
         self,
         endpoint: Arc<EndpointInner>,
-        max_message: usize,
+        limits: SizeLimits,
         server: String,
         cancel: CancellationToken,
     ) {
-        let mut buf = vec![0u8; max_message.min(65535) + 1];
+        let mut buf = vec![0u8; limits.largest().min(65535) + 1];
         loop {
             let received = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -61,7 +61,7 @@ impl UdpTransport {
                 }
             };
             let Some(raw) = buf.get(..len) else { continue };
-            match classify(raw, max_message, true, &server) {
+            match classify(raw, limits, true, &server) {
                 Inbound::Message(message) => {
                     deliver(&endpoint, *message, self.connection(), &from).await;
                 }
