@@ -33,6 +33,9 @@ pub enum SipError {
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: String, reason: String },
+    /// A connection to a peer could not be opened.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
     /// rsipstack refused something.
     #[error("SIP stack: {0}")]
     Stack(String),
@@ -63,6 +66,7 @@ pub struct SipStack {
     pub dialogs: DialogLayer,
     /// The UDP sockets, for building Contact/Via and sending.
     pub udp: Vec<SipConnection>,
+    tcp_settings: TcpSettings,
     cancel: CancellationToken,
 }
 
@@ -133,9 +137,29 @@ impl SipStack {
             endpoint,
             dialogs,
             udp: udp_connections,
+            tcp_settings,
             cancel,
         };
         Ok((stack, incoming))
+    }
+
+    /// Opens a TCP connection from `local_ip` to `remote` that is read like
+    /// the accepted ones (see [`transport::tcp::connect`]). It closes when
+    /// `cancel` is cancelled, on error, or when idle.
+    pub async fn connect_tcp(
+        &self,
+        local_ip: std::net::IpAddr,
+        remote: SocketAddr,
+        cancel: CancellationToken,
+    ) -> Result<SipConnection, SipError> {
+        transport::tcp::connect(
+            local_ip,
+            remote,
+            self.endpoint.inner.clone(),
+            self.tcp_settings.clone(),
+            cancel,
+        )
+        .await
     }
 
     /// Stops every loop and closes the sockets.

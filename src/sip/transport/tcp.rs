@@ -6,7 +6,7 @@
 //! head allows one), or at shutdown. The number of open connections is
 //! bounded so a flood of idle sockets cannot exhaust descriptors.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +15,8 @@ use rsipstack::transaction::endpoint::EndpointInner;
 use rsipstack::transport::stream::StreamConnection;
 use rsipstack::transport::tcp::TcpConnection;
 use rsipstack::transport::{SipAddr, SipConnection};
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, ReadHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -41,7 +41,6 @@ pub struct TcpSettings {
 /// A bound TCP SIP listener.
 pub struct TcpTransport {
     listener: TcpListener,
-    local: SocketAddr,
 }
 
 impl TcpTransport {
@@ -52,8 +51,7 @@ impl TcpTransport {
             reason: e.to_string(),
         };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
-        let local = listener.local_addr().map_err(bind_error)?;
-        Ok(TcpTransport { listener, local })
+        Ok(TcpTransport { listener })
     }
 
     /// Accepts connections until cancelled.
@@ -84,7 +82,6 @@ impl TcpTransport {
             let connection = Connection {
                 endpoint: endpoint.clone(),
                 settings: settings.clone(),
-                local: self.local,
             };
             let cancel = cancel.child_token();
             tokio::spawn(async move {
@@ -98,31 +95,83 @@ impl TcpTransport {
 struct Connection {
     endpoint: Arc<EndpointInner>,
     settings: TcpSettings,
-    local: SocketAddr,
+}
+
+/// rsipstack's connection (which sends) and the read half we read from.
+type Opened = (TcpConnection, ReadHalf<TcpStream>);
+
+/// Wraps a connected stream: rsipstack's connection keeps the write half for
+/// sending; we take the read half back for our own framing.
+async fn open(stream: TcpStream, cancel: &CancellationToken) -> Option<Opened> {
+    stream.set_nodelay(true).ok();
+    let local = SipAddr {
+        r#type: Some(Transport::Tcp),
+        addr: stream.local_addr().ok()?.into(),
+    };
+    let tcp = match TcpConnection::from_stream(stream, local, Some(cancel.clone())) {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(error = %e, "cannot set up tcp connection");
+            return None;
+        }
+    };
+    let reader = tcp.inner.read_half.lock().await.take()?;
+    Some((tcp, reader))
+}
+
+/// Opens a TCP connection from `local_ip` (so the peer sees our own address,
+/// by which a mesh peer knows us) to `remote`, and reads it like an accepted
+/// one: responses go to their client transactions, requests to the server
+/// side. The connection ends when `cancel` is cancelled, on error, or idle.
+pub async fn connect(
+    local_ip: IpAddr,
+    remote: SocketAddr,
+    endpoint: Arc<EndpointInner>,
+    settings: TcpSettings,
+    cancel: CancellationToken,
+) -> Result<SipConnection, SipError> {
+    let failed = |e: std::io::Error| SipError::Connect {
+        addr: remote.to_string(),
+        reason: e.to_string(),
+    };
+    let socket = match local_ip {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(failed)?;
+    socket.bind(SocketAddr::new(local_ip, 0)).map_err(failed)?;
+    let stream = socket.connect(remote).await.map_err(failed)?;
+    let (tcp, reader) = open(stream, &cancel)
+        .await
+        .ok_or_else(|| SipError::Connect {
+            addr: remote.to_string(),
+            reason: "connection closed at once".into(),
+        })?;
+    let connection = Connection { endpoint, settings };
+    tokio::spawn(connection.read_loop(tcp.clone(), reader, remote, cancel));
+    Ok(SipConnection::Tcp(tcp))
 }
 
 impl Connection {
     async fn run(self, stream: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
-        stream.set_nodelay(true).ok();
-        let local = SipAddr {
-            r#type: Some(Transport::Tcp),
-            addr: self.local.into(),
-        };
-        let tcp = match TcpConnection::from_stream(stream, local, Some(cancel.clone())) {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(%peer, error = %e, "cannot set up tcp connection");
-                return;
-            }
-        };
-        // We read; rsipstack's connection keeps the write half for sending.
-        let Some(mut reader) = tcp.inner.read_half.lock().await.take() else {
-            return;
-        };
+        if let Some((tcp, reader)) = open(stream, &cancel).await {
+            self.read_loop(tcp, reader, peer, cancel).await;
+        }
+    }
+
+    /// Frames and delivers what arrives until the connection ends.
+    async fn read_loop(
+        self,
+        tcp: TcpConnection,
+        mut reader: ReadHalf<TcpStream>,
+        peer: SocketAddr,
+        cancel: CancellationToken,
+    ) {
         // Not registered with the transport layer: that would start
         // rsipstack's own reader on it. In-dialog requests find the
-        // connection through the dialog's flow affinity instead, which ends
-        // when `cancel` is cancelled below.
+        // connection through the dialog's flow affinity instead, and mesh
+        // senders hold it themselves; both stop using it once `cancel` is
+        // cancelled below.
         let connection = SipConnection::Tcp(tcp.clone());
         let from = SipAddr {
             r#type: Some(Transport::Tcp),
