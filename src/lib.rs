@@ -7,6 +7,7 @@ pub mod call;
 pub mod cli;
 pub mod config;
 pub mod media;
+pub mod mesh;
 pub mod sip;
 pub mod store;
 pub mod voicemail;

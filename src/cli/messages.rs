@@ -1,7 +1,5 @@
 //! `vmesh messages list|show|export|delete`.
 
-use std::path::Path;
-
 use super::{CliError, MessagesCommand};
 use crate::store::{Message, Store};
 
@@ -12,7 +10,7 @@ pub fn run(command: MessagesCommand) -> Result<(), CliError> {
             json,
             state,
         } => {
-            let store = open(&state.data_dir()?)?;
+            let store = super::open_store(&state.data_dir()?)?;
             let list = store.list(mailbox.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -21,7 +19,7 @@ pub fn run(command: MessagesCommand) -> Result<(), CliError> {
             }
         }
         MessagesCommand::Show { id, json, state } => {
-            let store = open(&state.data_dir()?)?;
+            let store = super::open_store(&state.data_dir()?)?;
             let m = store.get(&id)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
@@ -30,7 +28,7 @@ pub fn run(command: MessagesCommand) -> Result<(), CliError> {
             }
         }
         MessagesCommand::Export { id, out, state } => {
-            let store = open(&state.data_dir()?)?;
+            let store = super::open_store(&state.data_dir()?)?;
             let m = store.get(&id)?;
             let from = store.audio_path(&m);
             std::fs::copy(&from, &out).map_err(|source| CliError::Io {
@@ -45,7 +43,7 @@ pub fn run(command: MessagesCommand) -> Result<(), CliError> {
             );
         }
         MessagesCommand::Delete { id, state } => {
-            let store = open(&state.data_dir()?)?;
+            let store = super::open_store(&state.data_dir()?)?;
             let m = store.delete(&id)?;
             eprintln!("deleted {} (mailbox {})", m.id, m.mailbox);
         }
@@ -53,19 +51,10 @@ pub fn run(command: MessagesCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Opens an existing store; a missing directory is an error here rather
-/// than an empty store created by a typo.
-fn open(dir: &Path) -> Result<Store, CliError> {
-    if !dir.join("vmesh.db").exists() {
-        return Err(CliError::NoData(dir.to_path_buf()));
-    }
-    Ok(Store::open(dir)?)
-}
-
 fn print_table(list: &[Message]) {
     println!(
-        "{:<36}  {:<8}  {:<20}  {:>8}  {:<13}  {:<8}  CALLER",
-        "ID", "MAILBOX", "RECEIVED (UTC)", "SECONDS", "REASON", "STATE"
+        "{:<36}  {:<8}  {:<20}  {:>8}  {:<13}  {:<8}  {:<12}  {:<10}  CALLER",
+        "ID", "MAILBOX", "RECEIVED (UTC)", "SECONDS", "REASON", "STATE", "ORIGIN", "DELIVERY"
     );
     for m in list {
         let caller = match &m.caller_name {
@@ -78,7 +67,7 @@ fn print_table(list: &[Message]) {
             m.state.clone()
         };
         println!(
-            "{:<36}  {:<8}  {:<20}  {:>8.1}  {:<13}  {:<8}  {}",
+            "{:<36}  {:<8}  {:<20}  {:>8.1}  {:<13}  {:<8}  {:<12}  {:<10}  {}",
             m.id,
             m.mailbox,
             m.received_at
@@ -88,6 +77,8 @@ fn print_table(list: &[Message]) {
             m.duration_ms as f64 / 1000.0,
             m.reason.as_deref().unwrap_or("-"),
             state,
+            m.origin,
+            m.delivery,
             caller
         );
     }
@@ -117,6 +108,8 @@ fn print_one(m: &Message, store: &Store) {
         ("state", m.state.clone()),
         ("partial", m.partial.to_string()),
         ("origin", m.origin.clone()),
+        ("home", m.home.clone().unwrap_or_default()),
+        ("delivery", m.delivery.clone()),
         ("call id", m.call_id.clone()),
         ("file", store.audio_path(m).display().to_string()),
     ];

@@ -5,6 +5,7 @@
 //! stdout. Errors go to stderr with a non-zero exit (the binary's `main`).
 
 mod check;
+mod mesh;
 mod messages;
 mod serve;
 
@@ -40,6 +41,31 @@ pub enum Command {
     Messages {
         #[command(subcommand)]
         command: MessagesCommand,
+    },
+    /// The peers of the mesh and their health (OPTIONS pings).
+    Peers {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Messages waiting for their home server, and failed transfers.
+    Queue {
+        #[command(subcommand)]
+        command: Option<QueueCommand>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Send a failed (or waiting) message again, at once.
+    Retry {
+        /// Message id (full or a unique prefix of 8+ characters).
+        id: String,
     },
 }
 
@@ -105,6 +131,15 @@ impl StateArgs {
     }
 }
 
+/// Opens an existing store; a missing directory is an error here rather
+/// than an empty store created by a typo.
+fn open_store(dir: &std::path::Path) -> Result<crate::store::Store, CliError> {
+    if !dir.join("vmesh.db").exists() {
+        return Err(CliError::NoData(dir.to_path_buf()));
+    }
+    Ok(crate::store::Store::open(dir)?)
+}
+
 /// What a command can fail with; each says what the user should look at.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -133,5 +168,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve { profile } => serve::run(profile.as_deref()),
         Command::Check { profile } => check::run(profile.as_deref()),
         Command::Messages { command } => messages::run(command),
+        Command::Peers { json, state } => mesh::peers(json, &state),
+        Command::Queue {
+            command,
+            json,
+            state,
+        } => mesh::queue(command, json, &state),
     }
 }

@@ -44,7 +44,7 @@ pub enum MailboxPattern {
 
 impl MailboxPattern {
     /// Whether `mailbox` (already known to be valid) matches this pattern.
-    fn matches(&self, mailbox: &str) -> bool {
+    pub(super) fn matches(&self, mailbox: &str) -> bool {
         match self {
             MailboxPattern::Any => true,
             MailboxPattern::Exact(m) => m == mailbox,

@@ -1,7 +1,7 @@
 //! Profiles: the TOML files that configure one vmesh server.
 //!
-//! A profile has four sections, `[server]`, `[sip]`, `[mailboxes]` and
-//! `[media]`, and every key has a default, so a small file (or none: see
+//! A profile has five sections, `[server]`, `[sip]`, `[mailboxes]`,
+//! `[media]` and `[mesh]`, and every key has a default, so a small file (or none: see
 //! [`Profile::embedded_default`]) is a complete profile. Loading validates
 //! everything and reports every problem with its file, key and line
 //! ([`ConfigErrors`]), which is what `vmesh check` prints and why
@@ -10,19 +10,32 @@
 //! The reference for every key is `sip-profiles/default.toml`, the embedded
 //! default profile itself.
 //!
+//! A profile that names a mesh topology (`server.topology`) loads it too:
+//! the [`Topology`] file lists every server of the mesh, the URI that
+//! reaches it and the mailboxes it is home to, and is validated with the
+//! profile (`vmesh check` reports the errors of both).
+//!
 //! Layout: [`Profile`] ties the sections together (`profile.rs`); each section
-//! has its own file (`server.rs`, `sip.rs`, `media.rs`), as do listen
-//! addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`);
-//! `reader.rs` walks the parsed TOML collecting errors, `error.rs` holds them.
+//! has its own file (`server.rs`, `sip.rs`, `media.rs`, `mesh.rs`), as do
+//! listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
+//! with `overlap.rs` deciding whether two patterns share a mailbox). The
+//! topology is read in `topology.rs`, its peer URIs in `peer_uri.rs`, and
+//! `membership.rs` checks a profile's place in it. `reader.rs` walks the
+//! parsed TOML collecting errors, `error.rs` holds them.
 
 mod error;
 mod listen;
 mod mailbox_set;
 mod media;
+mod membership;
+mod mesh;
+mod overlap;
+mod peer_uri;
 mod profile;
 mod reader;
 mod server;
 mod sip;
+mod topology;
 
 pub use error::{ConfigError, ConfigErrors, TextPosition};
 pub use listen::{ListenAddr, ListenAddrError, ListenTransport};
@@ -31,12 +44,19 @@ pub use media::{
     MediaConfig, DEFAULT_JITTER, DEFAULT_MAX_MESSAGE, DEFAULT_MIN_MESSAGE, DEFAULT_RTP_PORTS,
     DEFAULT_RTP_TIMEOUT, KNOWN_CODECS,
 };
+pub use mesh::{
+    MeshConfig, DEFAULT_FAILURES_FOR_DOWN, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_TRANSFER_BYTES,
+    DEFAULT_PING_IDLE_INTERVAL, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
+    DEFAULT_RETENTION_DAYS, DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX, DEFAULT_TRANSFER_TIMEOUT,
+};
+pub use peer_uri::{PeerUri, PeerUriError, DEFAULT_SIPS_PORT, DEFAULT_SIP_PORT};
 pub use profile::{Profile, ProfileOrigin, DEFAULT_PROFILE_TOML};
 pub use server::{ServerConfig, DEFAULT_DATA_DIR, DEFAULT_SERVER_NAME};
 pub use sip::{
     default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TCP_IDLE_TIMEOUT, MAX_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES,
 };
+pub use topology::{Topology, TopologyServer};
 
 #[cfg(test)]
 mod tests;

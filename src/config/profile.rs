@@ -13,9 +13,12 @@ use toml::de::DeTable;
 use super::error::{ConfigError, ConfigErrors};
 use super::mailbox_set::{MailboxPattern, MailboxSet};
 use super::media::MediaConfig;
+use super::membership::check_membership;
+use super::mesh::MeshConfig;
 use super::reader::Reader;
 use super::server::ServerConfig;
 use super::sip::SipConfig;
+use super::topology::Topology;
 
 /// The text of the embedded default profile, compiled in so `vmesh serve`
 /// runs with no file at all and `vmesh` can print it as a starting point.
@@ -62,9 +65,17 @@ pub struct Profile {
     /// `[sip]`: listeners and limits of the SIP endpoint.
     pub sip: SipConfig,
     /// `[mailboxes] accept`: the mailboxes this server takes calls for.
+    /// With a topology and no explicit `accept`, every mailbox of the
+    /// topology, so this server stands in for its peers while they are away.
     pub mailboxes: MailboxSet,
     /// `[media]`: RTP, codecs and recording limits.
     pub media: MediaConfig,
+    /// The mesh named by `server.topology`, read and validated with the
+    /// profile; `None` for a server on its own.
+    pub topology: Option<Topology>,
+    /// `[mesh]`: peer health checks and transfer settings (defaults when
+    /// absent, whether or not there is a topology).
+    pub mesh: MeshConfig,
 }
 
 impl Profile {
@@ -94,21 +105,30 @@ impl Profile {
 
     /// Parses and validates profile text, reporting every error found.
     /// Relative `topology` paths are resolved against `origin`'s directory
-    /// (the working directory for [`ProfileOrigin::Embedded`]).
+    /// (the working directory for [`ProfileOrigin::Embedded`]), and the
+    /// topology is read from disk and validated too: its errors follow the
+    /// profile's, naming the topology file.
     pub fn parse(text: &str, origin: ProfileOrigin) -> Result<Profile, ConfigErrors> {
         let mut reader = Reader::new(origin.to_string(), text);
         let (document, syntax_errors) = DeTable::parse_recoverable(text);
         for error in &syntax_errors {
             reader.syntax_error(error);
         }
+        let mut topology_errors = Vec::new();
         let profile = if syntax_errors.is_empty() {
-            Profile::read(&mut reader, document.get_ref(), origin)
+            let (mut profile, accept_given) =
+                Profile::read(&mut reader, document.get_ref(), origin);
+            if let Err(e) = profile.attach_topology(&mut reader, document.get_ref(), accept_given) {
+                topology_errors = e.0;
+            }
+            profile
         } else {
             // What the parser recovered past a syntax error is a guess; keys
             // judged from it would add errors that are not really there.
             Profile::defaults(origin)
         };
-        let errors = reader.finish();
+        let mut errors = reader.finish();
+        errors.extend(topology_errors);
         if errors.is_empty() {
             Ok(profile)
         } else {
@@ -126,15 +146,49 @@ impl Profile {
             sip,
             mailboxes: MailboxSet::any_digits(),
             media,
+            topology: None,
+            mesh: MeshConfig::default(),
         }
+    }
+
+    /// Loads the topology the profile names, checks this server's place in
+    /// it, and, unless `accept` was given, accepts every topology mailbox.
+    fn attach_topology(
+        &mut self,
+        reader: &mut Reader<'_>,
+        document: &DeTable<'_>,
+        accept_given: bool,
+    ) -> Result<(), ConfigErrors> {
+        let Some(path) = &self.server.topology else {
+            return Ok(());
+        };
+        let topology = Topology::load(path)?;
+        check_membership(
+            reader,
+            document,
+            &self.server.name,
+            &self.sip.listen,
+            &topology,
+        );
+        if !accept_given {
+            self.mailboxes = topology.all_mailboxes();
+        }
+        self.topology = Some(topology);
+        Ok(())
     }
 
     /// Reads the sections of a syntactically valid document. Sections are
     /// looked up by name first, because `[media]` defaults depend on `[sip]`
-    /// whatever order the file gives them in.
-    fn read(reader: &mut Reader<'_>, document: &DeTable<'_>, origin: ProfileOrigin) -> Profile {
+    /// whatever order the file gives them in. Also returns whether
+    /// `[mailboxes] accept` was given, which a topology's default defers to.
+    fn read(
+        reader: &mut Reader<'_>,
+        document: &DeTable<'_>,
+        origin: ProfileOrigin,
+    ) -> (Profile, bool) {
         let empty = DeTable::new();
-        let (mut server, mut sip, mut mailboxes, mut media) = (&empty, &empty, &empty, &empty);
+        let (mut server, mut sip, mut mailboxes, mut media, mut mesh) =
+            (&empty, &empty, &empty, &empty, &empty);
         for (name, node) in document.iter() {
             let key = name.get_ref().as_ref();
             let slot = match key {
@@ -142,11 +196,12 @@ impl Profile {
                 "sip" => &mut sip,
                 "mailboxes" => &mut mailboxes,
                 "media" => &mut media,
+                "mesh" => &mut mesh,
                 _ => {
                     reader.error(
                         key,
                         name.span(),
-                        "unknown section; expected server, sip, mailboxes or media",
+                        "unknown section; expected server, sip, mailboxes, media or mesh",
                     );
                     continue;
                 }
@@ -157,21 +212,26 @@ impl Profile {
         }
         let server = ServerConfig::read(reader, server, origin.base_dir());
         let sip = SipConfig::read(reader, sip);
-        let mailboxes = read_mailboxes(reader, mailboxes);
+        let accept = read_mailboxes(reader, mailboxes);
         let media = MediaConfig::read(reader, media, &sip.listen);
-        Profile {
+        let mesh = MeshConfig::read(reader, mesh);
+        let profile = Profile {
             origin,
             server,
             sip,
-            mailboxes,
+            mailboxes: accept.clone().unwrap_or_else(MailboxSet::any_digits),
             media,
-        }
+            topology: None,
+            mesh,
+        };
+        (profile, accept.is_some())
     }
 }
 
-/// Reads `[mailboxes]`, naming each bad pattern by its index.
-fn read_mailboxes(reader: &mut Reader<'_>, table: &DeTable<'_>) -> MailboxSet {
-    let mut set = MailboxSet::any_digits();
+/// Reads `[mailboxes]`, naming each bad pattern by its index; `None` when
+/// `accept` is not given.
+fn read_mailboxes(reader: &mut Reader<'_>, table: &DeTable<'_>) -> Option<MailboxSet> {
+    let mut set = None;
     for (name, node) in table.iter() {
         let key = format!("mailboxes.{}", name.get_ref());
         if name.get_ref() != "accept" {
@@ -196,7 +256,7 @@ fn read_mailboxes(reader: &mut Reader<'_>, table: &DeTable<'_>) -> MailboxSet {
                 Err(message) => reader.error(&entry.key, entry.span, message),
             }
         }
-        set = MailboxSet::from_patterns(patterns);
+        set = Some(MailboxSet::from_patterns(patterns));
     }
     set
 }

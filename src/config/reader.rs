@@ -155,6 +155,17 @@ impl<'s> Reader<'s> {
         });
     }
 
+    /// Whether an error was recorded at `key` or inside it (`sip.listen`
+    /// also covers `sip.listen[1]`), so checks that build on a key can stay
+    /// silent when the key itself is already reported.
+    pub(super) fn has_error_within(&self, key: &str) -> bool {
+        self.errors.iter().any(|e| {
+            e.key
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
+    }
+
     /// Every error recorded, in file order (errors without a position last).
     pub(super) fn finish(self) -> Vec<ConfigError> {
         let mut errors = self.errors;

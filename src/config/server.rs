@@ -85,7 +85,9 @@ impl ServerConfig {
     }
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+/// Checks a server name: the rule is shared with topology files, where
+/// peers are named the same way.
+pub(super) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());
     }

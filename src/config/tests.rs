@@ -52,6 +52,42 @@ fn embedded_default_is_valid_and_documents_the_defaults() {
     assert_eq!(profile.media.max_message, Duration::from_secs(180));
     assert_eq!(profile.media.min_message, Duration::from_millis(1000));
     assert_eq!(profile.media.jitter, Duration::from_millis(60));
+    assert_eq!(profile.topology, None);
+    let mesh = &profile.mesh;
+    assert_eq!(mesh.ping_interval, Duration::from_secs(2));
+    assert_eq!(mesh.ping_idle_interval, Duration::from_secs(30));
+    assert_eq!(mesh.ping_timeout, Duration::from_secs(5));
+    assert_eq!(mesh.failures_for_down, 3);
+    assert_eq!(mesh.max_transfer_bytes, 16 * 1024 * 1024);
+    assert_eq!(mesh.max_in_flight, 8);
+    assert_eq!(mesh.retry_initial, Duration::from_secs(1));
+    assert_eq!(mesh.retry_max, Duration::from_secs(300));
+    assert_eq!(mesh.retention, Duration::from_secs(7 * 86_400));
+    assert_eq!(mesh.transfer_timeout, Duration::from_secs(32));
+    assert_eq!(*mesh, MeshConfig::default());
+}
+
+#[test]
+fn mesh_keys_are_read() {
+    let p = parse(
+        "[mesh]\nping_interval_s = 1\nping_idle_interval_s = 60\nping_timeout_s = 3\n\
+         failures_for_down = 5\nmax_transfer_bytes = 65536\nmax_in_flight = 1\n\
+         retry_initial_s = 2\nretry_max_s = 2\nretention_days = 0\ntransfer_timeout_s = 10\n",
+    )
+    .unwrap();
+    let expected = MeshConfig {
+        ping_interval: Duration::from_secs(1),
+        ping_idle_interval: Duration::from_secs(60),
+        ping_timeout: Duration::from_secs(3),
+        failures_for_down: 5,
+        max_transfer_bytes: 65536,
+        max_in_flight: 1,
+        retry_initial: Duration::from_secs(2),
+        retry_max: Duration::from_secs(2),
+        retention: Duration::ZERO,
+        transfer_timeout: Duration::from_secs(10),
+    };
+    assert_eq!(p.mesh, expected);
 }
 
 #[test]
@@ -60,7 +96,6 @@ fn a_minimal_file_is_a_complete_profile() {
         r#"
 [server]
 name = "vm-a"
-topology = "mesh/topology.toml"
 
 [sip]
 listen = ["udp:192.0.2.10:5070"]
@@ -74,10 +109,6 @@ codecs = ["pcma"]
     )
     .unwrap();
     assert_eq!(p.server.name, "vm-a");
-    assert_eq!(
-        p.server.topology,
-        Some(PathBuf::from("/etc/vmesh/mesh/topology.toml"))
-    );
     assert_eq!(p.sip.listen.len(), 1);
     assert_eq!(p.sip.listen[0].transport, ListenTransport::Udp);
     // rtp_ip follows the first listener when not given.
@@ -93,13 +124,18 @@ codecs = ["pcma"]
 
 #[test]
 fn absolute_topology_and_data_dir_are_kept() {
-    let p = parse("[server]\ntopology = \"/srv/topology.toml\"\ndata_dir = \"/var/lib/vmesh\"\n")
-        .unwrap();
-    assert_eq!(p.server.topology, Some(PathBuf::from("/srv/topology.toml")));
+    let p = parse("[server]\ndata_dir = \"/var/lib/vmesh\"\n").unwrap();
     assert_eq!(p.server.data_dir, PathBuf::from("/var/lib/vmesh"));
-    let embedded =
-        Profile::parse("[server]\ntopology = \"t.toml\"\n", ProfileOrigin::Embedded).unwrap();
-    assert_eq!(embedded.server.topology, Some(PathBuf::from("t.toml")));
+    // The topology is read where the path points: absolute as written,
+    // relative to the working directory for the embedded origin.
+    let e = parse("[server]\ntopology = \"/nonexistent/topology.toml\"\n").unwrap_err();
+    assert_eq!(e.0[0].file, "/nonexistent/topology.toml");
+    let embedded = Profile::parse(
+        "[server]\ntopology = \"nonexistent-t.toml\"\n",
+        ProfileOrigin::Embedded,
+    )
+    .unwrap_err();
+    assert_eq!(embedded.0[0].file, "nonexistent-t.toml");
 }
 
 /// Each kind of mistake, and the key it must be reported at.
@@ -188,6 +224,35 @@ fn each_error_is_reported_at_its_key() {
             "media.min_message_ms",
         ),
         ("[media]\nmax_message_s = 1\n", "media.min_message_ms"),
+        ("[mesh]\nping_interval_s = 0\n", "mesh.ping_interval_s"),
+        ("[mesh]\nping_interval_s = 3601\n", "mesh.ping_interval_s"),
+        (
+            "[mesh]\nping_idle_interval_s = 1\n",
+            "mesh.ping_idle_interval_s",
+        ),
+        (
+            "[mesh]\nping_interval_s = 60\n",
+            "mesh.ping_idle_interval_s",
+        ),
+        ("[mesh]\nping_timeout_s = 0\n", "mesh.ping_timeout_s"),
+        ("[mesh]\nfailures_for_down = 0\n", "mesh.failures_for_down"),
+        (
+            "[mesh]\nmax_transfer_bytes = 1000\n",
+            "mesh.max_transfer_bytes",
+        ),
+        ("[mesh]\nmax_in_flight = 0\n", "mesh.max_in_flight"),
+        ("[mesh]\nretry_initial_s = 0\n", "mesh.retry_initial_s"),
+        ("[mesh]\nretry_initial_s = 600\n", "mesh.retry_max_s"),
+        (
+            "[mesh]\nretry_initial_s = 10\nretry_max_s = 5\n",
+            "mesh.retry_max_s",
+        ),
+        ("[mesh]\nretention_days = -1\n", "mesh.retention_days"),
+        (
+            "[mesh]\ntransfer_timeout_s = 0\n",
+            "mesh.transfer_timeout_s",
+        ),
+        ("[mesh]\npeers = []\n", "mesh.peers"),
     ];
     for (text, key) in cases {
         let e = errors(text);
@@ -264,10 +329,16 @@ fn load_reads_the_file_and_names_it_in_errors() {
     let dir = std::env::temp_dir().join(format!("vmesh-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("site.toml");
+    std::fs::write(
+        dir.join("topology.toml"),
+        "[[server]]\nname = \"vmesh\"\nuri = \"sip:127.0.0.1;transport=tcp\"\nmailboxes = []\n",
+    )
+    .unwrap();
     std::fs::write(&path, "[server]\ntopology = \"topology.toml\"\n").unwrap();
     let p = Profile::load(&path).unwrap();
     assert_eq!(p.origin, ProfileOrigin::File(path.clone()));
     assert_eq!(p.server.topology, Some(dir.join("topology.toml")));
+    assert_eq!(p.topology.unwrap().path, dir.join("topology.toml"));
 
     std::fs::write(&path, "[sip]\nmax_calls = 0\n").unwrap();
     let e = Profile::load(&path).unwrap_err();

@@ -42,12 +42,13 @@ pub enum SipError {
 }
 
 /// The methods vmesh answers, for Allow headers (RFC 3261 §20.5).
-pub const ALLOWED: [Method; 5] = [
+pub const ALLOWED: [Method; 6] = [
     Method::Invite,
     Method::Ack,
     Method::Bye,
     Method::Cancel,
     Method::Options,
+    Method::Message,
 ];
 
 /// What the stack listens on and how it treats connections.

@@ -3,23 +3,28 @@
 //!
 //! 1. fsync the audio file (and hash it in the same pass);
 //! 2. rename it into `messages/<mailbox>/` and fsync both directories;
-//! 3. insert the index row (one SQLite transaction, WAL, `synchronous=FULL`);
+//! 3. insert the index row, and the outbox row when the message's home is a
+//!    peer (one SQLite transaction, WAL, `synchronous=FULL`);
 //! 4. remove the sidecar.
 //!
 //! A crash before 2 leaves the file in `recording/`, after 2 a final file
 //! without a row, after 3 a stray sidecar; recovery finishes each case from
-//! the sidecar, so no step can lose a message or list a missing one.
+//! the sidecar, so no step can lose a message or list a missing one. Since
+//! row and outbox row commit together, a forwarded message is never listed
+//! without being queued.
 
 use std::fs::{self, File};
 use std::io;
 use std::path::Path;
 
+use rusqlite::TransactionBehavior;
 use sha2::{Digest, Sha256};
 
 use super::durable;
 use super::error::StoreError;
 use super::index;
-use super::message::Message;
+use super::message::{self, Message, FORMAT_WAV};
+use super::outbox::{self, Route};
 use super::recording::samples_duration;
 use super::sidecar::{AudioFacts, Sidecar};
 use super::Store;
@@ -32,29 +37,41 @@ impl Store {
         wav_path: &Path,
         samples: u64,
         partial: bool,
+        route: &Route,
     ) -> Result<Message, StoreError> {
         let facts = sync_and_measure(wav_path, samples, sidecar.sample_rate)?;
-        let final_path = self.message_path(&sidecar.mailbox, &sidecar.id.to_string());
+        let final_path = self.message_path(&sidecar.mailbox, &sidecar.id.to_string(), FORMAT_WAV);
         if let Some(mailbox_dir) = final_path.parent() {
             durable::create_dir(mailbox_dir)?;
         }
         durable::rename(wav_path, &final_path)?;
-        self.index_and_release(sidecar, facts, partial)
+        self.index_and_release(sidecar, facts, partial, route)
     }
 
-    /// Inserts the row for a message whose audio is already final, then
+    /// Inserts the row for a message whose audio is already final (and its
+    /// outbox row when `route` forwards it) in one transaction, then
     /// removes its sidecar.
     pub(super) fn index_and_release(
         &self,
         sidecar: &Sidecar,
         facts: AudioFacts,
         partial: bool,
+        route: &Route,
     ) -> Result<Message, StoreError> {
-        let message = sidecar.to_message(facts, partial);
+        let message = sidecar.to_message(facts, partial, route);
+        let what = format!("insert message {}", message.id);
         {
-            let conn = self.lock();
-            index::insert(&conn, &message)
-                .map_err(self.db_err(format!("insert message {}", message.id)))?;
+            let mut conn = self.lock();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.db_err(what.clone()))?;
+            index::insert(&tx, &message).map_err(self.db_err(what.clone()))?;
+            if let Route::Forward { peer } = route {
+                let (queued_ms, queued_at) = message::now_unix_ms();
+                outbox::insert(&tx, &message, peer, queued_ms, &queued_at)
+                    .map_err(self.db_err(format!("queue message {} for {peer}", message.id)))?;
+            }
+            tx.commit().map_err(self.db_err(what))?;
         }
         self.remove_sidecar(&sidecar.id.to_string());
         Ok(message)

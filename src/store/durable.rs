@@ -26,10 +26,16 @@ pub fn create_dir(dir: &Path) -> Result<(), StoreError> {
         return Ok(());
     }
     fs::create_dir_all(dir).map_err(StoreError::io("create directory", dir))?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
+    sync_dir(parent_of(dir))
+}
+
+/// The directory holding `path`; "." for a bare relative name such as
+/// `data-a`, whose `parent()` is the empty path.
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
-    Ok(())
 }
 
 /// Writes `bytes` to `path` all-or-nothing: to `<path>.tmp`, fsync, rename,
@@ -54,13 +60,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 /// source directory when it differs, so the old name is gone for good).
 pub fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
     fs::rename(from, to).map_err(StoreError::io("rename to", to))?;
-    let to_dir = to.parent().unwrap_or(Path::new("."));
+    let to_dir = parent_of(to);
     sync_dir(to_dir)?;
-    match from.parent() {
-        Some(from_dir) if from_dir != to_dir => sync_dir(from_dir),
-        _ => Ok(()),
+    let from_dir = parent_of(from);
+    if from_dir != to_dir {
+        sync_dir(from_dir)?;
     }
+    Ok(())
 }
 
 /// Extension of files [`write_atomic`] has not yet renamed into place.
 pub const TMP_EXTENSION: &str = "tmp";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_relative_directory_has_the_working_directory_as_parent() {
+        assert_eq!(parent_of(Path::new("data-a")), Path::new("."));
+        assert_eq!(parent_of(Path::new("x/data-a")), Path::new("x"));
+        assert_eq!(parent_of(Path::new("/data-a")), Path::new("/"));
+    }
+}

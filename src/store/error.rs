@@ -112,6 +112,65 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
 
+    /// Metadata of a message received from a peer is unusable (an id that
+    /// is not a UUID, an unknown format, an unparsable time...). The sender
+    /// must fix it; retrying the same bytes cannot succeed.
+    #[error("message {id}: invalid {field}: {reason}")]
+    InvalidMetadata {
+        /// The message id as sent.
+        id: String,
+        /// The metadata field at fault, e.g. `received_at`.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Audio bytes do not hash to the SHA-256 their metadata (or the index)
+    /// promises: corrupted in transit or on disk.
+    #[error("audio of message {id} has sha256 {actual}, expected {expected}")]
+    Checksum {
+        /// The message.
+        id: String,
+        /// The SHA-256 the metadata or index row names.
+        expected: String,
+        /// The SHA-256 of the bytes at hand.
+        actual: String,
+    },
+
+    /// A peer sent a message whose id this store already holds with other
+    /// audio. Message ids are UUIDs chosen at recording time, so this is a
+    /// bug or tampering; the stored copy is kept untouched.
+    #[error("message {id} is already stored with sha256 {existing}, refusing a copy with sha256 {incoming}")]
+    Conflict {
+        /// The message id.
+        id: String,
+        /// SHA-256 of the stored copy.
+        existing: String,
+        /// SHA-256 of the refused copy.
+        incoming: String,
+    },
+
+    /// A transfer outcome was reported for a message whose delivery is
+    /// already confirmed; delivery is final, so the report is refused.
+    #[error("message {id} is already delivered to its home server")]
+    AlreadyDelivered {
+        /// The message id.
+        id: String,
+    },
+
+    /// A route or peer record names a peer with an unusable name.
+    #[error("invalid peer name {name:?}: expected 1 to 64 letters, digits, '-', '_' or '.'")]
+    InvalidPeer {
+        /// The rejected name.
+        name: String,
+    },
+
+    /// A store call handed to a blocking thread did not complete (the
+    /// thread panicked or the runtime is shutting down), so the operation
+    /// may or may not have run; async callers map their join error here.
+    #[error("store task did not complete: {0}")]
+    Task(String),
+
     /// The index was written by a newer vmesh; refusing to touch it protects
     /// the newer schema from being misread.
     #[error(
@@ -129,6 +188,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when the input itself is at fault (a bad mailbox, id, metadata
+    /// field or checksum): repeating the same request cannot succeed, so a
+    /// receiver answers 400 rather than a retryable 5xx.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            StoreError::InvalidMailbox { .. }
+                | StoreError::InvalidId { .. }
+                | StoreError::InvalidSampleRate { .. }
+                | StoreError::InvalidMetadata { .. }
+                | StoreError::InvalidPeer { .. }
+                | StoreError::Checksum { .. }
+        )
+    }
+
     /// Builds an [`StoreError::Io`] for `op` on `path`; used with `map_err`.
     pub(super) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();

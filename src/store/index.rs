@@ -1,25 +1,41 @@
 //! SQL over the `messages` table: the queries behind list/get/delete and
 //! the insert that makes a message visible.
 //!
-//! Functions take a `&Connection` so the caller decides the locking; each
-//! statement is one implicit transaction, which with WAL and
-//! `synchronous=FULL` is durable when it returns.
+//! Functions take a `&Connection` so the caller decides the locking and the
+//! transaction; a statement outside a transaction is one implicit
+//! transaction, which with WAL and `synchronous=FULL` is durable when it
+//! returns. A message's delivery state is read from its `outbox` row (see
+//! `schema.rs`), so every query joins it.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::message::Message;
+use super::message::{
+    Message, DELIVERY_DELIVERED, DELIVERY_FAILED, DELIVERY_HOME, DELIVERY_QUEUED,
+};
 
-/// Columns in the order [`from_row`] reads them.
-const COLUMNS: &str = "id, mailbox, caller_uri, caller_name, called_uri, reason, received_at, \
-     duration_ms, codec, format, sample_rate, size_bytes, sha256, state, partial, origin, call_id";
+/// Columns in the order [`from_row`] reads them, over `messages m LEFT JOIN
+/// outbox o`. The CASE maps the outbox state to [`Message::delivery`].
+fn select() -> String {
+    format!(
+        "SELECT m.id, m.mailbox, m.caller_uri, m.caller_name, m.called_uri, m.reason, \
+         m.received_at, m.duration_ms, m.codec, m.format, m.sample_rate, m.size_bytes, \
+         m.sha256, m.state, m.partial, m.origin, m.call_id, m.home, \
+         CASE o.state WHEN 'waiting' THEN '{DELIVERY_QUEUED}' \
+                      WHEN 'failed' THEN '{DELIVERY_FAILED}' \
+                      WHEN 'delivered' THEN '{DELIVERY_DELIVERED}' \
+                      ELSE '{DELIVERY_HOME}' END \
+         FROM messages m LEFT JOIN outbox o ON o.id = m.id"
+    )
+}
 
-/// Adds a message row. Fails on a duplicate id (primary key).
+/// Adds a message row. Fails on a duplicate id (primary key). The delivery
+/// state is not stored here: it follows from the outbox row, if any.
 pub fn insert(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
     conn.execute(
-        &format!(
-            "INSERT INTO messages ({COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
-        ),
+        "INSERT INTO messages (id, mailbox, caller_uri, caller_name, called_uri, reason, \
+         received_at, duration_ms, codec, format, sample_rate, size_bytes, sha256, state, \
+         partial, origin, call_id, home) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         params![
             m.id,
             m.mailbox,
@@ -40,6 +56,7 @@ pub fn insert(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
             m.partial,
             m.origin,
             m.call_id,
+            m.home,
         ],
     )?;
     Ok(())
@@ -47,19 +64,16 @@ pub fn insert(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
 
 /// The message with exactly this id, if any.
 pub fn by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Message>> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM messages WHERE id = ?1"),
-        [id],
-        from_row,
-    )
-    .optional()
+    conn.query_row(&format!("{} WHERE m.id = ?1", select()), [id], from_row)
+        .optional()
 }
 
 /// Up to `limit` messages whose id starts with `prefix`. The prefix must be
 /// hex digits and hyphens only, so it carries no LIKE wildcards.
 pub fn by_prefix(conn: &Connection, prefix: &str, limit: u32) -> rusqlite::Result<Vec<Message>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM messages WHERE id LIKE ?1 || '%' ORDER BY id LIMIT ?2"
+        "{} WHERE m.id LIKE ?1 || '%' ORDER BY m.id LIMIT ?2",
+        select()
     ))?;
     let rows = stmt.query_map(params![prefix, limit], from_row)?;
     rows.collect()
@@ -68,25 +82,27 @@ pub fn by_prefix(conn: &Connection, prefix: &str, limit: u32) -> rusqlite::Resul
 /// All messages, or one mailbox's, newest first (ties broken by id so the
 /// order is stable).
 pub fn list(conn: &Connection, mailbox: Option<&str>) -> rusqlite::Result<Vec<Message>> {
-    let order = "ORDER BY received_at DESC, id DESC";
+    let order = "ORDER BY m.received_at DESC, m.id DESC";
     match mailbox {
         Some(mailbox) => {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM messages WHERE mailbox = ?1 {order}"
-            ))?;
+            let mut stmt = conn.prepare(&format!("{} WHERE m.mailbox = ?1 {order}", select()))?;
             let rows = stmt.query_map([mailbox], from_row)?;
             rows.collect()
         }
         None => {
-            let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM messages {order}"))?;
+            let mut stmt = conn.prepare(&format!("{} {order}", select()))?;
             let rows = stmt.query_map([], from_row)?;
             rows.collect()
         }
     }
 }
 
-/// Removes a row; returns whether it existed.
+/// Removes a row and its outbox row, if any; returns whether the message
+/// existed. The caller runs it in a transaction when both must go together
+/// (the schema's `ON DELETE CASCADE` is a second guard, active only with
+/// `PRAGMA foreign_keys`).
 pub fn delete(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+    conn.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
     Ok(conn.execute("DELETE FROM messages WHERE id = ?1", [id])? > 0)
 }
 
@@ -111,5 +127,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         partial: row.get(14)?,
         origin: row.get(15)?,
         call_id: row.get(16)?,
+        home: row.get(17)?,
+        delivery: row.get(18)?,
     })
 }

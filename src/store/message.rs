@@ -13,8 +13,25 @@ use super::error::StoreError;
 /// other formats (Ogg Opus) can be added without a schema change.
 pub const FORMAT_WAV: &str = "wav";
 
+/// Ogg Opus container, for messages recorded with the Opus codec; kept
+/// as a format (and `.opus` file extension) the store accepts from peers.
+pub const FORMAT_OPUS: &str = "opus";
+
 /// The state of a message nobody has listened to yet (drives MWI).
 pub const STATE_NEW: &str = "new";
+
+/// [`Message::delivery`]: stored at its home server (recorded for one of
+/// this server's mailboxes, or received from the peer that recorded it).
+pub const DELIVERY_HOME: &str = "home";
+/// [`Message::delivery`]: waiting in the outbox for its home server.
+pub const DELIVERY_QUEUED: &str = "queued";
+/// [`Message::delivery`]: its home server confirmed durable storage (200).
+pub const DELIVERY_DELIVERED: &str = "delivered";
+/// [`Message::delivery`]: parked after a refusal; `vmesh queue retry` resumes it.
+pub const DELIVERY_FAILED: &str = "failed";
+
+/// Longest peer name, as for `server.name` in profiles and topologies.
+const PEER_MAX_LEN: usize = 64;
 
 /// Longest mailbox accepted; mailboxes are PBX extensions, never longer.
 const MAILBOX_MAX_LEN: usize = 32;
@@ -93,6 +110,47 @@ pub struct Message {
     pub origin: String,
     /// SIP Call-ID of the call.
     pub call_id: String,
+    /// The peer that is home to the mailbox, when that is not this server;
+    /// `None` when this server is its home.
+    #[serde(default)]
+    pub home: Option<String>,
+    /// Where the message stands on its way home: [`DELIVERY_HOME`],
+    /// [`DELIVERY_QUEUED`], [`DELIVERY_DELIVERED`] or [`DELIVERY_FAILED`].
+    #[serde(default = "delivery_home")]
+    pub delivery: String,
+}
+
+/// Default of [`Message::delivery`] for JSON written before the mesh.
+fn delivery_home() -> String {
+    DELIVERY_HOME.to_owned()
+}
+
+/// The file extension of an audio format the store accepts, `None` for any
+/// other. The extension is the format name, so a file's name says what it
+/// holds (`.wav`, `.opus`, served as `audio/wav` and `audio/ogg`).
+pub fn format_extension(format: &str) -> Option<&'static str> {
+    match format {
+        FORMAT_WAV => Some(FORMAT_WAV),
+        FORMAT_OPUS => Some(FORMAT_OPUS),
+        _ => None,
+    }
+}
+
+/// Checks a peer name with the rule profiles and topologies use for server
+/// names (1 to 64 ASCII letters, digits, `-`, `_`, `.`), so an outbox row
+/// always names a peer the mesh can look up.
+pub fn validate_peer(name: &str) -> Result<(), StoreError> {
+    let ok = (1..=PEER_MAX_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidPeer {
+            name: name.to_owned(),
+        })
+    }
 }
 
 /// Checks that a mailbox is 1..=32 ASCII digits.
@@ -123,6 +181,26 @@ pub fn format_received_at(id: &Uuid, at: OffsetDateTime) -> Result<String, Store
         })
 }
 
+/// Formats Unix epoch milliseconds like receive times (RFC 3339, UTC,
+/// milliseconds), for the outbox and peer times the CLI shows. `None` when
+/// the value is outside the years RFC 3339 can write.
+pub fn format_unix_ms(ms: i64) -> Option<String> {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+    at.format(RECEIVED_AT_FORMAT).ok()
+}
+
+/// The wall clock as Unix epoch milliseconds and as its RFC 3339 text.
+/// Persisted times use the wall clock because they must mean the same
+/// after a restart, which a monotonic `Instant` cannot.
+pub fn now_unix_ms() -> (i64, String) {
+    let now = OffsetDateTime::now_utc();
+    let ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let text = now
+        .format(RECEIVED_AT_FORMAT)
+        .unwrap_or_else(|_| now.to_string());
+    (ms, text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +219,38 @@ mod tests {
                 "{bad:?} accepted"
             );
         }
+    }
+
+    #[test]
+    fn peer_names_follow_the_server_name_rule() {
+        for good in ["site-a", "b.example_2", &"x".repeat(64)] {
+            assert!(validate_peer(good).is_ok(), "{good:?} refused");
+        }
+        for bad in ["", "a b", "site/a", "é", &"x".repeat(65)] {
+            assert!(
+                matches!(validate_peer(bad), Err(StoreError::InvalidPeer { .. })),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn only_known_formats_have_an_extension() {
+        assert_eq!(format_extension("wav"), Some("wav"));
+        assert_eq!(format_extension("opus"), Some("opus"));
+        assert_eq!(format_extension("../x"), None);
+        assert_eq!(format_extension("WAV"), None);
+    }
+
+    #[test]
+    fn unix_ms_formats_like_receive_times() {
+        assert_eq!(
+            format_unix_ms(1_714_557_600_500).as_deref(),
+            Some("2024-05-01T10:00:00.500Z")
+        );
+        assert_eq!(format_unix_ms(i64::MAX), None);
+        let (ms, text) = now_unix_ms();
+        assert_eq!(format_unix_ms(ms), Some(text));
     }
 
     #[test]

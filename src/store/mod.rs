@@ -6,7 +6,7 @@
 //! vmesh.db                      index (WAL, synchronous=FULL), schema in schema.rs
 //! recording/<id>.json           sidecar: metadata, durable before the first audio byte
 //! recording/<id>.wav            audio being recorded
-//! messages/<mailbox>/<id>.wav   stored messages
+//! messages/<mailbox>/<id>.wav   stored messages (`.opus` for Ogg Opus ones)
 //! ```
 //!
 //! The contract: a message is either fully listed (row committed, file
@@ -14,6 +14,11 @@
 //! audio that reached the disk before a crash is never silently dropped;
 //! [`Store::recover`] finishes what a crash interrupted. See `commit.rs`
 //! for the order of the steps and `recovery.rs` for each crash state.
+//!
+//! For the mesh (issue 3), a message recorded for a peer's mailbox is
+//! queued for that peer in the transaction that lists it (`outbox.rs`), a
+//! message from a peer is stored idempotently by id (`received.rs`), and
+//! peer health is kept for `vmesh peers` (`peers.rs`).
 //!
 //! The store is synchronous (std files, rusqlite): callers on an async
 //! runtime run [`Store::finish`], [`Store::recover`] and the queries on a
@@ -24,6 +29,9 @@ mod durable;
 mod error;
 mod index;
 mod message;
+mod outbox;
+mod peers;
+mod received;
 mod recording;
 mod recovery;
 mod schema;
@@ -35,11 +43,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use error::StoreError;
-pub use message::{validate_mailbox, Message, NewMessage, FORMAT_WAV, STATE_NEW};
+pub use message::{
+    validate_mailbox, validate_peer, Message, NewMessage, DELIVERY_DELIVERED, DELIVERY_FAILED,
+    DELIVERY_HOME, DELIVERY_QUEUED, FORMAT_OPUS, FORMAT_WAV, STATE_NEW,
+};
+pub use outbox::{OutboxEntry, Route, OUTBOX_DELIVERED, OUTBOX_FAILED, OUTBOX_WAITING};
+pub use peers::{PeerRecord, PEER_DOWN, PEER_UNKNOWN, PEER_UP};
+pub use received::{IncomingMessage, Received};
 pub use recording::Recording;
 
 use sidecar::Sidecar;
@@ -69,6 +84,34 @@ pub struct Store {
     data_dir: PathBuf,
     db_path: PathBuf,
     conn: Mutex<Connection>,
+    /// Serializes [`Store::store_received`], so that two copies of one
+    /// message arriving at once (a sender's retry racing its first try)
+    /// cannot both pass the duplicate check and write the same file.
+    receiving: Mutex<()>,
+}
+
+/// How a user-typed message id is looked up (see [`Store::get`]).
+enum IdQuery {
+    /// A full UUID, in its canonical hyphenated lower-case form.
+    Full(String),
+    /// At least [`MIN_ID_PREFIX`] hex digits (hyphens allowed), lower case.
+    Prefix(String),
+}
+
+/// Parses a full UUID (either form, any case) or a prefix of at least
+/// [`MIN_ID_PREFIX`] hex digits, as the CLI shows short ids. The prefix is
+/// hex digits and hyphens only, so it carries no LIKE wildcards.
+fn id_query(id: &str) -> Result<IdQuery, StoreError> {
+    let wanted = id.trim().to_ascii_lowercase();
+    if let Ok(uuid) = Uuid::try_parse(&wanted) {
+        return Ok(IdQuery::Full(uuid.to_string()));
+    }
+    let hex_digits = wanted.bytes().filter(u8::is_ascii_hexdigit).count();
+    let well_formed = wanted.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    if !well_formed || hex_digits < MIN_ID_PREFIX {
+        return Err(StoreError::InvalidId { id: id.to_owned() });
+    }
+    Ok(IdQuery::Prefix(wanted))
 }
 
 /// Outcome of [`Store::finish`].
@@ -117,11 +160,15 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db_err("set synchronous=FULL"))?;
+        // Enforces that an outbox row always names a listed message.
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db_err("set foreign_keys=ON"))?;
         schema::migrate(&mut conn, &db_path)?;
         Ok(Store {
             data_dir: data_dir.to_owned(),
             db_path,
             conn: Mutex::new(conn),
+            receiving: Mutex::new(()),
         })
     }
 
@@ -147,14 +194,21 @@ impl Store {
     /// Ends a recording. Below `min_duration` its files are deleted and
     /// [`Finished::Discarded`] returned; otherwise the WAV is finalized,
     /// fsynced, moved to `messages/<mailbox>/<id>.wav` and indexed with
-    /// `partial` (true when the call ended abnormally). On error the files
-    /// stay in `recording/` and the next [`Store::recover`] lists them.
+    /// `partial` (true when the call ended abnormally). With
+    /// [`Route::Forward`] the message is queued for its home peer in the
+    /// same transaction that lists it; with [`Route::Home`] it never is.
+    /// On error the files stay where they are and the next
+    /// [`Store::recover`] lists them.
     pub fn finish(
         &self,
         rec: Recording,
         min_duration: Duration,
         partial: bool,
+        route: &Route,
     ) -> Result<Finished, StoreError> {
+        if let Route::Forward { peer } = route {
+            validate_peer(peer)?;
+        }
         let duration = rec.duration();
         let closed = rec.close()?;
         if duration < min_duration {
@@ -165,7 +219,13 @@ impl Store {
             self.remove_sidecar(&closed.sidecar.id.to_string());
             return Ok(Finished::Discarded { duration });
         }
-        let message = self.publish(&closed.sidecar, &closed.wav_path, closed.samples, partial)?;
+        let message = self.publish(
+            &closed.sidecar,
+            &closed.wav_path,
+            closed.samples,
+            partial,
+            route,
+        )?;
         Ok(Finished::Stored(message))
     }
 
@@ -182,19 +242,16 @@ impl Store {
     /// prefix of at least [`MIN_ID_PREFIX`] hex digits, as the CLI shows
     /// short ids.
     pub fn get(&self, id: &str) -> Result<Message, StoreError> {
-        let wanted = id.trim().to_ascii_lowercase();
+        let wanted = match id_query(id)? {
+            IdQuery::Full(full) => {
+                let conn = self.lock();
+                return index::by_id(&conn, &full)
+                    .map_err(self.db_err(format!("get message {full}")))?
+                    .ok_or(StoreError::NotFound { id: id.to_owned() });
+            }
+            IdQuery::Prefix(prefix) => prefix,
+        };
         let conn = self.lock();
-        if let Ok(uuid) = Uuid::try_parse(&wanted) {
-            let full = uuid.to_string();
-            return index::by_id(&conn, &full)
-                .map_err(self.db_err(format!("get message {full}")))?
-                .ok_or(StoreError::NotFound { id: id.to_owned() });
-        }
-        let hex_digits = wanted.bytes().filter(u8::is_ascii_hexdigit).count();
-        let well_formed = wanted.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-        if !well_formed || hex_digits < MIN_ID_PREFIX {
-            return Err(StoreError::InvalidId { id: id.to_owned() });
-        }
         let mut found = index::by_prefix(&conn, &wanted, AMBIGUOUS_REPORT_LIMIT)
             .map_err(self.db_err(format!("find message by prefix {wanted}")))?;
         match found.len() {
@@ -207,15 +264,21 @@ impl Store {
         }
     }
 
-    /// Deletes a message (same id rules as [`Store::get`]): the row first,
-    /// then the file, so a crash in between leaves an unlisted file that
-    /// recovery removes, never a listed message without audio.
+    /// Deletes a message (same id rules as [`Store::get`]) and its outbox
+    /// entry, if any (a queued message is then never sent): the rows first,
+    /// in one transaction, then the file, so a crash in between leaves an
+    /// unlisted file that recovery removes, never a listed message without
+    /// audio.
     pub fn delete(&self, id: &str) -> Result<Message, StoreError> {
         let message = self.get(id)?;
         {
-            let conn = self.lock();
-            index::delete(&conn, &message.id)
-                .map_err(self.db_err(format!("delete message {}", message.id)))?;
+            let mut conn = self.lock();
+            let what = format!("delete message {}", message.id);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.db_err(what.clone()))?;
+            index::delete(&tx, &message.id).map_err(self.db_err(what.clone()))?;
+            tx.commit().map_err(self.db_err(what))?;
         }
         let path = self.audio_path(&message);
         match fs::remove_file(&path) {
@@ -235,9 +298,28 @@ impl Store {
     }
 
     /// Where a stored message's audio lives. The mailbox was validated when
-    /// the row was written, so it is a safe path component.
+    /// the row was written, so it is a safe path component; the extension
+    /// follows the format (`.wav`, `.opus`).
     pub fn audio_path(&self, msg: &Message) -> PathBuf {
-        self.message_path(&msg.mailbox, &msg.id)
+        let ext = message::format_extension(&msg.format).unwrap_or(FORMAT_WAV);
+        self.message_path(&msg.mailbox, &msg.id, ext)
+    }
+
+    /// A stored message's audio, checked against the SHA-256 in its row so
+    /// that a file damaged on disk is reported here, by name, rather than
+    /// forwarded to a peer that would refuse it.
+    pub fn read_audio(&self, msg: &Message) -> Result<Vec<u8>, StoreError> {
+        let path = self.audio_path(msg);
+        let bytes = fs::read(&path).map_err(StoreError::io("read", &path))?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if !actual.eq_ignore_ascii_case(&msg.sha256) {
+            return Err(StoreError::Checksum {
+                id: msg.id.clone(),
+                expected: msg.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
     }
 
     /// Schema version of the index (`PRAGMA user_version`), for diagnostics
@@ -267,11 +349,13 @@ impl Store {
         move |source| StoreError::Database { path, what, source }
     }
 
-    fn message_path(&self, mailbox: &str, id: &str) -> PathBuf {
+    /// `messages/<mailbox>/<id>.<ext>`; `mailbox` must be validated and
+    /// `ext` one of [`message::format_extension`]'s answers.
+    fn message_path(&self, mailbox: &str, id: &str, ext: &str) -> PathBuf {
         self.data_dir
             .join(MESSAGES_DIR)
             .join(mailbox)
-            .join(format!("{id}.{FORMAT_WAV}"))
+            .join(format!("{id}.{ext}"))
     }
 
     fn recording_path(&self, id: &str) -> PathBuf {
@@ -285,5 +369,9 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod outbox_tests;
+#[cfg(test)]
+mod received_tests;
 #[cfg(test)]
 mod tests;

@@ -4,15 +4,24 @@
 //!
 //! The states a crash can leave, keyed by the sidecar (see `commit.rs`):
 //!
-//! | on disk                                          | action                               |
-//! |--------------------------------------------------|--------------------------------------|
-//! | sidecar + `recording/<id>.wav`                   | repair header, publish, `partial`    |
-//! | sidecar + `messages/<mb>/<id>.wav`, no row       | index it (`partial = false`)         |
-//! | sidecar + row                                    | remove the sidecar                   |
-//! | sidecar alone                                    | remove it, warn                      |
-//! | `recording/<id>.tmp` (sidecar never renamed)     | remove it                            |
-//! | row without its file                             | keep the row, warn                   |
-//! | `messages/<mb>/<id>.wav`, no row, no sidecar     | an interrupted delete: remove it     |
+//! | on disk                                          | action                                 |
+//! |--------------------------------------------------|----------------------------------------|
+//! | sidecar + `recording/<id>.wav`                   | repair header, publish, `partial`      |
+//! | sidecar + `messages/<mb>/<id>.wav`, no row       | index it (`partial = false`)           |
+//! | either of the two above, mailbox homed on a peer | also queue it, in the same transaction |
+//! | sidecar + row                                    | remove the sidecar                     |
+//! | sidecar alone                                    | remove it, warn                        |
+//! | `recording/<id>.tmp` (sidecar never renamed)     | remove it                              |
+//! | row without its file                             | keep the row, warn                     |
+//! | `messages/<mb>/<id>.wav`, no row, no sidecar     | an interrupted delete: remove it       |
+//! | `messages/<mb>/<id>.opus`, no row                | the same                               |
+//! | `messages/<mb>/<id>.tmp`                         | a receipt cut short: remove it         |
+//!
+//! A message received from a peer is never acknowledged before its row is
+//! committed, so removing a received file that has no row is safe: the
+//! sender still holds the message and sends it again. A listed message
+//! always has its outbox row when it needs one (they commit together), so
+//! nothing is left to re-queue.
 //!
 //! The WAV header of a recording cut by a crash holds the sizes of its last
 //! flush (or zero). hound cannot be told the real length (its append mode
@@ -32,7 +41,8 @@ use super::commit::sync_and_measure;
 use super::durable::TMP_EXTENSION;
 use super::error::StoreError;
 use super::index;
-use super::message::{validate_mailbox, Message, FORMAT_WAV};
+use super::message::{format_extension, validate_mailbox, Message, FORMAT_WAV};
+use super::outbox::Route;
 use super::recording::{wav_spec, BYTES_PER_SAMPLE, WAV_HEADER_LEN};
 use super::sidecar::Sidecar;
 use super::{Store, MESSAGES_DIR, RECORDING_DIR};
@@ -45,16 +55,19 @@ const DATA_SIZE_OFFSET: usize = 40;
 
 impl Store {
     /// Repairs and lists what a crash left in the data directory; returns
-    /// the messages it added to the index. Run it once at start-up before
-    /// any recording starts (it treats every file in `recording/` as
-    /// abandoned). Idempotent. A file that cannot be recovered is logged and
-    /// left in place for the operator; only database failures abort.
-    pub fn recover(&self) -> Result<Vec<Message>, StoreError> {
+    /// the messages it added to the index. `route_of` answers, per mailbox,
+    /// whether a recovered message stays here or is queued for its home
+    /// peer (as [`Store::finish`] would have). Run it once at start-up
+    /// before any recording starts or message is received (it treats every
+    /// file in `recording/` and every `.tmp` file as abandoned).
+    /// Idempotent. A file that cannot be recovered is logged and left in
+    /// place for the operator; only database failures abort.
+    pub fn recover(&self, route_of: &dyn Fn(&str) -> Route) -> Result<Vec<Message>, StoreError> {
         let recording_dir = self.data_dir.join(RECORDING_DIR);
         let mut recovered = Vec::new();
         for path in dir_files(&recording_dir)? {
             match extension(&path) {
-                Some("json") => match self.recover_sidecar(&path) {
+                Some("json") => match self.recover_sidecar(&path, route_of) {
                     Ok(Some(message)) => recovered.push(message),
                     Ok(None) => {}
                     Err(error @ StoreError::Database { .. }) => return Err(error),
@@ -73,7 +86,11 @@ impl Store {
     }
 
     /// Handles one sidecar; `Some` when a message was added to the index.
-    fn recover_sidecar(&self, sidecar_path: &Path) -> Result<Option<Message>, StoreError> {
+    fn recover_sidecar(
+        &self,
+        sidecar_path: &Path,
+        route_of: &dyn Fn(&str) -> Route,
+    ) -> Result<Option<Message>, StoreError> {
         let sidecar = Sidecar::read(sidecar_path)?;
         let id = sidecar.id.to_string();
         if stem(sidecar_path) != Some(id.as_str()) {
@@ -91,6 +108,10 @@ impl Store {
             self.remove_sidecar(&id);
             return Ok(None);
         }
+        let route = route_of(&sidecar.mailbox);
+        if let Route::Forward { peer } = &route {
+            super::message::validate_peer(peer)?;
+        }
         let recording = self.recording_path(&id);
         if recording.exists() {
             let samples = repair_header(&recording, sidecar.sample_rate)?;
@@ -100,17 +121,17 @@ impl Store {
                 self.remove_sidecar(&id);
                 return Ok(None);
             }
-            let message = self.publish(&sidecar, &recording, samples, true)?;
+            let message = self.publish(&sidecar, &recording, samples, true, &route)?;
             tracing::warn!(%id, duration_ms = message.duration_ms, "recovered a recording cut by a crash (partial)");
             return Ok(Some(message));
         }
-        let final_path = self.message_path(&sidecar.mailbox, &id);
+        let final_path = self.message_path(&sidecar.mailbox, &id, FORMAT_WAV);
         if final_path.exists() {
             let samples = WavReader::open(&final_path)
                 .map_err(StoreError::wav(&final_path))?
                 .duration();
             let facts = sync_and_measure(&final_path, u64::from(samples), sidecar.sample_rate)?;
-            let message = self.index_and_release(&sidecar, facts, false)?;
+            let message = self.index_and_release(&sidecar, facts, false, &route)?;
             tracing::info!(%id, "indexed a stored message whose commit a crash interrupted");
             return Ok(Some(message));
         }
@@ -156,8 +177,9 @@ impl Store {
     }
 
     /// Removes files in `messages/` that have neither a row nor a sidecar.
-    /// Only [`Store::delete`] (row first, then file) can leave one, so this
-    /// completes a delete the operator asked for.
+    /// Only [`Store::delete`] and [`Store::purge_delivered`] (row first,
+    /// then file) or a receipt cut before its commit can leave one, so this
+    /// completes a delete or drops an unacknowledged copy.
     fn complete_interrupted_deletes(&self, pending: &HashSet<String>) -> Result<(), StoreError> {
         let messages_dir = self.data_dir.join(MESSAGES_DIR);
         for mailbox_dir in dir_entries(&messages_dir)? {
@@ -171,7 +193,12 @@ impl Store {
             }
             for path in dir_files(&mailbox_dir)? {
                 let Some(id) = stem(&path) else { continue };
-                if extension(&path) != Some(FORMAT_WAV) || pending.contains(id) {
+                let ext = extension(&path);
+                if ext == Some(TMP_EXTENSION) {
+                    remove_logged(&path, "audio of a receipt cut short");
+                    continue;
+                }
+                if ext.and_then(format_extension).is_none() || pending.contains(id) {
                     continue;
                 }
                 let row = {

@@ -37,6 +37,38 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX messages_by_received ON messages (received_at DESC, id DESC);
     CREATE INDEX messages_by_mailbox ON messages (mailbox, received_at DESC, id DESC);",
+    // 2: store-and-forward. `messages.home` names the peer that is the
+    // mailbox's home (NULL: this server). A message waiting for, or
+    // delivered to, its home has one `outbox` row, inserted in the same
+    // transaction as its message row; its delivery state is read from
+    // there, so it has one source of truth. Times in `*_ms` columns are
+    // Unix epoch milliseconds (wall clock: they must survive a restart).
+    // `peers` keeps the health of each peer for `vmesh peers`.
+    "ALTER TABLE messages ADD COLUMN home TEXT;
+    CREATE TABLE outbox (
+        id              TEXT PRIMARY KEY NOT NULL
+                        REFERENCES messages (id) ON DELETE CASCADE,
+        mailbox         TEXT NOT NULL,
+        peer            TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('waiting', 'failed', 'delivered')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER,
+        last_error      TEXT,
+        queued_at       TEXT NOT NULL,
+        queued_ms       INTEGER NOT NULL,
+        delivered_ms    INTEGER
+    );
+    CREATE INDEX outbox_due ON outbox (peer, state, next_attempt_ms);
+    CREATE INDEX outbox_delivered ON outbox (state, delivered_ms);
+    CREATE TABLE peers (
+        name        TEXT PRIMARY KEY NOT NULL,
+        state       TEXT NOT NULL,
+        last_seen   TEXT,
+        rtt_ms      REAL,
+        failures    INTEGER NOT NULL,
+        last_error  TEXT,
+        updated_at  TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes and understands.

@@ -13,7 +13,10 @@ use uuid::Uuid;
 
 use super::durable;
 use super::error::StoreError;
-use super::message::{self, Message, NewMessage, FORMAT_WAV, STATE_NEW};
+use super::message::{
+    self, Message, NewMessage, DELIVERY_HOME, DELIVERY_QUEUED, FORMAT_WAV, STATE_NEW,
+};
+use super::outbox::Route;
 
 /// Layout version of the sidecar JSON, for future readers.
 const SIDECAR_VERSION: u32 = 1;
@@ -107,8 +110,13 @@ impl Sidecar {
         Ok(sidecar)
     }
 
-    /// The index row for this recording once its audio is final.
-    pub fn to_message(&self, audio: AudioFacts, partial: bool) -> Message {
+    /// The index row for this recording once its audio is final; `route`
+    /// says whether it stays here or is queued for its home peer.
+    pub fn to_message(&self, audio: AudioFacts, partial: bool, route: &Route) -> Message {
+        let (home, delivery) = match route {
+            Route::Home => (None, DELIVERY_HOME),
+            Route::Forward { peer } => (Some(peer.clone()), DELIVERY_QUEUED),
+        };
         Message {
             id: self.id.to_string(),
             mailbox: self.mailbox.clone(),
@@ -127,6 +135,8 @@ impl Sidecar {
             partial,
             origin: self.origin.clone(),
             call_id: self.call_id.clone(),
+            home,
+            delivery: delivery.to_owned(),
         }
     }
 }

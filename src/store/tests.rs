@@ -13,10 +13,10 @@ use uuid::Uuid;
 
 use super::*;
 
-const RATE: u32 = 8000;
-const MIN: Duration = Duration::from_secs(1);
+pub(super) const RATE: u32 = 8000;
+pub(super) const MIN: Duration = Duration::from_secs(1);
 
-fn meta(mailbox: &str, id: Uuid, at: OffsetDateTime) -> NewMessage {
+pub(super) fn meta(mailbox: &str, id: Uuid, at: OffsetDateTime) -> NewMessage {
     NewMessage {
         id,
         mailbox: mailbox.into(),
@@ -32,46 +32,51 @@ fn meta(mailbox: &str, id: Uuid, at: OffsetDateTime) -> NewMessage {
     }
 }
 
-fn new_meta(mailbox: &str) -> NewMessage {
+pub(super) fn new_meta(mailbox: &str) -> NewMessage {
     meta(mailbox, Uuid::new_v4(), datetime!(2024-05-01 10:00:00 UTC))
 }
 
 /// A recognizable ramp, so sample-exact comparisons mean something.
-fn samples(n: usize, seed: i32) -> Vec<i16> {
+pub(super) fn samples(n: usize, seed: i32) -> Vec<i16> {
     (0..n)
         .map(|i| ((i as i32 * 37 + seed) % 65536 - 32768) as i16)
         .collect()
 }
 
 /// Writes `audio` in 20 ms frames as the media path would.
-fn record(rec: &mut Recording, audio: &[i16]) {
+pub(super) fn record(rec: &mut Recording, audio: &[i16]) {
     for frame in audio.chunks(160) {
         rec.write(frame).unwrap();
     }
 }
 
-fn stored(store: &Store, meta: NewMessage, audio: &[i16]) -> Message {
+/// Every mailbox is this server's own.
+pub(super) fn home(_mailbox: &str) -> Route {
+    Route::Home
+}
+
+pub(super) fn stored(store: &Store, meta: NewMessage, audio: &[i16]) -> Message {
     let mut rec = store.start_recording(meta).unwrap();
     record(&mut rec, audio);
-    match store.finish(rec, MIN, false).unwrap() {
+    match store.finish(rec, MIN, false, &Route::Home).unwrap() {
         Finished::Stored(m) => m,
         other => panic!("expected stored, got {other:?}"),
     }
 }
 
-fn read_wav(path: &std::path::Path) -> (hound::WavSpec, Vec<i16>) {
+pub(super) fn read_wav(path: &std::path::Path) -> (hound::WavSpec, Vec<i16>) {
     let mut reader = hound::WavReader::open(path).unwrap();
     let spec = reader.spec();
     (spec, reader.samples::<i16>().map(|s| s.unwrap()).collect())
 }
 
-fn open_tmp() -> (tempfile::TempDir, Store) {
+pub(super) fn open_tmp() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     (dir, store)
 }
 
-fn recording_dir_is_empty(store: &Store) -> bool {
+pub(super) fn recording_dir_is_empty(store: &Store) -> bool {
     fs::read_dir(store.data_dir().join(RECORDING_DIR))
         .unwrap()
         .next()
@@ -80,7 +85,7 @@ fn recording_dir_is_empty(store: &Store) -> bool {
 
 /// Simulates a process crash mid-call: nothing of the writer is dropped, so
 /// neither its buffer nor a final header reaches the file.
-fn crash(rec: Recording) {
+pub(super) fn crash(rec: Recording) {
     std::mem::forget(rec);
 }
 
@@ -124,7 +129,7 @@ fn header_is_valid_on_disk_while_recording() {
     assert_eq!(rec.duration(), Duration::from_secs(1));
     let (_, read) = read_wav(rec.path());
     assert_eq!(read.len(), RATE as usize);
-    store.finish(rec, MIN, false).unwrap();
+    store.finish(rec, MIN, false, &Route::Home).unwrap();
 }
 
 #[test]
@@ -132,7 +137,7 @@ fn below_minimum_is_discarded_without_trace() {
     let (_dir, store) = open_tmp();
     let mut rec = store.start_recording(new_meta("1001")).unwrap();
     record(&mut rec, &samples(4000, 0));
-    let outcome = store.finish(rec, MIN, false).unwrap();
+    let outcome = store.finish(rec, MIN, false, &Route::Home).unwrap();
     assert_eq!(
         outcome,
         Finished::Discarded {
@@ -292,7 +297,7 @@ fn recover_finishes_a_recording_cut_by_a_crash_as_partial() {
     record(&mut rec, &samples(20_000, 0));
     crash(rec);
 
-    let recovered = store.recover().unwrap();
+    let recovered = store.recover(&home).unwrap();
     assert_eq!(recovered.len(), 1);
     let m = &recovered[0];
     assert_eq!(m.id, id);
@@ -302,7 +307,10 @@ fn recover_finishes_a_recording_cut_by_a_crash_as_partial() {
     assert_eq!(store.list(None).unwrap(), recovered);
     assert!(recording_dir_is_empty(&store));
 
-    assert!(store.recover().unwrap().is_empty(), "recover is idempotent");
+    assert!(
+        store.recover(&home).unwrap().is_empty(),
+        "recover is idempotent"
+    );
     assert_eq!(store.list(None).unwrap(), recovered);
 }
 
@@ -321,7 +329,7 @@ fn recover_rebuilds_a_stale_header_and_keeps_short_audio() {
     bytes.push(0x7f);
     fs::write(&path, &bytes).unwrap();
 
-    let recovered = store.recover().unwrap();
+    let recovered = store.recover(&home).unwrap();
     assert_eq!(
         recovered.len(),
         1,
@@ -340,7 +348,7 @@ fn recover_rebuilds_a_stale_header_and_keeps_short_audio() {
 fn recover_removes_a_recording_with_no_samples() {
     let (_dir, store) = open_tmp();
     crash(store.start_recording(new_meta("1001")).unwrap());
-    assert!(store.recover().unwrap().is_empty());
+    assert!(store.recover(&home).unwrap().is_empty());
     assert!(store.list(None).unwrap().is_empty());
     assert!(recording_dir_is_empty(&store));
 }
@@ -353,7 +361,7 @@ fn stored_with_sidecar_restored(store: &Store) -> Message {
     let sidecar = fs::read(&sidecar_path).unwrap();
     let mut rec = rec;
     record(&mut rec, &samples(9000, 0));
-    let Finished::Stored(m) = store.finish(rec, MIN, false).unwrap() else {
+    let Finished::Stored(m) = store.finish(rec, MIN, false, &Route::Home).unwrap() else {
         panic!("not stored");
     };
     fs::write(&sidecar_path, sidecar).unwrap();
@@ -366,11 +374,11 @@ fn recover_indexes_a_final_file_whose_commit_was_lost() {
     let m = stored_with_sidecar_restored(&store);
     assert!(index::delete(&store.lock(), &m.id).unwrap());
 
-    let recovered = store.recover().unwrap();
+    let recovered = store.recover(&home).unwrap();
     assert_eq!(recovered, vec![m.clone()]);
     assert!(!recovered[0].partial);
     assert!(recording_dir_is_empty(&store));
-    assert!(store.recover().unwrap().is_empty());
+    assert!(store.recover(&home).unwrap().is_empty());
     assert_eq!(store.list(None).unwrap(), vec![m]);
 }
 
@@ -378,7 +386,7 @@ fn recover_indexes_a_final_file_whose_commit_was_lost() {
 fn recover_drops_a_sidecar_whose_row_is_committed() {
     let (_dir, store) = open_tmp();
     let m = stored_with_sidecar_restored(&store);
-    assert!(store.recover().unwrap().is_empty());
+    assert!(store.recover(&home).unwrap().is_empty());
     assert!(recording_dir_is_empty(&store));
     assert_eq!(store.list(None).unwrap(), vec![m]);
 }
@@ -392,7 +400,7 @@ fn recover_removes_a_sidecar_without_audio() {
     fs::remove_file(path).unwrap();
     // And a sidecar that never got renamed into place.
     fs::write(store.data_dir().join(RECORDING_DIR).join("x.tmp"), b"{").unwrap();
-    assert!(store.recover().unwrap().is_empty());
+    assert!(store.recover(&home).unwrap().is_empty());
     assert!(recording_dir_is_empty(&store));
 }
 
@@ -401,7 +409,7 @@ fn recover_keeps_rows_whose_file_is_missing() {
     let (_dir, store) = open_tmp();
     let m = stored(&store, new_meta("1001"), &samples(8000, 0));
     fs::remove_file(store.audio_path(&m)).unwrap();
-    assert!(store.recover().unwrap().is_empty());
+    assert!(store.recover(&home).unwrap().is_empty());
     assert_eq!(store.list(None).unwrap(), vec![m]);
 }
 
@@ -410,7 +418,7 @@ fn recover_completes_an_interrupted_delete() {
     let (_dir, store) = open_tmp();
     let m = stored(&store, new_meta("1001"), &samples(8000, 0));
     assert!(index::delete(&store.lock(), &m.id).unwrap());
-    assert!(store.recover().unwrap().is_empty());
+    assert!(store.recover(&home).unwrap().is_empty());
     assert!(!store.audio_path(&m).exists());
 }
 
@@ -422,6 +430,57 @@ fn recover_leaves_an_unreadable_sidecar_and_its_audio() {
     let wav = rec.path().to_owned();
     crash(rec);
     fs::write(store.sidecar_path(&id), b"not json").unwrap();
-    assert!(store.recover().unwrap().is_empty());
+    assert!(store.recover(&home).unwrap().is_empty());
     assert!(wav.exists() && store.sidecar_path(&id).exists());
+}
+
+/// The schema as the first release created it (migration 1), kept verbatim
+/// so the upgrade is tested against what is really on disk at sites.
+const SCHEMA_V1: &str = "CREATE TABLE messages (
+    id TEXT PRIMARY KEY NOT NULL, mailbox TEXT NOT NULL, caller_uri TEXT NOT NULL,
+    caller_name TEXT, called_uri TEXT NOT NULL, reason TEXT, received_at TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL, codec TEXT NOT NULL, format TEXT NOT NULL,
+    sample_rate INTEGER NOT NULL, size_bytes INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    state TEXT NOT NULL, partial INTEGER NOT NULL, origin TEXT NOT NULL, call_id TEXT NOT NULL);
+CREATE INDEX messages_by_received ON messages (received_at DESC, id DESC);
+CREATE INDEX messages_by_mailbox ON messages (mailbox, received_at DESC, id DESC);
+PRAGMA user_version = 1;";
+
+#[test]
+fn a_version_1_database_upgrades_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Uuid::new_v4().to_string();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute(
+            "INSERT INTO messages VALUES (?1, '1001', 'sip:a@b', NULL, 'sip:1001@b', NULL, \
+             '2024-05-01T10:00:00.000Z', 1000, 'PCMU', 'wav', 8000, 16044, 'ab', 'new', 0, \
+             'vmesh', 'c1')",
+            [&id],
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    let old = store.get(&id).unwrap();
+    assert_eq!(
+        (old.home.as_ref(), old.delivery.as_str()),
+        (None, DELIVERY_HOME)
+    );
+    assert_eq!(old.origin, "vmesh");
+    assert!(store.outbox_list().unwrap().is_empty());
+    assert!(store.peers().unwrap().is_empty());
+
+    // The upgraded database takes forwarded messages like a new one.
+    let mut rec = store.start_recording(new_meta("2001")).unwrap();
+    record(&mut rec, &samples(8000, 0));
+    let forward = Route::Forward {
+        peer: "site-b".into(),
+    };
+    store.finish(rec, MIN, false, &forward).unwrap();
+    assert_eq!(store.outbox_list().unwrap().len(), 1);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.list(None).unwrap().len(), 2);
 }

@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Profile;
 use crate::media::Codec;
+use crate::mesh::Mesh;
 use crate::sip::SipStack;
-use crate::store::Store;
+use crate::store::{Route, Store};
 
 pub use server::{Server, ServerError};
 
@@ -25,7 +26,9 @@ pub use server::{Server, ServerError};
 pub struct Context {
     pub profile: Profile,
     pub store: Arc<Store>,
-    pub sip: SipStack,
+    pub sip: Arc<SipStack>,
+    /// The mesh, when the profile names a topology.
+    pub mesh: Option<Arc<Mesh>>,
     /// One permit per call in progress (the profile's `max_calls`).
     pub calls: Arc<Semaphore>,
     /// Cancelled when the server stops: calls end with BYE and are stored.
@@ -33,6 +36,14 @@ pub struct Context {
 }
 
 impl Context {
+    /// Where a message for `mailbox` goes once stored.
+    pub fn route_of(&self, mailbox: &str) -> Route {
+        match &self.mesh {
+            Some(mesh) => mesh.route_of(mailbox),
+            None => Route::Home,
+        }
+    }
+
     /// The profile's codecs, in its order.
     pub fn codecs(&self) -> Vec<Codec> {
         self.profile

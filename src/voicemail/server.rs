@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::{call, Context};
 use crate::config::{ListenTransport, Profile};
+use crate::mesh::{route_of, Mesh};
 use crate::sip::inbound::SizeLimits;
 use crate::sip::{responses, SipSettings, SipStack};
 use crate::store::Store;
@@ -35,6 +36,8 @@ pub enum ServerError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Sip(#[from] crate::sip::SipError),
+    #[error(transparent)]
+    Mesh(#[from] crate::mesh::MeshError),
     #[error("{0}: TLS listeners are not supported yet; use udp: or tcp:")]
     TlsUnsupported(String),
 }
@@ -51,9 +54,12 @@ impl Server {
     /// listeners and is then ready to [`Server::run`].
     pub async fn start(profile: Profile) -> Result<Server, ServerError> {
         let data_dir = profile.server.data_dir.clone();
+        let topology = profile.topology.clone();
+        let name = profile.server.name.clone();
         let store = tokio::task::spawn_blocking(move || -> Result<Store, ServerError> {
             let store = Store::open(&data_dir)?;
-            let recovered = store.recover()?;
+            let route = |mailbox: &str| route_of(topology.as_ref(), &name, mailbox);
+            let recovered = store.recover(&route)?;
             for m in &recovered {
                 warn!(id = %m.id, mailbox = %m.mailbox, partial = m.partial, "recovered a message after a crash");
             }
@@ -71,14 +77,19 @@ impl Server {
         }
         let settings = sip_settings(&profile);
         let (sip, incoming) = SipStack::start(&settings).await?;
+        let sip = Arc::new(sip);
+        let store = Arc::new(store);
+        let shutdown = CancellationToken::new();
+        let mesh = Mesh::start(&profile, sip.clone(), store.clone(), shutdown.child_token())?;
         info!(listen = ?profile.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
               data = %profile.server.data_dir.display(), "vmesh serving");
         let ctx = Context {
             calls: Arc::new(Semaphore::new(profile.sip.max_calls)),
             profile,
-            store: Arc::new(store),
+            store,
             sip,
-            shutdown: CancellationToken::new(),
+            mesh,
+            shutdown,
         };
         Ok(Server {
             ctx: Arc::new(ctx),
@@ -142,8 +153,7 @@ fn sip_settings(profile: &Profile) -> SipSettings {
         user_agent: profile.sip.user_agent.clone(),
         limits: SizeLimits {
             message: profile.sip.max_message_bytes,
-            // Until the mesh section sets it: the default.
-            transfer_body: 16 * 1024 * 1024,
+            transfer_body: profile.mesh.max_transfer_bytes,
         },
         tcp_idle_timeout: profile.sip.tcp_idle_timeout,
     }
@@ -163,6 +173,17 @@ async fn dispatch(ctx: &Arc<Context>, tasks: &TaskTracker, mut tx: Transaction) 
         (Method::Invite, false) => {
             tasks.spawn(call::run(ctx.clone(), tx));
         }
+        (Method::Message, false) => match &ctx.mesh {
+            Some(mesh) => {
+                let mesh = mesh.clone();
+                tasks.spawn(async move { mesh.receive(tx).await });
+            }
+            None => {
+                // RFC 3428 §7: a MESSAGE we do not take; without a topology
+                // nobody is a peer.
+                tx.reply(StatusCode::Forbidden).await.ok();
+            }
+        },
         (Method::Options, false) => {
             let headers = vec![
                 responses::allow(),

@@ -28,7 +28,7 @@ use crate::media::{
     RecordEnd, RecordLimits, RtpSocket, SdpError,
 };
 use crate::sip::responses;
-use crate::store::{Finished, NewMessage, Recording};
+use crate::store::{Finished, NewMessage, Recording, Route};
 
 /// One answered (or about to be answered) call.
 pub struct Session {
@@ -329,12 +329,24 @@ impl Session {
         negotiated
     }
 
+    /// Makes the message durable, queued for its home in the same
+    /// transaction when that is another server, and wakes that courier.
     async fn store(&self, recording: Recording) {
         let store = self.ctx.store.clone();
         let min = self.ctx.profile.media.min_message;
-        match tokio::task::spawn_blocking(move || store.finish(recording, min, false)).await {
+        let route = self.ctx.route_of(&self.target.mailbox);
+        let queued_for = match &route {
+            Route::Forward { peer } => Some(peer.clone()),
+            Route::Home => None,
+        };
+        let finished =
+            tokio::task::spawn_blocking(move || store.finish(recording, min, false, &route)).await;
+        match finished {
             Ok(Ok(Finished::Stored(m))) => {
-                info!(id = %m.id, duration_ms = m.duration_ms, "message stored")
+                info!(id = %m.id, duration_ms = m.duration_ms, home = ?queued_for, "message stored");
+                if let (Some(peer), Some(mesh)) = (queued_for, &self.ctx.mesh) {
+                    mesh.queued(&peer);
+                }
             }
             Ok(Ok(Finished::Discarded { duration })) => {
                 info!(?duration, "message shorter than the minimum; discarded")

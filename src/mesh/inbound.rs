@@ -1,0 +1,197 @@
+//! Receiving a voicemail from a peer: the home server's side of a transfer.
+//!
+//! The checks run in the order of the issue's contract, each with its
+//! answer: the sender must be a server of our topology, known by the address
+//! its connection comes from (403, nothing stored); the body must be a
+//! voice-message multipart (400, or 413 over the limit); we must be the home
+//! of its mailbox (404); the audio must match its sha256 (400). Then the
+//! message is stored durably (file fsynced and renamed, row committed) and
+//! only then answered 200, the SMTP 250 of this protocol. A message id we
+//! already hold gets 200 again and changes nothing, so a retransmission
+//! after a lost 200 is absorbed.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::{Header, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use tracing::{info, warn, Instrument};
+
+use super::wire::{self, sha256_hex, TransferMeta};
+use crate::config::Topology;
+use crate::store::{IncomingMessage, Received, Store, StoreError};
+
+/// What a receiver needs.
+pub struct Receiver {
+    pub topology: Topology,
+    pub self_name: String,
+    pub store: Arc<Store>,
+    pub max_body: usize,
+}
+
+/// A refusal: status and a reason for the Warning header.
+struct Refusal(StatusCode, String);
+
+impl Receiver {
+    /// Answers one incoming MESSAGE transaction.
+    pub async fn handle(&self, mut tx: Transaction) {
+        let call_id = tx
+            .original
+            .call_id_header()
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        let span = tracing::info_span!("receive", %call_id, id = tracing::field::Empty);
+        async {
+            let (status, warning) = match self.receive(&tx).await {
+                Ok(()) => (StatusCode::OK, None),
+                Err(Refusal(status, why)) => {
+                    warn!(%status, reason = %why, "transfer refused");
+                    (status, Some(why))
+                }
+            };
+            let headers = warning
+                .map(|w| {
+                    vec![Header::Warning(
+                        format!("399 vmesh \"{}\"", w.replace('"', "'")).into(),
+                    )]
+                })
+                .unwrap_or_default();
+            if let Err(e) = tx.reply_with(status, headers, None).await {
+                warn!(error = %e, "cannot answer the transfer");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn receive(&self, tx: &Transaction) -> Result<(), Refusal> {
+        let sender = self.sender(tx)?;
+        let req = &tx.original;
+        if req.body.len() > self.max_body {
+            return Err(Refusal(
+                StatusCode::RequestEntityTooLarge,
+                format!(
+                    "body of {} bytes over the limit of {}",
+                    req.body.len(),
+                    self.max_body
+                ),
+            ));
+        }
+        let content_type = req
+            .headers
+            .iter()
+            .find_map(|h| match h {
+                Header::ContentType(c) => Some(c.value().to_string()),
+                _ => None,
+            })
+            .ok_or_else(|| Refusal(StatusCode::BadRequest, "no Content-Type".into()))?;
+        let body = wire::decode(&content_type, &req.body)
+            .map_err(|e| Refusal(StatusCode::BadRequest, e.to_string()))?;
+        let meta = body.meta;
+        tracing::Span::current().record("id", meta.id.as_str());
+        match self.topology.home_of(&meta.mailbox) {
+            Some(home) if home.name == self.self_name => {}
+            Some(home) => {
+                return Err(Refusal(
+                    StatusCode::NotFound,
+                    format!("mailbox {} is homed at {}", meta.mailbox, home.name),
+                ))
+            }
+            None => {
+                return Err(Refusal(
+                    StatusCode::NotFound,
+                    format!("mailbox {} is homed nowhere", meta.mailbox),
+                ))
+            }
+        }
+        let actual = sha256_hex(&body.audio);
+        if !actual.eq_ignore_ascii_case(&meta.sha256) {
+            return Err(Refusal(
+                StatusCode::BadRequest,
+                format!(
+                    "sha256 mismatch: metadata {} but audio {actual}",
+                    meta.sha256
+                ),
+            ));
+        }
+        if meta.origin != sender {
+            return Err(Refusal(
+                StatusCode::Forbidden,
+                format!("origin {} sent by {sender}", meta.origin),
+            ));
+        }
+        let incoming = incoming_of(&meta);
+        let store = self.store.clone();
+        let audio = body.audio;
+        let stored = tokio::task::spawn_blocking(move || store.store_received(&incoming, &audio))
+            .await
+            .map_err(|e| Refusal(StatusCode::ServerInternalError, e.to_string()))?;
+        match stored {
+            Ok(Received::Stored(m)) => {
+                info!(from = %sender, mailbox = %m.mailbox, duration_ms = m.duration_ms, "message received and stored")
+            }
+            Ok(Received::Duplicate(m)) => {
+                info!(from = %sender, mailbox = %m.mailbox, "message already held; duplicate absorbed")
+            }
+            Err(e @ StoreError::Conflict { .. }) => {
+                return Err(Refusal(StatusCode::Conflict, e.to_string()))
+            }
+            Err(
+                e @ (StoreError::Checksum { .. }
+                | StoreError::InvalidMailbox { .. }
+                | StoreError::InvalidId { .. }),
+            ) => return Err(Refusal(StatusCode::BadRequest, e.to_string())),
+            Err(e) => return Err(Refusal(StatusCode::ServerInternalError, e.to_string())),
+        }
+        Ok(())
+    }
+
+    /// The topology server this request comes from, by the address of its
+    /// connection; 403 for anyone else (or ourselves).
+    fn sender(&self, tx: &Transaction) -> Result<String, Refusal> {
+        let ip: Option<IpAddr> = tx
+            .connection
+            .as_ref()
+            .and_then(|c| c.get_remote_addr())
+            .and_then(|a| a.get_socketaddr().ok())
+            .map(|a| a.ip())
+            .or_else(|| {
+                tx.original
+                    .via_header()
+                    .ok()
+                    .and_then(|v| v.typed().ok())
+                    .and_then(|v| v.received().and_then(Result::ok))
+            });
+        match ip.and_then(|ip| self.topology.by_ip(ip)) {
+            Some(server) if server.name != self.self_name => Ok(server.name.clone()),
+            _ => Err(Refusal(
+                StatusCode::Forbidden,
+                format!(
+                    "{} is not a peer of this mesh",
+                    ip.map(|i| i.to_string()).unwrap_or_else(|| "sender".into())
+                ),
+            )),
+        }
+    }
+}
+
+fn incoming_of(meta: &TransferMeta) -> IncomingMessage {
+    IncomingMessage {
+        id: meta.id.clone(),
+        mailbox: meta.mailbox.clone(),
+        caller: meta.caller.clone(),
+        caller_name: meta.caller_name.clone(),
+        called: meta.called.clone(),
+        reason: meta.reason.clone(),
+        received_at: meta.received_at.clone(),
+        duration_ms: meta.duration_ms,
+        codec: meta.codec.clone(),
+        format: meta.format.clone(),
+        sample_rate: meta.sample_rate,
+        sha256: meta.sha256.clone(),
+        origin: meta.origin.clone(),
+        partial: meta.partial,
+        call_id: meta.call_id.clone(),
+    }
+}

@@ -1,0 +1,152 @@
+//! One peer's SIP connection: requests out, final responses back.
+//!
+//! Every request to a peer (OPTIONS pings, MESSAGE transfers) goes over one
+//! TCP connection from our own address, opened on first use and again after
+//! it breaks, so that messages to one peer share a connection (issue 3) and
+//! the peer recognizes us by our address. Each request is an rsipstack client
+//! transaction (RFC 3261 §17.1.2: Timer F bounds it; on TCP nothing is
+//! retransmitted); a stream write failure surfaces as a local 503.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rsipstack::sip::typed::{From as FromHeader, To as ToHeader};
+use rsipstack::sip::{Header, Method, Param, Response, SipMessage, StatusCodeKind, Transport, Uri};
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::make_tag;
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::{SipAddr, SipConnection};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::sip::SipStack;
+
+/// Why a request to a peer got no final response.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("request could not be built: {0}")]
+    Build(String),
+    #[error("no final response within {0:?}")]
+    Timeout(Duration),
+    #[error("connection lost")]
+    Closed,
+}
+
+/// The way to one peer.
+pub struct PeerLink {
+    sip: Arc<SipStack>,
+    /// The peer's SIP URI from the topology (Request-URI and To).
+    uri: Uri,
+    remote: SocketAddr,
+    /// Our own topology address: where connections come from, and our Via.
+    local: SocketAddr,
+    /// Our server name, the user part of From.
+    local_name: String,
+    open: Mutex<Option<(SipConnection, CancellationToken)>>,
+    shutdown: CancellationToken,
+}
+
+impl PeerLink {
+    pub fn new(
+        sip: Arc<SipStack>,
+        uri: &str,
+        remote: SocketAddr,
+        local: SocketAddr,
+        local_name: &str,
+        shutdown: CancellationToken,
+    ) -> Result<PeerLink, LinkError> {
+        let uri = Uri::try_from(uri).map_err(|e| LinkError::Build(e.to_string()))?;
+        Ok(PeerLink {
+            sip,
+            uri,
+            remote,
+            local,
+            local_name: local_name.to_string(),
+            open: Mutex::new(None),
+            shutdown,
+        })
+    }
+
+    /// The live connection, or a new one.
+    async fn connection(&self) -> Result<SipConnection, LinkError> {
+        let mut open = self.open.lock().await;
+        if let Some((conn, token)) = open.as_ref() {
+            if !token.is_cancelled() {
+                return Ok(conn.clone());
+            }
+        }
+        let token = self.shutdown.child_token();
+        let conn = self
+            .sip
+            .connect_tcp(self.local.ip(), self.remote, token.clone())
+            .await
+            .map_err(|e| LinkError::Connect(e.to_string()))?;
+        *open = Some((conn.clone(), token));
+        Ok(conn)
+    }
+
+    /// Drops the connection, e.g. after a request on it timed out.
+    pub async fn reset(&self) {
+        if let Some((_, token)) = self.open.lock().await.take() {
+            token.cancel();
+        }
+    }
+
+    /// Sends one request and waits for its final response.
+    pub async fn request(
+        &self,
+        method: Method,
+        headers: Vec<Header>,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Response, LinkError> {
+        let connection = self.connection().await?;
+        let endpoint = self.sip.endpoint.inner.clone();
+        let via_addr = SipAddr {
+            r#type: Some(Transport::Tcp),
+            addr: self.local.into(),
+        };
+        let via = endpoint
+            .get_via(Some(via_addr), None)
+            .map_err(|e| LinkError::Build(e.to_string()))?;
+        let from_uri = Uri::try_from(format!("sip:{}@{}", self.local_name, self.local).as_str())
+            .map_err(|e| LinkError::Build(e.to_string()))?;
+        let from = FromHeader {
+            display_name: None,
+            uri: from_uri,
+            params: vec![Param::Tag(make_tag())],
+        };
+        let to = ToHeader {
+            display_name: None,
+            uri: self.uri.clone(),
+            params: vec![],
+        };
+        let mut req = endpoint.make_request(method, self.uri.clone(), via, from, to, 1, None);
+        req.headers.extend(headers);
+        req.body = body;
+        let key = TransactionKey::from_request(&req, TransactionRole::Client)
+            .map_err(|e| LinkError::Build(e.to_string()))?;
+        let mut tx = Transaction::new_client(key, req, endpoint, Some(connection));
+        tx.send().await.map_err(|_| LinkError::Closed)?;
+        let wait = async {
+            while let Some(message) = tx.receive().await {
+                if let SipMessage::Response(r) = message {
+                    if r.status_code.kind() != StatusCodeKind::Provisional {
+                        return Ok(r);
+                    }
+                }
+            }
+            Err(LinkError::Closed)
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.reset().await;
+                Err(LinkError::Timeout(timeout))
+            }
+        }
+    }
+}

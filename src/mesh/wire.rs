@@ -1,0 +1,967 @@
+//! The transfer wire format: one voicemail as the body of one SIP MESSAGE.
+//!
+//! A server hands a message to the mailbox's home server in a SIP `MESSAGE`
+//! (RFC 3428) sent over TCP or TLS, with `Message-Context: voice-message`
+//! (RFC 3458 §4.1, [`MESSAGE_CONTEXT`]). The body is `multipart/mixed`
+//! (RFC 2046 §5.1.3) with exactly two parts:
+//!
+//! 1. `application/json`: the [`TransferMeta`] record. Its field names are the
+//!    wire contract. It is written pretty-printed with CRLF line breaks and
+//!    every non-ASCII character escaped as `\uXXXX` (RFC 8259 §7), so the
+//!    part is 7-bit text with short lines and needs no transfer encoding
+//!    (RFC 2045 §2.7, §6.2).
+//! 2. the audio (`audio/wav` or `audio/ogg`) as an attachment (RFC 2183)
+//!    named after the message id, sent as raw octets
+//!    (`Content-Transfer-Encoding: binary`, RFC 2045 §6.2): SIP bodies are
+//!    8-bit clean, so base64 would only add a third to a 16 MiB body.
+//!
+//! Because the audio is arbitrary binary, the boundary is 40 random
+//! alphanumerics after a `vmesh-` prefix and is drawn again if it occurs in
+//! any part, as RFC 2046 §5.1.1 requires ("the boundary delimiter MUST NOT
+//! appear inside any of the encapsulated parts").
+//!
+//! A complete body (SIP headers shown for context, audio elided):
+//!
+//! ```text
+//! MESSAGE sip:127.0.0.12:5060;transport=tcp SIP/2.0
+//! ...
+//! Message-Context: voice-message
+//! Content-Type: multipart/mixed; boundary=vmesh-3kQ9x7LmZp2Rt8VwYc4Nb6Hd1Fg5Js0AeUo7Ki3T
+//! Content-Length: 232922
+//!
+//! --vmesh-3kQ9x7LmZp2Rt8VwYc4Nb6Hd1Fg5Js0AeUo7Ki3T
+//! Content-Type: application/json
+//!
+//! {
+//!   "id": "0b5f3c9e-3d1a-4c57-9a51-2f8e6a7c1d42",
+//!   "mailbox": "2001",
+//!   "caller": "sip:5551234@pbx-a.example.com",
+//!   "caller_name": "Test Caller",
+//!   "called": "sip:2001@pbx-a.example.com",
+//!   "reason": "no-answer",
+//!   "received_at": "2026-11-26T00:28:49.512Z",
+//!   "duration_ms": 14500,
+//!   "codec": "PCMU",
+//!   "format": "wav",
+//!   "sample_rate": 8000,
+//!   "size_bytes": 232044,
+//!   "sha256": "9f2c4e0b7a1d3c5e8f6a2b4d0c9e7f1a3b5d7c9e1f3a5b7d9c1e3f5a7b9d1c3e",
+//!   "origin": "site-a",
+//!   "partial": false,
+//!   "call_id": "a84b4c76e66710@pbx-a.example.com"
+//! }
+//! --vmesh-3kQ9x7LmZp2Rt8VwYc4Nb6Hd1Fg5Js0AeUo7Ki3T
+//! Content-Type: audio/wav
+//! Content-Disposition: attachment; filename="0b5f3c9e-3d1a-4c57-9a51-2f8e6a7c1d42.wav"
+//! Content-Transfer-Encoding: binary
+//!
+//! <232044 octets of the WAV file, byte for byte>
+//! --vmesh-3kQ9x7LmZp2Rt8VwYc4Nb6Hd1Fg5Js0AeUo7Ki3T--
+//! ```
+//!
+//! Every line break above is CRLF. The CRLF before each delimiter belongs to
+//! the delimiter, not to the part (RFC 2046 §5.1.1), so the audio part holds
+//! exactly the file's octets.
+//!
+//! Parsing uses the `mailparse` crate, which splits multipart bodies on raw
+//! bytes and accepts preamble, epilogue, transport padding after delimiters
+//! and bare-LF line breaks, and decodes `base64` and `quoted-printable`
+//! parts, so bodies made by ordinary MIME tools are read too. On top of it
+//! this module checks what a transfer needs and the crate leaves lenient: a
+//! valid boundary, a close delimiter (a truncated body is refused rather
+//! than read as a shorter recording), and a known transfer encoding.
+//! Building is written here: it is a few lines, and it must stream the audio
+//! unchanged, which general MIME builders (that re-encode or re-wrap lines)
+//! do not promise.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use mailparse::{parse_content_type, MailHeaderMap, ParsedMail};
+use rand::distr::Alphanumeric;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+/// The `Message-Context` header value (RFC 3458 §4.1) that marks a SIP
+/// MESSAGE as a voicemail transfer rather than an instant message.
+pub const MESSAGE_CONTEXT: &str = "voice-message";
+
+/// Prefix of the boundaries we draw; makes our own bodies easy to spot in traces.
+const BOUNDARY_PREFIX: &str = "vmesh-";
+
+/// Random characters after the prefix: 62^40 choices, so a clash with the
+/// audio is astronomically rare, and it is still checked.
+const BOUNDARY_RANDOM_LEN: usize = 40;
+
+/// RFC 2046 §5.1.1: a boundary is 1 to 70 characters.
+const BOUNDARY_MAX_LEN: usize = 70;
+
+/// The JSON metadata part. Field names are the wire contract.
+///
+/// It mirrors the stored message row, plus what the receiver needs to check
+/// and store the audio without opening it (`size_bytes`, `sha256`). Unknown
+/// fields are ignored on decode so that a newer sender can add fields; the
+/// two `Option` fields may be absent or `null`, every other field is
+/// required.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransferMeta {
+    /// UUID of the message, chosen at recording time; the receiver's
+    /// idempotence key (a second transfer of the same id changes nothing).
+    pub id: String,
+    /// Target mailbox; the receiver must be its home.
+    pub mailbox: String,
+    /// Caller URI.
+    pub caller: String,
+    /// Caller display name, when the PBX sent one.
+    pub caller_name: Option<String>,
+    /// Originally called URI.
+    pub called: String,
+    /// Diversion reason (e.g. `user-busy`), when known.
+    pub reason: Option<String>,
+    /// RFC 3339 UTC time the call reached the recording server.
+    pub received_at: String,
+    /// Audio length in milliseconds.
+    pub duration_ms: u64,
+    /// Codec the call used (e.g. `PCMU`).
+    pub codec: String,
+    /// Container of the audio part: `wav` or `opus`.
+    pub format: String,
+    /// Sample rate of the stored audio.
+    pub sample_rate: u32,
+    /// Length of the audio part in octets.
+    pub size_bytes: u64,
+    /// Lower-case hex SHA-256 of the audio part ([`sha256_hex`]); the
+    /// receiver compares it to refuse a damaged transfer with 400.
+    pub sha256: String,
+    /// Name of the server that recorded the message.
+    pub origin: String,
+    /// True when the recording was cut short (crash recovery, shutdown).
+    pub partial: bool,
+    /// SIP Call-ID of the recorded call, to correlate logs across sites.
+    pub call_id: String,
+}
+
+/// A decoded transfer body: the metadata and the audio exactly as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoiceMessageBody {
+    /// The metadata part.
+    pub meta: TransferMeta,
+    /// The audio part's octets, transfer encoding undone.
+    pub audio: Vec<u8>,
+    /// The audio part's media type, lower-cased, without parameters
+    /// (e.g. `audio/wav`).
+    pub audio_content_type: String,
+    /// The `filename` of the audio part's Content-Disposition, if any.
+    /// Untrusted peer input: never use it as a path.
+    pub filename: Option<String>,
+}
+
+/// Why a transfer body was refused. Each variant says what was wrong so the
+/// receiver can answer 400 with a reason the sender's operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The body's Content-Type is not `multipart/mixed` (the media type found).
+    #[error("transfer body must be multipart/mixed, got {0:?}")]
+    NotMultipart(String),
+    /// `multipart/mixed` without the mandatory boundary (RFC 2046 §5.1.1).
+    #[error("multipart/mixed Content-Type has no boundary parameter (RFC 2046 §5.1.1)")]
+    MissingBoundary,
+    /// The multipart structure itself is broken (what was wrong).
+    #[error("malformed multipart body: {0}")]
+    Malformed(String),
+    /// Not exactly two parts (the number found).
+    #[error("transfer body must have 2 parts (metadata, audio), found {0}")]
+    PartCount(usize),
+    /// Part 1 is not `application/json` (the media type found).
+    #[error("part 1 must be application/json, got {0:?}")]
+    MetadataType(String),
+    /// Part 1 is not a valid metadata record (the JSON error).
+    #[error("invalid transfer metadata: {0}")]
+    Metadata(String),
+    /// Part 2 is not `audio/*` (the media type found).
+    #[error("part 2 must be audio/*, got {0:?}")]
+    AudioType(String),
+}
+
+/// Lower-case hex SHA-256 of `bytes`: the `sha256` field of [`TransferMeta`].
+///
+/// Shared by sender and receiver so both spell the digest the same way.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Builds the body; returns (Content-Type header value incl. boundary, body bytes).
+///
+/// Draws the boundary from the thread's random generator; see
+/// [`encode_with_rng`] to supply the randomness.
+pub fn encode(
+    meta: &TransferMeta,
+    audio: &[u8],
+    audio_content_type: &str,
+    filename: &str,
+) -> (String, Vec<u8>) {
+    encode_with_rng(meta, audio, audio_content_type, filename, &mut rand::rng())
+}
+
+/// [`encode`] with the boundary drawn from `rng`, so tests are reproducible.
+///
+/// `audio_content_type` and `filename` come from our own store; characters
+/// that cannot appear in a header (controls, non-ASCII, and in the quoted
+/// filename `"` and `\`) are replaced by `_` so the body stays well-formed
+/// whatever they hold.
+pub fn encode_with_rng<R: Rng + ?Sized>(
+    meta: &TransferMeta,
+    audio: &[u8],
+    audio_content_type: &str,
+    filename: &str,
+    rng: &mut R,
+) -> (String, Vec<u8>) {
+    let metadata = format!(
+        "Content-Type: application/json\r\n\r\n{}",
+        metadata_json(meta)
+    );
+    let audio_headers = format!(
+        "Content-Type: {}\r\n\
+         Content-Disposition: attachment; filename=\"{}\"\r\n\
+         Content-Transfer-Encoding: binary\r\n\r\n",
+        header_text(audio_content_type, &[]),
+        header_text(filename, &['"', '\\']),
+    );
+    let boundary = loop {
+        let candidate = draw_boundary(rng);
+        let needle = candidate.as_bytes();
+        if !contains(metadata.as_bytes(), needle)
+            && !contains(audio_headers.as_bytes(), needle)
+            && !contains(audio, needle)
+        {
+            break candidate;
+        }
+    };
+
+    let delimiter = format!("--{boundary}");
+    let mut body = Vec::with_capacity(
+        metadata.len() + audio_headers.len() + audio.len() + 3 * (delimiter.len() + 4),
+    );
+    // RFC 2046 §5.1.1: each delimiter is CRLF "--" boundary, the close
+    // delimiter adds "--"; the CRLF before a delimiter is not part content.
+    let chunks: [&[u8]; 11] = [
+        delimiter.as_bytes(),
+        b"\r\n",
+        metadata.as_bytes(),
+        b"\r\n",
+        delimiter.as_bytes(),
+        b"\r\n",
+        audio_headers.as_bytes(),
+        audio,
+        b"\r\n",
+        delimiter.as_bytes(),
+        b"--\r\n",
+    ];
+    for chunk in chunks {
+        body.extend_from_slice(chunk);
+    }
+    (format!("multipart/mixed; boundary={boundary}"), body)
+}
+
+/// Parses a body given its Content-Type header value.
+///
+/// Refuses anything that is not a two-part `multipart/mixed` body with JSON
+/// metadata first and audio second. Does not check the audio against
+/// `meta.sha256`: the receiver does, to answer 400 with that reason.
+pub fn decode(content_type: &str, body: &[u8]) -> Result<VoiceMessageBody, WireError> {
+    let boundary = multipart_boundary(content_type)?;
+    let mut parts = split_parts(&boundary, body)?;
+    if parts.len() != 2 {
+        return Err(WireError::PartCount(parts.len()));
+    }
+    let audio = parts.pop().ok_or(WireError::PartCount(1))?;
+    let metadata = parts.pop().ok_or(WireError::PartCount(0))?;
+
+    if metadata.media_type != "application/json" {
+        return Err(WireError::MetadataType(metadata.media_type));
+    }
+    let meta: TransferMeta = serde_json::from_slice(&metadata.content)
+        .map_err(|e| WireError::Metadata(e.to_string()))?;
+
+    if audio.media_type.len() <= "audio/".len() || !audio.media_type.starts_with("audio/") {
+        return Err(WireError::AudioType(audio.media_type));
+    }
+    Ok(VoiceMessageBody {
+        meta,
+        audio: audio.content,
+        audio_content_type: audio.media_type,
+        filename: audio.filename,
+    })
+}
+
+/// One body part with its headers interpreted and its transfer encoding undone.
+#[derive(Debug)]
+struct Part {
+    /// Lower-cased media type without parameters; `text/plain` when the part
+    /// has no Content-Type (RFC 2046 §5.1.1 default).
+    media_type: String,
+    /// The Content-Disposition `filename` parameter.
+    filename: Option<String>,
+    /// Decoded content.
+    content: Vec<u8>,
+}
+
+/// Checks the top-level Content-Type and returns its boundary.
+fn multipart_boundary(content_type: &str) -> Result<String, WireError> {
+    let parsed = parse_content_type(content_type);
+    if parsed.mimetype != "multipart/mixed" {
+        return Err(WireError::NotMultipart(parsed.mimetype));
+    }
+    let boundary = parsed
+        .params
+        .get("boundary")
+        .ok_or(WireError::MissingBoundary)?;
+    if !valid_boundary(boundary) {
+        return Err(WireError::Malformed(format!(
+            "boundary {boundary:?} is not 1 to 70 RFC 2046 §5.1.1 bchars"
+        )));
+    }
+    Ok(boundary.clone())
+}
+
+/// RFC 2046 §5.1.1 `boundary := 0*69<bchars> bcharsnospace`.
+fn valid_boundary(boundary: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "'()+_,-./:=? ".contains(c);
+    (1..=BOUNDARY_MAX_LEN).contains(&boundary.len())
+        && boundary.chars().all(allowed)
+        && !boundary.ends_with(' ')
+}
+
+/// Splits `body` into its parts along `boundary`.
+///
+/// `mailparse` parses whole entities, so the body is given a one-line header
+/// built from the validated boundary (which cannot inject anything: bchars
+/// hold no CR, LF or quote).
+fn split_parts(boundary: &str, body: &[u8]) -> Result<Vec<Part>, WireError> {
+    let header = format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n");
+    let entity = [header.as_bytes(), body].concat();
+    let parsed = mailparse::parse_mail(&entity)
+        .map_err(|e| WireError::Malformed(format!("cannot parse MIME entity: {e}")))?;
+    if !parsed.subparts.is_empty() && !has_close_delimiter(body, boundary) {
+        return Err(WireError::Malformed(
+            "no close delimiter; the body is truncated (RFC 2046 §5.1.1)".to_string(),
+        ));
+    }
+    parsed.subparts.iter().map(part_of).collect()
+}
+
+/// Interprets one parsed part.
+fn part_of(mail: &ParsedMail<'_>) -> Result<Part, WireError> {
+    let encoding = mail
+        .headers
+        .get_first_value("Content-Transfer-Encoding")
+        .map(|e| e.trim().to_ascii_lowercase());
+    if let Some(encoding) = &encoding {
+        const KNOWN: [&str; 5] = ["7bit", "8bit", "binary", "base64", "quoted-printable"];
+        if !KNOWN.contains(&encoding.as_str()) {
+            return Err(WireError::Malformed(format!(
+                "unsupported Content-Transfer-Encoding {encoding:?} (RFC 2045 §6.1)"
+            )));
+        }
+    }
+    let content = mail
+        .get_body_raw()
+        .map_err(|e| WireError::Malformed(format!("cannot decode part content: {e}")))?;
+    let params: BTreeMap<String, String> = mail.get_content_disposition().params;
+    Ok(Part {
+        media_type: mail.ctype.mimetype.clone(),
+        filename: params.get("filename").cloned(),
+        content,
+    })
+}
+
+/// True if a line of `body` starts with the close delimiter `--boundary--`.
+///
+/// The boundary never occurs inside a part (RFC 2046 §5.1.1), so such a line
+/// can only be the close delimiter; a body without one was cut short.
+fn has_close_delimiter(body: &[u8], boundary: &str) -> bool {
+    let close = format!("--{boundary}--");
+    let close = close.as_bytes();
+    let mut from = 0;
+    while let Some(at) = body.get(from..).and_then(|rest| find(rest, close)) {
+        let start = from + at;
+        if start == 0 || body.get(start - 1) == Some(&b'\n') {
+            return true;
+        }
+        from = start + 1;
+    }
+    false
+}
+
+/// The metadata as pretty JSON with non-ASCII escaped (RFC 8259 §7) and
+/// CRLF line breaks, so the part is 7-bit text needing no transfer encoding.
+fn metadata_json(meta: &TransferMeta) -> String {
+    let json = serde_json::to_string_pretty(meta)
+        .expect("TransferMeta holds only strings, integers and booleans");
+    // Outside strings serde_json writes only ASCII, so every non-ASCII char
+    // is inside a string, where its \u escape means the same; and every
+    // line feed is structural (strings escape theirs), so it may become the
+    // CRLF that 7-bit MIME text requires (RFC 2045 §2.7).
+    let mut ascii = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c == '\n' {
+            ascii.push_str("\r\n");
+        } else if c.is_ascii() {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(ascii, "\\u{unit:04x}");
+            }
+        }
+    }
+    ascii
+}
+
+/// `value` with controls, non-ASCII and `forbidden` replaced by `_`, so it
+/// can stand in a header line (RFC 5322 §2.2) or a quoted string.
+fn header_text(value: &str, forbidden: &[char]) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if (c.is_ascii_graphic() && !forbidden.contains(&c)) || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A fresh boundary: fixed prefix and random alphanumerics (RFC 2046 bchars).
+fn draw_boundary<R: Rng + ?Sized>(rng: &mut R) -> String {
+    let random: String = (0..BOUNDARY_RANDOM_LEN)
+        .map(|_| char::from(rng.sample(Alphanumeric)))
+        .collect();
+    format!("{BOUNDARY_PREFIX}{random}")
+}
+
+/// Position of the first occurrence of `needle` in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// True if `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    find(haystack, needle).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{RngCore, SeedableRng};
+
+    fn meta(audio: &[u8]) -> TransferMeta {
+        TransferMeta {
+            id: "0b5f3c9e-3d1a-4c57-9a51-2f8e6a7c1d42".to_string(),
+            mailbox: "2001".to_string(),
+            caller: "sip:5551234@pbx-a.example.com".to_string(),
+            caller_name: Some("Zoë Müller 山田 😀".to_string()),
+            called: "sip:2001@pbx-a.example.com".to_string(),
+            reason: Some("no-answer".to_string()),
+            received_at: "2026-11-26T00:28:49.512Z".to_string(),
+            duration_ms: 14500,
+            codec: "PCMU".to_string(),
+            format: "wav".to_string(),
+            sample_rate: 8000,
+            size_bytes: audio.len() as u64,
+            sha256: sha256_hex(audio),
+            origin: "site-a".to_string(),
+            partial: false,
+            call_id: "a84b4c76e66710@pbx-a.example.com".to_string(),
+        }
+    }
+
+    fn meta_json_text() -> String {
+        serde_json::to_string(&meta(b"")).unwrap()
+    }
+
+    /// Random audio salted with every byte value and runs that look like delimiters.
+    fn nasty_audio(rng: &mut StdRng, len: usize) -> Vec<u8> {
+        let mut audio = vec![0u8; len];
+        rng.fill_bytes(&mut audio);
+        audio.extend((0..=255u8).chain((0..=255u8).rev()));
+        let traps: [&[u8]; 5] = [
+            b"\r\n--",
+            b"\r\n--vmesh-",
+            b"\n--vmesh-\r\n",
+            b"--\r\n",
+            b"\0\r\r\n\n",
+        ];
+        for trap in traps {
+            let at = rng.random_range(0..=audio.len());
+            audio.splice(at..at, trap.iter().copied());
+        }
+        audio
+    }
+
+    /// A body in the RFC 2046 §5.1.1 example's shape (preamble, quoted
+    /// boundary with a space, epilogue) carrying transfer parts.
+    fn hand_made(part1: &str, part2_headers: &str, audio: &[u8]) -> Vec<u8> {
+        let mut body = format!(
+            "This is the preamble.  It is to be ignored.\r\n\
+             \r\n\
+             --simple boundary\r\n\
+             {part1}\r\n\
+             --simple boundary\r\n\
+             {part2_headers}\r\n\
+             \r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(audio);
+        body.extend_from_slice(
+            b"\r\n--simple boundary--\r\n\r\nThis is the epilogue.  It is also to be ignored.\r\n",
+        );
+        body
+    }
+
+    const SIMPLE: &str = "multipart/mixed; boundary=\"simple boundary\"";
+
+    fn json_part() -> String {
+        format!("Content-Type: application/json\r\n\r\n{}", meta_json_text())
+    }
+
+    #[test]
+    fn random_audio_round_trips_byte_for_byte() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for len in [0, 1, 2, 100, 4096, 65_536, 300_000] {
+            let audio = nasty_audio(&mut rng, len);
+            let m = meta(&audio);
+            let (content_type, body) = encode_with_rng(&m, &audio, "audio/wav", "x.wav", &mut rng);
+            let decoded = decode(&content_type, &body).unwrap();
+            assert_eq!(decoded.meta, m);
+            assert_eq!(decoded.audio, audio, "audio of length {len} changed");
+            assert_eq!(decoded.audio_content_type, "audio/wav");
+            assert_eq!(decoded.filename.as_deref(), Some("x.wav"));
+            assert_eq!(sha256_hex(&decoded.audio), m.sha256);
+        }
+    }
+
+    #[test]
+    fn encode_with_thread_rng_round_trips_empty_and_ogg() {
+        for audio in [&b""[..], b"\r\n", b"OggS\0\x02\r\n--"] {
+            let (content_type, body) = encode(&meta(audio), audio, "audio/ogg", "m.opus");
+            let decoded = decode(&content_type, &body).unwrap();
+            assert_eq!(decoded.audio, audio);
+            assert_eq!(decoded.audio_content_type, "audio/ogg");
+        }
+    }
+
+    #[test]
+    fn body_layout_follows_rfc_2046() {
+        let audio = b"RIFF\0\0\0\0WAVE".to_vec();
+        let mut rng = StdRng::seed_from_u64(9);
+        let (content_type, body) =
+            encode_with_rng(&meta(&audio), &audio, "audio/wav", "id.wav", &mut rng);
+        let boundary = content_type
+            .strip_prefix("multipart/mixed; boundary=")
+            .unwrap();
+        assert!(boundary.starts_with(BOUNDARY_PREFIX));
+        assert_eq!(boundary.len(), BOUNDARY_PREFIX.len() + BOUNDARY_RANDOM_LEN);
+        assert!(valid_boundary(boundary));
+
+        let expected_tail = format!(
+            "\r\n--{boundary}\r\n\
+             Content-Type: audio/wav\r\n\
+             Content-Disposition: attachment; filename=\"id.wav\"\r\n\
+             Content-Transfer-Encoding: binary\r\n\
+             \r\n\
+             RIFF\0\0\0\0WAVE\r\n\
+             --{boundary}--\r\n"
+        );
+        let head =
+            format!("--{boundary}\r\nContent-Type: application/json\r\n\r\n{{\r\n  \"id\": ");
+        assert!(body.starts_with(head.as_bytes()));
+        assert!(body.ends_with(expected_tail.as_bytes()));
+        // The metadata is 7-bit: non-ASCII is escaped, astral chars as a pair.
+        let metadata = &body[..body.len() - expected_tail.len()];
+        assert!(metadata.is_ascii());
+        let bare_lf = metadata.windows(2).any(|w| w[0] != b'\r' && w[1] == b'\n');
+        assert!(!bare_lf, "7-bit text needs CRLF line breaks");
+        let metadata = String::from_utf8_lossy(metadata);
+        assert!(
+            metadata.contains(r#""caller_name": "Zo\u00eb M\u00fcller \u5c71\u7530 \ud83d\ude00""#)
+        );
+    }
+
+    #[test]
+    fn boundary_found_in_audio_is_drawn_again() {
+        let first = draw_boundary(&mut StdRng::seed_from_u64(7));
+        let audio = [b"\x01\x02", first.as_bytes(), b"\r\n--", first.as_bytes()].concat();
+        let (content_type, body) = encode_with_rng(
+            &meta(&audio),
+            &audio,
+            "audio/wav",
+            "a.wav",
+            &mut StdRng::seed_from_u64(7),
+        );
+        assert!(!content_type.contains(&first));
+        let boundary = content_type.rsplit('=').next().unwrap();
+        let delimiter = format!("--{boundary}");
+        assert_eq!(
+            body.windows(delimiter.len())
+                .filter(|w| *w == delimiter.as_bytes())
+                .count(),
+            3
+        );
+        assert_eq!(decode(&content_type, &body).unwrap().audio, audio);
+    }
+
+    #[test]
+    fn header_breaking_characters_are_replaced() {
+        let audio = b"x".to_vec();
+        let (content_type, body) = encode(
+            &meta(&audio),
+            &audio,
+            "audio/wav\r\nX: y",
+            "a\"b\\c\r\nd\u{e9}.wav",
+        );
+        let decoded = decode(&content_type, &body).unwrap();
+        assert_eq!(decoded.filename.as_deref(), Some("a_b_c__d_.wav"));
+        assert_eq!(decoded.audio_content_type, "audio/wav__x: y");
+        assert_eq!(decoded.audio, audio);
+    }
+
+    #[test]
+    fn rfc_2046_example_splits_into_its_two_parts() {
+        // RFC 2046 §5.1.1, the example body after the header block, CRLF line breaks.
+        let body = "This is the preamble.  It is to be ignored, though it\r\n\
+                    is a handy place for composition agents to include an\r\n\
+                    explanatory note to non-MIME conformant readers.\r\n\
+                    \r\n\
+                    --simple boundary\r\n\
+                    \r\n\
+                    This is implicitly typed plain US-ASCII text.\r\n\
+                    It does NOT end with a linebreak.\r\n\
+                    --simple boundary\r\n\
+                    Content-type: text/plain; charset=us-ascii\r\n\
+                    \r\n\
+                    This is explicitly typed plain US-ASCII text.\r\n\
+                    It DOES end with a linebreak.\r\n\
+                    \r\n\
+                    --simple boundary--\r\n\
+                    \r\n\
+                    This is the epilogue.  It is also to be ignored.\r\n";
+        let parts = split_parts("simple boundary", body.as_bytes()).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].media_type, "text/plain");
+        assert_eq!(
+            parts[0].content,
+            b"This is implicitly typed plain US-ASCII text.\r\nIt does NOT end with a linebreak."
+        );
+        assert_eq!(parts[1].media_type, "text/plain");
+        assert_eq!(
+            parts[1].content,
+            b"This is explicitly typed plain US-ASCII text.\r\nIt DOES end with a linebreak.\r\n"
+        );
+        // As a transfer it is refused for its first part's type.
+        assert_eq!(
+            decode(
+                "multipart/mixed; boundary=\"simple boundary\"",
+                body.as_bytes()
+            )
+            .unwrap_err(),
+            WireError::MetadataType("text/plain".to_string())
+        );
+    }
+
+    #[test]
+    fn rfc_2046_shaped_body_with_transfer_parts_decodes() {
+        let audio = b"\0\r\n--simple boundar\r\n".to_vec();
+        let body = hand_made(
+            &json_part().replace("application/json", "Application/JSON; charset=utf-8"),
+            "Content-Type: audio/WAV\r\nContent-Disposition: attachment; filename=\"m.wav\"",
+            &audio,
+        );
+        let decoded = decode(SIMPLE, &body).unwrap();
+        assert_eq!(decoded.audio, audio);
+        assert_eq!(decoded.audio_content_type, "audio/wav");
+        assert_eq!(decoded.meta, meta(b""));
+    }
+
+    #[test]
+    fn transport_padding_and_bare_lf_are_accepted() {
+        let text = format!(
+            "--b \t\n{}\n--b  \nContent-Type: audio/wav\n\nAUDIO\n--b-- \t\nepilogue",
+            json_part().replace("\r\n", "\n")
+        );
+        let decoded = decode("multipart/mixed; boundary=b", text.as_bytes()).unwrap();
+        assert_eq!(decoded.audio, b"AUDIO");
+        assert_eq!(decoded.filename, None);
+    }
+
+    #[test]
+    fn python_email_base64_body_decodes() {
+        let content_type = include_str!("../../testdata/mesh/python-base64.content-type");
+        let body = include_bytes!("../../testdata/mesh/python-base64.body");
+        let payload = include_bytes!("../../testdata/mesh/payload.bin");
+        let decoded = decode(content_type.trim(), body).unwrap();
+        assert_eq!(decoded.audio, payload);
+        assert_eq!(decoded.audio_content_type, "audio/wav");
+        assert_eq!(
+            decoded.filename.as_deref(),
+            Some("0b5f3c9e-3d1a-4c57-9a51-2f8e6a7c1d42.wav")
+        );
+        assert_eq!(decoded.meta, python_meta(payload.len()));
+    }
+
+    #[test]
+    fn python_email_binary_body_with_preamble_decodes() {
+        let content_type = include_str!("../../testdata/mesh/python-binary.content-type");
+        let body = include_bytes!("../../testdata/mesh/python-binary.body");
+        let payload = include_bytes!("../../testdata/mesh/payload-crlf.bin");
+        let decoded = decode(content_type.trim(), body).unwrap();
+        assert_eq!(decoded.audio, payload);
+        assert_eq!(decoded.meta, python_meta(payload.len()));
+    }
+
+    fn python_meta(size: usize) -> TransferMeta {
+        let mut meta: TransferMeta =
+            serde_json::from_str(include_str!("../../testdata/mesh/meta.json")).unwrap();
+        meta.size_bytes = size as u64;
+        assert_eq!(meta.caller_name.as_deref(), Some("Zoë Müller 山田"));
+        meta
+    }
+
+    #[test]
+    fn content_type_is_checked() {
+        let (_, body) = encode(&meta(b"a"), b"a", "audio/wav", "a.wav");
+        let err = |ct: &str| decode(ct, &body).unwrap_err();
+        assert_eq!(
+            err("text/plain"),
+            WireError::NotMultipart("text/plain".to_string())
+        );
+        assert_eq!(
+            err("multipart/alternative; boundary=x"),
+            WireError::NotMultipart("multipart/alternative".to_string())
+        );
+        assert_eq!(err(""), WireError::NotMultipart(String::new()));
+        assert_eq!(err("multipart/mixed"), WireError::MissingBoundary);
+        assert_eq!(
+            err("multipart/mixed; charset=x"),
+            WireError::MissingBoundary
+        );
+        assert!(matches!(
+            err(&format!("multipart/mixed; boundary={}", "a".repeat(71))),
+            WireError::Malformed(_)
+        ));
+        assert!(matches!(
+            err("multipart/mixed; boundary=\"a\\\"b\""),
+            WireError::Malformed(_)
+        ));
+        assert!(matches!(
+            err("multipart/mixed; boundary=\"\""),
+            WireError::Malformed(_)
+        ));
+        assert!(matches!(
+            err("multipart/mixed; boundary=\"ends \""),
+            WireError::Malformed(_)
+        ));
+        // A boundary that is not in the body: no parts at all.
+        assert_eq!(
+            err("multipart/mixed; boundary=nothere"),
+            WireError::PartCount(0)
+        );
+    }
+
+    #[test]
+    fn part_count_must_be_two() {
+        let one = format!("--b\r\n{}\r\n--b--\r\n", json_part());
+        assert_eq!(
+            decode("multipart/mixed; boundary=b", one.as_bytes()).unwrap_err(),
+            WireError::PartCount(1)
+        );
+        let three = format!(
+            "--b\r\n{}\r\n\
+             --b\r\nContent-Type: audio/wav\r\n\r\nA\r\n\
+             --b\r\nContent-Type: audio/wav\r\n\r\nB\r\n\
+             --b--\r\n",
+            json_part()
+        );
+        assert_eq!(
+            decode("multipart/mixed; boundary=b", three.as_bytes()).unwrap_err(),
+            WireError::PartCount(3)
+        );
+    }
+
+    #[test]
+    fn part_types_and_metadata_are_checked() {
+        let wav = "Content-Type: audio/wav";
+        let decode_parts =
+            |part1: &str, part2: &str| decode(SIMPLE, &hand_made(part1, part2, b"A"));
+        assert!(decode_parts(&json_part(), wav).is_ok());
+        assert_eq!(
+            decode_parts(&json_part().replace("application/json", "text/plain"), wav).unwrap_err(),
+            WireError::MetadataType("text/plain".to_string())
+        );
+        assert_eq!(
+            decode_parts(&format!("\r\n{}", meta_json_text()), wav).unwrap_err(),
+            WireError::MetadataType("text/plain".to_string())
+        );
+        assert_eq!(
+            decode_parts(&json_part(), "Content-Type: application/octet-stream").unwrap_err(),
+            WireError::AudioType("application/octet-stream".to_string())
+        );
+        assert_eq!(
+            decode_parts(&json_part(), "Content-Type: audio/").unwrap_err(),
+            WireError::AudioType("audio/".to_string())
+        );
+        assert_eq!(
+            decode_parts(&json_part(), "Content-Type: xaudio/wav").unwrap_err(),
+            WireError::AudioType("xaudio/wav".to_string())
+        );
+        for bad_json in ["{", "[]", "{\"id\": \"x\"}", "\u{ff}"] {
+            let part = format!("Content-Type: application/json\r\n\r\n{bad_json}");
+            assert!(
+                matches!(decode_parts(&part, wav), Err(WireError::Metadata(_))),
+                "{bad_json:?} accepted"
+            );
+        }
+        // A missing required field is refused, with its name.
+        let no_origin = json_part().replace("\"origin\":\"site-a\",", "");
+        match decode_parts(&no_origin, wav) {
+            Err(WireError::Metadata(reason)) => assert!(reason.contains("origin"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // The optional fields may be absent; unknown fields are ignored.
+        let lean = json_part()
+            .replace("\"caller_name\":\"Zoë Müller 山田 😀\",", "")
+            .replace("\"reason\":\"no-answer\",", "\"future\":[1,2],");
+        let decoded = decode_parts(&lean, wav).unwrap();
+        assert_eq!(
+            (decoded.meta.caller_name, decoded.meta.reason),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn truncated_body_and_bad_encodings_are_malformed() {
+        let audio = vec![7u8; 1000];
+        let (content_type, body) = encode(&meta(&audio), &audio, "audio/wav", "a.wav");
+        for cut in [body.len() - 3, body.len() - 20, body.len() - 600] {
+            assert!(
+                matches!(
+                    decode(&content_type, &body[..cut]),
+                    Err(WireError::Malformed(_))
+                ),
+                "cut at {cut}"
+            );
+        }
+        let encoded = |cte: &str, content: &[u8]| {
+            decode(
+                SIMPLE,
+                &hand_made(
+                    &json_part(),
+                    &format!("Content-Type: audio/wav\r\nContent-Transfer-Encoding: {cte}"),
+                    content,
+                ),
+            )
+        };
+        assert!(matches!(
+            encoded("x-gzip", b"A"),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            encoded("base64", b"!!!not base64!!!"),
+            Err(WireError::Malformed(_))
+        ));
+        assert_eq!(
+            encoded("BASE64", b"AAEC/w==").unwrap().audio,
+            [0, 1, 2, 255]
+        );
+        assert_eq!(
+            encoded("quoted-printable", b"a=00=FF").unwrap().audio,
+            b"a\0\xff"
+        );
+    }
+
+    #[test]
+    fn nested_multipart_is_refused_without_overflowing_the_stack() {
+        let mut nested = String::from("Content-Type: audio/wav\r\n\r\nA");
+        for depth in 0..2000 {
+            nested = format!(
+                "Content-Type: multipart/mixed; boundary=n{depth}\r\n\r\n\
+                 --n{depth}\r\n{nested}\r\n--n{depth}--"
+            );
+        }
+        let text = format!("--b\r\n{}\r\n--b\r\n{nested}\r\n--b--\r\n", json_part());
+        assert!(matches!(
+            decode("multipart/mixed; boundary=b", text.as_bytes()),
+            Err(WireError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn mangled_bodies_never_panic() {
+        let mut rng = StdRng::seed_from_u64(42);
+        let audio = nasty_audio(&mut rng, 2000);
+        let (content_type, body) =
+            encode_with_rng(&meta(&audio), &audio, "audio/wav", "a.wav", &mut rng);
+        let boundary = content_type.rsplit('=').next().unwrap().to_string();
+        let fragments: Vec<Vec<u8>> = vec![
+            format!("\r\n--{boundary}").into_bytes(),
+            format!("\r\n--{boundary}--").into_bytes(),
+            format!("--{boundary}\r\nContent-Type: multipart/mixed; boundary={boundary}\r\n\r\n")
+                .into_bytes(),
+            b"\r\n\r\n".to_vec(),
+            b"Content-Transfer-Encoding: base64\r\n".to_vec(),
+            b"Content-Disposition: attachment; filename*0*=utf-8''%ff; filename*1=x\r\n".to_vec(),
+            b"Content-Type: audio/wav; name*=''%\r\n".to_vec(),
+            b"\0\xff\xfe:".to_vec(),
+        ];
+        let content_types = [
+            content_type.clone(),
+            format!("{content_type}; boundary*=utf-8''%ZZ"),
+            "multipart/mixed; boundary*0=a; boundary*1=b".to_string(),
+            "multipart/mixed; boundary=\"\\".to_string(),
+            "multipart/mixed;;;=;boundary=;".to_string(),
+        ];
+        for round in 0..4000 {
+            let mut mangled = body.clone();
+            for _ in 0..rng.random_range(1..=4) {
+                let at = rng.random_range(0..=mangled.len());
+                match rng.random_range(0..5) {
+                    0 => {
+                        if let Some(byte) = mangled.get_mut(at) {
+                            *byte = rng.random();
+                        }
+                    }
+                    1 => mangled.truncate(at),
+                    2 => {
+                        let end = rng.random_range(at..=mangled.len().min(at + 300));
+                        mangled.drain(at..end);
+                    }
+                    3 => {
+                        let fragment = &fragments[rng.random_range(0..fragments.len())];
+                        mangled.splice(at..at, fragment.iter().copied());
+                    }
+                    _ => {
+                        let end = rng.random_range(at..=mangled.len().min(at + 300));
+                        let copy = mangled[at..end].to_vec();
+                        mangled.splice(at..at, copy);
+                    }
+                }
+            }
+            let ct = &content_types[round % content_types.len()];
+            let _ = decode(ct, &mangled);
+        }
+        assert!(decode(&content_type, &body).is_ok());
+    }
+
+    #[test]
+    fn sha256_hex_is_lower_case_fips_180_2() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
