@@ -1,4 +1,4 @@
-//! `vmesh check`: validate a profile.
+//! `vmesh check`: validate a profile and, when it names one, its topology.
 
 use std::path::Path;
 
@@ -14,16 +14,30 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
         Some(path) => path.display().to_string(),
         None => "embedded default profile".to_string(),
     };
+    let listen: Vec<String> = p.sip.listen.iter().map(ToString::to_string).collect();
     println!(
         "{origin}: OK (server {}, listen {}, data {})",
         p.server.name,
-        p.sip
-            .listen
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
+        listen.join(" "),
         p.server.data_dir.display()
     );
+    match &p.topology {
+        None => println!("single server; mailboxes {}", p.mailboxes),
+        Some(t) => {
+            println!(
+                "topology {}: {} server(s)",
+                t.path.display(),
+                t.servers.len()
+            );
+            for s in &t.servers {
+                let me = if s.name == p.server.name {
+                    "  (this server)"
+                } else {
+                    ""
+                };
+                println!("  {:<16} {:<40} home of {}{me}", s.name, s.uri, s.mailboxes);
+            }
+        }
+    }
     Ok(())
 }

@@ -25,7 +25,7 @@ use super::link::{LinkError, PeerLink};
 use super::retry::{Disposition, RetryPolicy, TransferOutcome};
 use super::wire::{self, TransferMeta, MESSAGE_CONTEXT};
 use crate::config::MeshConfig;
-use crate::store::{OutboxEntry, PeerRecord, Store, StoreError};
+use crate::store::{format_unix_ms, now_unix_ms, OutboxEntry, PeerRecord, Store, StoreError};
 
 /// What the courier's background work reports back.
 enum Event {
@@ -329,10 +329,7 @@ fn response_outcome(response: &Response) -> TransferOutcome {
 
 /// Milliseconds since the Unix epoch, the outbox's clock.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    now_unix_ms().0
 }
 
 /// The monotonic instant of an outbox time (past times map to now).
@@ -342,7 +339,6 @@ fn instant_of(ms: i64) -> Instant {
 }
 
 fn rfc3339(t: SystemTime) -> Option<String> {
-    time::OffsetDateTime::from(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .ok()
+    let ms = t.duration_since(UNIX_EPOCH).ok()?.as_millis();
+    format_unix_ms(i64::try_from(ms).ok()?)
 }

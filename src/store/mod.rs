@@ -49,8 +49,9 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use message::{
-    validate_mailbox, validate_peer, Message, NewMessage, DELIVERY_DELIVERED, DELIVERY_FAILED,
-    DELIVERY_HOME, DELIVERY_QUEUED, FORMAT_OPUS, FORMAT_WAV, STATE_NEW,
+    format_unix_ms, now_unix_ms, validate_mailbox, validate_peer, Message, NewMessage,
+    DELIVERY_DELIVERED, DELIVERY_FAILED, DELIVERY_HOME, DELIVERY_QUEUED, FORMAT_OPUS, FORMAT_WAV,
+    STATE_NEW,
 };
 pub use outbox::{OutboxEntry, Route, OUTBOX_DELIVERED, OUTBOX_FAILED, OUTBOX_WAITING};
 pub use peers::{PeerRecord, PEER_DOWN, PEER_UNKNOWN, PEER_UP};
