@@ -141,6 +141,7 @@ impl Courier {
                 self.store.clone(),
                 entry,
                 self.config.transfer_timeout,
+                self.config.max_transfer_bytes,
             );
             tasks.spawn(work.instrument(span));
         }
@@ -261,6 +262,7 @@ async fn transfer(
     store: Arc<Store>,
     entry: OutboxEntry,
     timeout: Duration,
+    max_body: usize,
 ) -> Event {
     let id = entry.id.clone();
     let attempts = entry.attempts + 1;
@@ -293,6 +295,15 @@ async fn transfer(
         _ => ("audio/wav", format!("{}.wav", message.id)),
     };
     let (multipart_type, body) = wire::encode(&meta, &audio, content_type, &filename);
+    if body.len() > max_body {
+        // The peer would answer 413; no point in sending it (issue 3).
+        let error = format!("{} bytes over max_transfer_bytes {max_body}", body.len());
+        return Event::Transfer {
+            id,
+            attempts,
+            outcome: Err(error),
+        };
+    }
     let headers = vec![
         Header::ContentType(multipart_type.into()),
         Header::Other("Message-Context".into(), MESSAGE_CONTEXT.into()),
