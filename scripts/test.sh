@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine with the Rust toolchain:
-# installs what the tests drive (SIPp, libopus for the build, and the audio
-# tools of scripts/make-testdata.sh), then format check, clippy, all tests.
+# installs what the tests drive (SIPp, libopus for the build, the audio
+# tools of scripts/make-testdata.sh, opusinfo and ffprobe that validate Ogg
+# Opus files), then format check, clippy, all tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,6 +13,8 @@ declare -A marker=(
     [sip-tester]=/usr/bin/sipp
     [espeak-ng]=/usr/bin/espeak-ng
     [sox]=/usr/bin/sox
+    [opus-tools]=/usr/bin/opusinfo
+    [ffmpeg]=/usr/bin/ffprobe
 )
 missing=()
 for package in "${!marker[@]}"; do
@@ -24,6 +27,10 @@ if ((${#missing[@]})); then
     $sudo apt-get update
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi
+
+# The external validators (opusinfo, ffprobe) are installed above: tests
+# that use them must not skip.
+export VMESH_REQUIRE_TOOLS=1
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

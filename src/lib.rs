@@ -3,6 +3,7 @@
 //! documentation says what it owns. Dependencies flow one way:
 //! `cli` → `voicemail` → (`call`, `media`, `store`) → (`sip`, `config`).
 
+pub mod audio;
 pub mod call;
 pub mod cli;
 pub mod config;

@@ -7,9 +7,10 @@
 //! carry. Why not a crate: `audio-codec` 0.4 produces a different bitstream
 //! from spandsp and FFmpeg (which agree with each other octet for octet)
 //! from the first octet on, and `ezk-g722` brings a whole media framework
-//! with it. This file is checked to be bit-identical to spandsp 0.0.6 and
-//! FFmpeg 5.1 on a sweep and on speech; pinned checksums in the tests hold
-//! it there.
+//! with it. The encoder here is bit-identical to spandsp 0.0.6 and FFmpeg
+//! 5.1 on sweeps and on speech, the decoder to FFmpeg's (spandsp's wraps
+//! around on full-scale input where this one saturates); pinned checksums
+//! in the tests hold it there.
 //!
 //! Only mode 1 (64 kbit/s: 6 bits lower band, 2 bits upper band) is
 //! implemented: it is the only mode RTP uses (RFC 3551 §4.5.2). Sample pairs
@@ -47,11 +48,11 @@ const ILP: [i32; 32] = [
 ];
 /// Inverse quantizer outputs for the full 6-bit lower-band code (Table 7).
 const QM6: [i32; 64] = [
-    -136, -136, -136, -136, -24808, -21904, -19008, -16704, -14984, -13512, -12280, -11192,
-    -10232, -9360, -8576, -7856, -7192, -6576, -6000, -5456, -4944, -4464, -4008, -3576, -3168,
-    -2776, -2400, -2032, -1688, -1360, -1040, -728, 24808, 21904, 19008, 16704, 14984, 13512,
-    12280, 11192, 10232, 9360, 8576, 7856, 7192, 6576, 6000, 5456, 4944, 4464, 4008, 3576, 3168,
-    2776, 2400, 2032, 1688, 1360, 1040, 728, 432, 136, -432, -136,
+    -136, -136, -136, -136, -24808, -21904, -19008, -16704, -14984, -13512, -12280, -11192, -10232,
+    -9360, -8576, -7856, -7192, -6576, -6000, -5456, -4944, -4464, -4008, -3576, -3168, -2776,
+    -2400, -2032, -1688, -1360, -1040, -728, 24808, 21904, 19008, 16704, 14984, 13512, 12280,
+    11192, 10232, 9360, 8576, 7856, 7192, 6576, 6000, 5456, 4944, 4464, 4008, 3576, 3168, 2776,
+    2400, 2032, 1688, 1360, 1040, 728, 432, 136, -432, -136,
 ];
 /// Inverse quantizer outputs for the 4-bit truncated code that drives
 /// adaptation (Table 7).
@@ -171,9 +172,9 @@ impl Band {
         let step = if dx == 0 { 0 } else { 128 };
         let sign = dx >> 15;
         let mut b = [0; 7];
-        for i in 1..7 {
-            let same = (self.d[i] >> 15) == sign;
-            b[i] = saturate(if same { step } else { -step } + ((self.b[i] * 32640) >> 15));
+        for ((new, &old), &d) in b.iter_mut().zip(&self.b).zip(&self.d).skip(1) {
+            let same = (d >> 15) == sign;
+            *new = saturate(if same { step } else { -step } + ((old * 32640) >> 15));
         }
 
         // DELAYA.
@@ -267,7 +268,11 @@ impl G722Encoder {
         let level = (1..30)
             .find(|&i| magnitude < (Q6[i] * band.det) >> 12)
             .unwrap_or(30) as i32;
-        let ilow = if el < 0 { at(&ILN, level) } else { at(&ILP, level) };
+        let ilow = if el < 0 {
+            at(&ILN, level)
+        } else {
+            at(&ILP, level)
+        };
         let ril = ilow >> 2;
         let dlow = (band.det * at(&QM4, ril)) >> 15;
         band.adapt_scale(at(&WL, at(&RL42, ril)), 18432, 8);
@@ -280,7 +285,11 @@ impl G722Encoder {
         let band = &mut self.high;
         let eh = saturate(xhigh - band.s);
         let magnitude = if eh >= 0 { eh } else { -(eh + 1) };
-        let mih = if magnitude >= (564 * band.det) >> 12 { 2 } else { 1 };
+        let mih = if magnitude >= (564 * band.det) >> 12 {
+            2
+        } else {
+            1
+        };
         let ihigh = if eh < 0 { at(&IHN, mih) } else { at(&IHP, mih) };
         let dhigh = (band.det * at(&QM2, ihigh)) >> 15;
         band.adapt_scale(at(&WH, at(&RH2, ihigh)), 22528, 10);
@@ -443,11 +452,17 @@ mod tests {
         // Octets from spandsp 0.0.6 `g722_encode` and FFmpeg 5.1's g722
         // encoder (identical), samples from FFmpeg's g722 decoder.
         let swept = sweep(50.0, 7000.0, SAMPLE_RATE, 32000, 0.3);
-        assert_eq!(checksums(&swept), (0x7a10_328d_f653_223a, 0x0803_1cdb_cb7e_466a));
+        assert_eq!(
+            checksums(&swept),
+            (0x7a10_328d_f653_223a, 0x0803_1cdb_cb7e_466a)
+        );
         // Full scale drives every limiter; spandsp's decoder wraps around
         // here where FFmpeg's (and this one) saturates.
         let loud = sweep(20.0, 7900.0, SAMPLE_RATE, 32000, 1.0);
-        assert_eq!(checksums(&loud), (0x84d5_16e2_fd41_5a69, 0x4bf6_6588_f2a7_0283));
+        assert_eq!(
+            checksums(&loud),
+            (0x84d5_16e2_fd41_5a69, 0x4bf6_6588_f2a7_0283)
+        );
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub use self::g722::{G722Decoder, G722Encoder};
 pub use self::ogg_opus::{read_ogg_opus, OggOpusAudio, OggOpusWriter};
 pub use self::opus::{OpusDecoder, OpusEncoder};
 pub use self::resample::{resample, Resampler};
-//XX pub use self::silence::{
+pub use self::silence::{
+    is_all_silence, trailing_silence, SilenceState, SilenceTracker, DEFAULT_THRESHOLD_DBFS,
+};
 
 /// Why an audio operation failed, with what the caller needs to report it:
 /// the rate or frame size that was refused, the libopus call that failed,
@@ -74,6 +76,13 @@ pub enum AudioError {
     /// The stream is Ogg but not a valid Ogg Opus stream (RFC 7845 §5).
     #[error("not a valid Ogg Opus stream: {0}")]
     NotOggOpus(String),
+    /// A metadata key cannot be written as an Ogg Opus comment, whose keys
+    /// are printable ASCII without `=` (RFC 7845 §5.2).
+    #[error("tag key {key:?} must be printable ASCII without '='")]
+    InvalidTag {
+        /// The key that was refused.
+        key: String,
+    },
     /// Writing the output failed.
     #[error("writing audio failed: {0}")]
     Io(#[from] std::io::Error),

@@ -62,10 +62,6 @@ pub struct OggOpusWriter<W: Write> {
     frames: u64,
     /// The latest packet, held back until we know whether it ends the stream.
     held: Option<Vec<u8>>,
-    /// Set once padding starts: no page may end before the last one, whose
-    /// granule position (the end of the real input) could be lower than
-    /// that of a page of padding.
-    finishing: bool,
 }
 
 impl<W: Write> OggOpusWriter<W> {
@@ -116,7 +112,6 @@ impl<W: Write> OggOpusWriter<W> {
             input_samples: 0,
             frames: 0,
             held: None,
-            finishing: false,
         })
     }
 
@@ -131,10 +126,7 @@ impl<W: Write> OggOpusWriter<W> {
             self.pending.extend_from_slice(head);
             rest = tail;
             if self.pending.len() == frame {
-                let full = std::mem::take(&mut self.pending);
-                self.encode(&full)?;
-                self.pending = full;
-                self.pending.clear();
+                self.encode_pending()?;
             }
         }
         Ok(())
@@ -144,15 +136,18 @@ impl<W: Write> OggOpusWriter<W> {
     /// seen its lookahead past the last sample, writes the last page with
     /// end-of-stream and the granule position that trims the padding
     /// (§4.4), and returns the writer.
+    ///
+    /// That final granule position never falls below the previous page's:
+    /// packet `n` is written before the last only if `n` frames end before
+    /// the input plus lookahead does, so `n * 960 < pre-skip + 3 * input`
+    /// (at 16 kHz; likewise at other rates).
     pub fn finish(mut self) -> Result<W, AudioError> {
         let frame = self.encoder.frame_samples() as u64;
         let needed = self.input_samples + self.lookahead as u64;
         let frames_needed = needed.div_ceil(frame).max(1);
-        self.finishing = true;
         while self.frames < frames_needed {
-            let mut padded = std::mem::take(&mut self.pending);
-            padded.resize(frame as usize, 0);
-            self.encode(&padded)?;
+            self.pending.resize(frame as usize, 0);
+            self.encode_pending()?;
         }
         let end = self.pre_skip + self.input_samples * self.granule_per_sample();
         if let Some(last) = self.held.take() {
@@ -169,17 +164,18 @@ impl<W: Write> OggOpusWriter<W> {
         u64::from(GRANULE_RATE / self.input_rate)
     }
 
-    /// Encodes one full frame and writes the packet before it, whose place
-    /// in the stream is now known not to be the end.
-    fn encode(&mut self, frame: &[i16]) -> Result<(), AudioError> {
+    /// Encodes the full frame in `pending` and writes the packet before it,
+    /// whose place in the stream is now known not to be the end.
+    fn encode_pending(&mut self) -> Result<(), AudioError> {
         let mut packet = Vec::new();
-        self.encoder.encode_frame(frame, &mut packet)?;
+        self.encoder.encode_frame(&self.pending, &mut packet)?;
+        self.pending.clear();
         if let Some(previous) = self.held.replace(packet) {
             // `previous` is frame number `self.frames`, counting from 1,
             // and ends after this many decoded 48 kHz samples.
             let granule =
                 self.frames * self.encoder.frame_samples() as u64 * self.granule_per_sample();
-            let end = if self.frames as usize % PACKETS_PER_PAGE == 0 && !self.finishing {
+            let end = if self.frames.is_multiple_of(PACKETS_PER_PAGE as u64) {
                 PacketWriteEndInfo::EndPage
             } else {
                 PacketWriteEndInfo::NormalPacket
@@ -224,9 +220,7 @@ fn opus_tags(tags: &[(String, String)]) -> Result<Vec<u8>, AudioError> {
     for (key, value) in tags {
         let valid = !key.is_empty() && key.bytes().all(|b| (0x20..=0x7d).contains(&b) && b != b'=');
         if !valid {
-            return Err(AudioError::NotOggOpus(format!(
-                "tag key {key:?} must be printable ASCII without '='"
-            )));
+            return Err(AudioError::InvalidTag { key: key.clone() });
         }
         push_string(&mut packet, format!("{key}={value}").as_bytes())?;
     }
@@ -365,9 +359,9 @@ fn parse_head(data: &[u8]) -> Result<Head, AudioError> {
 /// UTF-8 is replaced, not refused: the audio matters more than the tags.
 fn parse_tags(data: &[u8]) -> Result<(String, Vec<(String, String)>), AudioError> {
     let bad = || AudioError::NotOggOpus("OpusTags: truncated".into());
-    let body = data.strip_prefix(b"OpusTags").ok_or_else(|| {
-        AudioError::NotOggOpus("second packet is not OpusTags".into())
-    })?;
+    let body = data
+        .strip_prefix(b"OpusTags")
+        .ok_or_else(|| AudioError::NotOggOpus("second packet is not OpusTags".into()))?;
     let mut cursor = body;
     let take_u32 = |cursor: &mut &[u8]| -> Result<usize, AudioError> {
         let (bytes, rest) = cursor.split_first_chunk::<4>().ok_or_else(bad)?;

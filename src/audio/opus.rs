@@ -151,7 +151,10 @@ impl OpusDecoder {
     /// duration, a multiple of 2.5 ms, at most 120 ms.
     pub fn decode_lost(&mut self, samples: usize, out: &mut Vec<i16>) -> Result<(), AudioError> {
         let limit = self.scratch.len();
-        let buffer = self.scratch.get_mut(..samples.min(limit)).unwrap_or_default();
+        let buffer = self
+            .scratch
+            .get_mut(..samples.min(limit))
+            .unwrap_or_default();
         let signals = MutSignals::try_from(buffer).map_err(opus_error("conceal loss"))?;
         let written = self
             .inner
@@ -165,7 +168,7 @@ impl OpusDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::test_signals::{ncc_at_best_lag, ncc, speech_16k};
+    use crate::audio::test_signals::{ncc, ncc_at_best_lag, speech_16k};
 
     fn encode_all(encoder: &mut OpusEncoder, pcm: &[i16]) -> Vec<Vec<u8>> {
         pcm.chunks_exact(encoder.frame_samples())
@@ -219,7 +222,10 @@ mod tests {
         let mut encoder = OpusEncoder::new(16_000, 24_000).unwrap();
         assert!(matches!(
             encoder.encode_frame(&[0; 160], &mut Vec::new()),
-            Err(AudioError::FrameLength { expected: 320, got: 160 })
+            Err(AudioError::FrameLength {
+                expected: 320,
+                got: 160
+            })
         ));
     }
 

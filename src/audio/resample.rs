@@ -91,15 +91,16 @@ impl Resampler {
         } else {
             let parameters =
                 SincInterpolationParameters::new(SINC_LEN, WindowFunction::BlackmanHarris2)
-                .oversampling_factor(256)
-                .interpolation(SincInterpolationType::Linear);
+                    .oversampling_factor(256)
+                    .interpolation(SincInterpolationType::Linear);
             let ratio = f64::from(to) / f64::from(from);
-            let inner = Async::<f32>::new_sinc(ratio, 1.0, &parameters, chunk, 1, FixedAsync::Input)
-                .map_err(|err| AudioError::Resample {
-                    from,
-                    to,
-                    reason: err.to_string(),
-                })?;
+            let inner =
+                Async::<f32>::new_sinc(ratio, 1.0, &parameters, chunk, 1, FixedAsync::Input)
+                    .map_err(|err| AudioError::Resample {
+                        from,
+                        to,
+                        reason: err.to_string(),
+                    })?;
             Some(inner)
         };
         let (priming, delay_left, scratch_len) = match &inner {
@@ -200,7 +201,7 @@ fn priming_and_delay(from: u32, to: u32) -> (usize, usize) {
     let (from, to) = (from as usize, to as usize);
     let half = SINC_LEN / 2;
     let priming = (0..from)
-        .find(|p| (half + p) * to % from == 0)
+        .find(|p| ((half + p) * to).is_multiple_of(from))
         .unwrap_or(0);
     (priming, ((half + priming) * to / from).saturating_sub(1))
 }
@@ -245,7 +246,10 @@ mod tests {
         // 6 kHz cannot exist at 8 kHz; without a filter it would fold to 2 kHz.
         let high = sine(6000.0, 16000, 16000, 0.5);
         let down = resample(&high, 16000, 8000).unwrap();
-        let rms = (down[400..7600].iter().map(|&x| f64::from(x).powi(2)).sum::<f64>()
+        let rms = (down[400..7600]
+            .iter()
+            .map(|&x| f64::from(x).powi(2))
+            .sum::<f64>()
             / 7200.0)
             .sqrt();
         assert!(rms < 50.0, "aliased energy, rms {rms:.0}");

@@ -20,7 +20,8 @@ pub fn sweep(f0: f64, f1: f64, rate: u32, len: usize, amplitude: f64) -> Vec<i16
     (0..len)
         .map(|n| {
             let t = n as f64 / f64::from(rate);
-            let phase = 2.0 * std::f64::consts::PI * (f0 * t + (f1 - f0) * t * t / (2.0 * duration));
+            let phase =
+                2.0 * std::f64::consts::PI * (f0 * t + (f1 - f0) * t * t / (2.0 * duration));
             (amplitude * 32767.0 * phase.sin()) as i16
         })
         .collect()
