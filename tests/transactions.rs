@@ -23,6 +23,9 @@ const ANSWER: Duration = Duration::from_secs(2);
 const STORE_WAIT: Duration = Duration::from_secs(5);
 /// The A-law twin of the short speech file.
 const SPEECH_SHORT_ALAW: &str = "speech-short-alaw.wav";
+/// RFC 3261 T1: a UDP client retransmits a request this long after
+/// sending it (Timer E) when no response came.
+const T1: Duration = Duration::from_millis(500);
 /// RTP payload types of RFC 3551.
 const PCMU: u8 = 0;
 const PCMA: u8 = 8;
@@ -156,9 +159,11 @@ fn retransmitted_options_gets_the_same_answer() {
     let first = udp
         .transact(&options, ANSWER)
         .expect("an answer to OPTIONS");
-    // The same request again, same branch: as if our 200 was lost. The
-    // server transaction answers it with the same response (RFC 3261
-    // 17.2.2, Timer J), not as a new request with a new To tag.
+    // The same request again, same branch, when a client whose 200 was
+    // lost retransmits it (Timer E, T1 later). The server transaction
+    // answers it with the same response (RFC 3261 17.2.2, Timer J), not as
+    // a new request with a new To tag.
+    std::thread::sleep(T1);
     let again = udp
         .transact(&options, ANSWER)
         .expect("an answer to the retransmitted OPTIONS");
@@ -185,6 +190,7 @@ fn retransmitted_bye_gets_the_same_answer_and_one_message_is_stored() {
     let bye = dialog.bye();
     caller.udp.send(bye.as_bytes());
     let first = response_to(&caller.udp, "BYE", ANSWER).expect("an answer to the BYE");
+    std::thread::sleep(T1);
     caller.udp.send(bye.as_bytes());
     let again = response_to(&caller.udp, "BYE", ANSWER)
         .expect("an answer to the retransmitted BYE (RFC 3261 17.2.2)");

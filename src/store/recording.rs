@@ -138,6 +138,18 @@ impl Recording {
         Ok(())
     }
 
+    /// Records the codec the call settled on when it differs from the one
+    /// known when recording started: an INVITE without SDP learns it only
+    /// from the answer in the ACK (RFC 3264 §5), and a re-INVITE may change
+    /// it. The sidecar is rewritten durably, so recovery sees it too.
+    pub fn set_codec(&mut self, codec: &str) -> Result<(), StoreError> {
+        if self.sidecar.codec == codec {
+            return Ok(());
+        }
+        self.sidecar.codec = codec.to_string();
+        self.sidecar.write(&self.wav_path.with_extension("json"))
+    }
+
     /// Audio recorded so far, from the sample count.
     pub fn duration(&self) -> Duration {
         samples_duration(self.samples_written, self.sidecar.sample_rate)

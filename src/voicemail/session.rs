@@ -116,6 +116,12 @@ impl Session {
             .clone()
             .unwrap_or_else(|| Negotiated::before_answer(codec));
         let (end, caller_left) = self.record(&socket, &initial, &mut recording).await;
+        if let Some(n) = &self.negotiated {
+            // The codec the call settled on (the ACK's answer to our offer).
+            if let Err(e) = recording.set_codec(n.codec.name()) {
+                warn!(error = %e, "cannot record the codec");
+            }
+        }
         let hang_up =
             !caller_left && (self.ctx.shutdown.is_cancelled() || end != RecordEnd::Stopped);
         if hang_up {

@@ -10,8 +10,11 @@
 pub mod audio;
 pub mod dialog;
 pub mod media;
+pub mod mesh;
 pub mod net;
+pub mod netns;
 pub mod raw_sip;
+pub mod relay;
 pub mod server;
 pub mod sipp;
 

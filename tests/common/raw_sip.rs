@@ -323,9 +323,30 @@ impl SipTcp {
         }
     }
 
+    /// Connects to the server from `local_ip` (any free port), as a mesh
+    /// peer does: the server recognises peers by the source address.
+    pub fn connect_from(local_ip: Ipv4Addr, server: SocketAddr) -> SipTcp {
+        let stream = tcp_connect_from(local_ip, server)
+            .unwrap_or_else(|e| panic!("TCP connect from {local_ip} to {server}: {e}"));
+        stream.set_nodelay(true).ok();
+        SipTcp {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
     /// The local end of the connection (for Via and Contact).
     pub fn local_addr(&self) -> SocketAddr {
         self.stream.local_addr().expect("local address")
+    }
+
+    /// Sends a request given as bytes (a body need not be text) and returns
+    /// its final response (skipping 1xx).
+    pub fn transact_bytes(&mut self, request: &[u8], timeout: Duration) -> Option<SipResponse> {
+        if !self.send(request) {
+            return None;
+        }
+        final_response(|left| self.recv(left), timeout)
     }
 
     /// Writes bytes; `false` if the server has closed the connection.
@@ -418,6 +439,26 @@ impl SipTcp {
         let message: Vec<u8> = self.pending.drain(..head_end + length).collect();
         Some(String::from_utf8_lossy(&message).into_owned())
     }
+}
+
+/// A blocking TCP connection to `remote` from `local_ip` (any free port),
+/// within 2 s. The standard library cannot bind before connecting, so the
+/// socket is made with tokio's `TcpSocket` on a throwaway runtime.
+pub fn tcp_connect_from(local_ip: Ipv4Addr, remote: SocketAddr) -> std::io::Result<TcpStream> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((local_ip, 0)))?;
+        let stream = tokio::time::timeout(Duration::from_secs(2), socket.connect(remote))
+            .await
+            .map_err(|_| std::io::Error::new(ErrorKind::TimedOut, "connect timed out"))??;
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    })
 }
 
 fn final_response(

@@ -1,0 +1,722 @@
+//! End-to-end tests of the mesh (issue 3): real servers on addresses of
+//! their own, messages recorded with SIPp at one site for mailboxes homed at
+//! another, and the store-and-forward contract checked from the outside
+//! with the CLI: every message reaches its home exactly once, byte for
+//! byte, whatever fails (the home down, the sender killed, a lost 200, a
+//! partition), and the home refuses what it must.
+//!
+//! Each test builds its own mesh ([`common::mesh::MeshNet`]) with short
+//! timings (pings every second, down after three failures, retries after 1
+//! to 5 s), so the whole file runs in about a minute.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use common::mesh::{wait_for, MeshNet, Site};
+use common::raw_sip::{unique_token, SipResponse, SipTcp};
+use common::relay::Relay;
+use common::sipp::SippOutcome;
+use common::{field, number, SPEECH_SHORT_MS};
+
+/// A 3 s spoken message for mailbox `-s`, SIPp's scenario for many calls.
+const SHORT_CALL: &str = "uac_message_short.xml";
+/// The hand-made transfer MESSAGE of the wire-format test.
+const TRANSFER_SCENARIO: &str = "uac_message_transfer.xml";
+/// The id, mailbox and sha256 that scenario's metadata gives.
+const TRANSFER_ID: &str = "5e1f0c3a-7b2d-4e8f-9a61-0c2d3e4f5a6b";
+const TRANSFER_SHA256: &str = "d2b80d930ce7e41c89a189b3c0b6d3744dcc019ee6775829f92fc721724e14ee";
+
+/// Records `calls` 3 s messages for `mailbox` at `site`, up to ten at a
+/// time, and checks that SIPp saw every call succeed.
+fn leave_messages(site: &Site, mailbox: &str, calls: u32) -> SippOutcome {
+    let count = calls.to_string();
+    let limit = calls.min(10).to_string();
+    let outcome = site.sipp(
+        SHORT_CALL,
+        &["-s", mailbox, "-m", &count, "-l", &limit],
+        Duration::from_secs(60),
+    );
+    assert!(
+        outcome.successful == u64::from(calls) && outcome.failed == 0,
+        "{}: {calls} calls for {mailbox}: {} successful, {} failed\n--- errors ---\n{}\n--- stderr ---\n{}",
+        site.name,
+        outcome.successful,
+        outcome.failed,
+        outcome.errors_log,
+        outcome.stderr
+    );
+    outcome
+}
+
+/// The messages of `list` for mailboxes starting with `prefix`.
+fn for_mailboxes(list: &[Value], prefix: &str) -> Vec<Value> {
+    list.iter()
+        .filter(|m| field(m, "mailbox").starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
+/// The set of ids of `list`, asserting that no id appears twice.
+fn unique_ids(site: &Site, list: &[Value]) -> HashSet<String> {
+    let ids: HashSet<String> = list.iter().map(|m| field(m, "id").to_string()).collect();
+    assert_eq!(
+        ids.len(),
+        list.len(),
+        "{}: a message is listed twice: {list:#?}",
+        site.name
+    );
+    ids
+}
+
+/// Waits until `site` lists exactly `count` messages for mailboxes starting
+/// with `prefix`; panics with what it lists after `timeout`.
+fn wait_count(site: &Site, prefix: &str, count: usize, timeout: Duration) -> Vec<Value> {
+    wait_for(timeout, || {
+        let list = for_mailboxes(&site.messages(), prefix);
+        (list.len() >= count).then_some(list)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{}: fewer than {count} messages for {prefix}* after {timeout:?}: {:#?}\nqueue: {:#?}",
+            site.name,
+            for_mailboxes(&site.messages(), prefix),
+            site.queue()
+        )
+    })
+}
+
+/// Waits until every message `site` recorded for mailboxes starting with
+/// `prefix` shows delivery "delivered" and its queue is empty.
+fn wait_all_delivered(site: &Site, prefix: &str, timeout: Duration) -> Vec<Value> {
+    wait_for(timeout, || {
+        let list = for_mailboxes(&site.messages(), prefix);
+        let done = list.iter().all(|m| field(m, "delivery") == "delivered");
+        (done && site.queue().is_empty()).then_some(list)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{}: not all delivered after {timeout:?}: {:#?}\nqueue: {:#?}",
+            site.name,
+            for_mailboxes(&site.messages(), prefix),
+            site.queue()
+        )
+    })
+}
+
+/// Waits until `site` sees peer `name` in state `state`.
+fn wait_peer_state(site: &Site, name: &str, state: &str, timeout: Duration) {
+    let seen = wait_for(timeout, || {
+        site.peer(name)
+            .filter(|p| p.get("state").and_then(Value::as_str) == Some(state))
+    });
+    assert!(
+        seen.is_some(),
+        "{}: peer {name} not {state} after {timeout:?}: {:?}",
+        site.name,
+        site.peer(name)
+    );
+}
+
+/// Lines of `site`'s log containing `needle`.
+fn log_count(site: &Site, needle: &str) -> usize {
+    site.log().lines().filter(|l| l.contains(needle)).count()
+}
+
+/// What the home's log says for each message it stores, and for a copy it
+/// already holds.
+const STORED_LINE: &str = "message received and stored";
+const DUPLICATE_LINE: &str = "duplicate absorbed";
+
+#[test]
+fn home_up_message_reaches_its_home_within_two_seconds() {
+    let mut mesh = MeshNet::allocate(2);
+    mesh[1].start();
+    mesh[0].start();
+    let (a, b) = (&mesh[0], &mesh[1]);
+    wait_peer_state(a, "site-b", "up", Duration::from_secs(10));
+
+    leave_messages(a, "2001", 1);
+    let hung_up = Instant::now();
+    let at_home = wait_count(b, "2", 1, Duration::from_secs(5));
+    let delay = hung_up.elapsed();
+    eprintln!("message listed at its home {delay:?} after the hang-up");
+    assert!(
+        delay <= Duration::from_secs(2),
+        "the message took {delay:?} to reach its home (want within 2 s)"
+    );
+
+    let origin_copy = wait_all_delivered(a, "2", Duration::from_secs(5));
+    assert_eq!(origin_copy.len(), 1, "site-a recorded one message");
+    let (sent, received) = (&origin_copy[0], &at_home[0]);
+    assert_eq!(field(sent, "id"), field(received, "id"), "same id");
+    assert_eq!(
+        field(sent, "sha256"),
+        field(received, "sha256"),
+        "same sha256"
+    );
+    assert_eq!(field(sent, "origin"), "site-a");
+    assert_eq!(field(received, "origin"), "site-a");
+    assert_eq!(field(received, "delivery"), "home");
+    assert_eq!(field(received, "mailbox"), "2001");
+    let duration = number(received, "duration_ms");
+    assert!(
+        duration.abs_diff(SPEECH_SHORT_MS) < 500,
+        "duration {duration} ms for {SPEECH_SHORT_MS} ms of speech"
+    );
+    let id = field(sent, "id");
+    let (sent_audio, home_audio) = (
+        std::fs::read(a.export(id)).expect("read site-a's export"),
+        std::fs::read(b.export(id)).expect("read site-b's export"),
+    );
+    assert!(
+        sent_audio == home_audio,
+        "the audio differs: {} bytes at site-a, {} at site-b",
+        sent_audio.len(),
+        home_audio.len()
+    );
+    assert_eq!(
+        hex::encode(Sha256::digest(&home_audio)),
+        field(received, "sha256")
+    );
+
+    // A message for the recording server's own mailbox is never queued.
+    leave_messages(a, "1001", 1);
+    let own = wait_count(a, "1", 1, Duration::from_secs(5));
+    assert_eq!(field(&own[0], "delivery"), "home");
+    assert_eq!(field(&own[0], "origin"), "site-a");
+    assert!(a.queue().is_empty(), "queue: {:#?}", a.queue());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        for_mailboxes(&b.messages(), "1").is_empty(),
+        "site-b got a message for site-a's mailbox"
+    );
+}
+
+#[test]
+fn home_down_twenty_messages_wait_then_arrive_once() {
+    let mut mesh = MeshNet::allocate(2);
+    mesh[0].start();
+    leave_messages(&mesh[0], "2001", 20);
+    let a = &mesh[0];
+    let recorded = wait_count(a, "2", 20, Duration::from_secs(10));
+    assert!(
+        recorded.iter().all(|m| field(m, "delivery") == "queued"),
+        "not all queued: {recorded:#?}"
+    );
+    let queue = a.queue();
+    assert_eq!(queue.len(), 20, "queue: {queue:#?}");
+    for entry in &queue {
+        assert_eq!(field(entry, "state"), "waiting", "{entry}");
+        assert_eq!(field(entry, "peer"), "site-b", "{entry}");
+    }
+    let peer = a.peer("site-b");
+    let state = peer
+        .as_ref()
+        .and_then(|p| p.get("state"))
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    assert!(
+        state == "down" || state == "unknown",
+        "site-b is not running but site-a sees it {state}: {peer:?}"
+    );
+
+    let started = Instant::now();
+    mesh[1].start();
+    let (a, b) = (&mesh[0], &mesh[1]);
+    let arrived = wait_count(b, "2", 20, Duration::from_secs(15));
+    let delay = started.elapsed();
+    eprintln!("20 queued messages at their home {delay:?} after it was started");
+    let bound = Duration::from_secs(a.timings.ping_interval_s + 5);
+    assert!(delay <= bound, "took {delay:?}, want within {bound:?}");
+    let delivered = wait_all_delivered(a, "2", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    let arrived_later = for_mailboxes(&b.messages(), "2");
+    assert_eq!(arrived_later.len(), 20, "exactly 20 at home");
+    let ids = unique_ids(b, &arrived_later);
+    assert_eq!(ids, unique_ids(a, &delivered), "the same 20 ids");
+    assert!(arrived
+        .iter()
+        .all(|m| field(m, "origin") == "site-a" && field(m, "delivery") == "home"));
+}
+
+#[test]
+fn sender_killed_mid_transfer_then_restarted_delivers_each_once() {
+    const CALLS: usize = 24;
+    let mut mesh = MeshNet::allocate(2);
+    // One MESSAGE at a time, so that the kill lands between two of them.
+    mesh[0].timings.max_in_flight = 1;
+    mesh[0].start();
+    leave_messages(&mesh[0], "2001", CALLS as u32);
+    wait_count(&mesh[0], "2", CALLS, Duration::from_secs(10));
+
+    mesh[1].start();
+    let first = wait_for(Duration::from_secs(10), || {
+        (log_count(&mesh[1], STORED_LINE) > 0).then_some(())
+    });
+    mesh[0].kill9();
+    assert!(first.is_some(), "no message reached site-b");
+    std::thread::sleep(Duration::from_millis(300));
+    let at_kill = for_mailboxes(&mesh[1].messages(), "2").len();
+    eprintln!("site-a killed with {at_kill} of {CALLS} messages at home");
+    if at_kill == CALLS {
+        eprintln!("note: every message had arrived before the kill");
+    }
+
+    mesh[0].start();
+    let (a, b) = (&mesh[0], &mesh[1]);
+    wait_count(b, "2", CALLS, Duration::from_secs(20));
+    let delivered = wait_all_delivered(a, "2", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    let at_home = for_mailboxes(&b.messages(), "2");
+    assert_eq!(at_home.len(), CALLS, "exactly {CALLS} at home");
+    assert_eq!(unique_ids(b, &at_home), unique_ids(a, &delivered));
+    eprintln!(
+        "site-b stored {} and absorbed {} duplicate(s)",
+        log_count(b, STORED_LINE),
+        log_count(b, DUPLICATE_LINE)
+    );
+}
+
+#[test]
+fn lost_200_is_retried_and_the_home_absorbs_the_copy() {
+    let mut mesh = MeshNet::allocate(2);
+    let relay_ip = mesh.spare_ip(0);
+    let relay = Relay::start(
+        SocketAddr::from((relay_ip, 5060)),
+        mesh[1].sip_addr(),
+        mesh[0].ip,
+    );
+    // site-a reaches site-b through the relay; site-b's own file has the
+    // real addresses (it recognises site-a by its IP, which the relay keeps).
+    let mut entries = mesh.entries();
+    entries[1].ip = relay_ip;
+    mesh[0].own_topology(&entries);
+    mesh[1].start();
+    mesh[0].start();
+    let (a, b) = (&mesh[0], &mesh[1]);
+    wait_peer_state(a, "site-b", "up", Duration::from_secs(10));
+
+    leave_messages(a, "2001", 1);
+    wait_count(b, "2", 1, Duration::from_secs(5));
+    let delivered = wait_all_delivered(a, "2", Duration::from_secs(20));
+    assert_eq!(relay.swallowed(), 1, "the relay swallowed no 200");
+    assert!(
+        relay.connections() >= 2,
+        "site-a did not reconnect after the lost 200"
+    );
+    let duplicates = wait_for(Duration::from_secs(5), || {
+        let n = log_count(b, DUPLICATE_LINE);
+        (n > 0).then_some(n)
+    });
+    assert!(
+        duplicates.is_some(),
+        "site-b never received the retry\n{}",
+        b.log_tail()
+    );
+    let queue_entry_attempts = a
+        .log()
+        .lines()
+        .filter(|l| l.contains("transfer will be retried"))
+        .count();
+    eprintln!(
+        "lost 200: {} retry line(s) at site-a, {} duplicate(s) absorbed at site-b",
+        queue_entry_attempts,
+        duplicates.unwrap_or(0)
+    );
+    let at_home = for_mailboxes(&b.messages(), "2");
+    assert_eq!(at_home.len(), 1, "one copy at home: {at_home:#?}");
+    assert_eq!(field(&at_home[0], "id"), field(&delivered[0], "id"));
+    assert_eq!(field(&at_home[0], "sha256"), field(&delivered[0], "sha256"));
+}
+
+#[test]
+fn partition_both_ways_heals_and_delivers_each_once() {
+    const CALLS: u32 = 3;
+    let (mut mesh, namespaces) = match MeshNet::allocate_netns() {
+        Ok(mesh) => (mesh, true),
+        Err(why) => {
+            eprintln!("network namespaces unavailable ({why}); partitioning by SIGSTOP");
+            (MeshNet::allocate(2), false)
+        }
+    };
+    eprintln!(
+        "partition made with {}",
+        if namespaces {
+            "network namespaces (veth link down/up)"
+        } else {
+            "SIGSTOP/SIGCONT"
+        }
+    );
+    mesh[0].start();
+    mesh[1].start();
+    wait_peer_state(&mesh[0], "site-b", "up", Duration::from_secs(10));
+    wait_peer_state(&mesh[1], "site-a", "up", Duration::from_secs(10));
+
+    if namespaces {
+        mesh.cut();
+        let (a, b) = (&mesh[0], &mesh[1]);
+        let at_a = a.sipp_start(
+            SHORT_CALL,
+            &["-s", "2001", "-m", "3", "-l", "3"],
+            Duration::from_secs(60),
+        );
+        let at_b = b.sipp_start(
+            SHORT_CALL,
+            &["-s", "1001", "-m", "3", "-l", "3"],
+            Duration::from_secs(60),
+        );
+        for (site, outcome) in [(a, at_a.wait()), (b, at_b.wait())] {
+            assert_eq!(
+                (outcome.successful, outcome.failed),
+                (u64::from(CALLS), 0),
+                "{}: calls during the partition\n{}",
+                site.name,
+                outcome.errors_log
+            );
+        }
+        wait_peer_state(a, "site-b", "down", Duration::from_secs(15));
+        wait_peer_state(b, "site-a", "down", Duration::from_secs(15));
+        assert_eq!(a.queue().len(), CALLS as usize, "site-a's queue");
+        assert_eq!(b.queue().len(), CALLS as usize, "site-b's queue");
+        mesh.heal();
+    } else {
+        // Site-b hangs: site-a records for it; then site-a hangs and
+        // site-b, back, records for it; then both go on at once.
+        mesh[1].freeze();
+        leave_messages(&mesh[0], "2001", CALLS);
+        mesh[0].freeze();
+        mesh[1].thaw();
+        leave_messages(&mesh[1], "1001", CALLS);
+        mesh[0].thaw();
+    }
+    let healed = Instant::now();
+    let (a, b) = (&mesh[0], &mesh[1]);
+    wait_count(b, "2", CALLS as usize, Duration::from_secs(30));
+    wait_count(a, "1", CALLS as usize, Duration::from_secs(30));
+    let from_a = wait_all_delivered(a, "2", Duration::from_secs(30));
+    let from_b = wait_all_delivered(b, "1", Duration::from_secs(30));
+    eprintln!(
+        "both ways delivered {:?} after the partition healed",
+        healed.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    for (home, sent, prefix, origin) in [(b, &from_a, "2", "site-a"), (a, &from_b, "1", "site-b")] {
+        let at_home = for_mailboxes(&home.messages(), prefix);
+        assert_eq!(at_home.len(), CALLS as usize, "{}: {at_home:#?}", home.name);
+        assert!(at_home.iter().all(|m| field(m, "origin") == origin));
+        assert_eq!(unique_ids(home, &at_home), unique_ids(home, sent));
+    }
+}
+
+/// A 0.5 s WAV (8 kHz, 16-bit, mono) of a 1 kHz tone: the audio of the
+/// hand-made transfers, the same bytes as the SIPp scenario's attachment.
+/// `periods` of 8 samples each (500 for 0.5 s).
+fn tone_wav(periods: usize) -> Vec<u8> {
+    const PERIOD: [i16; 8] = [0, 5793, 8192, 5793, 0, -5793, -8192, -5793];
+    let data: Vec<u8> = PERIOD
+        .iter()
+        .cycle()
+        .take(8 * periods)
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
+    let mut wav = Vec::with_capacity(44 + data.len());
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    wav
+}
+
+/// Transfer metadata for `audio` (the wire contract of src/mesh/wire.rs).
+fn transfer_meta(id: &str, mailbox: &str, origin: &str, audio: &[u8]) -> Value {
+    json!({
+        "id": id,
+        "mailbox": mailbox,
+        "caller": "sip:5550100@pbx.example.com",
+        "caller_name": "Raw Transfer",
+        "called": format!("sip:{mailbox}@pbx.example.com"),
+        "reason": "user-busy",
+        "received_at": "2026-01-15T10:00:00Z",
+        "duration_ms": (audio.len().saturating_sub(44) / 16) as u64,
+        "codec": "PCMU",
+        "format": "wav",
+        "sample_rate": 8000,
+        "size_bytes": audio.len(),
+        "sha256": hex::encode(Sha256::digest(audio)),
+        "origin": origin,
+        "partial": false,
+        "call_id": format!("{id}@pbx.example.com"),
+    })
+}
+
+/// A transfer MESSAGE from `local` to `server`, written by hand: the JSON
+/// part, then the audio as raw octets (Content-Transfer-Encoding: binary).
+fn transfer_request(local: SocketAddr, server: SocketAddr, meta: &Value, audio: &[u8]) -> Vec<u8> {
+    let boundary = "raw-transfer-7c41d09a";
+    let mut body = Vec::new();
+    write!(
+        body,
+        "--{boundary}\r\nContent-Type: application/json\r\n\r\n{}\r\n\
+         --{boundary}\r\nContent-Type: audio/wav\r\n\
+         Content-Disposition: attachment; filename=\"{}.wav\"\r\n\
+         Content-Transfer-Encoding: binary\r\n\r\n",
+        serde_json::to_string_pretty(meta).expect("metadata as JSON"),
+        field(meta, "id"),
+    )
+    .expect("write to a Vec");
+    body.extend_from_slice(audio);
+    write!(body, "\r\n--{boundary}--\r\n").expect("write to a Vec");
+    let token = unique_token();
+    let mut request = format!(
+        "MESSAGE sip:{server};transport=tcp SIP/2.0\r\n\
+         Via: SIP/2.0/TCP {local};branch=z9hG4bK{token}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:peer@{ip}>;tag=t{token}\r\n\
+         To: <sip:{server};transport=tcp>\r\n\
+         Call-ID: {token}@{ip}\r\n\
+         CSeq: 1 MESSAGE\r\n\
+         Message-Context: voice-message\r\n\
+         Content-Type: multipart/mixed; boundary={boundary}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len(),
+        ip = local.ip(),
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    request
+}
+
+/// Sends one hand-made transfer to `site` from `from_ip` and returns the
+/// final response.
+fn send_transfer(site: &Site, from_ip: Ipv4Addr, meta: &Value, audio: &[u8]) -> SipResponse {
+    let mut client = SipTcp::connect_from(from_ip, site.sip_addr());
+    let request = transfer_request(client.local_addr(), site.sip_addr(), meta, audio);
+    client
+        .transact_bytes(&request, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no answer to a transfer from {from_ip}"))
+}
+
+#[test]
+fn refused_transfers_store_nothing() {
+    let mut mesh = MeshNet::allocate(3);
+    mesh[1].timings.max_transfer_bytes = 65_536;
+    mesh[1].start();
+    let (b, c_ip, stranger) = (&mesh[1], mesh[2].ip, mesh.spare_ip(0));
+    let audio = tone_wav(500);
+    let id = |n: u8| format!("7a0c1e22-5b3d-4f10-8e2a-00000000000{n}");
+    let expect = |what: &str, response: SipResponse, status: u16| {
+        eprintln!(
+            "{what}: {} {} ({})",
+            response.status,
+            response.reason,
+            response.header("Warning").unwrap_or("no Warning")
+        );
+        assert_eq!(response.status, status, "{what}:\n{}", response.raw);
+        assert!(b.messages().is_empty(), "{what}: something was stored");
+    };
+
+    // Not a server of the topology: 403, whatever the body says.
+    let meta = transfer_meta(&id(1), "2001", "site-c", &audio);
+    expect(
+        "from a stranger",
+        send_transfer(b, stranger, &meta, &audio),
+        403,
+    );
+    // From a peer, for a mailbox homed elsewhere or nowhere: 404.
+    let meta = transfer_meta(&id(2), "1001", "site-c", &audio);
+    expect(
+        "mailbox of site-a",
+        send_transfer(b, c_ip, &meta, &audio),
+        404,
+    );
+    let meta = transfer_meta(&id(3), "9001", "site-c", &audio);
+    expect(
+        "mailbox homed nowhere",
+        send_transfer(b, c_ip, &meta, &audio),
+        404,
+    );
+    // The audio does not match its checksum: 400.
+    let mut meta = transfer_meta(&id(4), "2001", "site-c", &audio);
+    meta["sha256"] = json!(hex::encode(Sha256::digest(b"other audio")));
+    expect(
+        "sha256 mismatch",
+        send_transfer(b, c_ip, &meta, &audio),
+        400,
+    );
+    // Over max_transfer_bytes (65536): 413.
+    let big = tone_wav(4_500);
+    let meta = transfer_meta(&id(5), "2001", "site-c", &big);
+    expect(
+        "body over the limit",
+        send_transfer(b, c_ip, &meta, &big),
+        413,
+    );
+
+    // The same body, correct, from the same peer, is stored: the refusals
+    // above were for the reasons named.
+    let meta = transfer_meta(&id(6), "2001", "site-c", &audio);
+    let response = send_transfer(b, c_ip, &meta, &audio);
+    assert_eq!(response.status, 200, "{}", response.raw);
+    let stored = b.messages();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(field(&stored[0], "id"), id(6));
+    assert_eq!(field(&stored[0], "origin"), "site-c");
+    let exported = std::fs::read(b.export(&id(6))).expect("read the export");
+    assert!(
+        exported == audio,
+        "the stored audio differs from what was sent"
+    );
+    // Sent again: 200, nothing changes.
+    let response = send_transfer(b, c_ip, &meta, &audio);
+    assert_eq!(response.status, 200, "{}", response.raw);
+    assert_eq!(b.messages().len(), 1, "a duplicate was stored");
+}
+
+#[test]
+fn sipp_hand_made_transfer_with_base64_audio_is_stored() {
+    let mut mesh = MeshNet::allocate(3);
+    mesh[1].start();
+    let (b, c_ip) = (&mesh[1], mesh[2].ip);
+    // SIPp poses as site-c (not running): its topology address, over TCP.
+    let outcome = b
+        .sipp_start_from(
+            c_ip,
+            TRANSFER_SCENARIO,
+            &["-t", "t1"],
+            Duration::from_secs(20),
+        )
+        .wait();
+    outcome.assert_success();
+    let stored = b.messages();
+    assert_eq!(stored.len(), 1, "{stored:#?}");
+    let message = &stored[0];
+    assert_eq!(field(message, "id"), TRANSFER_ID);
+    assert_eq!(field(message, "mailbox"), "2001");
+    assert_eq!(field(message, "origin"), "site-c");
+    assert_eq!(field(message, "sha256"), TRANSFER_SHA256);
+    assert_eq!(number(message, "duration_ms"), 500);
+    let exported = std::fs::read(b.export(TRANSFER_ID)).expect("read the export");
+    let tone = tone_wav(500);
+    assert_eq!(hex::encode(Sha256::digest(&tone)), TRANSFER_SHA256);
+    assert!(
+        exported == tone,
+        "the stored audio is not the scenario's WAV"
+    );
+}
+
+#[test]
+fn cli_shows_peers_and_queue_and_retries_a_failed_transfer() {
+    let mut mesh = MeshNet::allocate(3);
+    // site-b's own file homes 2000-2999 at site-c, so it answers 404 to
+    // transfers for them and site-a parks them as failed.
+    let right = mesh.entries();
+    let mut wrong = right.clone();
+    wrong[1].mailboxes = vec![];
+    wrong[2].mailboxes.push("2000-2999".into());
+    mesh[1].own_topology(&wrong);
+    mesh[1].start();
+    mesh[0].start();
+    let a = &mesh[0];
+    wait_peer_state(a, "site-b", "up", Duration::from_secs(10));
+
+    let peers = a.peers();
+    assert_eq!(peers.len(), 2, "site-a has two peers: {peers:#?}");
+    for peer in &peers {
+        for key in ["name", "state", "last_seen", "rtt_ms", "failures"] {
+            assert!(peer.get(key).is_some(), "peers --json lacks {key}: {peer}");
+        }
+    }
+    let b_record = a.peer("site-b").expect("site-b listed");
+    assert_eq!(number(&b_record, "failures"), 0);
+    assert!(
+        b_record["rtt_ms"].as_f64().is_some_and(|r| r >= 0.0),
+        "{b_record}"
+    );
+    assert!(b_record["last_seen"].is_string(), "{b_record}");
+
+    leave_messages(a, "2001", 1);
+    let failed = wait_for(Duration::from_secs(10), || {
+        a.queue()
+            .into_iter()
+            .find(|e| e.get("state").and_then(Value::as_str) == Some("failed"))
+    })
+    .unwrap_or_else(|| panic!("no failed transfer: {:#?}", a.queue()));
+    for key in [
+        "id",
+        "mailbox",
+        "peer",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+    ] {
+        assert!(
+            failed.get(key).is_some(),
+            "queue --json lacks {key}: {failed}"
+        );
+    }
+    assert_eq!(field(&failed, "mailbox"), "2001");
+    assert_eq!(field(&failed, "peer"), "site-b");
+    assert!(number(&failed, "attempts") >= 1, "{failed}");
+    assert!(field(&failed, "last_error").contains("404"), "{failed}");
+    let id = field(&failed, "id").to_string();
+    let recorded = a.messages();
+    assert_eq!(field(&recorded[0], "delivery"), "failed", "{recorded:#?}");
+
+    let profile = a.profile();
+    let profile = profile.to_str().expect("UTF-8 temp path");
+    let unknown = common::cli(&[
+        "queue",
+        "--profile",
+        profile,
+        "retry",
+        "00000000-0000-4000-8000-000000000000",
+    ]);
+    assert!(
+        !unknown.status.success(),
+        "retry of an unknown id succeeded"
+    );
+    assert!(
+        !unknown.stderr.is_empty(),
+        "no error message for an unknown id"
+    );
+
+    // With site-a stopped nothing races the CLI: retry puts it back to
+    // waiting; then site-b gets the right topology and the retry delivers.
+    mesh[0].terminate();
+    let retry = common::cli(&["queue", "--profile", profile, "retry", &id[..8]]);
+    assert!(
+        retry.status.success(),
+        "queue retry failed: {}",
+        String::from_utf8_lossy(&retry.stderr)
+    );
+    let queue = mesh[0].queue();
+    assert_eq!(queue.len(), 1, "{queue:#?}");
+    assert_eq!(field(&queue[0], "state"), "waiting", "{queue:#?}");
+    assert!(queue[0]["next_attempt_at"].is_string(), "{queue:#?}");
+
+    mesh[1].terminate();
+    mesh[1].own_topology(&right);
+    mesh[1].start();
+    mesh[0].start();
+    let (a, b) = (&mesh[0], &mesh[1]);
+    wait_count(b, "2", 1, Duration::from_secs(10));
+    let delivered = wait_all_delivered(a, "2", Duration::from_secs(10));
+    assert_eq!(field(&delivered[0], "id"), id);
+}
