@@ -137,6 +137,9 @@ const DUPLICATE_LINE: &str = "duplicate absorbed";
 #[test]
 fn home_up_message_reaches_its_home_within_two_seconds() {
     let mut mesh = MeshNet::allocate(2);
+    // The default idle ping interval: the message must move because it was
+    // queued, not because a ping happened to come.
+    mesh[0].timings.ping_idle_interval_s = 30;
     mesh[1].start();
     mesh[0].start();
     let (a, b) = (&mesh[0], &mesh[1]);

@@ -53,7 +53,7 @@ pub enum Command {
     Queue {
         #[command(subcommand)]
         command: Option<QueueCommand>,
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         #[command(flatten)]
         state: StateArgs,
@@ -111,10 +111,10 @@ pub enum MessagesCommand {
 #[derive(Debug, Args)]
 pub struct StateArgs {
     /// Profile whose data_dir to use.
-    #[arg(long, value_name = "FILE", conflicts_with = "data")]
+    #[arg(long, value_name = "FILE", conflicts_with = "data", global = true)]
     pub profile: Option<PathBuf>,
     /// Data directory [default: ./vmesh-data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub data: Option<PathBuf>,
 }
 

@@ -70,12 +70,13 @@ impl PeerLink {
         })
     }
 
-    /// The live connection, or a new one.
-    async fn connection(&self) -> Result<SipConnection, LinkError> {
+    /// The live connection, or a new one, with the token that is cancelled
+    /// when it closes.
+    async fn connection(&self) -> Result<(SipConnection, CancellationToken), LinkError> {
         let mut open = self.open.lock().await;
         if let Some((conn, token)) = open.as_ref() {
             if !token.is_cancelled() {
-                return Ok(conn.clone());
+                return Ok((conn.clone(), token.clone()));
             }
         }
         let token = self.shutdown.child_token();
@@ -84,8 +85,8 @@ impl PeerLink {
             .connect_tcp(self.local.ip(), self.remote, token.clone())
             .await
             .map_err(|e| LinkError::Connect(e.to_string()))?;
-        *open = Some((conn.clone(), token));
-        Ok(conn)
+        *open = Some((conn.clone(), token.clone()));
+        Ok((conn, token))
     }
 
     /// Drops the connection, e.g. after a request on it timed out.
@@ -103,7 +104,7 @@ impl PeerLink {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Response, LinkError> {
-        let connection = self.connection().await?;
+        let (connection, closed) = self.connection().await?;
         let endpoint = self.sip.endpoint.inner.clone();
         let via_addr = SipAddr {
             r#type: Some(Transport::Tcp),
@@ -132,14 +133,23 @@ impl PeerLink {
         let mut tx = Transaction::new_client(key, req, endpoint, Some(connection));
         tx.send().await.map_err(|_| LinkError::Closed)?;
         let wait = async {
-            while let Some(message) = tx.receive().await {
-                if let SipMessage::Response(r) = message {
-                    if r.status_code.kind() != StatusCodeKind::Provisional {
-                        return Ok(r);
+            loop {
+                // A closed connection can carry no answer: report it at once
+                // instead of waiting for Timer F (RFC 3261 §17.1.4).
+                let message = tokio::select! {
+                    m = tx.receive() => m,
+                    _ = closed.cancelled() => return Err(LinkError::Closed),
+                };
+                match message {
+                    Some(SipMessage::Response(r))
+                        if r.status_code.kind() != StatusCodeKind::Provisional =>
+                    {
+                        return Ok(r)
                     }
+                    Some(_) => {}
+                    None => return Err(LinkError::Closed),
                 }
             }
-            Err(LinkError::Closed)
         };
         match tokio::time::timeout(timeout, wait).await {
             Ok(result) => result,
