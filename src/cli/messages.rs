@@ -1,5 +1,7 @@
 //! `vmesh messages list|show|export|delete`.
 
+use std::path::Path;
+
 use super::{CliError, MessagesCommand};
 use crate::store::{Message, Store};
 
@@ -27,14 +29,15 @@ pub fn run(command: MessagesCommand) -> Result<(), CliError> {
                 print_one(&m, &store);
             }
         }
-        MessagesCommand::Export { id, out, state } => {
+        MessagesCommand::Export {
+            id,
+            out,
+            raw,
+            state,
+        } => {
             let store = super::open_store(&state.data_dir()?)?;
             let m = store.get(&id)?;
-            let from = store.audio_path(&m);
-            std::fs::copy(&from, &out).map_err(|source| CliError::Io {
-                path: from.clone(),
-                source,
-            })?;
+            export(&store, &m, &out, raw)?;
             eprintln!(
                 "exported {} ({} ms) to {}",
                 m.id,
@@ -47,6 +50,24 @@ pub fn run(command: MessagesCommand) -> Result<(), CliError> {
             let m = store.delete(&id)?;
             eprintln!("deleted {} (mailbox {})", m.id, m.mailbox);
         }
+    }
+    Ok(())
+}
+
+/// Writes message `m` to `out`: always as WAV (16-bit PCM at the
+/// message's rate, decoding Ogg Opus) so any player or analysis tool takes
+/// it, or with `raw` (`--raw`) the stored file byte for byte, so an Ogg
+/// Opus message stays Ogg Opus with its tags. Either way the stored bytes
+/// are checked against the message's SHA-256 first.
+pub fn export(store: &Store, m: &Message, out: &Path, raw: bool) -> Result<(), CliError> {
+    if raw {
+        let bytes = store.read_audio(m)?;
+        std::fs::write(out, bytes).map_err(|source| CliError::Io {
+            path: out.to_owned(),
+            source,
+        })?;
+    } else {
+        store.export_wav(m, out)?;
     }
     Ok(())
 }
@@ -115,5 +136,69 @@ fn print_one(m: &Message, store: &Store) {
     ];
     for (k, v) in rows {
         println!("{k:<12} {v}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Finished, NewMessage, Route, StoragePolicy, StoreFormat};
+    use std::time::Duration;
+
+    /// One second of a 440 Hz tone stored as Ogg Opus at 16 kHz.
+    fn opus_message(store: &Store) -> Message {
+        let mut rec = store
+            .start_recording(NewMessage {
+                id: uuid::Uuid::new_v4(),
+                mailbox: "1001".into(),
+                caller_uri: "sip:2002@pbx".into(),
+                caller_name: None,
+                called_uri: "sip:1001@pbx".into(),
+                reason: None,
+                received_at: time::OffsetDateTime::UNIX_EPOCH,
+                codec: "G722".into(),
+                sample_rate: 16_000,
+                origin: "vmesh".into(),
+                call_id: "c1".into(),
+            })
+            .unwrap();
+        let tone: Vec<i16> = (0..16_000)
+            .map(|n| (8000.0 * (n as f64 * 440.0 * std::f64::consts::TAU / 16_000.0).sin()) as i16)
+            .collect();
+        rec.write(&tone).unwrap();
+        let policy = StoragePolicy {
+            min_duration: Duration::ZERO,
+            format: StoreFormat::Opus { bitrate: 24_000 },
+            silence: None,
+        };
+        match store.finish(rec, &policy, false, &Route::Home).unwrap() {
+            Finished::Stored(m) => m,
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn export_decodes_opus_to_wav_and_raw_copies_the_ogg_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        let m = opus_message(&store);
+
+        let wav = dir.path().join("m.wav");
+        export(&store, &m, &wav, false).unwrap();
+        let reader = hound::WavReader::open(&wav).unwrap();
+        assert_eq!(
+            (
+                reader.spec().sample_rate,
+                reader.spec().channels,
+                reader.len()
+            ),
+            (16_000, 1, 16_000)
+        );
+
+        let raw = dir.path().join("m.opus");
+        export(&store, &m, &raw, true).unwrap();
+        let raw = std::fs::read(raw).unwrap();
+        assert_eq!(raw, std::fs::read(store.audio_path(&m)).unwrap());
+        assert!(raw.starts_with(b"OggS"));
     }
 }

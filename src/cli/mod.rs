@@ -5,6 +5,7 @@
 //! stdout. Errors go to stderr with a non-zero exit (the binary's `main`).
 
 mod check;
+mod mailbox;
 mod mesh;
 mod messages;
 mod serve;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use self::mailbox::MailboxCommand;
 use crate::config::{ConfigErrors, Profile};
 
 /// A SIP voicemail server for IP-PBXs, one per site, as a mesh of peers.
@@ -41,6 +43,11 @@ pub enum Command {
     Messages {
         #[command(subcommand)]
         command: MessagesCommand,
+    },
+    /// A mailbox's greetings.
+    Mailbox {
+        #[command(subcommand)]
+        command: MailboxCommand,
     },
     /// The peers of the mesh and their health (OPTIONS pings).
     Peers {
@@ -96,6 +103,9 @@ pub enum MessagesCommand {
         /// Output file.
         #[arg(long, value_name = "FILE.wav")]
         out: PathBuf,
+        /// Copy the stored file as it is (Ogg Opus or WAV) instead of WAV.
+        #[arg(long)]
+        raw: bool,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -148,6 +158,8 @@ pub enum CliError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
+    Greeting(#[from] crate::voicemail::greetings::GreetingError),
+    #[error(transparent)]
     Server(#[from] crate::voicemail::ServerError),
     #[error("{path}: {source}")]
     Io {
@@ -168,6 +180,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve { profile } => serve::run(profile.as_deref()),
         Command::Check { profile } => check::run(profile.as_deref()),
         Command::Messages { command } => messages::run(command),
+        Command::Mailbox { command } => mailbox::run(command),
         Command::Peers { json, state } => mesh::peers(json, &state),
         Command::Queue {
             command,

@@ -1,4 +1,5 @@
-//! The `[media]` section: RTP addresses and ports, codecs, recording limits.
+//! The `[media]` section: RTP addresses and ports, codecs and how the
+//! answer picks one, recording limits, silence detection and prompts.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::{Range, RangeInclusive};
@@ -9,9 +10,28 @@ use toml::de::DeTable;
 use super::listen::ListenAddr;
 use super::reader::{Node, Reader};
 
-/// Codec names vmesh can offer and accept, upper-case as in the RTP/AVP
-/// profile (RFC 3551 section 6): G.711 mu-law and A-law.
-pub const KNOWN_CODECS: [&str; 2] = ["PCMU", "PCMA"];
+/// Codec names vmesh can offer and accept, upper-case, in the default
+/// order of preference (best quality first): Opus (RFC 7587), G.722 and
+/// G.711 mu-law and A-law (RFC 3551 section 6).
+pub const KNOWN_CODECS: [&str; 4] = ["OPUS", "G722", "PCMU", "PCMA"];
+
+/// The rates Opus calls may be decoded and recorded at.
+pub const OPUS_RATES: [u32; 3] = [8000, 16_000, 48_000];
+
+/// Default internal rate of Opus calls: wideband speech.
+pub const DEFAULT_OPUS_RATE: u32 = 16_000;
+
+/// Default silence after which the recording ends.
+pub const DEFAULT_MAX_SILENCE: Duration = Duration::from_secs(10);
+
+/// Default level below which audio counts as silence, in dBFS.
+pub const DEFAULT_SILENCE_THRESHOLD_DBFS: f64 = -50.0;
+
+/// Default beep frequency.
+pub const DEFAULT_BEEP_HZ: u32 = 1000;
+
+/// Default beep length.
+pub const DEFAULT_BEEP: Duration = Duration::from_millis(250);
 
 /// Default RTP port range; even ports carry RTP, the odd port above each is
 /// left for RTCP (RFC 3550 section 11).
@@ -29,8 +49,19 @@ pub const DEFAULT_MIN_MESSAGE: Duration = Duration::from_millis(1000);
 /// Default jitter buffer depth.
 pub const DEFAULT_JITTER: Duration = Duration::from_millis(60);
 
+/// Whose order of codecs an SDP answer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CodecOrder {
+    /// The profile's `codecs` order: the best codec the caller allows.
+    /// RFC 3264 section 6.1 lets the answerer choose any offered codec.
+    #[default]
+    Profile,
+    /// The offerer's order: its first codec that the profile accepts.
+    Offerer,
+}
+
 /// Media handling of one server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MediaConfig {
     /// The address put in SDP `c=` lines and bound for RTP; never the
     /// unspecified address, which in SDP means "no media" (RFC 3264
@@ -50,7 +81,30 @@ pub struct MediaConfig {
     pub min_message: Duration,
     /// Jitter buffer depth: how long packets are held to put them in order.
     pub jitter: Duration,
+    /// Whose order picks the codec of an SDP answer.
+    pub codec_order: CodecOrder,
+    /// The rate Opus calls are decoded and recorded at, in Hz: one of
+    /// [`OPUS_RATES`].
+    pub opus_rate: u32,
+    /// The recording ends after this much silence; `None` never ends it
+    /// for silence (`max_silence_s = 0`).
+    pub max_silence: Option<Duration>,
+    /// Audio below this level is silence, in dBFS (-90 to 0, finite).
+    pub silence_threshold_dbfs: f64,
+    /// A message that is silence from start to end is discarded.
+    pub discard_silent: bool,
+    /// Play the greeting and the beep before recording; false records at
+    /// once.
+    pub prompts: bool,
+    /// The beep's frequency in Hz (200 to 3400, inside the telephone band).
+    pub beep_hz: u32,
+    /// The beep's length.
+    pub beep: Duration,
 }
+
+/// The silence threshold is always a finite number (validated on reading),
+/// so equality is total.
+impl Eq for MediaConfig {}
 
 impl MediaConfig {
     /// The defaults for a server listening on `listen`: RTP goes on the IP
@@ -64,6 +118,14 @@ impl MediaConfig {
             max_message: DEFAULT_MAX_MESSAGE,
             min_message: DEFAULT_MIN_MESSAGE,
             jitter: DEFAULT_JITTER,
+            codec_order: CodecOrder::Profile,
+            opus_rate: DEFAULT_OPUS_RATE,
+            max_silence: Some(DEFAULT_MAX_SILENCE),
+            silence_threshold_dbfs: DEFAULT_SILENCE_THRESHOLD_DBFS,
+            discard_silent: true,
+            prompts: true,
+            beep_hz: DEFAULT_BEEP_HZ,
+            beep: DEFAULT_BEEP,
         }
     }
 
@@ -144,6 +206,53 @@ impl MediaConfig {
                         media.jitter = Duration::from_millis(n);
                     }
                 }
+                "codec_order" => {
+                    if let Some(order) = read_codec_order(reader, &key, node) {
+                        media.codec_order = order;
+                    }
+                }
+                "opus_rate" => {
+                    if let Some(n) = reader.integer(&key, node, 0..=u64::from(u32::MAX)) {
+                        match u32::try_from(n).ok().filter(|r| OPUS_RATES.contains(r)) {
+                            Some(rate) => media.opus_rate = rate,
+                            None => reader.error(
+                                &key,
+                                node.span(),
+                                format!("{n} is not an Opus rate; expected 8000, 16000 or 48000"),
+                            ),
+                        }
+                    }
+                }
+                "max_silence_s" => {
+                    if let Some(n) = reader.integer(&key, node, 0..=3600) {
+                        media.max_silence = (n > 0).then(|| Duration::from_secs(n));
+                    }
+                }
+                "silence_threshold_dbfs" => {
+                    if let Some(level) = reader.float(&key, node, -90.0..=0.0) {
+                        media.silence_threshold_dbfs = level;
+                    }
+                }
+                "discard_silent" => {
+                    if let Some(b) = reader.boolean(&key, node) {
+                        media.discard_silent = b;
+                    }
+                }
+                "prompts" => {
+                    if let Some(b) = reader.boolean(&key, node) {
+                        media.prompts = b;
+                    }
+                }
+                "beep_hz" => {
+                    if let Some(n) = reader.integer(&key, node, 200..=3400) {
+                        media.beep_hz = n as u32;
+                    }
+                }
+                "beep_ms" => {
+                    if let Some(n) = reader.integer(&key, node, 50..=2000) {
+                        media.beep = Duration::from_millis(n);
+                    }
+                }
                 _ => reader.unknown_key(&key, name.span()),
             }
         }
@@ -216,6 +325,23 @@ fn default_rtp_ip(listen: &[ListenAddr]) -> IpAddr {
 fn read_port(reader: &mut Reader<'_>, key: &str, node: &Node<'_>) -> Option<u16> {
     let port = reader.integer(key, node, 1..=u64::from(u16::MAX))?;
     u16::try_from(port).ok()
+}
+
+/// Reads `codec_order`: `"profile"` or `"offerer"`.
+fn read_codec_order(reader: &mut Reader<'_>, key: &str, node: &Node<'_>) -> Option<CodecOrder> {
+    let value = reader.string(key, node)?;
+    match value.to_ascii_lowercase().as_str() {
+        "profile" => Some(CodecOrder::Profile),
+        "offerer" => Some(CodecOrder::Offerer),
+        _ => {
+            reader.error(
+                key,
+                node.span(),
+                format!("{value:?} is not a codec order; expected \"profile\" or \"offerer\""),
+            );
+            None
+        }
+    }
 }
 
 /// Reads `codecs`: known names in any case, stored upper-case, no repeats.

@@ -1,7 +1,7 @@
 //! Profiles: the TOML files that configure one vmesh server.
 //!
-//! A profile has five sections, `[server]`, `[sip]`, `[mailboxes]`,
-//! `[media]` and `[mesh]`, and every key has a default, so a small file (or none: see
+//! A profile has six sections, `[server]`, `[sip]`, `[mailboxes]`,
+//! `[media]`, `[storage]` and `[mesh]`, and every key has a default, so a small file (or none: see
 //! [`Profile::embedded_default`]) is a complete profile. Loading validates
 //! everything and reports every problem with its file, key and line
 //! ([`ConfigErrors`]), which is what `vmesh check` prints and why
@@ -16,7 +16,7 @@
 //! profile (`vmesh check` reports the errors of both).
 //!
 //! Layout: [`Profile`] ties the sections together (`profile.rs`); each section
-//! has its own file (`server.rs`, `sip.rs`, `media.rs`, `mesh.rs`), as do
+//! has its own file (`server.rs`, `sip.rs`, `media.rs`, `storage.rs`, `mesh.rs`), as do
 //! listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
 //! with `overlap.rs` deciding whether two patterns share a mailbox). The
 //! topology is read in `topology.rs`, its peer URIs in `peer_uri.rs`, and
@@ -35,14 +35,16 @@ mod profile;
 mod reader;
 mod server;
 mod sip;
+mod storage;
 mod topology;
 
 pub use error::{ConfigError, ConfigErrors, TextPosition};
 pub use listen::{ListenAddr, ListenAddrError, ListenTransport};
 pub use mailbox_set::{is_valid_mailbox, MailboxPattern, MailboxSet, MAX_MAILBOX_DIGITS};
 pub use media::{
-    MediaConfig, DEFAULT_JITTER, DEFAULT_MAX_MESSAGE, DEFAULT_MIN_MESSAGE, DEFAULT_RTP_PORTS,
-    DEFAULT_RTP_TIMEOUT, KNOWN_CODECS,
+    CodecOrder, MediaConfig, DEFAULT_BEEP, DEFAULT_BEEP_HZ, DEFAULT_JITTER, DEFAULT_MAX_MESSAGE,
+    DEFAULT_MAX_SILENCE, DEFAULT_MIN_MESSAGE, DEFAULT_OPUS_RATE, DEFAULT_RTP_PORTS,
+    DEFAULT_RTP_TIMEOUT, DEFAULT_SILENCE_THRESHOLD_DBFS, KNOWN_CODECS, OPUS_RATES,
 };
 pub use mesh::{
     MeshConfig, DEFAULT_FAILURES_FOR_DOWN, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_TRANSFER_BYTES,
@@ -56,6 +58,7 @@ pub use sip::{
     default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TCP_IDLE_TIMEOUT, MAX_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES,
 };
+pub use storage::{StorageConfig, StorageFormat, DEFAULT_ENCODE_WORKERS, DEFAULT_OPUS_BITRATE};
 pub use topology::{Topology, TopologyServer};
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use super::mesh::MeshConfig;
 use super::reader::Reader;
 use super::server::ServerConfig;
 use super::sip::SipConfig;
+use super::storage::StorageConfig;
 use super::topology::Topology;
 
 /// The text of the embedded default profile, compiled in so `vmesh serve`
@@ -70,6 +71,8 @@ pub struct Profile {
     pub mailboxes: MailboxSet,
     /// `[media]`: RTP, codecs and recording limits.
     pub media: MediaConfig,
+    /// `[storage]`: the format messages are stored in.
+    pub storage: StorageConfig,
     /// The mesh named by `server.topology`, read and validated with the
     /// profile; `None` for a server on its own.
     pub topology: Option<Topology>,
@@ -146,6 +149,7 @@ impl Profile {
             sip,
             mailboxes: MailboxSet::any_digits(),
             media,
+            storage: StorageConfig::default(),
             topology: None,
             mesh: MeshConfig::default(),
         }
@@ -187,8 +191,8 @@ impl Profile {
         origin: ProfileOrigin,
     ) -> (Profile, bool) {
         let empty = DeTable::new();
-        let (mut server, mut sip, mut mailboxes, mut media, mut mesh) =
-            (&empty, &empty, &empty, &empty, &empty);
+        let (mut server, mut sip, mut mailboxes, mut media, mut storage, mut mesh) =
+            (&empty, &empty, &empty, &empty, &empty, &empty);
         for (name, node) in document.iter() {
             let key = name.get_ref().as_ref();
             let slot = match key {
@@ -196,12 +200,13 @@ impl Profile {
                 "sip" => &mut sip,
                 "mailboxes" => &mut mailboxes,
                 "media" => &mut media,
+                "storage" => &mut storage,
                 "mesh" => &mut mesh,
                 _ => {
                     reader.error(
                         key,
                         name.span(),
-                        "unknown section; expected server, sip, mailboxes, media or mesh",
+                        "unknown section; expected server, sip, mailboxes, media, storage or mesh",
                     );
                     continue;
                 }
@@ -214,6 +219,7 @@ impl Profile {
         let sip = SipConfig::read(reader, sip);
         let accept = read_mailboxes(reader, mailboxes);
         let media = MediaConfig::read(reader, media, &sip.listen);
+        let storage = StorageConfig::read(reader, storage);
         let mesh = MeshConfig::read(reader, mesh);
         let profile = Profile {
             origin,
@@ -221,6 +227,7 @@ impl Profile {
             sip,
             mailboxes: accept.clone().unwrap_or_else(MailboxSet::any_digits),
             media,
+            storage,
             topology: None,
             mesh,
         };

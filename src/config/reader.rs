@@ -116,6 +116,53 @@ impl<'s> Reader<'s> {
         }
     }
 
+    /// The node as a number within `range`: a TOML float, or an integer
+    /// (`-50` for `-50.0`). Infinities and NaN are never in range.
+    pub(super) fn float(
+        &mut self,
+        key: &str,
+        node: &Node<'_>,
+        range: RangeInclusive<f64>,
+    ) -> Option<f64> {
+        let value = match node.get_ref() {
+            DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+            DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|v| v as f64),
+            other => {
+                self.wrong_type(key, node.span(), "a number", other);
+                return None;
+            }
+        };
+        match value {
+            Some(v) if range.contains(&v) => Some(v),
+            _ => {
+                self.error(
+                    key,
+                    node.span(),
+                    format!(
+                        "{} is out of range; expected {} to {}",
+                        self.source.get(node.span()).unwrap_or("the value").trim(),
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The node as a boolean (`true` or `false`).
+    pub(super) fn boolean(&mut self, key: &str, node: &Node<'_>) -> Option<bool> {
+        match node.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            other => {
+                self.wrong_type(key, node.span(), "true or false", other);
+                None
+            }
+        }
+    }
+
     /// The node as an array of strings, each paired with its indexed key
     /// (`sip.listen[1]`) and span so callers can report entries one by one.
     /// Entries that are not strings are reported and left out.

@@ -47,11 +47,23 @@ fn embedded_default_is_valid_and_documents_the_defaults() {
     assert_eq!(profile.mailboxes, MailboxSet::any_digits());
     assert_eq!(profile.media.rtp_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
     assert_eq!(profile.media.rtp_ports, 20000..=29999);
-    assert_eq!(profile.media.codecs, ["PCMU", "PCMA"]);
+    assert_eq!(profile.media.codecs, ["OPUS", "G722", "PCMU", "PCMA"]);
     assert_eq!(profile.media.rtp_timeout, Duration::from_secs(30));
     assert_eq!(profile.media.max_message, Duration::from_secs(180));
     assert_eq!(profile.media.min_message, Duration::from_millis(1000));
     assert_eq!(profile.media.jitter, Duration::from_millis(60));
+    assert_eq!(profile.media.codec_order, CodecOrder::Profile);
+    assert_eq!(profile.media.opus_rate, 16_000);
+    assert_eq!(profile.media.max_silence, Some(Duration::from_secs(10)));
+    assert_eq!(profile.media.silence_threshold_dbfs, -50.0);
+    assert!(profile.media.discard_silent);
+    assert!(profile.media.prompts);
+    assert_eq!(profile.media.beep_hz, 1000);
+    assert_eq!(profile.media.beep, Duration::from_millis(250));
+    assert_eq!(profile.storage, StorageConfig::default());
+    assert_eq!(profile.storage.format, StorageFormat::Wav);
+    assert_eq!(profile.storage.opus_bitrate, 24_000);
+    assert_eq!(profile.storage.encode_workers, 2);
     assert_eq!(profile.topology, None);
     let mesh = &profile.mesh;
     assert_eq!(mesh.ping_interval, Duration::from_secs(2));
@@ -88,6 +100,39 @@ fn mesh_keys_are_read() {
         transfer_timeout: Duration::from_secs(10),
     };
     assert_eq!(p.mesh, expected);
+}
+
+#[test]
+fn codec_silence_prompt_and_storage_keys_are_read() {
+    let p = parse(
+        "[media]\ncodecs = [\"g722\", \"Opus\"]\ncodec_order = \"offerer\"\nopus_rate = 48000\n\
+         max_silence_s = 0\nsilence_threshold_dbfs = -42.5\ndiscard_silent = false\n\
+         prompts = false\nbeep_hz = 440\nbeep_ms = 500\n\
+         [storage]\nformat = \"opus\"\nopus_bitrate = 16000\nencode_workers = 8\n",
+    )
+    .unwrap();
+    let media = &p.media;
+    assert_eq!(media.codecs, ["G722", "OPUS"]);
+    assert_eq!(media.codec_order, CodecOrder::Offerer);
+    assert_eq!(media.opus_rate, 48_000);
+    assert_eq!(media.max_silence, None);
+    assert_eq!(media.silence_threshold_dbfs, -42.5);
+    assert!(!media.discard_silent);
+    assert!(!media.prompts);
+    assert_eq!(
+        (media.beep_hz, media.beep),
+        (440, Duration::from_millis(500))
+    );
+    let expected = StorageConfig {
+        format: StorageFormat::Opus,
+        opus_bitrate: 16_000,
+        encode_workers: 8,
+    };
+    assert_eq!(p.storage, expected);
+    // A whole number is a valid threshold too.
+    let p = parse("[media]\nsilence_threshold_dbfs = -60\nmax_silence_s = 3\n").unwrap();
+    assert_eq!(p.media.silence_threshold_dbfs, -60.0);
+    assert_eq!(p.media.max_silence, Some(Duration::from_secs(3)));
 }
 
 #[test]
@@ -224,6 +269,37 @@ fn each_error_is_reported_at_its_key() {
             "media.min_message_ms",
         ),
         ("[media]\nmax_message_s = 1\n", "media.min_message_ms"),
+        ("[media]\ncodec_order = \"caller\"\n", "media.codec_order"),
+        ("[media]\ncodec_order = 1\n", "media.codec_order"),
+        ("[media]\nopus_rate = 44100\n", "media.opus_rate"),
+        ("[media]\nopus_rate = -8000\n", "media.opus_rate"),
+        ("[media]\nmax_silence_s = 3601\n", "media.max_silence_s"),
+        (
+            "[media]\nsilence_threshold_dbfs = 3.0\n",
+            "media.silence_threshold_dbfs",
+        ),
+        (
+            "[media]\nsilence_threshold_dbfs = -91\n",
+            "media.silence_threshold_dbfs",
+        ),
+        (
+            "[media]\nsilence_threshold_dbfs = nan\n",
+            "media.silence_threshold_dbfs",
+        ),
+        (
+            "[media]\nsilence_threshold_dbfs = \"-50\"\n",
+            "media.silence_threshold_dbfs",
+        ),
+        ("[media]\ndiscard_silent = 1\n", "media.discard_silent"),
+        ("[media]\nprompts = \"no\"\n", "media.prompts"),
+        ("[media]\nbeep_hz = 8000\n", "media.beep_hz"),
+        ("[media]\nbeep_ms = 10\n", "media.beep_ms"),
+        ("[storage]\nformat = \"mp3\"\n", "storage.format"),
+        ("[storage]\nopus_bitrate = 5000\n", "storage.opus_bitrate"),
+        ("[storage]\nencode_workers = 0\n", "storage.encode_workers"),
+        ("[storage]\nencode_workers = 65\n", "storage.encode_workers"),
+        ("[storage]\ncompress = true\n", "storage.compress"),
+        ("storage = 1\n", "storage"),
         ("[mesh]\nping_interval_s = 0\n", "mesh.ping_interval_s"),
         ("[mesh]\nping_interval_s = 3601\n", "mesh.ping_interval_s"),
         (

@@ -3,16 +3,23 @@
 //! Audio is placed on a recording timeline by RTP timestamp (RFC 3550
 //! §5.1), not by arrival: a packet lands at the position its timestamp names,
 //! so reordered packets fall into place and a lost packet leaves a hole of
-//! exactly its length. The timeline is held in a fixed ring of PCM samples
-//! that is zeroed behind the play-out point, so every hole plays out as
-//! silence without bookkeeping and the recording is as long as the stream's
-//! timestamps say.
+//! exactly its length. The timeline runs at the recording's sample rate;
+//! timestamps are scaled to it from the codec's RTP clock (G.722 counts
+//! 8000 per second for 16 kHz audio, Opus 48000 whatever it codes). It is
+//! held in a fixed [ring](super::ring) of PCM samples that is zeroed behind
+//! the play-out point, so a hole plays out as silence without bookkeeping
+//! and the recording is as long as the stream's timestamps say.
+//!
+//! Packets are decoded in timeline order by [`super::decoding`], which
+//! conceals real losses with the codec's concealment (Opus) and converts a
+//! codec of another rate to the timeline's.
 //!
 //! Play-out is driven by arrival time: audio is released once the packet
 //! that carries it has waited `delay`, and everything before it on the
 //! timeline goes out with it, present or not. A packet whose place has
 //! already been played out is late and dropped; one whose sequence number
-//! was seen before is a duplicate and dropped (a 128-packet replay window).
+//! was seen before is a duplicate and dropped (a 128-packet replay window,
+//! see [`super::stream`]).
 //!
 //! A new SSRC (a transfer, a media server taking over) starts a new stream
 //! that continues the timeline where the old one ended. A timestamp leap
@@ -20,32 +27,22 @@
 //! passed, and a silence longer than the ring is kept as a counted gap
 //! instead of ring space, so hold and silence suppression cost no memory.
 //!
-//! Storage is allocated once per call: 32 KiB of ring, 4 KiB of decode
-//! scratch and two short queues.
+//! Storage is allocated once per call: about two seconds of ring (32 KiB
+//! at 8 kHz, 64 KiB at 16 kHz), the decoder and its scratch, and short
+//! queues.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::codec::{self, Codec};
+use super::codec::Codec;
+use super::decoding::{Decoding, MAX_HELD};
+use super::ring::Ring;
+use super::stream::{Sequence, Stream};
 
-/// The RTP clock and sample rate of the timeline (G.711: 8 kHz).
-const SAMPLE_RATE: u64 = 8000;
-/// Ring length: 2^14 samples, 2.048 s at 8 kHz, well above any jitter delay.
-const RING_SAMPLES: usize = 1 << 14;
-const RING_MASK: u64 = RING_SAMPLES as u64 - 1;
-/// The largest packet decoded without growing the scratch buffer: anything
-/// that fits the receive buffer.
-const MAX_PACKET_SAMPLES: usize = 2048;
 /// Packets that may wait for their play-out time at once.
-const MAX_PENDING: usize = 128;
+const MAX_PENDING: usize = MAX_HELD;
 /// Compressed silences that may wait for play-out at once.
 const MAX_GAPS: usize = 8;
-/// Sequence numbers remembered for duplicate detection.
-const REPLAY_WINDOW: i32 = 128;
-/// A sequence jump this large is a restarted sender (RFC 3550 A.1).
-const MAX_DROPOUT: i32 = 3000;
-/// How far RTP timestamps may run ahead of wall-clock time (1 s).
-const TIMESTAMP_SLACK: u64 = SAMPLE_RATE;
 /// Where the timeline starts, so that early reordered packets have room.
 const ORIGIN: u64 = 1 << 40;
 /// Zeros to hand out for compressed gaps.
@@ -62,6 +59,8 @@ pub enum Insert {
     Late,
     /// The ring is full because play-out has not been polled.
     Overflow,
+    /// The payload is not one of its codec (an empty or invalid Opus packet).
+    Undecodable,
 }
 
 /// Counters of the jitter buffer, merged into the receiver's statistics.
@@ -79,94 +78,10 @@ pub struct JitterStats {
     pub overflow: u64,
     /// Times a new SSRC took over the stream.
     pub ssrc_changes: u64,
-}
-
-/// How a sequence number relates to a stream's highest one.
-enum Sequence {
-    /// Ahead by this many.
-    Ahead(u16),
-    /// Behind by this many (0: the highest itself), inside the replay window.
-    Behind(u16),
-    /// Too far behind to judge; its audio is long played out.
-    TooOld,
-    /// A jump only a restarted sender makes.
-    Discontinuity,
-}
-
-/// One RTP stream (one SSRC) and how its timestamps map to the timeline.
-#[derive(Debug, Clone, Copy)]
-struct Stream {
-    ssrc: u32,
-    highest_seq: u16,
-    /// Bit `i` is set when `highest_seq - i` was received.
-    seen: u128,
-    /// A timestamp and the timeline position it maps to.
-    anchor_ts: u32,
-    anchor_pos: u64,
-    /// Extended sequence numbers for the loss count (RFC 3550 A.3).
-    first_ext: u64,
-    highest_ext: u64,
-    received: u64,
-}
-
-impl Stream {
-    fn new(ssrc: u32, seq: u16, ts: u32, pos: u64) -> Self {
-        let ext = (1 << 32) + u64::from(seq);
-        Stream {
-            ssrc,
-            highest_seq: seq,
-            seen: 0,
-            anchor_ts: ts,
-            anchor_pos: pos,
-            first_ext: ext,
-            highest_ext: ext,
-            received: 0,
-        }
-    }
-
-    fn classify(&self, seq: u16) -> Sequence {
-        let delta = i32::from(seq.wrapping_sub(self.highest_seq) as i16);
-        match delta {
-            d if d > 0 && d <= MAX_DROPOUT => Sequence::Ahead(d as u16),
-            d if d <= 0 && -d < REPLAY_WINDOW => Sequence::Behind((-d) as u16),
-            d if d <= 0 && -d <= MAX_DROPOUT => Sequence::TooOld,
-            _ => Sequence::Discontinuity,
-        }
-    }
-
-    /// The timeline position of a timestamp; RTP timestamps wrap, so the
-    /// distance to the anchor is taken modulo 2^32 as a signed number.
-    fn position(&self, ts: u32) -> u64 {
-        let offset = i64::from(ts.wrapping_sub(self.anchor_ts) as i32);
-        self.anchor_pos.saturating_add_signed(offset)
-    }
-
-    fn advance(&mut self, seq: u16, by: u16) {
-        self.seen = if i32::from(by) >= REPLAY_WINDOW {
-            1
-        } else {
-            (self.seen << by) | 1
-        };
-        self.highest_seq = seq;
-        self.highest_ext += u64::from(by);
-        self.received += 1;
-    }
-
-    /// Marks an older sequence number; false when it was already seen.
-    fn mark_behind(&mut self, age: u16) -> bool {
-        let bit = 1u128 << age;
-        if self.seen & bit != 0 {
-            return false;
-        }
-        self.seen |= bit;
-        self.received += 1;
-        self.first_ext = self.first_ext.min(self.highest_ext - u64::from(age));
-        true
-    }
-
-    fn lost(&self) -> u64 {
-        (self.highest_ext - self.first_ext + 1).saturating_sub(self.received)
-    }
+    /// Payloads that were not valid for their codec.
+    pub undecodable: u64,
+    /// Losses filled by the codec's concealment rather than silence.
+    pub concealed: u64,
 }
 
 /// A silence that was cut out of the ring, to be played at `position`.
@@ -179,8 +94,10 @@ struct Gap {
 /// The jitter buffer of one call; see the module documentation.
 pub struct JitterBuffer {
     delay: Duration,
-    ring: Box<[i16]>,
-    scratch: Vec<i16>,
+    /// The timeline's sample rate: the recording's.
+    rate: u32,
+    ring: Ring,
+    decoding: Decoding,
     current: Option<Stream>,
     previous: Option<Stream>,
     /// End of the furthest audio placed on the timeline.
@@ -200,12 +117,15 @@ pub struct JitterBuffer {
 }
 
 impl JitterBuffer {
-    /// Creates an empty buffer that holds audio for `delay` after arrival.
-    pub fn new(delay: Duration) -> Self {
+    /// Creates an empty buffer that holds audio for `delay` after arrival,
+    /// on a timeline (and so a recording) at `rate` Hz.
+    pub fn new(delay: Duration, rate: u32) -> Self {
+        let rate = rate.max(1000);
         JitterBuffer {
             delay,
-            ring: vec![0; RING_SAMPLES].into_boxed_slice(),
-            scratch: Vec::with_capacity(MAX_PACKET_SAMPLES),
+            rate,
+            ring: Ring::new(rate),
+            decoding: Decoding::new(rate),
             current: None,
             previous: None,
             write_end: ORIGIN,
@@ -220,6 +140,11 @@ impl JitterBuffer {
         }
     }
 
+    /// The timeline's sample rate in Hz.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
     /// The buffer's counters, with losses summed over every stream seen.
     pub fn stats(&self) -> JitterStats {
         let lost = [self.current, self.previous]
@@ -227,8 +152,11 @@ impl JitterBuffer {
             .flatten()
             .map(Stream::lost)
             .sum::<u64>();
+        let decoding = self.decoding.stats();
         JitterStats {
             lost: self.retired_lost + lost,
+            undecodable: self.stats.undecodable + decoding.undecodable,
+            concealed: decoding.concealed,
             ..self.stats
         }
     }
@@ -243,19 +171,30 @@ impl JitterBuffer {
         payload: &[u8],
         now: Instant,
     ) -> Insert {
-        let samples = codec.samples_in(payload.len()) as u64;
+        let Some(audio_samples) = codec.samples_in(payload).filter(|&n| n > 0) else {
+            self.stats.undecodable += 1;
+            return Insert::Undecodable;
+        };
+        let samples = audio_samples as u64 * u64::from(self.rate) / u64::from(codec.audio_rate());
         let (mut stream, is_previous) = self.stream_for(ssrc, seq, ts);
-        let placed = self.place(&mut stream, seq, ts, samples, now);
+        let placed = self.place(&mut stream, seq, ts, codec, samples, now);
         if is_previous {
             self.previous = Some(stream);
         } else {
             self.current = Some(stream);
         }
-        let position = match placed {
-            Ok(position) => position,
+        let (position, ext_seq) = match placed {
+            Ok(placed) => placed,
             Err(dropped) => return dropped,
         };
-        self.write(codec, payload, position);
+        if self.decoding.is_full() {
+            let window = self.window();
+            self.decoding.decode_front(&mut self.ring, window);
+        }
+        self.decoding
+            .hold(position, samples, ssrc, ext_seq, codec, payload);
+        let window = self.window();
+        self.decoding.decode_ready(&mut self.ring, window);
         self.write_end = self.write_end.max(position + samples);
         if self.playout.is_none() {
             self.lowest = self.lowest.min(position);
@@ -272,7 +211,7 @@ impl JitterBuffer {
     }
 
     /// Plays out, in timeline order, everything carried by packets that have
-    /// waited `delay`, with silence for what never came.
+    /// waited `delay`, with concealment or silence for what never came.
     pub fn poll(&mut self, now: Instant, sink: &mut impl FnMut(&[i16])) {
         let mut target = self.forced;
         while let Some(&(end, arrival)) = self.pending.front() {
@@ -282,13 +221,17 @@ impl JitterBuffer {
             target = target.max(end);
             self.pending.pop_front();
         }
+        let window = self.window();
+        self.decoding.decode_before(target, &mut self.ring, window);
         self.play_until(target, sink);
     }
 
     /// Plays out everything placed so far, due or not: the call has ended.
     pub fn finish(&mut self, sink: &mut impl FnMut(&[i16])) {
         self.pending.clear();
-        self.play_until(self.write_end, sink);
+        let window = self.window();
+        let end = self.decoding.finish(&mut self.ring, window);
+        self.play_until(self.write_end.max(end), sink);
     }
 
     /// Finds the stream a packet belongs to, starting a new one for a new
@@ -315,15 +258,17 @@ impl JitterBuffer {
         (Stream::new(ssrc, seq, ts, self.write_end), false)
     }
 
-    /// Decides where a packet goes on the timeline, updating its stream.
+    /// Decides where a packet goes on the timeline, updating its stream;
+    /// gives its position and extended sequence number.
     fn place(
         &mut self,
         stream: &mut Stream,
         seq: u16,
         ts: u32,
+        codec: Codec,
         samples: u64,
         now: Instant,
-    ) -> Result<u64, Insert> {
+    ) -> Result<(u64, u64), Insert> {
         let mut sequence = stream.classify(seq);
         if matches!(sequence, Sequence::Discontinuity) {
             self.retired_lost += stream.lost();
@@ -331,26 +276,29 @@ impl JitterBuffer {
             sequence = Sequence::Behind(0);
         }
         let floor = self.floor();
-        let position = match sequence {
+        let clock = codec.rtp_clock_rate();
+        let (position, ext_seq) = match sequence {
             Sequence::Ahead(by) => {
                 stream.advance(seq, by);
                 let elapsed = self.elapsed_samples(now);
-                let mut position = stream.position(ts);
-                if position > self.write_end + elapsed + TIMESTAMP_SLACK || position < floor {
+                let slack = u64::from(self.rate);
+                let mut position = stream.position(ts, self.rate, clock);
+                if position > self.write_end + elapsed + slack || position < floor {
                     // The timestamps disagree with the clock: trust the clock.
                     position = self.write_end + elapsed;
                 }
                 let position = self.fit(position, samples)?;
                 stream.anchor_ts = ts;
                 stream.anchor_pos = position;
-                position
+                (position, stream.highest_ext)
             }
             Sequence::Behind(age) => {
                 if !stream.mark_behind(age) {
                     self.stats.duplicate += 1;
                     return Err(Insert::Duplicate);
                 }
-                stream.position(ts)
+                let ext_seq = stream.highest_ext - u64::from(age);
+                (stream.position(ts, self.rate, clock), ext_seq)
             }
             Sequence::TooOld | Sequence::Discontinuity => {
                 self.stats.late += 1;
@@ -365,7 +313,7 @@ impl JitterBuffer {
             self.stats.overflow += 1;
             return Err(Insert::Overflow);
         }
-        Ok(position)
+        Ok((position, ext_seq))
     }
 
     /// Moves a packet that would land beyond the ring to the end of the
@@ -385,41 +333,31 @@ impl JitterBuffer {
         Ok(self.write_end)
     }
 
-    /// The earliest position still open for audio.
+    /// The earliest position still open for audio: neither played out nor
+    /// already decoded.
     fn floor(&self) -> u64 {
-        self.playout
-            .unwrap_or_else(|| self.write_end.saturating_sub(RING_SAMPLES as u64))
+        let open = self
+            .playout
+            .unwrap_or_else(|| self.write_end.saturating_sub(self.ring.len()));
+        open.max(self.decoding.decoded_end().unwrap_or(0))
     }
 
     /// The position where the ring's room ends.
     fn ceiling(&self) -> u64 {
-        self.playout.unwrap_or(self.lowest) + RING_SAMPLES as u64
+        self.playout.unwrap_or(self.lowest) + self.ring.len()
+    }
+
+    /// The positions decoded audio may be written to.
+    fn window(&self) -> std::ops::Range<u64> {
+        let start = self.playout.unwrap_or(self.lowest);
+        start..start + self.ring.len()
     }
 
     fn elapsed_samples(&self, now: Instant) -> u64 {
         self.last_arrival.map_or(0, |last| {
             let micros = now.saturating_duration_since(last).as_micros();
-            u64::try_from(micros * u128::from(SAMPLE_RATE) / 1_000_000).unwrap_or(u64::MAX / 4)
+            u64::try_from(micros * u128::from(self.rate) / 1_000_000).unwrap_or(u64::MAX / 4)
         })
-    }
-
-    /// Decodes a payload into the ring at `position` (which `place` checked
-    /// to be inside the ring's room).
-    fn write(&mut self, codec: Codec, payload: &[u8], position: u64) {
-        self.scratch.clear();
-        codec::decode_into(codec, payload, &mut self.scratch);
-        let mut at = position;
-        let mut pcm = self.scratch.as_slice();
-        while !pcm.is_empty() {
-            let index = (at & RING_MASK) as usize;
-            let run = pcm.len().min(RING_SAMPLES - index);
-            let (head, rest) = pcm.split_at(run);
-            if let Some(slot) = self.ring.get_mut(index..index + run) {
-                slot.copy_from_slice(head);
-            }
-            pcm = rest;
-            at += run as u64;
-        }
     }
 
     /// Hands the timeline up to `target` to the sink and clears it behind.
@@ -437,17 +375,8 @@ impl JitterBuffer {
                 Some(gap) if gap.position < target => gap.position,
                 _ => target,
             };
-            while at < stop {
-                let index = (at & RING_MASK) as usize;
-                let run = usize::try_from(stop - at)
-                    .unwrap_or(usize::MAX)
-                    .min(RING_SAMPLES - index);
-                if let Some(audio) = self.ring.get_mut(index..index + run) {
-                    sink(audio);
-                    audio.fill(0);
-                }
-                at += run as u64;
-            }
+            self.ring.drain(at, stop, sink);
+            at = at.max(stop);
         }
         self.playout = Some(at.max(self.playout.unwrap_or(self.lowest)));
     }
@@ -464,3 +393,7 @@ fn play_silence(mut samples: u64, sink: &mut impl FnMut(&[i16])) {
 #[cfg(test)]
 #[path = "jitter_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "jitter_wideband_tests.rs"]
+mod wideband_tests;

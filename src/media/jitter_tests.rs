@@ -1,3 +1,4 @@
+use super::super::decoder::Decoder;
 use super::*;
 
 const PTIME: u32 = 160;
@@ -9,7 +10,10 @@ fn payload(tag: u8) -> Vec<u8> {
 
 fn level(tag: u8) -> i16 {
     let mut out = Vec::new();
-    codec::decode_into(Codec::Pcmu, &[0x80 | (tag & 0x7F)], &mut out);
+    Decoder::new(Codec::Pcmu)
+        .unwrap()
+        .decode(&[0x80 | (tag & 0x7F)], &mut out)
+        .unwrap();
     out[0]
 }
 
@@ -22,7 +26,7 @@ struct Harness {
 impl Harness {
     fn new() -> Self {
         Harness {
-            buffer: JitterBuffer::new(Duration::from_millis(60)),
+            buffer: JitterBuffer::new(Duration::from_millis(60), 8000),
             t0: Instant::now(),
             out: Vec::new(),
         }

@@ -45,6 +45,10 @@ pub struct ReceiverStats {
     pub overflow: u64,
     /// DTMF digits reported.
     pub dtmf_digits: u64,
+    /// Audio payloads their codec could not decode (invalid Opus packets).
+    pub undecodable: u64,
+    /// Losses filled by the codec's concealment (Opus) rather than silence.
+    pub concealed: u64,
 }
 
 /// The receive side of one call's RTP session.
@@ -63,11 +67,16 @@ pub struct RtpReceiver {
 impl RtpReceiver {
     /// Starts receiving the session `n` describes, holding audio for
     /// `jitter` after arrival so that reordered packets fall into place.
+    ///
+    /// The audio comes out at the rate of `n`'s codec for the whole call
+    /// ([`RtpReceiver::sample_rate`]): a recording keeps the rate chosen at
+    /// answer time, and a codec of another rate negotiated later by a
+    /// re-INVITE is resampled to it.
     pub fn new(n: &Negotiated, jitter: Duration) -> Self {
         RtpReceiver {
             negotiated: n.clone(),
             latched: None,
-            jitter: JitterBuffer::new(jitter),
+            jitter: JitterBuffer::new(jitter, n.codec.audio_rate()),
             dtmf: DtmfDetector::new(),
             last_rtp_at: None,
             stats: ReceiverStats::default(),
@@ -75,13 +84,20 @@ impl RtpReceiver {
     }
 
     /// Applies a re-INVITE's renegotiation: a new codec or payload type takes
-    /// effect for the next packet while buffered audio plays out unchanged;
-    /// a new remote address re-opens latching.
+    /// effect for the next packet while buffered audio plays out unchanged
+    /// (at the same sample rate: see [`RtpReceiver::new`]); a new remote
+    /// address re-opens latching.
     pub fn update(&mut self, n: &Negotiated) {
         if n.remote_rtp != self.negotiated.remote_rtp {
             self.latched = None;
         }
         self.negotiated = n.clone();
+    }
+
+    /// The rate of the PCM this receiver emits, in Hz: the audio rate of
+    /// the codec it was created for.
+    pub fn sample_rate(&self) -> u32 {
+        self.jitter.rate()
     }
 
     /// The session as last negotiated.
@@ -134,7 +150,7 @@ impl RtpReceiver {
     }
 
     /// Emits, in order, the PCM of everything that has waited out the jitter
-    /// delay, with silence where packets were lost.
+    /// delay, with concealment (Opus) or silence where packets were lost.
     pub fn poll_audio(&mut self, now: Instant, sink: &mut impl FnMut(&[i16])) {
         self.jitter.poll(now, sink);
     }
@@ -163,14 +179,16 @@ impl RtpReceiver {
             duplicate: jitter.duplicate,
             ssrc_changes: jitter.ssrc_changes,
             overflow: jitter.overflow,
+            undecodable: jitter.undecodable,
+            concealed: jitter.concealed,
             ..self.stats
         }
     }
 
-    /// The codec a payload type carries: the negotiated one, or either
-    /// G.711 on its static type, since some PBXs switch between the two
-    /// they offered without a re-INVITE and the recording should not go
-    /// silent for it.
+    /// The codec a payload type carries: the negotiated one, or a codec on
+    /// its static type (G.711, G.722), since some PBXs switch between the
+    /// codecs they offered without a re-INVITE and the recording should
+    /// not go silent for it.
     fn codec_for(&self, payload_type: u8) -> Option<Codec> {
         if payload_type == self.negotiated.payload_type {
             return Some(self.negotiated.codec);

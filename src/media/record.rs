@@ -22,16 +22,14 @@ use super::socket::RtpSocket;
 const RECV_BUFFER: usize = 2048;
 /// How often due audio is played out and the timeouts are checked.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// The recording's sample rate.
-const SAMPLE_RATE: u128 = 8000;
 /// The key that ends a recording ("press # when done").
 const END_KEY: char = '#';
 
 /// When a recording must end, whatever the caller does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordLimits {
-    /// The longest message, counted in recorded audio; the recording is cut
-    /// at exactly this many samples.
+    /// The longest message, counted in recorded audio at the recording's
+    /// rate; the recording is cut at exactly this many samples.
     pub max_length: Duration,
     /// Silence on the wire this long means the caller is gone (a lost BYE).
     /// It does not run while the caller holds the call.
@@ -66,6 +64,10 @@ pub enum MediaCommand {
 /// conditions, then flushes what the jitter buffer still holds (unless the
 /// maximum length or a sink failure ended it) and returns the reason with
 /// the receive statistics.
+///
+/// The sink receives PCM at `negotiated.codec.audio_rate()` (8 kHz for
+/// G.711, 16 kHz for G.722, the internal rate for Opus) for the whole call,
+/// whatever re-INVITEs change later: see [`RtpReceiver::new`].
 pub async fn record<E: Display>(
     socket: &RtpSocket,
     negotiated: &Negotiated,
@@ -77,7 +79,7 @@ pub async fn record<E: Display>(
     let mut receiver = RtpReceiver::new(negotiated, limits.jitter);
     let mut writer = CappedSink {
         sink,
-        remaining: samples_in(limits.max_length),
+        remaining: samples_in(limits.max_length, receiver.sample_rate()),
         error: None,
     };
     let mut buf = [0u8; RECV_BUFFER];
@@ -145,9 +147,9 @@ pub async fn record<E: Display>(
     (end, receiver.stats())
 }
 
-/// Samples of `length` at 8 kHz.
-fn samples_in(length: Duration) -> u64 {
-    u64::try_from(length.as_nanos() * SAMPLE_RATE / 1_000_000_000).unwrap_or(u64::MAX)
+/// Samples of `length` at `rate` Hz.
+fn samples_in(length: Duration, rate: u32) -> u64 {
+    u64::try_from(length.as_nanos() * u128::from(rate) / 1_000_000_000).unwrap_or(u64::MAX)
 }
 
 /// The sink, cut at the maximum length and stopped by its first error.

@@ -56,6 +56,8 @@ struct Caller {
     socket: UdpSocket,
     to: SocketAddr,
     seq: u16,
+    /// The payload type audio goes on: PCMU's unless a test changes it.
+    payload_type: u8,
 }
 
 impl Caller {
@@ -65,6 +67,7 @@ impl Caller {
             socket,
             to,
             seq: 1000,
+            payload_type: 0,
         }
     }
 
@@ -73,7 +76,7 @@ impl Caller {
     async fn send_audio(&mut self, frames: u32) {
         for i in 0..frames {
             let ts = u32::from(self.seq.wrapping_sub(1000)) * PTIME;
-            let datagram = packet(0, self.seq, ts, &[0x80; PTIME as usize]);
+            let datagram = packet(self.payload_type, self.seq, ts, &[0x80; PTIME as usize]);
             self.socket.send_to(&datagram, self.to).await.unwrap();
             self.seq = self.seq.wrapping_add(1);
             if i % 10 == 9 {
@@ -254,6 +257,28 @@ async fn the_maximum_length_cuts_exactly() {
     assert_eq!(pcm.len(), 8_000);
 }
 
+/// G.722 records at 16 kHz: the maximum length counts samples at that rate.
+#[tokio::test]
+async fn the_maximum_length_counts_at_the_codecs_audio_rate() {
+    let socket = bind().await;
+    let mut caller = Caller::new(socket.local_addr()).await;
+    caller.payload_type = 9;
+    let (_tx, mut commands) = mpsc::channel(4);
+    let limits = RecordLimits {
+        max_length: Duration::from_millis(1_000),
+        ..limits()
+    };
+    let n = Negotiated {
+        codec: Codec::G722,
+        payload_type: 9,
+        ..negotiated(Direction::SendRecv)
+    };
+    let recording = run(&socket, &n, limits, &mut commands, CancellationToken::new());
+    let ((end, _, pcm), ()) = tokio::join!(recording, caller.send_audio(100));
+    assert_eq!(end, RecordEnd::MaxLength);
+    assert_eq!(pcm.len(), 16_000);
+}
+
 #[tokio::test]
 async fn a_failing_sink_ends_the_recording() {
     let socket = bind().await;
@@ -274,8 +299,9 @@ async fn a_failing_sink_ends_the_recording() {
 }
 
 #[test]
-fn samples_follow_the_8_khz_clock() {
-    assert_eq!(samples_in(Duration::from_secs(2)), 16_000);
-    assert_eq!(samples_in(Duration::from_micros(125)), 1);
-    assert_eq!(samples_in(Duration::ZERO), 0);
+fn samples_follow_the_recording_rate() {
+    assert_eq!(samples_in(Duration::from_secs(2), 8000), 16_000);
+    assert_eq!(samples_in(Duration::from_micros(125), 8000), 1);
+    assert_eq!(samples_in(Duration::ZERO, 8000), 0);
+    assert_eq!(samples_in(Duration::from_secs(2), 16_000), 32_000);
 }

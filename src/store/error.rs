@@ -81,6 +81,18 @@ pub enum StoreError {
         source: hound::Error,
     },
 
+    /// Encoding a message to Ogg Opus, or decoding one, failed.
+    #[error("{what} {}: {source}", path.display())]
+    Audio {
+        /// What was being done, e.g. `encode Ogg Opus`.
+        what: &'static str,
+        /// The audio file.
+        path: PathBuf,
+        /// The codec or container error.
+        #[source]
+        source: crate::audio::AudioError,
+    },
+
     /// A recording file cannot be used, even after header repair.
     #[error("recording {} is unusable: {reason}", path.display())]
     CorruptRecording {

@@ -1,13 +1,20 @@
-//! Durable voicemail storage: WAV message files plus an SQLite index.
+//! Durable voicemail storage: message files (WAV or Ogg Opus) plus an
+//! SQLite index.
 //!
 //! Layout of the data directory:
 //!
 //! ```text
 //! vmesh.db                      index (WAL, synchronous=FULL), schema in schema.rs
 //! recording/<id>.json           sidecar: metadata, durable before the first audio byte
-//! recording/<id>.wav            audio being recorded
+//! recording/<id>.wav            audio being recorded (lossless, whatever the format)
+//! recording/<id>.opus.tmp       Ogg Opus being encoded after hang-up
 //! messages/<mailbox>/<id>.wav   stored messages (`.opus` for Ogg Opus ones)
 //! ```
+//!
+//! A call is always recorded to WAV; at hang-up [`Store::finish`] trims
+//! trailing silence, discards what the [`StoragePolicy`] says to, and
+//! encodes to Ogg Opus when the profile stores Opus (`finish.rs`), on an
+//! [`EncodePool`] so encoding never competes with calls for threads.
 //!
 //! The contract: a message is either fully listed (row committed, file
 //! durable and matching its size and SHA-256) or not listed at all, and
@@ -21,21 +28,27 @@
 //! peer health is kept for `vmesh peers` (`peers.rs`).
 //!
 //! The store is synchronous (std files, rusqlite): callers on an async
-//! runtime run [`Store::finish`], [`Store::recover`] and the queries on a
-//! blocking thread; [`Recording::write`] is cheap enough for the media path.
+//! runtime run [`Store::finish`] on an [`EncodePool`], and
+//! [`Store::recover`] and the queries on a blocking thread;
+//! [`Recording::write`] is cheap enough for the media path.
 
 mod commit;
 mod durable;
+mod encode;
 mod error;
+mod export;
+mod finish;
 mod index;
 mod message;
 mod outbox;
 mod peers;
+mod pool;
 mod received;
 mod recording;
 mod recovery;
 mod schema;
 mod sidecar;
+mod wav_header;
 
 use std::fs;
 use std::io;
@@ -48,6 +61,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use error::StoreError;
+pub use finish::{DiscardReason, Finished, SilenceRules, StoragePolicy, StoreFormat};
 pub use message::{
     format_unix_ms, now_unix_ms, validate_mailbox, validate_peer, Message, NewMessage,
     DELIVERY_DELIVERED, DELIVERY_FAILED, DELIVERY_HOME, DELIVERY_QUEUED, FORMAT_OPUS, FORMAT_WAV,
@@ -55,6 +69,7 @@ pub use message::{
 };
 pub use outbox::{OutboxEntry, Route, OUTBOX_DELIVERED, OUTBOX_FAILED, OUTBOX_WAITING};
 pub use peers::{PeerRecord, PEER_DOWN, PEER_UNKNOWN, PEER_UP};
+pub use pool::EncodePool;
 pub use received::{IncomingMessage, Received};
 pub use recording::Recording;
 
@@ -115,23 +130,6 @@ fn id_query(id: &str) -> Result<IdQuery, StoreError> {
     Ok(IdQuery::Prefix(wanted))
 }
 
-/// Outcome of [`Store::finish`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "returned once per call and matched at once; boxing buys nothing"
-)]
-pub enum Finished {
-    /// The message is durable and listed.
-    Stored(Message),
-    /// Shorter than the minimum duration (a hang-up at the greeting): both
-    /// files were removed and nothing was listed.
-    Discarded {
-        /// How much audio there was.
-        duration: Duration,
-    },
-}
-
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`: directories, the
     /// database in WAL mode with `synchronous=FULL`, and pending schema
@@ -190,44 +188,6 @@ impl Store {
         }
         sidecar.write(&sidecar_path)?;
         Recording::create(sidecar, wav_path)
-    }
-
-    /// Ends a recording. Below `min_duration` its files are deleted and
-    /// [`Finished::Discarded`] returned; otherwise the WAV is finalized,
-    /// fsynced, moved to `messages/<mailbox>/<id>.wav` and indexed with
-    /// `partial` (true when the call ended abnormally). With
-    /// [`Route::Forward`] the message is queued for its home peer in the
-    /// same transaction that lists it; with [`Route::Home`] it never is.
-    /// On error the files stay where they are and the next
-    /// [`Store::recover`] lists them.
-    pub fn finish(
-        &self,
-        rec: Recording,
-        min_duration: Duration,
-        partial: bool,
-        route: &Route,
-    ) -> Result<Finished, StoreError> {
-        if let Route::Forward { peer } = route {
-            validate_peer(peer)?;
-        }
-        let duration = rec.duration();
-        let closed = rec.close()?;
-        if duration < min_duration {
-            // Audio first: a crash in between leaves a sidecar without
-            // audio, which recovery removes.
-            fs::remove_file(&closed.wav_path)
-                .map_err(StoreError::io("remove", &closed.wav_path))?;
-            self.remove_sidecar(&closed.sidecar.id.to_string());
-            return Ok(Finished::Discarded { duration });
-        }
-        let message = self.publish(
-            &closed.sidecar,
-            &closed.wav_path,
-            closed.samples,
-            partial,
-            route,
-        )?;
-        Ok(Finished::Stored(message))
     }
 
     /// All messages, or those of one mailbox, newest first.
@@ -368,8 +328,18 @@ impl Store {
     fn sidecar_path(&self, id: &str) -> PathBuf {
         self.data_dir.join(RECORDING_DIR).join(format!("{id}.json"))
     }
+
+    /// `recording/<id>.opus.tmp`: an Ogg Opus file being encoded, renamed
+    /// into `messages/` once complete and fsynced.
+    fn encode_tmp_path(&self, id: &str) -> PathBuf {
+        self.data_dir
+            .join(RECORDING_DIR)
+            .join(format!("{id}.{FORMAT_OPUS}.{}", durable::TMP_EXTENSION))
+    }
 }
 
+#[cfg(test)]
+mod finish_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::thread;
 
-use super::tests::{crash, home, new_meta, open_tmp, record, samples, MIN};
+use super::tests::{crash, home, new_meta, open_tmp, record, samples, wav};
 use super::*;
 
 fn to_b() -> Route {
@@ -25,7 +25,7 @@ fn topology(mailbox: &str) -> Route {
 fn forwarded(store: &Store, mailbox: &str, route: &Route) -> Message {
     let mut rec = store.start_recording(new_meta(mailbox)).unwrap();
     record(&mut rec, &samples(8000, 0));
-    match store.finish(rec, MIN, false, route).unwrap() {
+    match store.finish(rec, &wav(), false, route).unwrap() {
         Finished::Stored(m) => m,
         other => panic!("expected stored, got {other:?}"),
     }
@@ -99,7 +99,7 @@ fn a_failed_outbox_insert_leaves_no_message_row() {
     let id = rec.id().to_string();
     record(&mut rec, &samples(8000, 0));
     assert!(matches!(
-        store.finish(rec, MIN, false, &to_b()),
+        store.finish(rec, &wav(), false, &to_b()),
         Err(StoreError::Database { .. })
     ));
     assert!(
@@ -109,7 +109,7 @@ fn a_failed_outbox_insert_leaves_no_message_row() {
 
     // Once the cause is gone, recovery lists and queues it, not partial.
     store.lock().execute_batch("DROP TRIGGER refuse").unwrap();
-    let recovered = store.recover(&topology).unwrap();
+    let recovered = store.recover(&topology, &wav()).unwrap();
     assert_eq!(recovered.len(), 1);
     assert_eq!(
         (recovered[0].id.as_str(), recovered[0].partial),
@@ -125,7 +125,7 @@ fn finish_refuses_a_bad_peer_name() {
     let rec = store.start_recording(new_meta("2001")).unwrap();
     let bad = Route::Forward { peer: "".into() };
     assert!(matches!(
-        store.finish(rec, MIN, false, &bad),
+        store.finish(rec, &wav(), false, &bad),
         Err(StoreError::InvalidPeer { .. })
     ));
 }
@@ -138,7 +138,7 @@ fn recovered_recordings_are_queued_per_mailbox() {
         record(&mut rec, &samples(16_000, 0));
         crash(rec);
     }
-    let recovered = store.recover(&topology).unwrap();
+    let recovered = store.recover(&topology, &wav()).unwrap();
     let by_mailbox = |mb: &str| recovered.iter().find(|m| m.mailbox == mb).unwrap();
     assert_eq!(by_mailbox("2001").delivery, DELIVERY_QUEUED);
     assert_eq!(by_mailbox("1001").delivery, DELIVERY_HOME);
@@ -343,5 +343,5 @@ fn concurrent_recordings_and_transfers() {
     let left = store.list(None).unwrap();
     assert_eq!(left.len(), 6);
     assert!(left.iter().all(|m| m.delivery == DELIVERY_HOME));
-    assert!(store.recover(&home).unwrap().is_empty());
+    assert!(store.recover(&home, &wav()).unwrap().is_empty());
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::tests::{home, open_tmp};
+use super::tests::{home, open_tmp, wav};
 use super::*;
 
 /// Bytes that are not a valid WAV on purpose: the store keeps what it is
@@ -97,7 +97,7 @@ fn opus_messages_keep_their_format_and_extension() {
     assert!(store.audio_path(&m).ends_with(format!("{}.opus", m.id)));
     assert_eq!(store.read_audio(&m).unwrap(), bytes);
     // Recovery knows the extension and leaves a listed Opus file alone.
-    assert!(store.recover(&home).unwrap().is_empty());
+    assert!(store.recover(&home, &wav()).unwrap().is_empty());
     assert!(store.audio_path(&m).exists());
     store.delete(&m.id).unwrap();
     assert!(!store.audio_path(&m).exists());
@@ -229,7 +229,7 @@ fn recovery_drops_receipts_cut_before_their_commit() {
     let unindexed = dir.join(format!("{}.opus", new_id()));
     fs::write(&tmp, b"half").unwrap();
     fs::write(&unindexed, b"never acknowledged").unwrap();
-    assert!(store.recover(&home).unwrap().is_empty());
+    assert!(store.recover(&home, &wav()).unwrap().is_empty());
     assert!(!tmp.exists() && !unindexed.exists());
     // The sender sends it again, and it is stored normally.
     let bytes = audio(9, 1000);

@@ -138,6 +138,15 @@ impl Recording {
         Ok(())
     }
 
+    /// Brings the header up to date and hands buffered audio to the kernel,
+    /// as [`Recording::write`] does every second. Call it at hang-up when
+    /// [`super::Store::finish`] may wait for a worker: a process crash in
+    /// the meantime then loses nothing of the call.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.samples_since_flush = 0;
+        self.writer.flush().map_err(StoreError::wav(&self.wav_path))
+    }
+
     /// Records the codec the call settled on when it differs from the one
     /// known when recording started: an INVITE without SDP learns it only
     /// from the answer in the ACK (RFC 3264 §5), and a re-INVITE may change

@@ -4,79 +4,88 @@
 //!
 //! The states a crash can leave, keyed by the sidecar (see `commit.rs`):
 //!
-//! | on disk                                          | action                                 |
-//! |--------------------------------------------------|----------------------------------------|
-//! | sidecar + `recording/<id>.wav`                   | repair header, publish, `partial`      |
-//! | sidecar + `messages/<mb>/<id>.wav`, no row       | index it (`partial = false`)           |
-//! | either of the two above, mailbox homed on a peer | also queue it, in the same transaction |
-//! | sidecar + row                                    | remove the sidecar                     |
-//! | sidecar alone                                    | remove it, warn                        |
-//! | `recording/<id>.tmp` (sidecar never renamed)     | remove it                              |
-//! | row without its file                             | keep the row, warn                     |
-//! | `messages/<mb>/<id>.wav`, no row, no sidecar     | an interrupted delete: remove it       |
-//! | `messages/<mb>/<id>.opus`, no row                | the same                               |
-//! | `messages/<mb>/<id>.tmp`                         | a receipt cut short: remove it         |
+//! | on disk                                               | action                                  |
+//! |-------------------------------------------------------|-----------------------------------------|
+//! | `recording/<id>.opus.tmp`                             | an encode cut short: remove it          |
+//! | `recording/<id>.tmp` (sidecar never renamed)          | remove it                               |
+//! | sidecar + row                                         | remove the recording WAV, then sidecar  |
+//! | sidecar + `messages/<mb>/<id>.{wav,opus}`, no row     | index it (`partial = false`)            |
+//! | sidecar + `recording/<id>.wav`, no row, no final file | repair header, finish again, `partial`  |
+//! | any of the three above, mailbox homed on a peer       | also queue it, in the same transaction  |
+//! | sidecar alone                                         | remove it, warn                         |
+//! | row without its file                                  | keep the row, warn                      |
+//! | `messages/<mb>/<id>.{wav,opus}`, no row, no sidecar   | an interrupted delete: remove it        |
+//! | `messages/<mb>/<id>.tmp`                              | a receipt cut short: remove it          |
+//!
+//! A final file is only ever renamed into `messages/` complete and fsynced,
+//! after the recording it came from was closed, so one without a row is a
+//! whole message whose commit was lost: it is indexed as it is, even when
+//! the recording WAV it was encoded from is still there. A recording
+//! without a final file is finished again under the current
+//! [`StoragePolicy`] (silence trimmed, encoded) and listed as `partial`: a
+//! call cut by the crash cannot be told from one that had ended and was
+//! waiting to be encoded, and `partial` errs on the side of saying so.
 //!
 //! A message received from a peer is never acknowledged before its row is
 //! committed, so removing a received file that has no row is safe: the
 //! sender still holds the message and sends it again. A listed message
 //! always has its outbox row when it needs one (they commit together), so
-//! nothing is left to re-queue.
-//!
-//! The WAV header of a recording cut by a crash holds the sizes of its last
-//! flush (or zero). hound cannot be told the real length (its append mode
-//! trusts the stale header), so the header is rebuilt here: hound writes the
-//! canonical 44-byte header for the sidecar's spec, and the two RIFF size
-//! fields are set from the file length. Every step is idempotent, so a crash
+//! nothing is left to re-queue. Every step is idempotent, so a crash
 //! during recovery is handled by the next run.
 
 use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use hound::{WavReader, WavWriter};
+use hound::WavReader;
 
 use super::commit::sync_and_measure;
 use super::durable::TMP_EXTENSION;
+use super::encode;
 use super::error::StoreError;
+use super::finish::{Finished, StoragePolicy};
 use super::index;
-use super::message::{format_extension, validate_mailbox, Message, FORMAT_WAV};
+use super::message::{format_extension, validate_mailbox, Message, FORMAT_OPUS, FORMAT_WAV};
 use super::outbox::Route;
-use super::recording::{wav_spec, BYTES_PER_SAMPLE, WAV_HEADER_LEN};
+use super::recording::ClosedRecording;
 use super::sidecar::Sidecar;
+use super::wav_header::repair_header;
 use super::{Store, MESSAGES_DIR, RECORDING_DIR};
-
-/// Offset of the RIFF chunk size field.
-const RIFF_SIZE_OFFSET: usize = 4;
-/// Offset of the `data` chunk id and of its size field in the 44-byte header.
-const DATA_ID_OFFSET: usize = 36;
-const DATA_SIZE_OFFSET: usize = 40;
 
 impl Store {
     /// Repairs and lists what a crash left in the data directory; returns
     /// the messages it added to the index. `route_of` answers, per mailbox,
     /// whether a recovered message stays here or is queued for its home
-    /// peer (as [`Store::finish`] would have). Run it once at start-up
-    /// before any recording starts or message is received (it treats every
-    /// file in `recording/` and every `.tmp` file as abandoned).
-    /// Idempotent. A file that cannot be recovered is logged and left in
-    /// place for the operator; only database failures abort.
-    pub fn recover(&self, route_of: &dyn Fn(&str) -> Route) -> Result<Vec<Message>, StoreError> {
+    /// peer (as [`Store::finish`] would have). A recording cut by the crash
+    /// is finished under `policy` (format, silence rules) but kept however
+    /// short: the minimum duration is not applied to it.
+    ///
+    /// Run it once at start-up before any recording starts or message is
+    /// received (it treats every file in `recording/` and every `.tmp` file
+    /// as abandoned). Idempotent. A file that cannot be recovered is logged
+    /// and left in place for the operator; only database failures abort.
+    pub fn recover(
+        &self,
+        route_of: &dyn Fn(&str) -> Route,
+        policy: &StoragePolicy,
+    ) -> Result<Vec<Message>, StoreError> {
         let recording_dir = self.data_dir.join(RECORDING_DIR);
+        let files = dir_files(&recording_dir)?;
+        // Temporary files first: an encode redone below reuses its name.
+        for path in files.iter().filter(|p| extension(p) == Some(TMP_EXTENSION)) {
+            remove_logged(path, "unfinished sidecar or encode");
+        }
         let mut recovered = Vec::new();
-        for path in dir_files(&recording_dir)? {
-            match extension(&path) {
-                Some("json") => match self.recover_sidecar(&path, route_of) {
-                    Ok(Some(message)) => recovered.push(message),
-                    Ok(None) => {}
-                    Err(error @ StoreError::Database { .. }) => return Err(error),
-                    Err(error) => {
-                        tracing::error!(path = %path.display(), %error, "cannot recover recording; left in place");
-                    }
-                },
-                Some(TMP_EXTENSION) => remove_logged(&path, "unfinished sidecar"),
-                _ => {}
+        for path in files.iter().filter(|p| extension(p) == Some("json")) {
+            match self.recover_sidecar(path, route_of, policy) {
+                Ok(Some(message)) => recovered.push(message),
+                Ok(None) => {}
+                Err(error @ StoreError::Database { .. }) => return Err(error),
+                Err(error) => {
+                    tracing::error!(path = %path.display(), %error, "cannot recover recording; left in place");
+                }
             }
         }
         let pending = self.pending_ids(&recording_dir)?;
@@ -90,6 +99,7 @@ impl Store {
         &self,
         sidecar_path: &Path,
         route_of: &dyn Fn(&str) -> Route,
+        policy: &StoragePolicy,
     ) -> Result<Option<Message>, StoreError> {
         let sidecar = Sidecar::read(sidecar_path)?;
         let id = sidecar.id.to_string();
@@ -104,40 +114,88 @@ impl Store {
             index::by_id(&conn, &id).map_err(self.db_err(format!("get message {id}")))?
         };
         if row.is_some() {
-            // Crash after commit, before the sidecar was removed.
-            self.remove_sidecar(&id);
+            // Crash after commit, before the recording was cleared away.
+            self.release(&id);
             return Ok(None);
         }
         let route = route_of(&sidecar.mailbox);
         if let Route::Forward { peer } = &route {
             super::message::validate_peer(peer)?;
         }
-        let recording = self.recording_path(&id);
-        if recording.exists() {
-            let samples = repair_header(&recording, sidecar.sample_rate)?;
-            if samples == 0 {
-                tracing::warn!(%id, path = %recording.display(), "recording cut by a crash holds no audio; removed");
-                fs::remove_file(&recording).map_err(StoreError::io("remove", &recording))?;
-                self.remove_sidecar(&id);
-                return Ok(None);
-            }
-            let message = self.publish(&sidecar, &recording, samples, true, &route)?;
-            tracing::warn!(%id, duration_ms = message.duration_ms, "recovered a recording cut by a crash (partial)");
-            return Ok(Some(message));
-        }
-        let final_path = self.message_path(&sidecar.mailbox, &id, FORMAT_WAV);
-        if final_path.exists() {
-            let samples = WavReader::open(&final_path)
-                .map_err(StoreError::wav(&final_path))?
-                .duration();
-            let facts = sync_and_measure(&final_path, u64::from(samples), sidecar.sample_rate)?;
-            let message = self.index_and_release(&sidecar, facts, false, &route)?;
+        if let Some(message) = self.index_final_file(&sidecar, &route)? {
             tracing::info!(%id, "indexed a stored message whose commit a crash interrupted");
             return Ok(Some(message));
+        }
+        let recording = self.recording_path(&id);
+        if recording.exists() {
+            return self.refinish(sidecar, recording, policy, &route);
         }
         tracing::warn!(%id, path = %sidecar_path.display(), "sidecar without audio; removed");
         self.remove_sidecar(&id);
         Ok(None)
+    }
+
+    /// Indexes `messages/<mailbox>/<id>.{wav,opus}` if there is one: a
+    /// complete final file whose commit was lost.
+    fn index_final_file(
+        &self,
+        sidecar: &Sidecar,
+        route: &Route,
+    ) -> Result<Option<Message>, StoreError> {
+        let id = sidecar.id.to_string();
+        for format in [FORMAT_WAV, FORMAT_OPUS] {
+            let path = self.message_path(&sidecar.mailbox, &id, format);
+            if !path.exists() {
+                continue;
+            }
+            let samples = if format == FORMAT_OPUS {
+                encode::read_file(&path)?.pcm.len() as u64
+            } else {
+                u64::from(
+                    WavReader::open(&path)
+                        .map_err(StoreError::wav(&path))?
+                        .duration(),
+                )
+            };
+            let facts = sync_and_measure(&path, samples, sidecar.sample_rate, format)?;
+            return self
+                .index_and_release(sidecar, facts, false, route)
+                .map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Finishes a recording a crash left in `recording/`, as `partial`.
+    fn refinish(
+        &self,
+        sidecar: Sidecar,
+        wav_path: PathBuf,
+        policy: &StoragePolicy,
+        route: &Route,
+    ) -> Result<Option<Message>, StoreError> {
+        let id = sidecar.id.to_string();
+        let samples = repair_header(&wav_path, sidecar.sample_rate)?;
+        if samples == 0 {
+            tracing::warn!(%id, path = %wav_path.display(), "recording cut by a crash holds no audio; removed");
+            fs::remove_file(&wav_path).map_err(StoreError::io("remove", &wav_path))?;
+            self.remove_sidecar(&id);
+            return Ok(None);
+        }
+        let closed = ClosedRecording {
+            sidecar,
+            wav_path,
+            samples,
+        };
+        match self.settle(&closed, policy, Duration::ZERO, true, route)? {
+            Finished::Stored(message) => {
+                tracing::warn!(%id, duration_ms = message.duration_ms, format = %message.format, "recovered a recording cut by a crash (partial)");
+                Ok(Some(message))
+            }
+            Finished::Discarded { reason, .. } => {
+                tracing::warn!(%id, ?reason, "recording cut by a crash discarded by the storage policy");
+                Ok(None)
+            }
+        }
     }
 
     /// Ids that still have a sidecar after recovery (unreadable ones).
@@ -212,60 +270,6 @@ impl Store {
         }
         Ok(())
     }
-}
-
-/// Rebuilds the header of a 16-bit mono recording from its length and
-/// returns the number of samples it holds. A trailing odd byte (half a
-/// sample) is cut off. A file shorter than a header holds no audio.
-pub(super) fn repair_header(path: &Path, sample_rate: u32) -> Result<u64, StoreError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(StoreError::io("open", path))?;
-    let len = file.metadata().map_err(StoreError::io("stat", path))?.len();
-    if len <= WAV_HEADER_LEN {
-        return Ok(0);
-    }
-    let data_bytes = (len - WAV_HEADER_LEN) / BYTES_PER_SAMPLE * BYTES_PER_SAMPLE;
-    let header = canonical_header(path, sample_rate, data_bytes)?;
-    if WAV_HEADER_LEN + data_bytes != len {
-        file.set_len(WAV_HEADER_LEN + data_bytes)
-            .map_err(StoreError::io("truncate", path))?;
-    }
-    let mut on_disk = vec![0u8; header.len()];
-    file.read_exact(&mut on_disk)
-        .map_err(StoreError::io("read header of", path))?;
-    if on_disk != header {
-        file.seek(SeekFrom::Start(0))
-            .and_then(|_| file.write_all(&header))
-            .map_err(StoreError::io("rewrite header of", path))?;
-    }
-    Ok(data_bytes / BYTES_PER_SAMPLE)
-}
-
-/// The header hound writes for `sample_rate`, with sizes for `data_bytes`.
-fn canonical_header(path: &Path, sample_rate: u32, data_bytes: u64) -> Result<Vec<u8>, StoreError> {
-    let corrupt = |reason: String| StoreError::CorruptRecording {
-        path: path.to_owned(),
-        reason,
-    };
-    let data_size = u32::try_from(data_bytes)
-        .ok()
-        .filter(|n| n.checked_add(36).is_some())
-        .ok_or_else(|| corrupt(format!("{data_bytes} bytes of audio exceed the WAV limit")))?;
-    let mut header = Vec::new();
-    WavWriter::new(Cursor::new(&mut header), wav_spec(sample_rate))
-        .and_then(WavWriter::finalize)
-        .map_err(StoreError::wav(path))?;
-    let layout_ok = header.len() as u64 == WAV_HEADER_LEN
-        && header.get(DATA_ID_OFFSET..DATA_SIZE_OFFSET) == Some(b"data".as_slice());
-    if !layout_ok {
-        return Err(corrupt("unexpected WAV header layout".into()));
-    }
-    header[RIFF_SIZE_OFFSET..RIFF_SIZE_OFFSET + 4].copy_from_slice(&(data_size + 36).to_le_bytes());
-    header[DATA_SIZE_OFFSET..DATA_SIZE_OFFSET + 4].copy_from_slice(&data_size.to_le_bytes());
-    Ok(header)
 }
 
 /// Entries of `dir`, sorted so recovery is deterministic.

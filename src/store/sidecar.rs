@@ -13,9 +13,7 @@ use uuid::Uuid;
 
 use super::durable;
 use super::error::StoreError;
-use super::message::{
-    self, Message, NewMessage, DELIVERY_HOME, DELIVERY_QUEUED, FORMAT_WAV, STATE_NEW,
-};
+use super::message::{self, Message, NewMessage, DELIVERY_HOME, DELIVERY_QUEUED, STATE_NEW};
 use super::outbox::Route;
 
 /// Layout version of the sidecar JSON, for future readers.
@@ -53,6 +51,8 @@ pub struct Sidecar {
 /// What the finished audio file turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioFacts {
+    /// Container format ([`message::FORMAT_WAV`] or [`message::FORMAT_OPUS`]).
+    pub format: &'static str,
     /// Length from the sample count.
     pub duration_ms: u64,
     /// File size in bytes.
@@ -127,7 +127,7 @@ impl Sidecar {
             received_at: self.received_at.clone(),
             duration_ms: audio.duration_ms,
             codec: self.codec.clone(),
-            format: FORMAT_WAV.to_owned(),
+            format: audio.format.to_owned(),
             sample_rate: self.sample_rate,
             size_bytes: audio.size_bytes,
             sha256: audio.sha256,

@@ -16,6 +16,11 @@ use super::*;
 pub(super) const RATE: u32 = 8000;
 pub(super) const MIN: Duration = Duration::from_secs(1);
 
+/// WAV, no silence rules, a 1 s minimum: the store as before formats.
+pub(super) fn wav() -> StoragePolicy {
+    StoragePolicy::wav(MIN)
+}
+
 pub(super) fn meta(mailbox: &str, id: Uuid, at: OffsetDateTime) -> NewMessage {
     NewMessage {
         id,
@@ -58,7 +63,7 @@ pub(super) fn home(_mailbox: &str) -> Route {
 pub(super) fn stored(store: &Store, meta: NewMessage, audio: &[i16]) -> Message {
     let mut rec = store.start_recording(meta).unwrap();
     record(&mut rec, audio);
-    match store.finish(rec, MIN, false, &Route::Home).unwrap() {
+    match store.finish(rec, &wav(), false, &Route::Home).unwrap() {
         Finished::Stored(m) => m,
         other => panic!("expected stored, got {other:?}"),
     }
@@ -129,7 +134,7 @@ fn header_is_valid_on_disk_while_recording() {
     assert_eq!(rec.duration(), Duration::from_secs(1));
     let (_, read) = read_wav(rec.path());
     assert_eq!(read.len(), RATE as usize);
-    store.finish(rec, MIN, false, &Route::Home).unwrap();
+    store.finish(rec, &wav(), false, &Route::Home).unwrap();
 }
 
 #[test]
@@ -137,11 +142,12 @@ fn below_minimum_is_discarded_without_trace() {
     let (_dir, store) = open_tmp();
     let mut rec = store.start_recording(new_meta("1001")).unwrap();
     record(&mut rec, &samples(4000, 0));
-    let outcome = store.finish(rec, MIN, false, &Route::Home).unwrap();
+    let outcome = store.finish(rec, &wav(), false, &Route::Home).unwrap();
     assert_eq!(
         outcome,
         Finished::Discarded {
-            duration: Duration::from_millis(500)
+            duration: Duration::from_millis(500),
+            reason: DiscardReason::TooShort,
         }
     );
     assert!(store.list(None).unwrap().is_empty());
@@ -297,7 +303,7 @@ fn recover_finishes_a_recording_cut_by_a_crash_as_partial() {
     record(&mut rec, &samples(20_000, 0));
     crash(rec);
 
-    let recovered = store.recover(&home).unwrap();
+    let recovered = store.recover(&home, &wav()).unwrap();
     assert_eq!(recovered.len(), 1);
     let m = &recovered[0];
     assert_eq!(m.id, id);
@@ -308,7 +314,7 @@ fn recover_finishes_a_recording_cut_by_a_crash_as_partial() {
     assert!(recording_dir_is_empty(&store));
 
     assert!(
-        store.recover(&home).unwrap().is_empty(),
+        store.recover(&home, &wav()).unwrap().is_empty(),
         "recover is idempotent"
     );
     assert_eq!(store.list(None).unwrap(), recovered);
@@ -329,7 +335,7 @@ fn recover_rebuilds_a_stale_header_and_keeps_short_audio() {
     bytes.push(0x7f);
     fs::write(&path, &bytes).unwrap();
 
-    let recovered = store.recover(&home).unwrap();
+    let recovered = store.recover(&home, &wav()).unwrap();
     assert_eq!(
         recovered.len(),
         1,
@@ -348,7 +354,7 @@ fn recover_rebuilds_a_stale_header_and_keeps_short_audio() {
 fn recover_removes_a_recording_with_no_samples() {
     let (_dir, store) = open_tmp();
     crash(store.start_recording(new_meta("1001")).unwrap());
-    assert!(store.recover(&home).unwrap().is_empty());
+    assert!(store.recover(&home, &wav()).unwrap().is_empty());
     assert!(store.list(None).unwrap().is_empty());
     assert!(recording_dir_is_empty(&store));
 }
@@ -361,7 +367,7 @@ fn stored_with_sidecar_restored(store: &Store) -> Message {
     let sidecar = fs::read(&sidecar_path).unwrap();
     let mut rec = rec;
     record(&mut rec, &samples(9000, 0));
-    let Finished::Stored(m) = store.finish(rec, MIN, false, &Route::Home).unwrap() else {
+    let Finished::Stored(m) = store.finish(rec, &wav(), false, &Route::Home).unwrap() else {
         panic!("not stored");
     };
     fs::write(&sidecar_path, sidecar).unwrap();
@@ -374,11 +380,11 @@ fn recover_indexes_a_final_file_whose_commit_was_lost() {
     let m = stored_with_sidecar_restored(&store);
     assert!(index::delete(&store.lock(), &m.id).unwrap());
 
-    let recovered = store.recover(&home).unwrap();
+    let recovered = store.recover(&home, &wav()).unwrap();
     assert_eq!(recovered, vec![m.clone()]);
     assert!(!recovered[0].partial);
     assert!(recording_dir_is_empty(&store));
-    assert!(store.recover(&home).unwrap().is_empty());
+    assert!(store.recover(&home, &wav()).unwrap().is_empty());
     assert_eq!(store.list(None).unwrap(), vec![m]);
 }
 
@@ -386,7 +392,7 @@ fn recover_indexes_a_final_file_whose_commit_was_lost() {
 fn recover_drops_a_sidecar_whose_row_is_committed() {
     let (_dir, store) = open_tmp();
     let m = stored_with_sidecar_restored(&store);
-    assert!(store.recover(&home).unwrap().is_empty());
+    assert!(store.recover(&home, &wav()).unwrap().is_empty());
     assert!(recording_dir_is_empty(&store));
     assert_eq!(store.list(None).unwrap(), vec![m]);
 }
@@ -400,7 +406,7 @@ fn recover_removes_a_sidecar_without_audio() {
     fs::remove_file(path).unwrap();
     // And a sidecar that never got renamed into place.
     fs::write(store.data_dir().join(RECORDING_DIR).join("x.tmp"), b"{").unwrap();
-    assert!(store.recover(&home).unwrap().is_empty());
+    assert!(store.recover(&home, &wav()).unwrap().is_empty());
     assert!(recording_dir_is_empty(&store));
 }
 
@@ -409,7 +415,7 @@ fn recover_keeps_rows_whose_file_is_missing() {
     let (_dir, store) = open_tmp();
     let m = stored(&store, new_meta("1001"), &samples(8000, 0));
     fs::remove_file(store.audio_path(&m)).unwrap();
-    assert!(store.recover(&home).unwrap().is_empty());
+    assert!(store.recover(&home, &wav()).unwrap().is_empty());
     assert_eq!(store.list(None).unwrap(), vec![m]);
 }
 
@@ -418,7 +424,7 @@ fn recover_completes_an_interrupted_delete() {
     let (_dir, store) = open_tmp();
     let m = stored(&store, new_meta("1001"), &samples(8000, 0));
     assert!(index::delete(&store.lock(), &m.id).unwrap());
-    assert!(store.recover(&home).unwrap().is_empty());
+    assert!(store.recover(&home, &wav()).unwrap().is_empty());
     assert!(!store.audio_path(&m).exists());
 }
 
@@ -427,11 +433,11 @@ fn recover_leaves_an_unreadable_sidecar_and_its_audio() {
     let (_dir, store) = open_tmp();
     let rec = store.start_recording(new_meta("1001")).unwrap();
     let id = rec.id().to_string();
-    let wav = rec.path().to_owned();
+    let audio = rec.path().to_owned();
     crash(rec);
     fs::write(store.sidecar_path(&id), b"not json").unwrap();
-    assert!(store.recover(&home).unwrap().is_empty());
-    assert!(wav.exists() && store.sidecar_path(&id).exists());
+    assert!(store.recover(&home, &wav()).unwrap().is_empty());
+    assert!(audio.exists() && store.sidecar_path(&id).exists());
 }
 
 /// The schema as the first release created it (migration 1), kept verbatim
@@ -478,7 +484,7 @@ fn a_version_1_database_upgrades_in_place() {
     let forward = Route::Forward {
         peer: "site-b".into(),
     };
-    store.finish(rec, MIN, false, &forward).unwrap();
+    store.finish(rec, &wav(), false, &forward).unwrap();
     assert_eq!(store.outbox_list().unwrap().len(), 1);
     drop(store);
     let store = Store::open(dir.path()).unwrap();

@@ -16,7 +16,8 @@ use tracing::{info, warn, Instrument};
 use super::session::Session;
 use super::Context;
 use crate::call::parties::mailbox_of;
-use crate::media::{negotiate, Codec, Negotiated, RtpSocket, SdpError};
+use crate::config::CodecOrder;
+use crate::media::{negotiate_in_order, Codec, Negotiated, RtpSocket, SdpError};
 use crate::sip::responses;
 
 /// Seconds a PBX should wait before retrying when vmesh is full or stopping.
@@ -56,7 +57,7 @@ async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
     };
     tracing::Span::current().record("mailbox", target.mailbox.as_str());
     let codecs = ctx.codecs();
-    let offer = match offer_of(&tx.original, &codecs) {
+    let offer = match offer_of(&tx.original, &codecs, ctx.profile.media.codec_order) {
         Ok(o) => o,
         Err(e) => {
             info!(error = %e, "SDP offer refused");
@@ -109,18 +110,21 @@ async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
         codecs,
         socket.local_addr(),
     );
-    session.run(offer, socket).await;
+    session.run(offer, socket, slot).await;
     ctx.sip.dialogs.remove_dialog(&dialog_id);
-    drop(slot);
 }
 
 /// What the INVITE's body asks for: an offer to answer, or none (we offer).
-fn offer_of(req: &Request, codecs: &[Codec]) -> Result<Option<Negotiated>, SdpError> {
+fn offer_of(
+    req: &Request,
+    codecs: &[Codec],
+    order: CodecOrder,
+) -> Result<Option<Negotiated>, SdpError> {
     if req.body.is_empty() {
         return Ok(None);
     }
     let sdp = std::str::from_utf8(&req.body).map_err(|_| SdpError::Parse("not UTF-8".into()))?;
-    negotiate(sdp, codecs).map(Some)
+    negotiate_in_order(sdp, codecs, order).map(Some)
 }
 
 /// Our Contact for this dialog: the address the INVITE arrived on, with the

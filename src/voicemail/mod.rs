@@ -6,6 +6,7 @@
 //! message.
 
 pub mod call;
+pub mod greetings;
 pub mod server;
 pub mod session;
 
@@ -14,11 +15,11 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Profile;
+use crate::config::{Profile, StorageFormat};
 use crate::media::Codec;
 use crate::mesh::Mesh;
 use crate::sip::SipStack;
-use crate::store::{Route, Store};
+use crate::store::{EncodePool, Route, SilenceRules, StoragePolicy, Store, StoreFormat};
 
 pub use server::{Server, ServerError};
 
@@ -33,6 +34,27 @@ pub struct Context {
     pub calls: Arc<Semaphore>,
     /// Cancelled when the server stops: calls end with BYE and are stored.
     pub shutdown: CancellationToken,
+    /// Where finished recordings are encoded and committed, at most
+    /// `storage.encode_workers` at a time, off the call path.
+    pub encoders: EncodePool,
+}
+
+/// How the profile wants messages stored: format, minimum length, silence.
+pub fn storage_policy(profile: &Profile) -> StoragePolicy {
+    let format = match profile.storage.format {
+        StorageFormat::Wav => StoreFormat::Wav,
+        StorageFormat::Opus => StoreFormat::Opus {
+            bitrate: profile.storage.opus_bitrate,
+        },
+    };
+    StoragePolicy {
+        min_duration: profile.media.min_message,
+        format,
+        silence: Some(SilenceRules {
+            threshold_dbfs: profile.media.silence_threshold_dbfs,
+            discard_silent: profile.media.discard_silent,
+        }),
+    }
 }
 
 impl Context {
@@ -50,7 +72,7 @@ impl Context {
             .media
             .codecs
             .iter()
-            .filter_map(|name| Codec::from_name(name))
+            .filter_map(|name| Codec::from_profile(name, self.profile.media.opus_rate))
             .collect()
     }
 }

@@ -19,12 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::{call, Context};
+use super::{call, storage_policy, Context};
 use crate::config::{ListenTransport, Profile};
 use crate::mesh::{route_of, Mesh};
 use crate::sip::inbound::SizeLimits;
 use crate::sip::{responses, SipSettings, SipStack};
-use crate::store::Store;
+use crate::store::{EncodePool, Store};
 
 /// How long shutdown waits for calls to be stored before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -56,10 +56,11 @@ impl Server {
         let data_dir = profile.server.data_dir.clone();
         let topology = profile.topology.clone();
         let name = profile.server.name.clone();
+        let policy = storage_policy(&profile);
         let store = tokio::task::spawn_blocking(move || -> Result<Store, ServerError> {
             let store = Store::open(&data_dir)?;
             let route = |mailbox: &str| route_of(topology.as_ref(), &name, mailbox);
-            let recovered = store.recover(&route)?;
+            let recovered = store.recover(&route, &policy)?;
             for m in &recovered {
                 warn!(id = %m.id, mailbox = %m.mailbox, partial = m.partial, "recovered a message after a crash");
             }
@@ -85,6 +86,7 @@ impl Server {
               data = %profile.server.data_dir.display(), "vmesh serving");
         let ctx = Context {
             calls: Arc::new(Semaphore::new(profile.sip.max_calls)),
+            encoders: EncodePool::new(profile.storage.encode_workers),
             profile,
             store,
             sip,

@@ -15,17 +15,17 @@ use rsipstack::dialog::dialog::TransactionHandle;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Request, StatusCode};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::Context;
+use super::{storage_policy, Context};
 use crate::call::mailbox::MailboxTarget;
 use crate::call::parties::{called_of, caller_of};
 use crate::media::{
-    accept_answer, build_answer, build_offer, negotiate, record, Codec, MediaCommand, Negotiated,
-    RecordEnd, RecordLimits, RtpSocket, SdpError,
+    accept_answer, build_answer, build_offer, negotiate_in_order, record, Codec, MediaCommand,
+    Negotiated, RecordEnd, RecordLimits, RtpSocket, SdpError,
 };
 use crate::sip::responses;
 use crate::store::{Finished, NewMessage, Recording, Route};
@@ -79,7 +79,12 @@ impl Session {
     }
 
     /// Runs the call to its end and stores what it recorded.
-    pub async fn run(mut self, offer: Option<Negotiated>, socket: RtpSocket) {
+    pub async fn run(
+        mut self,
+        offer: Option<Negotiated>,
+        socket: RtpSocket,
+        slot: OwnedSemaphorePermit,
+    ) {
         let local = self.local_rtp;
         if !self.ring().await {
             info!("caller gave up before the answer");
@@ -129,6 +134,8 @@ impl Session {
                 warn!(error = %e, "BYE failed");
             }
         }
+        drop(socket);
+        drop(slot);
         self.store(recording).await;
     }
 
@@ -173,7 +180,7 @@ impl Session {
             reason: self.target.reason.clone(),
             received_at: time::OffsetDateTime::now_utc(),
             codec: codec.name().to_string(),
-            sample_rate: codec.clock_rate(),
+            sample_rate: codec.audio_rate(),
             origin: self.ctx.profile.server.name.clone(),
             call_id: self.call_id.clone(),
         };
@@ -307,7 +314,9 @@ impl Session {
         let offer = std::str::from_utf8(&req.body)
             .ok()
             .filter(|s| !s.trim().is_empty());
-        let (body, negotiated) = match offer.map(|sdp| negotiate(sdp, &self.codecs)) {
+        let (body, negotiated) = match offer
+            .map(|sdp| negotiate_in_order(sdp, &self.codecs, self.ctx.profile.media.codec_order))
+        {
             None => (
                 build_offer(&self.codecs, local, self.sdp_session, self.sdp_version + 1),
                 None,
@@ -337,16 +346,26 @@ impl Session {
 
     /// Makes the message durable, queued for its home in the same
     /// transaction when that is another server, and wakes that courier.
-    async fn store(&self, recording: Recording) {
+    /// Encoding and committing run on the bounded encoder pool; the call's
+    /// slot is already free by then.
+    async fn store(&self, mut recording: Recording) {
+        // What the caller said is in the kernel before the job may wait
+        // for a worker; a crash meanwhile leaves a recoverable recording.
+        if let Err(e) = recording.flush() {
+            warn!(error = %e, "cannot flush the recording");
+        }
         let store = self.ctx.store.clone();
-        let min = self.ctx.profile.media.min_message;
+        let policy = storage_policy(&self.ctx.profile);
         let route = self.ctx.route_of(&self.target.mailbox);
         let queued_for = match &route {
             Route::Forward { peer } => Some(peer.clone()),
             Route::Home => None,
         };
-        let finished =
-            tokio::task::spawn_blocking(move || store.finish(recording, min, false, &route)).await;
+        let finished = self
+            .ctx
+            .encoders
+            .run(move || store.finish(recording, &policy, false, &route))
+            .await;
         match finished {
             Ok(Ok(Finished::Stored(m))) => {
                 info!(id = %m.id, duration_ms = m.duration_ms, home = ?queued_for, "message stored");
@@ -354,11 +373,10 @@ impl Session {
                     mesh.queued(&peer);
                 }
             }
-            Ok(Ok(Finished::Discarded { duration })) => {
-                info!(?duration, "message shorter than the minimum; discarded")
+            Ok(Ok(Finished::Discarded { duration, reason })) => {
+                info!(?duration, ?reason, "message discarded")
             }
-            Ok(Err(e)) => warn!(error = %e, "cannot store the message"),
-            Err(e) => warn!(error = %e, "store task failed"),
+            Ok(Err(e)) | Err(e) => warn!(error = %e, "cannot store the message"),
         }
     }
 }

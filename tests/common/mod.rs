@@ -95,6 +95,14 @@ pub fn assert_recording_matches(
     let (ref_rate, mut reference) = read_wav_mono_i16(&testdata(sent_wav));
     assert_eq!(rate, ref_rate, "sample rate of the recording");
     reference.truncate((sent_ms * u64::from(rate) / 1000) as usize);
+    // vmesh trims a message's trailing silence (keeping a short hangover),
+    // so what it should keep is what was sent up to the end of the speech.
+    let trailing = vmesh::audio::silence::trailing_silence(
+        &reference,
+        rate,
+        vmesh::audio::silence::DEFAULT_THRESHOLD_DBFS,
+    );
+    let sent_ms = duration_ms(reference.len() - trailing, rate);
     assert_duration_close(
         "recorded audio",
         duration_ms(recorded.len(), rate),

@@ -10,7 +10,7 @@ use ::sdp::description::media::{MediaDescription, MediaName, RangedPort};
 use ::sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
 
 use super::super::codec::Codec;
-use super::{Direction, Negotiated, TELEPHONE_EVENT_PT};
+use super::{telephone_event_pt, Direction, Negotiated};
 
 /// The DTMF events we accept: digits, `*`, `#`, A-D and flash
 /// (RFC 4733 §3.2), the range PBXs offer.
@@ -18,8 +18,8 @@ const DTMF_EVENTS: &str = "0-16";
 /// Our packetization time in offers (RFC 3551 §4.5 default).
 const OFFER_PTIME_MS: u32 = 20;
 
-/// Answers an offer with the one negotiated codec (plus telephone-event if
-/// offered) on the offerer's payload types, rejects the offer's other
+/// Answers an offer with the one negotiated codec (plus telephone-event at
+/// its clock rate, if offered) on the offerer's payload types, rejects the offer's other
 /// streams with port 0 (RFC 3264 §6), and mirrors its direction (§6.1).
 /// `local` is our RTP socket; `session_id` and `version` fill `o=` (a
 /// re-INVITE's answer keeps the id and increments the version, §8).
@@ -40,21 +40,30 @@ pub fn build_answer(n: &Negotiated, local: SocketAddr, session_id: u64, version:
                 },
                 ..MediaDescription::default()
             },
-            None => audio(
-                local.port(),
-                &[(n.payload_type, n.codec)],
-                n.telephone_event,
-                n.ptime_ms,
-                n.direction.mirror(),
-            ),
+            None => {
+                let events: Vec<(u8, u32)> = n
+                    .telephone_event
+                    .map(|pt| (pt, n.codec.telephone_event_rate()))
+                    .into_iter()
+                    .collect();
+                audio(
+                    local.port(),
+                    &[(n.payload_type, n.codec)],
+                    &events,
+                    n.ptime_ms,
+                    n.direction.mirror(),
+                )
+            }
         };
         session.media_descriptions.push(media);
     }
     session.marshal()
 }
 
-/// Offers every supported codec, in our order of preference, plus
-/// telephone-event on PT 101, for an INVITE that came without SDP.
+/// Offers every supported codec, in our order of preference, for an
+/// INVITE that came without SDP: G.711 and G.722 on their static payload
+/// types, Opus on PT 111, and telephone-event at each clock rate offered
+/// (8000 on PT 101; 48000 on PT 110 when Opus is offered, RFC 4733 §2.1).
 pub fn build_offer(
     supported: &[Codec],
     local: SocketAddr,
@@ -62,11 +71,18 @@ pub fn build_offer(
     version: u64,
 ) -> String {
     let mut session = session(local.ip(), session_id, version);
-    let codecs: Vec<(u8, Codec)> = supported.iter().map(|&c| (c.static_pt(), c)).collect();
+    let codecs: Vec<(u8, Codec)> = supported.iter().map(|&c| (c.payload_type(), c)).collect();
+    let mut events: Vec<(u8, u32)> = Vec::with_capacity(2);
+    for codec in supported {
+        let event = (telephone_event_pt(*codec), codec.telephone_event_rate());
+        if !events.contains(&event) {
+            events.push(event);
+        }
+    }
     session.media_descriptions.push(audio(
         local.port(),
         &codecs,
-        Some(TELEPHONE_EVENT_PT),
+        &events,
         OFFER_PTIME_MS,
         Direction::SendRecv,
     ));
@@ -107,29 +123,34 @@ fn session(ip: IpAddr, session_id: u64, version: u64) -> SessionDescription {
     }
 }
 
-/// One `m=audio` stream with its `rtpmap`, `fmtp`, `ptime` and direction.
+/// One `m=audio` stream with its `rtpmap`, `fmtp`, `ptime` and direction;
+/// `events` are the telephone-event payload types with their clock rates.
 fn audio(
     port: u16,
     codecs: &[(u8, Codec)],
-    telephone_event: Option<u8>,
+    events: &[(u8, u32)],
     ptime_ms: u32,
     direction: Direction,
 ) -> MediaDescription {
     let mut formats: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
-    let mut attributes: Vec<Attribute> = codecs
-        .iter()
-        .map(|(pt, codec)| {
-            value_attribute(
-                "rtpmap",
-                format!("{pt} {}/{}", codec.name(), codec.clock_rate()),
-            )
-        })
-        .collect();
-    if let Some(pt) = telephone_event {
+    let mut attributes: Vec<Attribute> = Vec::with_capacity(codecs.len() * 2 + 4);
+    for (pt, codec) in codecs {
+        let channels = codec
+            .sdp_channels()
+            .map_or(String::new(), |n| format!("/{n}"));
+        attributes.push(value_attribute(
+            "rtpmap",
+            format!("{pt} {}/{}{channels}", codec.name(), codec.rtp_clock_rate()),
+        ));
+        if let Some(fmtp) = codec.fmtp() {
+            attributes.push(value_attribute("fmtp", format!("{pt} {fmtp}")));
+        }
+    }
+    for (pt, rate) in events {
         formats.push(pt.to_string());
         attributes.push(value_attribute(
             "rtpmap",
-            format!("{pt} telephone-event/8000"),
+            format!("{pt} telephone-event/{rate}"),
         ));
         attributes.push(value_attribute("fmtp", format!("{pt} {DTMF_EVENTS}")));
     }

@@ -1,9 +1,11 @@
 use std::io::Cursor;
 
-use super::super::{accept_answer, negotiate};
+use super::super::super::codec::OpusRate;
+use super::super::{accept_answer, negotiate, negotiate_in_order, CodecOrder};
 use super::*;
 
 const BOTH: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+const OPUS: Codec = Codec::Opus(OpusRate::Wideband);
 
 fn local() -> SocketAddr {
     "127.0.0.11:40002".parse().unwrap()
@@ -25,7 +27,7 @@ fn answer_carries_one_codec_and_telephone_event() {
         "audio 4000 RTP/AVP 8 0 96",
         "a=rtpmap:96 telephone-event/8000\r\na=ptime:30\r\n",
     );
-    let n = negotiate(&o, &BOTH).unwrap();
+    let n = negotiate_in_order(&o, &BOTH, CodecOrder::Offerer).unwrap();
     let answer = build_answer(&n, local(), 42, 7);
     assert!(answer.ends_with("\r\n"));
     assert!(
@@ -105,4 +107,62 @@ fn our_offer_round_trips_through_a_peer() {
     assert_eq!(n.telephone_event, Some(101));
     assert_eq!(n.remote_rtp, Some(peer_rtp));
     assert_eq!(n.direction, Direction::SendRecv);
+}
+
+#[test]
+fn our_offer_lists_the_profile_order_with_events_at_both_rates() {
+    let ours = build_offer(&Codec::ALL, local(), 9, 1);
+    assert!(
+        ours.contains("m=audio 40002 RTP/AVP 111 9 0 8 110 101\r\n"),
+        "{ours}"
+    );
+    assert!(ours.contains("a=rtpmap:111 opus/48000/2\r\n"));
+    assert!(ours.contains(
+        "a=fmtp:111 maxplaybackrate=16000; sprop-maxcapturerate=16000; stereo=0; sprop-stereo=0; useinbandfec=0\r\n"
+    ));
+    assert!(ours.contains("a=rtpmap:9 G722/8000\r\n"));
+    assert!(ours.contains("a=rtpmap:110 telephone-event/48000\r\n"));
+    assert!(ours.contains("a=rtpmap:101 telephone-event/8000\r\n"));
+    let narrow = build_offer(&[Codec::G722, Codec::Pcmu], local(), 9, 1);
+    assert!(
+        narrow.contains("m=audio 40002 RTP/AVP 9 0 101\r\n"),
+        "{narrow}"
+    );
+    assert!(!narrow.contains("48000"));
+}
+
+#[test]
+fn an_opus_answer_keeps_the_offerers_types_and_the_48k_events() {
+    let o = offer(
+        "audio 4000 RTP/AVP 102 0 100 101",
+        "a=rtpmap:102 opus/48000/2\r\na=fmtp:102 useinbandfec=1\r\n\
+         a=rtpmap:100 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n",
+    );
+    let n = negotiate(&o, &Codec::ALL).unwrap();
+    let answer = build_answer(&n, local(), 1, 1);
+    assert!(
+        answer.contains("m=audio 40002 RTP/AVP 102 100\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("a=rtpmap:102 opus/48000/2\r\n"));
+    assert!(answer.contains("a=fmtp:102 maxplaybackrate=16000;"));
+    assert!(answer.contains("a=rtpmap:100 telephone-event/48000\r\n"));
+    assert!(!answer.contains("telephone-event/8000"));
+}
+
+#[test]
+fn an_opus_offer_of_ours_round_trips_through_a_peer() {
+    let ours = build_offer(&Codec::ALL, local(), 9, 1);
+    let peer = negotiate(&ours, &[OPUS]).unwrap();
+    assert_eq!((peer.codec, peer.payload_type), (OPUS, 111));
+    assert_eq!(peer.telephone_event, Some(110));
+    let answer = build_answer(&peer, "192.0.2.50:7000".parse().unwrap(), 5, 1);
+    let n = accept_answer(&answer, &Codec::ALL).unwrap();
+    assert_eq!(
+        n,
+        Negotiated {
+            remote_rtp: n.remote_rtp,
+            ..Negotiated::before_answer(OPUS)
+        }
+    );
 }

@@ -1,8 +1,10 @@
 //! SDP offer/answer for one audio stream (RFC 3264 over RFC 4566 SDP).
 //!
 //! A PBX's INVITE usually carries an offer: [`negotiate`] picks the first
-//! codec in the offerer's order that we support, and [`build_answer`] answers
-//! with that one codec plus telephone-event (RFC 4733) when offered. An
+//! codec in the profile's order that the offer allows (or, with
+//! [`negotiate_in_order`] and [`CodecOrder::Offerer`], in the offerer's
+//! order), and [`build_answer`] answers with that one codec plus
+//! telephone-event (RFC 4733) at the codec's clock rate when offered. An
 //! INVITE without SDP is answered with [`build_offer`] in our 200, and the
 //! answer that comes back in the ACK goes through [`accept_answer`]. Parsing
 //! and writing use the `sdp` crate; this module adds the RFC 3264 rules.
@@ -14,11 +16,25 @@ use std::net::SocketAddr;
 
 use super::codec::Codec;
 
+pub use crate::config::CodecOrder;
 pub use compose::{build_answer, build_offer};
-pub use negotiate::{accept_answer, negotiate};
+pub use negotiate::{accept_answer, negotiate, negotiate_in_order};
 
-/// The payload type we offer telephone-event on (a common dynamic choice).
+/// The payload type we offer `telephone-event/8000` on (a common dynamic
+/// choice), for G.711 and G.722.
 pub const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// The payload type we offer `telephone-event/48000` on, for Opus
+/// (RFC 4733 §2.1: events share the audio's clock rate).
+pub const TELEPHONE_EVENT_48K_PT: u8 = 110;
+
+/// Our telephone-event payload type for a codec's clock rate.
+pub const fn telephone_event_pt(codec: Codec) -> u8 {
+    match codec.telephone_event_rate() {
+        8000 => TELEPHONE_EVENT_PT,
+        _ => TELEPHONE_EVENT_48K_PT,
+    }
+}
 
 /// The outcome of offer/answer: how the peer's audio will reach us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +43,8 @@ pub struct Negotiated {
     pub codec: Codec,
     /// The payload type the peer uses for `codec` (static or dynamic).
     pub payload_type: u8,
-    /// The payload type of RFC 4733 telephone-event, if the peer offered it.
+    /// The payload type of RFC 4733 telephone-event at the codec's clock
+    /// rate, if the peer offered it.
     pub telephone_event: Option<u8>,
     /// Where the peer receives RTP; `None` when it gave no usable address
     /// (`c=0.0.0.0`, a host name) or port 0. Symmetric RTP latching then
@@ -48,12 +65,13 @@ pub struct Negotiated {
 impl Negotiated {
     /// What to expect after sending our own offer (an INVITE without SDP,
     /// RFC 3261 §13.2.1) until the answer arrives in the ACK: the codec we
-    /// listed first, on its static payload type, with our telephone-event.
+    /// listed first, on the payload type we offered it on, with our
+    /// telephone-event of its clock rate.
     pub fn before_answer(codec: Codec) -> Self {
         Negotiated {
             codec,
-            payload_type: codec.static_pt(),
-            telephone_event: Some(TELEPHONE_EVENT_PT),
+            payload_type: codec.payload_type(),
+            telephone_event: Some(telephone_event_pt(codec)),
             remote_rtp: None,
             direction: Direction::SendRecv,
             ptime_ms: 20,
@@ -148,10 +166,12 @@ pub enum SdpError {
         proto: String,
     },
     /// Audio is offered, but in no codec we decode.
-    #[error("no common codec: offered {offered:?}, supported PCMU and PCMA")]
+    #[error("no common codec: offered {offered:?}, we accept {}", .supported.join(", "))]
     NoCommonCodec {
         /// The offered encodings by name (or `PT n` when unnamed).
         offered: Vec<String>,
+        /// The codecs we accept, by name, in our order.
+        supported: Vec<String>,
     },
 }
 

@@ -1,4 +1,10 @@
 //! Reading a peer's SDP and choosing the session's codec (RFC 3264 §6).
+//!
+//! The answerer may pick any codec the offer allows; RFC 3264 §6.1 only
+//! asks it to prefer the offerer's order "if possible". A voicemail
+//! server keeps what it records, so by default it picks by its own
+//! profile's order (best quality first, [`CodecOrder::Profile`]); a
+//! profile can defer to the offerer ([`CodecOrder::Offerer`]).
 
 use std::io::Cursor;
 use std::net::{IpAddr, SocketAddr};
@@ -8,30 +14,39 @@ use ::sdp::description::media::MediaDescription;
 use ::sdp::description::session::SessionDescription;
 
 use super::super::codec::Codec;
-use super::{DeclinedMedia, Direction, Negotiated, SdpError};
+use super::{CodecOrder, DeclinedMedia, Direction, Negotiated, SdpError};
 
 /// The packetization time assumed without `a=ptime` (RFC 3551 §4.5).
 const DEFAULT_PTIME_MS: u32 = 20;
-/// The RTP clock rate of G.711 and of its telephone-events.
-const NARROWBAND_RATE: u32 = 8000;
 /// Transports carrying plain RTP; AVPF only adds RTCP feedback we ignore.
 const PLAIN_RTP: [&str; 2] = ["RTP/AVP", "RTP/AVPF"];
 
-/// Chooses the codec for an offer: the first format in the offerer's order
-/// (RFC 3264 §6.1 lets the offerer rank them) that is in `supported`, on the
-/// first audio stream that has one. The result feeds [`super::build_answer`].
+/// Chooses the codec for an offer by our order: the first codec of
+/// `supported` (the profile's list, best first) that the offer allows, on
+/// the first audio stream that allows one. The result feeds
+/// [`super::build_answer`].
 pub fn negotiate(offer: &str, supported: &[Codec]) -> Result<Negotiated, SdpError> {
-    select(offer, supported)
+    negotiate_in_order(offer, supported, CodecOrder::Profile)
+}
+
+/// Chooses the codec for an offer by `order`: ours (`supported`'s order)
+/// or the offerer's (its first format that we support).
+pub fn negotiate_in_order(
+    offer: &str,
+    supported: &[Codec],
+    order: CodecOrder,
+) -> Result<Negotiated, SdpError> {
+    select(offer, supported, order)
 }
 
 /// Reads the answer to our offer (for an INVITE without SDP, the answer
 /// arrives in the ACK): the answerer's first codec among those we offered
 /// (`supported`), as RFC 3264 §7 has the answerer rank its formats.
 pub fn accept_answer(answer: &str, supported: &[Codec]) -> Result<Negotiated, SdpError> {
-    select(answer, supported)
+    select(answer, supported, CodecOrder::Offerer)
 }
 
-fn select(body: &str, supported: &[Codec]) -> Result<Negotiated, SdpError> {
+fn select(body: &str, supported: &[Codec], order: CodecOrder) -> Result<Negotiated, SdpError> {
     let session = SessionDescription::unmarshal(&mut Cursor::new(body.as_bytes()))
         .map_err(|e| SdpError::Parse(e.to_string()))?;
     let mut error = SdpError::NoAudio;
@@ -39,7 +54,7 @@ fn select(body: &str, supported: &[Codec]) -> Result<Negotiated, SdpError> {
     let mut declined = Vec::new();
     for (index, media) in session.media_descriptions.iter().enumerate() {
         if chosen.is_none() {
-            match choose_audio(&session, media, supported) {
+            match choose_audio(&session, media, supported, order) {
                 Ok(negotiated) => {
                     chosen = Some(Negotiated {
                         media_index: index,
@@ -78,6 +93,7 @@ fn choose_audio(
     session: &SessionDescription,
     media: &MediaDescription,
     supported: &[Codec],
+    order: CodecOrder,
 ) -> Result<Negotiated, SdpError> {
     let name = &media.media_name;
     let port = u16::try_from(name.port.value).unwrap_or(0);
@@ -95,15 +111,17 @@ fn choose_audio(
         .filter_map(|f| f.parse::<u8>().ok())
         .map(|pt| (pt, encoding(media, pt)))
         .collect();
-    let codec = formats.iter().find_map(|(pt, enc)| {
-        let codec = match enc {
-            Some(enc) if enc.rate == NARROWBAND_RATE => Codec::from_name(&enc.name),
-            Some(_) => None,
-            None => Codec::from_static_pt(*pt),
-        }?;
-        supported.contains(&codec).then_some((codec, *pt))
-    });
-    let Some((codec, payload_type)) = codec else {
+    let offered: Vec<(u8, Codec)> = formats
+        .iter()
+        .filter_map(|(pt, enc)| {
+            let codec = match enc {
+                Some(enc) => Codec::from_rtpmap(&enc.name, enc.rate),
+                None => Codec::from_static_pt(*pt),
+            }?;
+            Some((*pt, codec))
+        })
+        .collect();
+    let Some((codec, payload_type)) = pick(&offered, supported, order) else {
         let offered = formats
             .iter()
             .map(|(pt, enc)| match (enc, static_name(*pt)) {
@@ -112,12 +130,15 @@ fn choose_audio(
                 (None, None) => format!("PT {pt}"),
             })
             .collect();
-        return Err(SdpError::NoCommonCodec { offered });
+        let supported = supported.iter().map(|c| c.name().to_owned()).collect();
+        return Err(SdpError::NoCommonCodec { offered, supported });
     };
+    // RFC 4733 §2.1: events share the audio's clock, so Opus goes with
+    // telephone-event/48000 and the others with telephone-event/8000.
     let telephone_event = formats.iter().find_map(|(pt, enc)| {
         enc.as_ref()
             .filter(|e| e.name.eq_ignore_ascii_case("telephone-event"))
-            .filter(|e| e.rate == NARROWBAND_RATE)
+            .filter(|e| e.rate == codec.telephone_event_rate())
             .map(|_| *pt)
     });
 
@@ -156,6 +177,26 @@ fn choose_audio(
         media_index: 0,
         declined: Vec::new(),
     })
+}
+
+/// The session's codec and its payload type among the offered formats:
+/// by `supported`'s order or by the offer's. The codec returned is our own
+/// entry, which carries the rate we decode Opus at.
+fn pick(offered: &[(u8, Codec)], supported: &[Codec], order: CodecOrder) -> Option<(Codec, u8)> {
+    match order {
+        CodecOrder::Profile => supported.iter().find_map(|ours| {
+            offered
+                .iter()
+                .find(|(_, theirs)| theirs.same_encoding(*ours))
+                .map(|(pt, _)| (*ours, *pt))
+        }),
+        CodecOrder::Offerer => offered.iter().find_map(|(pt, theirs)| {
+            supported
+                .iter()
+                .find(|ours| ours.same_encoding(*theirs))
+                .map(|ours| (*ours, *pt))
+        }),
+    }
 }
 
 /// An `a=rtpmap` entry: encoding name and clock rate (RFC 4566 §6).

@@ -1,6 +1,9 @@
+use super::super::super::codec::OpusRate;
+use super::super::negotiate_in_order;
 use super::*;
 
 const BOTH: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+const OPUS: Codec = Codec::Opus(OpusRate::Wideband);
 
 fn offer(session_extra: &str, m_line: &str, media_extra: &str) -> String {
     format!(
@@ -43,17 +46,117 @@ a=fmtp:101 0-16\n\
 a=rtpmap:13 CN/8000\n\
 a=ptime:20\n";
 
+/// An offer as Linphone (desktop 5.x) sends it: Opus first, Speex we do not
+/// decode, telephone-event at three rates.
+const LINPHONE: &str = "v=0\r\n\
+o=alice 1855 2604 IN IP4 192.168.1.20\r\n\
+s=Talk\r\n\
+c=IN IP4 192.168.1.20\r\n\
+t=0 0\r\n\
+a=rtcp-xr:rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics\r\n\
+m=audio 7078 RTP/AVP 96 97 98 0 8 101 99 100\r\n\
+a=rtpmap:96 opus/48000/2\r\n\
+a=fmtp:96 useinbandfec=1\r\n\
+a=rtpmap:97 speex/16000\r\n\
+a=fmtp:97 vbr=on\r\n\
+a=rtpmap:98 speex/8000\r\n\
+a=fmtp:98 vbr=on\r\n\
+a=rtpmap:101 telephone-event/48000\r\n\
+a=rtpmap:99 telephone-event/16000\r\n\
+a=rtpmap:100 telephone-event/8000\r\n\
+a=rtcp-fb:* trr-int 1000\r\n\
+a=rtcp-fb:* ccm tmmbr\r\n";
+
+/// A desk phone's wideband offer (Yealink/Polycom style): G.722 first on
+/// its static type, G.711 as fallback.
+const G722_PHONE: &str = "v=0\r\n\
+o=- 20086 20086 IN IP4 10.0.0.31\r\n\
+s=SDP data\r\n\
+c=IN IP4 10.0.0.31\r\n\
+t=0 0\r\n\
+m=audio 11796 RTP/AVP 9 0 8 18 101\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:18 G729/8000\r\n\
+a=fmtp:18 annexb=no\r\n\
+a=ptime:20\r\n\
+a=sendrecv\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n";
+
 #[test]
-fn honours_the_offerers_order() {
+fn the_profile_order_picks_unless_the_offerer_is_asked() {
     let pcmu_first = offer("", "audio 4000 RTP/AVP 0 8", "");
-    let n = negotiate(&pcmu_first, &[Codec::Pcma, Codec::Pcmu]).unwrap();
-    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 0));
     let pcma_first = offer("", "audio 4000 RTP/AVP 8 0", "");
-    let n = negotiate(&pcma_first, &BOTH).unwrap();
+    let ours = [Codec::Pcma, Codec::Pcmu];
+    let n = negotiate(&pcmu_first, &ours).unwrap();
     assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
+    let n = negotiate_in_order(&pcmu_first, &ours, CodecOrder::Offerer).unwrap();
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 0));
+    let n = negotiate_in_order(&pcma_first, &BOTH, CodecOrder::Offerer).unwrap();
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
+    let n = negotiate_in_order(&pcma_first, &BOTH, CodecOrder::Profile).unwrap();
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 0));
     // A codec we do not support is skipped, not fatal.
     let n = negotiate(&pcma_first, &[Codec::Pcmu]).unwrap();
     assert_eq!(n.codec, Codec::Pcmu);
+}
+
+#[test]
+fn reads_a_real_linphone_opus_offer() {
+    let n = negotiate(LINPHONE, &Codec::ALL).unwrap();
+    assert_eq!((n.codec, n.payload_type), (OPUS, 96));
+    // Opus pairs with the 48 kHz telephone-event (RFC 4733 §2.1).
+    assert_eq!(n.telephone_event, Some(101));
+    assert_eq!(n.remote_rtp, Some("192.168.1.20:7078".parse().unwrap()));
+    assert_eq!(n.ptime_ms, 20);
+    // Without Opus on our side, G.711 goes with telephone-event/8000.
+    let n = negotiate(LINPHONE, &BOTH).unwrap();
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 0));
+    assert_eq!(n.telephone_event, Some(100));
+}
+
+#[test]
+fn the_opus_we_pick_carries_our_internal_rate() {
+    let fullband = Codec::Opus(OpusRate::Fullband);
+    let n = negotiate(LINPHONE, &[fullband, Codec::Pcmu]).unwrap();
+    assert_eq!(n.codec, fullband);
+    assert_eq!(n.codec.audio_rate(), 48_000);
+}
+
+#[test]
+fn reads_a_g722_desk_phone_offer() {
+    let n = negotiate(G722_PHONE, &Codec::ALL).unwrap();
+    assert_eq!((n.codec, n.payload_type), (Codec::G722, 9));
+    assert_eq!(n.telephone_event, Some(101));
+    // G.722 on its static type needs no rtpmap.
+    let bare = offer("", "audio 4000 RTP/AVP 9 0", "");
+    assert_eq!(negotiate(&bare, &Codec::ALL).unwrap().codec, Codec::G722);
+    // "G722/16000" is not G.722 as RFC 3551 signals it.
+    let wrong = offer("", "audio 4000 RTP/AVP 96", "a=rtpmap:96 G722/16000\r\n");
+    assert!(matches!(
+        negotiate(&wrong, &Codec::ALL),
+        Err(SdpError::NoCommonCodec { .. })
+    ));
+}
+
+#[test]
+fn telephone_event_must_share_the_codecs_clock() {
+    let opus_with_8k_events = offer(
+        "",
+        "audio 4000 RTP/AVP 96 101",
+        "a=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n",
+    );
+    let n = negotiate(&opus_with_8k_events, &Codec::ALL).unwrap();
+    assert_eq!((n.codec, n.telephone_event), (OPUS, None));
+    let g722_with_48k_events = offer(
+        "",
+        "audio 4000 RTP/AVP 9 110",
+        "a=rtpmap:110 telephone-event/48000\r\n",
+    );
+    let n = negotiate(&g722_with_48k_events, &Codec::ALL).unwrap();
+    assert_eq!((n.codec, n.telephone_event), (Codec::G722, None));
 }
 
 #[test]
@@ -70,11 +173,16 @@ fn reads_a_real_asterisk_offer() {
 
 #[test]
 fn reads_a_freeswitch_offer_with_lf_endings() {
-    let n = negotiate(FREESWITCH, &BOTH).unwrap();
-    assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
-    // The 48 kHz telephone-event belongs to Opus; ours is the 8 kHz one.
-    assert_eq!(n.telephone_event, Some(101));
+    let n = negotiate(FREESWITCH, &Codec::ALL).unwrap();
+    assert_eq!((n.codec, n.payload_type), (OPUS, 102));
+    assert_eq!(n.telephone_event, Some(100));
     assert_eq!(n.remote_rtp, Some("10.9.8.7:24680".parse().unwrap()));
+    let n = negotiate_in_order(FREESWITCH, &BOTH, CodecOrder::Offerer).unwrap();
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
+    // The 48 kHz telephone-event belongs to Opus; G.711's is the 8 kHz one.
+    assert_eq!(n.telephone_event, Some(101));
+    let n = negotiate(FREESWITCH, &[Codec::G722, Codec::Pcmu]).unwrap();
+    assert_eq!((n.codec, n.payload_type), (Codec::G722, 9));
 }
 
 #[test]
@@ -105,21 +213,23 @@ fn g729_only_is_no_common_codec() {
     assert_eq!(
         negotiate(&o, &BOTH),
         Err(SdpError::NoCommonCodec {
-            offered: vec!["G729".into(), "telephone-event".into()]
+            offered: vec!["G729".into(), "telephone-event".into()],
+            supported: vec!["PCMU".into(), "PCMA".into()],
         })
     );
     let bare = offer("", "audio 4000 RTP/AVP 18 9 98", "");
     assert_eq!(
         negotiate(&bare, &BOTH),
         Err(SdpError::NoCommonCodec {
-            offered: vec!["G729".into(), "G722".into(), "PT 98".into()]
+            offered: vec!["G729".into(), "G722".into(), "PT 98".into()],
+            supported: vec!["PCMU".into(), "PCMA".into()],
         })
     );
 }
 
 #[test]
 fn static_payload_types_need_no_rtpmap() {
-    let n = negotiate(&offer("", "audio 4000 RTP/AVP 8 0", ""), &BOTH).unwrap();
+    let n = negotiate(&offer("", "audio 4000 RTP/AVP 8 0", ""), &[Codec::Pcma]).unwrap();
     assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
 }
 
