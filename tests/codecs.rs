@@ -126,20 +126,14 @@ fn response_to(udp: &SipUdp, method: &str) -> SipResponse {
 
 /// A server whose profile records at once (no greeting or beep).
 fn server(codecs: &[&str]) -> Server {
-    let mut server = Server::start_with(
+    Server::start_with(
         TestNet::allocate(),
         ServerConfig {
             codecs: codecs.iter().map(|c| (*c).to_owned()).collect(),
+            prompts: false,
             ..ServerConfig::default()
         },
-    );
-    // [media] is the profile's last section: the key lands in it.
-    let profile = server.profile();
-    let mut text = std::fs::read_to_string(&profile).expect("read the test profile");
-    text.push_str("prompts = false\n");
-    std::fs::write(&profile, text).expect("write the test profile");
-    server.restart();
-    server
+    )
 }
 
 /// Calls mailbox 1001 offering only `codec`, streams the speech, hangs up

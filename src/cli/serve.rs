@@ -34,8 +34,12 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
             on_signal.cancel();
         });
         server.run(stop).await;
-        Ok(())
-    })
+        Ok::<(), CliError>(())
+    })?;
+    // Everything is stored and answered by now; do not wait for the
+    // stack's background tasks to notice the shutdown.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(())
 }
 
 /// Each call holds an RTP socket and an open WAV file, so 1,000 calls need

@@ -13,8 +13,8 @@
 //! - [`record`]: the async loop that drives it until the recording ends;
 //! - [`sdp`]: what was agreed; [`codec`]: the codecs' RTP identities;
 //!   [`decoder`] and [`encoder`]: their stateful per-call conversions;
-//! - [`send`]: RTP packetization and 20 ms pacing of what vmesh plays, and
-//!   [`tone`]: the beep.
+//! - [`send`]: RTP packetization and 20 ms pacing of what vmesh plays,
+//!   [`tone`]: the beep, and [`playback`]: greeting then beep as RTP.
 //!
 //! Everything below `record` is sans-IO: it takes datagrams and `Instant`s
 //! and never touches a socket or a clock.
@@ -26,6 +26,7 @@ pub mod dtmf;
 pub mod encoder;
 pub mod jitter;
 pub mod packet;
+pub mod playback;
 pub mod receiver;
 pub mod record;
 mod ring;
@@ -38,6 +39,7 @@ pub mod tone;
 pub use self::codec::{Codec, OpusRate};
 pub use self::decoder::Decoder;
 pub use self::encoder::Encoder;
+pub use self::playback::Playback;
 pub use self::receiver::{MediaEvent, ReceiverStats, RtpReceiver};
 pub use self::record::{record, MediaCommand, RecordEnd, RecordLimits};
 pub use self::sdp::{

@@ -31,6 +31,8 @@ fn limits() -> RecordLimits {
         max_length: Duration::from_secs(60),
         rtp_timeout: Duration::from_secs(5),
         jitter: Duration::from_millis(60),
+        max_silence: None,
+        silence_threshold_dbfs: -50.0,
     }
 }
 
@@ -114,7 +116,7 @@ async fn run(
         pcm.extend_from_slice(samples);
         Ok(())
     };
-    let (end, stats) = record(socket, n, limits, commands, stop, &mut sink).await;
+    let (end, stats) = record(socket, n, limits, commands, stop, None, &mut sink).await;
     (end, stats, pcm)
 }
 
@@ -292,6 +294,7 @@ async fn a_failing_sink_ends_the_recording() {
         limits(),
         &mut commands,
         CancellationToken::new(),
+        None,
         &mut sink,
     );
     let ((end, _), ()) = tokio::join!(recording, caller.send_audio(5));

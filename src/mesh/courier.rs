@@ -45,6 +45,9 @@ pub struct Courier {
     pub config: MeshConfig,
     /// Woken when a message is queued for this peer.
     pub kick: Arc<Notify>,
+    /// Woken when the peer itself shows it is alive (it pinged us): no need
+    /// to wait for our next ping to start sending.
+    pub alive: Arc<Notify>,
 }
 
 impl Courier {
@@ -64,6 +67,7 @@ impl Courier {
         let mut tasks: JoinSet<Event> = JoinSet::new();
         let mut in_flight: HashSet<String> = HashSet::new();
         let mut last_seen: Option<SystemTime> = None;
+        let mut saved: Option<PeerRecord> = None;
         loop {
             let now = Instant::now();
             let next_due = self
@@ -92,10 +96,18 @@ impl Courier {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.kick.notified() => {}
+                _ = self.alive.notified() => {
+                    if let Some(t) = health.on_traffic(Instant::now()) {
+                        info!(from = %t.from, to = %t.to, "peer state changed (it pinged us)");
+                        last_seen = Some(SystemTime::now());
+                        self.save_health(&health, last_seen, &mut saved).await;
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline.into()) => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     let Ok(event) = done else { continue };
                     self.on_event(event, &mut health, &policy, &mut in_flight, &mut last_seen).await;
+                    self.save_health(&health, last_seen, &mut saved).await;
                 }
             }
         }
@@ -169,10 +181,10 @@ impl Courier {
             } => {
                 in_flight.remove(&id);
                 let transition = match &outcome {
-                    Ok(TransferOutcome::Response { .. }) => {
-                        *last_seen = Some(SystemTime::now());
-                        health.on_traffic(now)
-                    }
+                    // Proof of life for the health machine; `last_seen`
+                    // (what `vmesh peers` shows) follows the pings, so a
+                    // transfer costs no extra commit.
+                    Ok(TransferOutcome::Response { .. }) => health.on_traffic(now),
                     Ok(TransferOutcome::Timeout) => health.on_failure("transfer timed out", now),
                     Ok(TransferOutcome::ConnectionLost(e)) => health.on_failure(e, now),
                     Err(_) => None,
@@ -184,7 +196,6 @@ impl Courier {
         if let Some(t) = transition {
             info!(from = %t.from, to = %t.to, "peer state changed");
         }
-        self.save_health(health, *last_seen).await;
     }
 
     /// Records what became of one transfer.
@@ -226,17 +237,31 @@ impl Courier {
         }
     }
 
-    async fn save_health(&self, health: &PeerHealth, last_seen: Option<SystemTime>) {
+    /// Writes the peer's health for `vmesh peers` when it changed since the
+    /// last write (not after every transfer: each write is a commit).
+    async fn save_health(
+        &self,
+        health: &PeerHealth,
+        last_seen: Option<SystemTime>,
+        saved: &mut Option<PeerRecord>,
+    ) {
         let snapshot = health.snapshot();
-        let record = PeerRecord {
+        let mut record = PeerRecord {
             name: self.peer.clone(),
             state: snapshot.state.as_str().to_string(),
             last_seen: last_seen.and_then(rfc3339),
-            rtt_ms: snapshot.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            rtt_ms: snapshot
+                .rtt
+                .map(|d| (d.as_secs_f64() * 10_000.0).round() / 10.0),
             failures: snapshot.failures,
             last_error: snapshot.last_error.clone(),
-            updated_at: rfc3339(SystemTime::now()).unwrap_or_default(),
+            updated_at: String::new(),
         };
+        if saved.as_ref() == Some(&record) {
+            return;
+        }
+        *saved = Some(record.clone());
+        record.updated_at = rfc3339(SystemTime::now()).unwrap_or_default();
         if let Err(e) = self.blocking(move |s, _| s.save_peer(&record)).await {
             debug!(error = %e, "cannot save peer state");
         }

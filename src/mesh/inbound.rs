@@ -10,16 +10,16 @@
 //! already hold gets 200 again and changes nothing, so a retransmission
 //! after a lost 200 is absorbed.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use tracing::{info, warn, Instrument};
 
-use super::wire::{self, sha256_hex, TransferMeta};
+use super::wire::{self, TransferMeta};
 use crate::config::Topology;
+use crate::sip::source_ip;
 use crate::store::{IncomingMessage, Received, Store, StoreError};
 
 /// What a receiver needs.
@@ -105,16 +105,8 @@ impl Receiver {
                 ))
             }
         }
-        let actual = sha256_hex(&body.audio);
-        if !actual.eq_ignore_ascii_case(&meta.sha256) {
-            return Err(Refusal(
-                StatusCode::BadRequest,
-                format!(
-                    "sha256 mismatch: metadata {} but audio {actual}",
-                    meta.sha256
-                ),
-            ));
-        }
+        // The store checks the audio against `sha256` before it writes
+        // anything; a mismatch is invalid input, answered 400 below.
         if meta.origin != sender {
             return Err(Refusal(
                 StatusCode::Forbidden,
@@ -150,19 +142,7 @@ impl Receiver {
     /// The topology server this request comes from, by the address of its
     /// connection; 403 for anyone else (or ourselves).
     fn sender(&self, tx: &Transaction) -> Result<String, Refusal> {
-        let ip: Option<IpAddr> = tx
-            .connection
-            .as_ref()
-            .and_then(|c| c.get_remote_addr())
-            .and_then(|a| a.get_socketaddr().ok())
-            .map(|a| a.ip())
-            .or_else(|| {
-                tx.original
-                    .via_header()
-                    .ok()
-                    .and_then(|v| v.typed().ok())
-                    .and_then(|v| v.received().and_then(Result::ok))
-            });
+        let ip = source_ip(tx);
         match ip.and_then(|ip| self.topology.by_ip(ip)) {
             Some(server) if server.name != self.self_name => Ok(server.name.clone()),
             _ => Err(Refusal(

@@ -54,6 +54,7 @@ pub struct Mesh {
     topology: Topology,
     self_name: String,
     kicks: HashMap<String, Arc<Notify>>,
+    alive: HashMap<String, Arc<Notify>>,
     receiver: Receiver,
 }
 
@@ -83,6 +84,7 @@ impl Mesh {
             .ok_or_else(|| MeshError::NotInTopology(self_name.clone()))?;
         let local = me.addr;
         let mut kicks = HashMap::new();
+        let mut alive = HashMap::new();
         for peer in topology.servers.iter().filter(|s| s.name != self_name) {
             let link = PeerLink::new(
                 sip.clone(),
@@ -97,15 +99,18 @@ impl Mesh {
                 reason: e.to_string(),
             })?;
             let kick = Arc::new(Notify::new());
+            let seen = Arc::new(Notify::new());
             let courier = Courier {
                 peer: peer.name.clone(),
                 link: Arc::new(link),
                 store: store.clone(),
                 config: profile.mesh.clone(),
                 kick: kick.clone(),
+                alive: seen.clone(),
             };
             tokio::spawn(courier.run(shutdown.clone()));
             kicks.insert(peer.name.clone(), kick);
+            alive.insert(peer.name.clone(), seen);
         }
         tokio::spawn(purge_loop(store.clone(), profile.mesh.retention, shutdown));
         info!(peers = kicks.len(), "mesh started");
@@ -119,6 +124,7 @@ impl Mesh {
             topology,
             self_name,
             kicks,
+            alive,
             receiver,
         })))
     }
@@ -133,6 +139,17 @@ impl Mesh {
     pub fn queued(&self, peer: &str) {
         if let Some(kick) = self.kicks.get(peer) {
             kick.notify_one();
+        }
+    }
+
+    /// A request came from `ip`: if that is a peer, it is alive, and its
+    /// courier need not wait for its next ping to send what waits for it
+    /// (a returning server pings its peers at once).
+    pub fn heard_from(&self, ip: std::net::IpAddr) {
+        if let Some(peer) = self.topology.by_ip(ip) {
+            if let Some(alive) = self.alive.get(&peer.name) {
+                alive.notify_one();
+            }
         }
     }
 

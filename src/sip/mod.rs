@@ -168,3 +168,24 @@ impl SipStack {
         self.cancel.cancel();
     }
 }
+
+/// The address a request came from: the connection's peer, or on UDP the
+/// Via's `received` (set by our transport to the datagram's source, RFC 3261
+/// §18.2.1). This is how a mesh peer is recognized.
+pub fn source_ip(
+    tx: &rsipstack::transaction::transaction::Transaction,
+) -> Option<std::net::IpAddr> {
+    use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+    tx.connection
+        .as_ref()
+        .and_then(|c| c.get_remote_addr())
+        .and_then(|a| a.get_socketaddr().ok())
+        .map(|a| a.ip())
+        .or_else(|| {
+            tx.original
+                .via_header()
+                .ok()
+                .and_then(|v| v.typed().ok())
+                .and_then(|v| v.received().and_then(Result::ok))
+        })
+}

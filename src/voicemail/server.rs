@@ -23,7 +23,7 @@ use super::{call, storage_policy, Context};
 use crate::config::{ListenTransport, Profile};
 use crate::mesh::{route_of, Mesh};
 use crate::sip::inbound::SizeLimits;
-use crate::sip::{responses, SipSettings, SipStack};
+use crate::sip::{responses, source_ip, SipSettings, SipStack};
 use crate::store::{EncodePool, Store};
 
 /// How long shutdown waits for calls to be stored before giving up.
@@ -187,6 +187,9 @@ async fn dispatch(ctx: &Arc<Context>, tasks: &TaskTracker, mut tx: Transaction) 
             }
         },
         (Method::Options, false) => {
+            if let (Some(mesh), Some(ip)) = (&ctx.mesh, source_ip(&tx)) {
+                mesh.heard_from(ip);
+            }
             let headers = vec![
                 responses::allow(),
                 responses::accept(),

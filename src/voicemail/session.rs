@@ -20,12 +20,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use super::greetings::{load_pcm, Greeting, Greetings};
 use super::{storage_policy, Context};
 use crate::call::mailbox::MailboxTarget;
 use crate::call::parties::{called_of, caller_of};
 use crate::media::{
-    accept_answer, build_answer, build_offer, negotiate_in_order, record, Codec, MediaCommand,
-    Negotiated, RecordEnd, RecordLimits, RtpSocket, SdpError,
+    accept_answer, beep, build_answer, build_offer, negotiate_in_order, record, Codec,
+    MediaCommand, Negotiated, Playback, RecordEnd, RecordLimits, RtpSocket, SdpError,
 };
 use crate::sip::responses;
 use crate::store::{Finished, NewMessage, Recording, Route};
@@ -211,6 +212,13 @@ impl Session {
             max_length: media.max_message,
             rtp_timeout: media.rtp_timeout,
             jitter: media.jitter,
+            max_silence: media.max_silence,
+            silence_threshold_dbfs: media.silence_threshold_dbfs as f32,
+        };
+        let prelude = if media.prompts {
+            self.prelude(initial).await
+        } else {
+            None
         };
         let (commands, mut command_rx) = mpsc::channel(4);
         let stop = CancellationToken::new();
@@ -221,6 +229,7 @@ impl Session {
             limits,
             &mut command_rx,
             stop.clone(),
+            prelude,
             &mut sink,
         );
         tokio::pin!(recorder);
@@ -296,6 +305,50 @@ impl Session {
             _ => {}
         }
         Step::Continue
+    }
+
+    /// The greeting for this call (the mailbox's temporary one, else busy or
+    /// unavailable by the diversion reason, else the built-in one) and the
+    /// beep, at the codec's rate, ready to play (issue 4). `None` only when
+    /// the prompts cannot be prepared at all; the call then records at once.
+    async fn prelude(&self, n: &Negotiated) -> Option<Playback> {
+        let rate = n.codec.audio_rate();
+        let greetings = Greetings::new(&self.ctx.profile.server.data_dir);
+        let chosen = greetings.choose(&self.target.mailbox, self.target.reason.as_deref());
+        let loaded = tokio::task::spawn_blocking(move || {
+            load_pcm(&chosen, rate).or_else(|e| {
+                warn!(error = %e, "greeting unreadable; playing the default one");
+                load_pcm(&Greeting::Default, rate)
+            })
+        })
+        .await;
+        let greeting = match loaded {
+            Ok(Ok(pcm)) => pcm,
+            Ok(Err(e)) => {
+                warn!(error = %e, "no greeting can be played");
+                Vec::new()
+            }
+            Err(e) => {
+                warn!(error = %e, "greeting task failed");
+                Vec::new()
+            }
+        };
+        let media = &self.ctx.profile.media;
+        let millis = u32::try_from(media.beep.as_millis()).unwrap_or(u32::MAX);
+        let tone = beep(rate, media.beep_hz, millis);
+        match Playback::new(
+            greeting,
+            tone,
+            n.codec,
+            n.payload_type,
+            std::time::Instant::now(),
+        ) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                warn!(error = %e, "cannot encode the prompts");
+                None
+            }
+        }
     }
 
     /// The SDP answer carried by the ACK, for an INVITE that had no offer.

@@ -350,7 +350,8 @@ impl Site {
         format!(
             "[server]\nname = {name:?}\ntopology = {topology:?}\ndata_dir = {data:?}\n\n\
              [sip]\nlisten = [\"udp:{ip}:{SIP_PORT}\", \"tcp:{ip}:{SIP_PORT}\"]\n\n\
-             [media]\nrtp_port_min = {RTP_PORT_MIN}\nrtp_port_max = {RTP_PORT_MAX}\n\n\
+             [media]\nrtp_port_min = {RTP_PORT_MIN}\nrtp_port_max = {RTP_PORT_MAX}\n\
+             prompts = false\n\n\
              [mesh]\nping_interval_s = {}\nping_idle_interval_s = {}\nping_timeout_s = {}\n\
              failures_for_down = {}\nretry_initial_s = {}\nretry_max_s = {}\n\
              transfer_timeout_s = {}\nmax_in_flight = {}\nmax_transfer_bytes = {}\n",

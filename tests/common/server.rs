@@ -40,6 +40,16 @@ pub struct ServerConfig {
     pub max_message_s: u64,
     /// `[media] min_message_ms`.
     pub min_message_ms: u64,
+    /// `[media] prompts`: play the greeting and the beep before recording.
+    /// Off by default here, so a test's audio is recorded from its start;
+    /// the tests of the prompts turn it on.
+    pub prompts: bool,
+    /// `[media] max_silence_s`; `None` leaves the key out (the profile
+    /// default applies).
+    pub max_silence_s: Option<u64>,
+    /// `[storage] format` ("wav" or "opus"); `None` leaves the section out
+    /// (the profile default applies).
+    pub storage_format: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +63,9 @@ impl Default for ServerConfig {
             rtp_timeout_s: 30,
             max_message_s: 180,
             min_message_ms: 1000,
+            prompts: false,
+            max_silence_s: None,
+            storage_format: None,
         }
     }
 }
@@ -71,6 +84,15 @@ impl ServerConfig {
             .tcp_idle_timeout_s
             .map(|s| format!("tcp_idle_timeout_s = {s}\n"))
             .unwrap_or_default();
+        let max_silence = self
+            .max_silence_s
+            .map(|s| format!("max_silence_s = {s}\n"))
+            .unwrap_or_default();
+        let storage = self
+            .storage_format
+            .as_ref()
+            .map(|f| format!("\n[storage]\nformat = {f:?}\n"))
+            .unwrap_or_default();
         format!(
             "[server]\nname = \"test-{ip}\"\ndata_dir = {data:?}\n\n\
              [sip]\nlisten = [\"udp:{ip}:{SIP_PORT}\", \"tcp:{ip}:{SIP_PORT}\"]\n\
@@ -78,7 +100,8 @@ impl ServerConfig {
              [mailboxes]\naccept = [{accept}]\n\n\
              [media]\nrtp_port_min = {RTP_PORT_MIN}\nrtp_port_max = {RTP_PORT_MAX}\n\
              codecs = [{codecs}]\nrtp_timeout_s = {rtp_timeout}\n\
-             max_message_s = {max_message}\nmin_message_ms = {min_message}\n",
+             max_message_s = {max_message}\nmin_message_ms = {min_message}\n\
+             prompts = {prompts}\n{max_silence}{storage}",
             ip = net.ip,
             data = data_dir.display().to_string(),
             delay = self.answer_delay_ms,
@@ -88,6 +111,7 @@ impl ServerConfig {
             rtp_timeout = self.rtp_timeout_s,
             max_message = self.max_message_s,
             min_message = self.min_message_ms,
+            prompts = self.prompts,
         )
     }
 }
