@@ -154,7 +154,12 @@ pub async fn record<E: Display>(
                         // The beep is out: the message starts now.
                         prelude = None;
                         quiet_since = Instant::now();
-                        receiver.poll_audio(quiet_since.into_std(), &mut |_| {});
+                        // Play out, unrecorded, everything that arrived
+                        // before now, including what still waits its jitter
+                        // delay: play-out follows arrival times, so no
+                        // future silence is made.
+                        let cut = quiet_since + limits.jitter;
+                        receiver.poll_audio(cut.into_std(), &mut |_| {});
                     }
                 }
             }
