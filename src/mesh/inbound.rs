@@ -17,10 +17,10 @@ use rsipstack::sip::{Header, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use tracing::{info, warn, Instrument};
 
-use super::wire::{self, TransferMeta};
+use super::wire;
 use crate::config::Topology;
 use crate::sip::source_ip;
-use crate::store::{IncomingMessage, Received, Store, StoreError};
+use crate::store::{Received, Store, StoreError};
 
 /// What a receiver needs.
 pub struct Receiver {
@@ -113,10 +113,9 @@ impl Receiver {
                 format!("origin {} sent by {sender}", meta.origin),
             ));
         }
-        let incoming = incoming_of(&meta);
         let store = self.store.clone();
         let audio = body.audio;
-        let stored = tokio::task::spawn_blocking(move || store.store_received(&incoming, &audio))
+        let stored = tokio::task::spawn_blocking(move || store.store_received(&meta, &audio))
             .await
             .map_err(|e| Refusal(StatusCode::ServerInternalError, e.to_string()))?;
         match stored {
@@ -153,25 +152,5 @@ impl Receiver {
                 ),
             )),
         }
-    }
-}
-
-fn incoming_of(meta: &TransferMeta) -> IncomingMessage {
-    IncomingMessage {
-        id: meta.id.clone(),
-        mailbox: meta.mailbox.clone(),
-        caller: meta.caller.clone(),
-        caller_name: meta.caller_name.clone(),
-        called: meta.called.clone(),
-        reason: meta.reason.clone(),
-        received_at: meta.received_at.clone(),
-        duration_ms: meta.duration_ms,
-        codec: meta.codec.clone(),
-        format: meta.format.clone(),
-        sample_rate: meta.sample_rate,
-        sha256: meta.sha256.clone(),
-        origin: meta.origin.clone(),
-        partial: meta.partial,
-        call_id: meta.call_id.clone(),
     }
 }

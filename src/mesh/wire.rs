@@ -96,50 +96,13 @@ const BOUNDARY_RANDOM_LEN: usize = 40;
 /// RFC 2046 §5.1.1: a boundary is 1 to 70 characters.
 const BOUNDARY_MAX_LEN: usize = 70;
 
-/// The JSON metadata part. Field names are the wire contract.
-///
-/// It mirrors the stored message row, plus what the receiver needs to check
-/// and store the audio without opening it (`size_bytes`, `sha256`). Unknown
-/// fields are ignored on decode so that a newer sender can add fields; the
-/// two `Option` fields may be absent or `null`, every other field is
-/// required.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TransferMeta {
-    /// UUID of the message, chosen at recording time; the receiver's
-    /// idempotence key (a second transfer of the same id changes nothing).
-    pub id: String,
-    /// Target mailbox; the receiver must be its home.
-    pub mailbox: String,
-    /// Caller URI.
-    pub caller: String,
-    /// Caller display name, when the PBX sent one.
-    pub caller_name: Option<String>,
-    /// Originally called URI.
-    pub called: String,
-    /// Diversion reason (e.g. `user-busy`), when known.
-    pub reason: Option<String>,
-    /// RFC 3339 UTC time the call reached the recording server.
-    pub received_at: String,
-    /// Audio length in milliseconds.
-    pub duration_ms: u64,
-    /// Codec the call used (e.g. `PCMU`).
-    pub codec: String,
-    /// Container of the audio part: `wav` or `opus`.
-    pub format: String,
-    /// Sample rate of the stored audio.
-    pub sample_rate: u32,
-    /// Length of the audio part in octets.
-    pub size_bytes: u64,
-    /// Lower-case hex SHA-256 of the audio part ([`sha256_hex`]); the
-    /// receiver compares it to refuse a damaged transfer with 400.
-    pub sha256: String,
-    /// Name of the server that recorded the message.
-    pub origin: String,
-    /// True when the recording was cut short (crash recovery, shutdown).
-    pub partial: bool,
-    /// SIP Call-ID of the recorded call, to correlate logs across sites.
-    pub call_id: String,
-}
+/// The JSON metadata part: the store's [`IncomingMessage`], so what is sent
+/// and what the receiving store checks are one type. Field names are the
+/// wire contract. It mirrors the stored message row, plus what the receiver
+/// needs to check and store the audio without opening it (`size_bytes`,
+/// `sha256`). Unknown fields are ignored on decode so that a newer sender
+/// can add fields; the two `Option` fields and `partial` may be absent.
+pub use crate::store::IncomingMessage as TransferMeta;
 
 /// A decoded transfer body: the metadata and the audio exactly as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -412,6 +412,7 @@ fn export_of_a_peers_opus_file_follows_the_rows_rate() {
         codec: "opus".into(),
         format: "opus".into(),
         sample_rate: 8000,
+        size_bytes: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(&bytes)),
         origin: "site-b".into(),
         partial: false,

@@ -25,8 +25,11 @@ use super::message::{
 };
 use super::Store;
 
-/// A message's metadata as a peer sends it (the JSON part of a transfer).
-/// Checked in full by [`Store::store_received`]: it comes from the network.
+/// A message's metadata as a peer sends it: the JSON part of a transfer
+/// (`mesh::wire` uses this type as its metadata, so the wire contract and
+/// what the store checks cannot drift apart). Field names are the wire
+/// contract. Checked in full by [`Store::store_received`]: it comes from
+/// the network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncomingMessage {
     /// Message id, a UUID chosen when it was recorded.
@@ -51,6 +54,8 @@ pub struct IncomingMessage {
     pub format: String,
     /// Sample rate of the audio.
     pub sample_rate: u32,
+    /// Length of the audio in octets.
+    pub size_bytes: u64,
     /// Hex SHA-256 of the audio bytes.
     pub sha256: String,
     /// The server that recorded it (the sender).
@@ -92,6 +97,12 @@ impl IncomingMessage {
             .map_err(|e| invalid("received_at", format!("not RFC 3339: {e}")))?;
         if self.sample_rate == 0 {
             return Err(invalid("sample_rate", "must not be zero".into()));
+        }
+        if self.size_bytes != size_bytes {
+            return Err(invalid(
+                "size_bytes",
+                format!("{} but the audio has {size_bytes} octets", self.size_bytes),
+            ));
         }
         let sha256 = self.sha256.to_ascii_lowercase();
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {

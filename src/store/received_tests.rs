@@ -32,6 +32,7 @@ fn incoming(id: &str, bytes: &[u8]) -> IncomingMessage {
         codec: "PCMA".into(),
         format: "wav".into(),
         sample_rate: 8000,
+        size_bytes: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(bytes)),
         origin: "site-a".into(),
         partial: true,
