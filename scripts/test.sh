@@ -15,6 +15,7 @@ declare -A marker=(
     [sox]=/usr/bin/sox
     [opus-tools]=/usr/bin/opusinfo
     [ffmpeg]=/usr/bin/ffprobe
+    [kamailio]=/usr/sbin/kamailio
 )
 missing=()
 for package in "${!marker[@]}"; do
@@ -26,6 +27,11 @@ if ((${#missing[@]})); then
     [[ $(id -u) -eq 0 ]] || sudo=sudo
     $sudo apt-get update
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+    # The tests start Kamailio themselves on their own loopback addresses;
+    # the package's own service (stock config) must not hold SIP ports.
+    if [[ " ${missing[*]} " == *" kamailio "* ]] && command -v systemctl >/dev/null; then
+        $sudo systemctl disable --now kamailio >/dev/null 2>&1 || true
+    fi
 fi
 
 # The external validators (opusinfo, ffprobe) are installed above: tests
