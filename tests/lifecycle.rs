@@ -66,6 +66,17 @@ fn sigterm_hangs_up_stores_the_call_and_exits_0() {
     let call = server.sipp_start("uac_wait_bye.xml", &["-s", "1001"], Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(4));
     server.send_sigterm();
+    // Signals are handled asynchronously: an INVITE sent before the server
+    // has seen SIGTERM is a call like any other. Wait until it is stopping.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("stopping: refusing new calls") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start stopping within 5 s of SIGTERM\n{}",
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // A new call while stopping is refused (503), or finds the server gone;
     // it is never answered.

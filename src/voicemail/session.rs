@@ -91,6 +91,14 @@ impl Session {
             info!("caller gave up before the answer");
             return;
         }
+        if self.ctx.shutdown.is_cancelled() {
+            // Admitted just before the server began to stop: refuse rather
+            // than answer a call that would be ended at once.
+            self.dialog
+                .reject(Some(StatusCode::ServiceUnavailable), None)
+                .ok();
+            return;
+        }
         let Some(&first) = self.codecs.first() else {
             self.dialog
                 .reject(Some(StatusCode::NotAcceptableHere), None)

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use super::net::{RTP_PORT_MAX, RTP_PORT_MIN, SIP_PORT};
 use super::netns::{in_netns, NetnsPair};
 use super::raw_sip::options_udp;
-use super::server::cli;
+use super::server::{cli, cli_with_profile, json_of};
 use super::sipp::{SippOutcome, SippRun, SippSetup};
 
 /// How long a server may take to answer its first OPTIONS.
@@ -507,30 +507,12 @@ impl Site {
 
     /// Runs `vmesh ARGS --profile <its profile>`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        let profile = self.profile();
-        let mut all: Vec<&str> = args.to_vec();
-        all.push("--profile");
-        all.push(profile.to_str().expect("UTF-8 temp path"));
-        cli(&all)
+        cli_with_profile(&self.profile(), args)
     }
 
     /// A CLI command that must succeed and print one JSON document.
     pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
-        let output = self.cli(args);
-        assert!(
-            output.status.success(),
-            "{}: vmesh {args:?} failed ({})\nstderr: {}",
-            self.name,
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{}: vmesh {args:?} printed no JSON ({e}):\n{}",
-                self.name,
-                String::from_utf8_lossy(&output.stdout)
-            )
-        })
+        json_of(self.cli(args), &self.name, args)
     }
 
     fn cli_array(&self, args: &[&str]) -> Vec<serde_json::Value> {

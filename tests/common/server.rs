@@ -261,26 +261,8 @@ impl Server {
     /// its exit status. The graceful shutdown contract: refuse new calls
     /// with 503, BYE the calls in progress, store them, exit 0.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self
-            .child
-            .take()
-            .expect("terminate: the server is not running");
-        self.signal(&child, libc::SIGTERM);
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                child.kill().ok();
-                child.wait().ok();
-                panic!(
-                    "vmesh did not exit within {EXIT_TIMEOUT:?} of SIGTERM\n{}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.send_sigterm();
+        self.wait_exit()
     }
 
     /// Sends SIGTERM without waiting (to act while the server shuts down).
@@ -354,28 +336,12 @@ impl Server {
 
     /// Runs `vmesh ARGS --profile <this server's profile>`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        let profile = self.profile();
-        let mut all: Vec<&str> = args.to_vec();
-        all.push("--profile");
-        all.push(profile.to_str().expect("UTF-8 temp path"));
-        cli(&all)
+        cli_with_profile(&self.profile(), args)
     }
 
     /// Runs a CLI command that must succeed and print one JSON document.
     pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
-        let output = self.cli(args);
-        assert!(
-            output.status.success(),
-            "vmesh {args:?} failed ({})\nstderr: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "vmesh {args:?} printed no JSON ({e}):\n{}",
-                String::from_utf8_lossy(&output.stdout)
-            )
-        })
+        json_of(self.cli(args), "vmesh", args)
     }
 
     /// `vmesh messages list --json`: every stored message.
@@ -425,6 +391,31 @@ pub fn cli(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run the vmesh CLI")
+}
+
+/// Runs `vmesh ARGS --profile PROFILE`.
+pub fn cli_with_profile(profile: &Path, args: &[&str]) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("--profile");
+    all.push(profile.to_str().expect("UTF-8 temp path"));
+    cli(&all)
+}
+
+/// The JSON document a CLI command printed; panics (naming `who` and the
+/// command) if it failed or printed none.
+pub fn json_of(output: Output, who: &str, args: &[&str]) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{who}: vmesh {args:?} failed ({})\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{who}: vmesh {args:?} printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
 }
 
 impl Drop for Server {
