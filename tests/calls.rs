@@ -87,6 +87,12 @@ fn pilot_call(scenario: &str) -> serde_json::Value {
         "1001",
         "{scenario}: the mailbox must come from the redirection information, not the pilot"
     );
+    // Every pilot scenario names the original called party sip:1001@pbx.example.
+    assert_eq!(
+        field(&message, "called"),
+        "sip:1001@pbx.example",
+        "{scenario}: called is the diverted-from party, not the pilot"
+    );
     assert_recording_matches(
         &server,
         &message,

@@ -72,6 +72,10 @@ pub struct MailboxTarget {
     /// Which part of the request named the mailbox, for logs and debugging
     /// of PBX configurations.
     pub source: TargetSource,
+    /// The URI (or number) that named the mailbox: the originally called
+    /// party, which a message records as `called` (for a call to a pilot
+    /// user, the diverted-from party rather than the pilot).
+    pub party: String,
 }
 
 /// Which part of the request named the mailbox.
@@ -150,6 +154,7 @@ fn from_request_uri_target(uri: &Uri) -> Option<MailboxTarget> {
         mailbox,
         reason: cause_reason(uri),
         source: TargetSource::RequestUriTarget,
+        party: decoded.into_owned(),
     })
 }
 
@@ -175,6 +180,7 @@ fn from_history_info(headers: &[&str]) -> Option<MailboxTarget> {
             mailbox,
             reason,
             source: TargetSource::HistoryInfo,
+            party: uri.to_string(),
         })
     })
 }
@@ -219,6 +225,7 @@ fn from_diversion(headers: &[&str]) -> Option<MailboxTarget> {
             mailbox: subscriber(&entry.uri)?,
             reason: entry.reason.as_ref().and_then(diversion_reason),
             source: TargetSource::Diversion,
+            party: entry.uri.to_string(),
         })
     })
 }
@@ -231,10 +238,12 @@ fn diversion_reason(reason: &DiversionReason) -> Option<String> {
 }
 
 fn from_to(to: &str) -> Option<MailboxTarget> {
+    let uri = To::parse(to).ok()?.uri;
     Some(MailboxTarget {
-        mailbox: subscriber(&To::parse(to).ok()?.uri)?,
+        mailbox: subscriber(&uri)?,
         reason: None,
         source: TargetSource::To,
+        party: uri.to_string(),
     })
 }
 
@@ -243,6 +252,7 @@ fn from_request_uri_user(uri: &Uri) -> Option<MailboxTarget> {
         mailbox: subscriber(uri)?,
         reason: cause_reason(uri),
         source: TargetSource::RequestUri,
+        party: uri.to_string(),
     })
 }
 

@@ -16,12 +16,62 @@ fn request<'a>(
     }
 }
 
+/// The expected target; `party` is compared separately (see `resolve`).
 fn target(mailbox: &str, reason: Option<&str>, source: TargetSource) -> MailboxTarget {
     MailboxTarget {
         mailbox: mailbox.to_string(),
         reason: reason.map(str::to_string),
         source,
+        party: String::new(),
     }
+}
+
+/// [`super::resolve`] with `party` cleared, so the tests of which mailbox
+/// and reason compare whole targets; `party` has tests of its own.
+fn resolve(req: &MailboxRequest) -> Result<MailboxTarget, MailboxError> {
+    super::resolve(req).map(|mut t| {
+        t.party.clear();
+        t
+    })
+}
+
+#[test]
+fn party_is_the_uri_that_named_the_mailbox() {
+    let party = |req: MailboxRequest| super::resolve(&req).map(|t| t.party);
+    assert_eq!(
+        party(request(
+            "sip:voicemail@vm",
+            None,
+            &[],
+            &["<sip:1001@pbx>;reason=user-busy"]
+        )),
+        Ok("sip:1001@pbx".to_string())
+    );
+    assert_eq!(
+        party(request(
+            "sip:voicemail@vm;target=sip:1001%40pbx;cause=486",
+            None,
+            &[],
+            &[]
+        )),
+        Ok("sip:1001@pbx".to_string())
+    );
+    assert_eq!(
+        party(request(
+            "sip:voicemail@vm",
+            None,
+            &[
+                "<sip:2002@pbx>;index=1",
+                "<sip:voicemail@vm;cause=408>;index=1.1"
+            ],
+            &[]
+        )),
+        Ok("sip:2002@pbx".to_string())
+    );
+    assert_eq!(
+        party(request("sip:1001@vm", None, &[], &[])),
+        Ok("sip:1001@vm".to_string())
+    );
 }
 
 #[test]

@@ -71,12 +71,6 @@ pub fn caller_of(req: &Request) -> Caller {
     Caller { uri, display_name }
 }
 
-/// The called URI as the index keeps it: the Request-URI without its
-/// parameters' noise kept intact (it documents how the call was routed).
-pub fn called_of(req: &Request) -> String {
-    req.uri.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

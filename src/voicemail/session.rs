@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::greetings::{load_pcm, Greeting, Greetings};
 use super::{storage_policy, Context};
 use crate::call::mailbox::MailboxTarget;
-use crate::call::parties::{called_of, caller_of};
+use crate::call::parties::caller_of;
 use crate::media::{
     accept_answer, beep, build_answer, build_offer, negotiate_in_order, record, Codec,
     MediaCommand, Negotiated, Playback, RecordEnd, RecordLimits, RtpSocket, SdpError,
@@ -185,7 +185,7 @@ impl Session {
             mailbox: self.target.mailbox.clone(),
             caller_uri: caller.uri,
             caller_name: caller.display_name,
-            called_uri: called_of(&invite),
+            called_uri: self.target.party.clone(),
             reason: self.target.reason.clone(),
             received_at: time::OffsetDateTime::now_utc(),
             codec: codec.name().to_string(),
