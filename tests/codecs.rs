@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::dialog::Dialog;
 use common::media::{sdp_audio_addr, sdp_rtpmap};
-use common::raw_sip::{request, SipResponse};
+use common::raw_sip::request;
 use common::{
     aligned_correlation, assert_duration_close, duration_ms, field, read_wav_mono_i16, testdata,
     Server, ServerConfig, SipUdp, TestNet,
@@ -104,26 +104,6 @@ fn stream(
     frames * 20
 }
 
-/// The next final response to `method`, skipping provisional ones and
-/// retransmissions of others.
-fn response_to(udp: &SipUdp, method: &str) -> SipResponse {
-    let deadline = Instant::now() + ANSWER;
-    loop {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .unwrap_or_else(|| panic!("no final response to {method}"));
-        let response = udp
-            .recv(left)
-            .unwrap_or_else(|| panic!("no response to {method}"));
-        let cseq = response
-            .header("CSeq")
-            .and_then(|c| c.split_whitespace().nth(1));
-        if response.status >= 200 && cseq == Some(method) {
-            return response;
-        }
-    }
-}
-
 /// A server whose profile records at once (no greeting or beep).
 fn server(codecs: &[&str]) -> Server {
     Server::start_with(
@@ -170,7 +150,12 @@ fn call_with(codec: Codec, payload_type: u8, answer_name: &str, min_ncc: f64) ->
     let sent_ms = stream(&rtp, media, codec, payload_type, &speech);
     assert_eq!(sent_ms, SENT_MS);
     udp.send(dialog.bye().as_bytes());
-    assert_eq!(response_to(&udp, "BYE").status, 200);
+    assert_eq!(
+        udp.final_response_to("BYE", ANSWER)
+            .expect("a final response to BYE")
+            .status,
+        200
+    );
 
     let messages = server.wait_messages(1, STORE_WAIT);
     assert_eq!(messages.len(), 1, "want exactly one message: {messages:?}");

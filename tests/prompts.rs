@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use common::audio::{read_wav_data, ulaw_to_linear};
 use common::dialog::Dialog;
 use common::media::{sdp, sdp_audio_addr, sdp_payload_types, sdp_rtpmap};
-use common::raw_sip::{request, SipResponse};
+use common::raw_sip::request;
 use common::{
     aligned_correlation, assert_recording_matches, call_timeout, duration_ms, field, number,
     read_wav_mono_i16, testdata, Server, ServerConfig, SipUdp, TestNet, MAX_LAG_SAMPLES, SPEECH_MS,
@@ -352,28 +352,14 @@ impl Call {
     /// Sends BYE and waits for its 200; returns what vmesh sent.
     fn hang_up(self) -> Vec<Received> {
         self.udp.send(self.dialog.bye().as_bytes());
-        assert_eq!(response_to(&self.udp, "BYE").status, 200);
+        assert_eq!(
+            self.udp
+                .final_response_to("BYE", ANSWER)
+                .expect("a final response to BYE")
+                .status,
+            200
+        );
         self.capture.finish()
-    }
-}
-
-/// The next final response to `method`, skipping provisional ones and
-/// retransmissions of others.
-fn response_to(udp: &SipUdp, method: &str) -> SipResponse {
-    let deadline = Instant::now() + ANSWER;
-    loop {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .unwrap_or_else(|| panic!("no final response to {method}"));
-        let response = udp
-            .recv(left)
-            .unwrap_or_else(|| panic!("no response to {method}"));
-        let cseq = response
-            .header("CSeq")
-            .and_then(|c| c.split_whitespace().nth(1));
-        if response.status >= 200 && cseq == Some(method) {
-            return response;
-        }
     }
 }
 

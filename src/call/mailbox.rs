@@ -34,10 +34,6 @@ use percent_encoding::percent_decode_str;
 use rsipstack::sip::typed::{DiversionEntry, DiversionReason, HistoryInfoEntry, To};
 use rsipstack::sip::{Param, Scheme, Uri};
 
-/// Longest mailbox accepted: long enough for any E.164 number with an
-/// extension, short enough to be a safe file name and index key.
-const MAX_MAILBOX_LEN: usize = 32;
-
 /// Longest Request-URI copied into [`MailboxError`], so that a hostile
 /// request cannot make the log line arbitrarily long.
 const MAX_ERROR_URI_LEN: usize = 256;
@@ -134,11 +130,9 @@ pub fn resolve(req: &MailboxRequest) -> Result<MailboxTarget, MailboxError> {
 
 /// True when `s` is a mailbox: 1..=32 ASCII digits, nothing else.
 ///
-/// This is the one gate between SIP fields and the file system, so it is
-/// deliberately narrow: no signs, separators, dots or slashes.
-pub fn is_valid_mailbox(s: &str) -> bool {
-    (1..=MAX_MAILBOX_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
-}
+/// A mailbox is 1..=32 ASCII digits: the one rule, kept by the profile
+/// module, since a mailbox becomes a path component.
+pub use crate::config::is_valid_mailbox;
 
 /// RFC 4458 §3.1: `sip:voicemail@vm;target=sip:1001%40pbx;cause=486`.
 fn from_request_uri_target(uri: &Uri) -> Option<MailboxTarget> {

@@ -33,9 +33,6 @@ pub const DELIVERY_FAILED: &str = "failed";
 /// Longest peer name, as for `server.name` in profiles and topologies.
 const PEER_MAX_LEN: usize = 64;
 
-/// Longest mailbox accepted; mailboxes are PBX extensions, never longer.
-const MAILBOX_MAX_LEN: usize = 32;
-
 /// RFC 3339 (section 5.6) in UTC with exactly three fraction digits. The fixed
 /// width makes the text sort in time order, so SQLite can order by it.
 const RECEIVED_AT_FORMAT: &[FormatItem<'static>] =
@@ -159,9 +156,7 @@ pub fn validate_peer(name: &str) -> Result<(), StoreError> {
 /// guard against path traversal; every entry point that takes a mailbox
 /// calls it before building a path.
 pub fn validate_mailbox(mailbox: &str) -> Result<(), StoreError> {
-    let ok = (1..=MAILBOX_MAX_LEN).contains(&mailbox.len())
-        && mailbox.bytes().all(|b| b.is_ascii_digit());
-    if ok {
+    if crate::config::is_valid_mailbox(mailbox) {
         Ok(())
     } else {
         Err(StoreError::InvalidMailbox {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use super::net::{RTP_PORT_MAX, RTP_PORT_MIN, SIP_PORT};
 use super::netns::{in_netns, NetnsPair};
 use super::raw_sip::options_udp;
-use super::server::{cli, cli_with_profile, json_of};
+use super::server::{cli, cli_with_profile, json_of, poll_messages};
 use super::sipp::{SippOutcome, SippRun, SippSetup};
 
 /// How long a server may take to answer its first OPTIONS.
@@ -547,14 +547,7 @@ impl Site {
     /// Polls `messages list` until at least `count` messages are listed or
     /// `timeout` passes; returns the last list.
     pub fn wait_messages(&self, count: usize, timeout: Duration) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let messages = self.messages();
-            if messages.len() >= count || Instant::now() > deadline {
-                return messages;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll_messages(|| self.messages(), count, timeout)
     }
 
     /// Exports message `id` into the mesh directory; returns the file.

@@ -252,6 +252,11 @@ impl SipUdp {
     /// The next SIP response within `timeout`, skipping datagrams that are
     /// not responses; `None` when none came.
     pub fn recv(&self, timeout: Duration) -> Option<SipResponse> {
+        self.recv_parsed(timeout, SipResponse::parse)
+    }
+
+    /// The next datagram within `timeout` that `parse` accepts.
+    fn recv_parsed<T>(&self, timeout: Duration, parse: fn(&str) -> Option<T>) -> Option<T> {
         let deadline = Instant::now() + timeout;
         let mut buf = vec![0u8; 65536];
         loop {
@@ -261,15 +266,30 @@ impl SipUdp {
                 .ok()?;
             match self.socket.recv_from(&mut buf) {
                 Ok((n, _)) => {
-                    if let Some(response) = SipResponse::parse(&String::from_utf8_lossy(&buf[..n]))
-                    {
-                        return Some(response);
+                    if let Some(parsed) = parse(&String::from_utf8_lossy(&buf[..n])) {
+                        return Some(parsed);
                     }
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return None
                 }
                 Err(e) => panic!("receive on the SIP client socket: {e}"),
+            }
+        }
+    }
+
+    /// The next final response to `method` within `timeout`, skipping
+    /// provisional responses and responses to other methods.
+    pub fn final_response_to(&self, method: &str, timeout: Duration) -> Option<SipResponse> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let response = self.recv(left)?;
+            let cseq = response
+                .header("CSeq")
+                .and_then(|c| c.split_whitespace().nth(1));
+            if response.status >= 200 && cseq == Some(method) {
+                return Some(response);
             }
         }
     }
@@ -283,25 +303,7 @@ impl SipUdp {
     /// The next SIP request within `timeout` (a request vmesh sends in a
     /// dialog, such as its BYE), skipping datagrams that are not requests.
     pub fn recv_request(&self, timeout: Duration) -> Option<SipRequest> {
-        let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.socket
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .ok()?;
-            match self.socket.recv_from(&mut buf) {
-                Ok((n, _)) => {
-                    if let Some(request) = SipRequest::parse(&String::from_utf8_lossy(&buf[..n])) {
-                        return Some(request);
-                    }
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return None
-                }
-                Err(e) => panic!("receive on the SIP client socket: {e}"),
-            }
-        }
+        self.recv_parsed(timeout, SipRequest::parse)
     }
 }
 

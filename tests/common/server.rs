@@ -355,14 +355,7 @@ impl Server {
     /// Polls `messages list` until `count` messages are stored (recording
     /// is finalized just after the call ends), up to `timeout`.
     pub fn wait_messages(&self, count: usize, timeout: Duration) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let messages = self.messages();
-            if messages.len() >= count || Instant::now() > deadline {
-                return messages;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll_messages(|| self.messages(), count, timeout)
     }
 
     /// Exports message `id` to a WAV file in the test directory.
@@ -391,6 +384,23 @@ pub fn cli(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run the vmesh CLI")
+}
+
+/// Polls `list` until it returns at least `count` messages or `timeout`
+/// passes; returns the last list.
+pub fn poll_messages(
+    list: impl Fn() -> Vec<serde_json::Value>,
+    count: usize,
+    timeout: Duration,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let messages = list();
+        if messages.len() >= count || Instant::now() > deadline {
+            return messages;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Runs `vmesh ARGS --profile PROFILE`.
