@@ -51,6 +51,11 @@ const MAX_USER_LEN: usize = 64;
 pub struct Password(String);
 
 impl Password {
+    /// A password given by other means than a profile (tests, tools).
+    pub fn new(secret: impl Into<String>) -> Password {
+        Password(secret.into())
+    }
+
     /// The password itself, for computing a digest response.
     pub fn expose(&self) -> &str {
         &self.0
