@@ -129,7 +129,8 @@ impl Registrations {
 }
 
 /// Writes the board to the status file whenever it changes, and once more
-/// when `done` is cancelled.
+/// when `done` is cancelled (the latest states, whether or not the writer
+/// saw them change: the clients may be gone by then).
 async fn write_statuses(
     mut board: watch::Receiver<Vec<RegistrationStatus>>,
     data_dir: PathBuf,
@@ -137,19 +138,23 @@ async fn write_statuses(
 ) {
     loop {
         let statuses = board.borrow_and_update().clone();
-        let dir = data_dir.clone();
-        match tokio::task::spawn_blocking(move || status::write(&dir, &statuses)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "cannot write the registrations status"),
-            Err(e) => warn!(error = %e, "registrations status writer failed"),
-        }
+        write_file(&data_dir, statuses).await;
         tokio::select! {
             changed = board.changed() => if changed.is_err() { return },
             _ = done.cancelled() => {
-                if !board.has_changed().unwrap_or(false) {
-                    return;
-                }
+                let statuses = board.borrow_and_update().clone();
+                write_file(&data_dir, statuses).await;
+                return;
             }
         }
+    }
+}
+
+async fn write_file(data_dir: &std::path::Path, statuses: Vec<RegistrationStatus>) {
+    let dir = data_dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || status::write(&dir, &statuses)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "cannot write the registrations status"),
+        Err(e) => warn!(error = %e, "registrations status writer failed"),
     }
 }
