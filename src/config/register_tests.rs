@@ -230,3 +230,17 @@ fn tls_registrars_are_refused_clearly() {
         );
     }
 }
+
+#[test]
+fn the_pbx_sample_profiles_are_valid_and_register() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-profiles");
+    for pbx in ["asterisk", "freeswitch", "kamailio"] {
+        let path = root.join(pbx).join("vmesh.toml");
+        let profile = Profile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(profile.register.len(), 1, "{}", path.display());
+        let r = &profile.register[0];
+        assert_eq!(r.user, "voicemail");
+        assert!(r.password.is_some());
+        assert_eq!(r.contact_uri(), "sip:voicemail@192.0.2.20:5060");
+    }
+}
