@@ -57,7 +57,7 @@ pub enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Registrations with PBXs ([[register]]) and their state.
+    /// Registrations with PBXs (the profile's register tables) and their state.
     Registrations {
         #[arg(long)]
         json: bool,

@@ -6,9 +6,10 @@
 //! becomes a [`machine::Registration`], a sans-IO state machine that
 //! decides when to REGISTER, how to answer a digest challenge
 //! ([`authorizer`], with `crate::sip::digest`), how long to wait after a
-//! failure ([`backoff`]) and when to refresh; [`answer`] reads the
-//! registrar's responses for it and [`request`] writes its REGISTERs. A
-//! [`client::Client`] task per entry drives it over the SIP stack, and
+//! failure ([`backoff`]) and when to refresh, and reports its state
+//! ([`snapshot`]); [`answer`] reads the registrar's responses for it and
+//! [`request`] writes its REGISTERs. A [`client::Client`] task per entry
+//! drives it over the SIP stack, and
 //! [`status`] keeps `registrations.json` in the data directory up to date
 //! for `vmesh registrations`.
 //!
@@ -23,6 +24,7 @@ pub mod backoff;
 pub mod client;
 pub mod machine;
 pub mod request;
+pub mod snapshot;
 pub mod status;
 
 use std::path::PathBuf;

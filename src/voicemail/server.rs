@@ -128,20 +128,23 @@ impl Server {
         ctx.shutdown.cancel();
         tasks.close();
         // Keep answering (503 to INVITEs, BYE/ACK to dialogs) while the
-        // calls end and are stored.
+        // calls end and are stored, and while the registrations with PBXs
+        // are removed (that started with the shutdown signal; bounded).
         let drain = async {
             while let Some(tx) = incoming.recv().await {
                 dispatch(&ctx, &tasks, tx).await;
             }
         };
+        let calls = async {
+            tokio::select! {
+                _ = tasks.wait() => {}
+                _ = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("calls did not end in time"),
+            }
+        };
         tokio::select! {
-            _ = tasks.wait() => {}
+            _ = async { tokio::join!(calls, registrations.finished()) } => {}
             _ = drain => {}
-            _ = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("calls did not end in time"),
         }
-        // Unregistering started with the shutdown signal; wait for it
-        // (bounded) before the sockets close.
-        registrations.finished().await;
         // Let the last BYE/200 leave before the sockets close.
         tokio::time::sleep(Duration::from_millis(200)).await;
         ctx.sip.shutdown();
