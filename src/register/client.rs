@@ -228,7 +228,10 @@ impl Client {
                     .ok_or_else(|| format!("no UDP socket on {local}"))?;
                 Ok((socket, CancellationToken::new()))
             }
-            ListenTransport::Tcp | ListenTransport::Tls => {
+            // The profile refuses TLS registrars until vmesh has a TLS
+            // transport; this is the same refusal, should one get here.
+            ListenTransport::Tls => Err("registering over TLS is not supported yet".to_owned()),
+            ListenTransport::Tcp => {
                 if let Some((connection, token)) = &self.stream {
                     if !token.is_cancelled() {
                         return Ok((connection.clone(), token.clone()));
