@@ -461,3 +461,79 @@ fn registrations_cli_reports_nothing_to_show_and_a_missing_data_directory() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("registrations.json"), "{stderr}");
 }
+
+/// The INVITEs PBXs send through a registered Contact, as vmesh receives
+/// them: the Request-URI is vmesh's Contact (user `voicemail`, vmesh's
+/// own address), and the mailbox is found as for any pilot call.
+#[test]
+fn calls_through_a_registered_contact_find_the_mailbox_as_pilot_calls() {
+    use vmesh::call::mailbox::{resolve, MailboxRequest, TargetSource};
+    let contact = "sip:voicemail@192.0.2.20:5060";
+    let cases: &[(&str, MailboxRequest, &str, TargetSource, Option<&str>)] = &[
+        (
+            "Kamailio: lookup() after add_diversion",
+            MailboxRequest {
+                request_uri: contact,
+                to: Some("<sip:1001@192.0.2.10:5080>"),
+                history_info: &[],
+                diversion: &["<sip:1001@192.0.2.10:5080>;reason=user-busy"],
+            },
+            "1001",
+            TargetSource::Diversion,
+            Some("user-busy"),
+        ),
+        (
+            "Kamailio: lookup() without Diversion, the To names the called user",
+            MailboxRequest {
+                request_uri: contact,
+                to: Some("<sip:1001@192.0.2.10:5080>"),
+                history_info: &[],
+                diversion: &[],
+            },
+            "1001",
+            TargetSource::To,
+            None,
+        ),
+        (
+            "Asterisk: Dial(PJSIP/voicemail@voicemail) with send_history_info",
+            MailboxRequest {
+                request_uri: contact,
+                to: Some("<sip:voicemail@192.0.2.20>"),
+                history_info: &[
+                    "<sip:1001@192.0.2.10>;index=1",
+                    "<sip:voicemail@192.0.2.20;cause=486>;index=1.1",
+                ],
+                diversion: &["<sip:1001@192.0.2.10>;reason=user-busy"],
+            },
+            "1001",
+            TargetSource::HistoryInfo,
+            Some("user-busy"),
+        ),
+        (
+            "FreeSWITCH: user/voicemail with sip_h_Diversion",
+            MailboxRequest {
+                request_uri: contact,
+                to: Some("<sip:voicemail@192.0.2.10>"),
+                history_info: &[],
+                diversion: &["<sip:1002@192.0.2.10>;reason=no-answer"],
+            },
+            "1002",
+            TargetSource::Diversion,
+            Some("no-answer"),
+        ),
+    ];
+    for (what, request, mailbox, source, reason) in cases {
+        let target = resolve(request).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(target.mailbox, *mailbox, "{what}");
+        assert_eq!(target.source, *source, "{what}");
+        assert_eq!(target.reason.as_deref(), *reason, "{what}");
+    }
+    // With nothing naming a mailbox, the pilot user is not one: 404.
+    let pilot_only = MailboxRequest {
+        request_uri: contact,
+        to: Some("<sip:voicemail@192.0.2.10>"),
+        history_info: &[],
+        diversion: &[],
+    };
+    assert!(resolve(&pilot_only).is_err());
+}
