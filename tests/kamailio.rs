@@ -57,6 +57,7 @@ fn call_through_kamailio(phone_scenario: &str, pilot: bool, reason: &str) -> Sip
             vmesh: net.sip_addr(),
             no_answer_ms: NO_ANSWER_MS,
             pilot,
+            registrar: None,
         },
         server.dir(),
     );

@@ -39,5 +39,23 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
             }
         }
     }
+    for r in &p.register {
+        let via = match &r.outbound_proxy {
+            Some(proxy) => format!(" via {proxy}"),
+            None => String::new(),
+        };
+        println!(
+            "register {} at {}{via}: contact {}, expires {} s{}",
+            r.user,
+            r.registrar,
+            r.contact_uri(),
+            r.expires.as_secs(),
+            if r.password.is_some() {
+                ", with password"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(())
 }

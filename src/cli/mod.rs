@@ -8,6 +8,7 @@ mod check;
 mod mailbox;
 mod mesh;
 mod messages;
+mod registrations;
 mod serve;
 
 use std::path::PathBuf;
@@ -51,6 +52,13 @@ pub enum Command {
     },
     /// The peers of the mesh and their health (OPTIONS pings).
     Peers {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Registrations with PBXs (the profile's register tables) and their state.
+    Registrations {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -172,6 +180,8 @@ pub enum CliError {
     Runtime(std::io::Error),
     #[error("JSON output: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Registrations(#[from] crate::register::status::StatusError),
 }
 
 /// Runs a parsed command line.
@@ -182,6 +192,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Messages { command } => messages::run(command),
         Command::Mailbox { command } => mailbox::run(command),
         Command::Peers { json, state } => mesh::peers(json, &state),
+        Command::Registrations { json, state } => registrations::run(json, &state),
         Command::Queue {
             command,
             json,

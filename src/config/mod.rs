@@ -1,7 +1,8 @@
 //! Profiles: the TOML files that configure one vmesh server.
 //!
 //! A profile has six sections, `[server]`, `[sip]`, `[mailboxes]`,
-//! `[media]`, `[storage]` and `[mesh]`, and every key has a default, so a small file (or none: see
+//! `[media]`, `[storage]` and `[mesh]`, plus any number of `[[register]]`
+//! tables (`register.rs`, registrar URIs in `registrar_uri.rs`), and every key has a default, so a small file (or none: see
 //! [`Profile::embedded_default`]) is a complete profile. Loading validates
 //! everything and reports every problem with its file, key and line
 //! ([`ConfigErrors`]), which is what `vmesh check` prints and why
@@ -33,6 +34,8 @@ mod overlap;
 mod peer_uri;
 mod profile;
 mod reader;
+mod register;
+mod registrar_uri;
 mod server;
 mod sip;
 mod storage;
@@ -53,6 +56,11 @@ pub use mesh::{
 };
 pub use peer_uri::{PeerUri, PeerUriError, DEFAULT_SIPS_PORT, DEFAULT_SIP_PORT};
 pub use profile::{Profile, ProfileOrigin, DEFAULT_PROFILE_TOML};
+pub use register::{
+    Password, RegisterConfig, DEFAULT_REGISTER_EXPIRES, MAX_REGISTER_EXPIRES_S,
+    MIN_REGISTER_EXPIRES_S,
+};
+pub use registrar_uri::{RegistrarHost, RegistrarUri, RegistrarUriError};
 pub use server::{ServerConfig, DEFAULT_DATA_DIR, DEFAULT_SERVER_NAME};
 pub use sip::{
     default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_MESSAGE_BYTES,

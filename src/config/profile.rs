@@ -15,7 +15,8 @@ use super::mailbox_set::{MailboxPattern, MailboxSet};
 use super::media::MediaConfig;
 use super::membership::check_membership;
 use super::mesh::MeshConfig;
-use super::reader::Reader;
+use super::reader::{Node, Reader};
+use super::register::{read_register, RegisterConfig, RegisterContext};
 use super::server::ServerConfig;
 use super::sip::SipConfig;
 use super::storage::StorageConfig;
@@ -79,6 +80,8 @@ pub struct Profile {
     /// `[mesh]`: peer health checks and transfer settings (defaults when
     /// absent, whether or not there is a topology).
     pub mesh: MeshConfig,
+    /// `[[register]]`: the PBXs vmesh registers with, in file order.
+    pub register: Vec<RegisterConfig>,
 }
 
 impl Profile {
@@ -152,6 +155,7 @@ impl Profile {
             storage: StorageConfig::default(),
             topology: None,
             mesh: MeshConfig::default(),
+            register: Vec::new(),
         }
     }
 
@@ -193,9 +197,14 @@ impl Profile {
         let empty = DeTable::new();
         let (mut server, mut sip, mut mailboxes, mut media, mut storage, mut mesh) =
             (&empty, &empty, &empty, &empty, &empty, &empty);
+        let mut register: Option<&Node<'_>> = None;
         for (name, node) in document.iter() {
             let key = name.get_ref().as_ref();
             let slot = match key {
+                "register" => {
+                    register = Some(node);
+                    continue;
+                }
                 "server" => &mut server,
                 "sip" => &mut sip,
                 "mailboxes" => &mut mailboxes,
@@ -206,7 +215,7 @@ impl Profile {
                     reader.error(
                         key,
                         name.span(),
-                        "unknown section; expected server, sip, mailboxes, media, storage or mesh",
+                        "unknown section; expected server, sip, mailboxes, media, storage, mesh or register",
                     );
                     continue;
                 }
@@ -221,6 +230,17 @@ impl Profile {
         let media = MediaConfig::read(reader, media, &sip.listen);
         let storage = StorageConfig::read(reader, storage);
         let mesh = MeshConfig::read(reader, mesh);
+        let register = match register {
+            Some(node) => {
+                let context = RegisterContext {
+                    base_dir: origin.base_dir(),
+                    listen: &sip.listen,
+                    rtp_ip: media.rtp_ip,
+                };
+                read_register(reader, node, &context)
+            }
+            None => Vec::new(),
+        };
         let profile = Profile {
             origin,
             server,
@@ -230,6 +250,7 @@ impl Profile {
             storage,
             topology: None,
             mesh,
+            register,
         };
         (profile, accept.is_some())
     }

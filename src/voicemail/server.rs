@@ -5,7 +5,8 @@
 //! handed to it (BYE, re-INVITE, INFO...), or gets 481 when there is none
 //! (§12.2.2); a method vmesh does not implement gets 405 with Allow (§8.2.1).
 //! Shutdown is a feature: on SIGINT/SIGTERM new calls get 503, calls in
-//! progress are ended with BYE and their messages stored, then `run` returns.
+//! progress are ended with BYE and their messages stored, registrations
+//! with PBXs are removed (Expires: 0), then `run` returns.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use tracing::{debug, info, warn};
 use super::{call, storage_policy, Context};
 use crate::config::{ListenTransport, Profile};
 use crate::mesh::{route_of, Mesh};
+use crate::register::Registrations;
 use crate::sip::inbound::SizeLimits;
 use crate::sip::{responses, source_ip, SipSettings, SipStack};
 use crate::store::{EncodePool, Store};
@@ -47,6 +49,8 @@ pub struct Server {
     ctx: Arc<Context>,
     incoming: TransactionReceiver,
     tasks: TaskTracker,
+    /// The `[[register]]` clients: registered now, removed on shutdown.
+    registrations: Registrations,
 }
 
 impl Server {
@@ -82,6 +86,7 @@ impl Server {
         let store = Arc::new(store);
         let shutdown = CancellationToken::new();
         let mesh = Mesh::start(&profile, sip.clone(), store.clone(), shutdown.child_token())?;
+        let registrations = Registrations::start(&profile, sip.clone(), shutdown.child_token());
         info!(listen = ?profile.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
               data = %profile.server.data_dir.display(), "vmesh serving");
         let ctx = Context {
@@ -97,6 +102,7 @@ impl Server {
             ctx: Arc::new(ctx),
             incoming,
             tasks: TaskTracker::new(),
+            registrations,
         })
     }
 
@@ -106,6 +112,7 @@ impl Server {
             ctx,
             mut incoming,
             tasks,
+            registrations,
         } = self;
         loop {
             let tx = tokio::select! {
@@ -121,16 +128,22 @@ impl Server {
         ctx.shutdown.cancel();
         tasks.close();
         // Keep answering (503 to INVITEs, BYE/ACK to dialogs) while the
-        // calls end and are stored.
+        // calls end and are stored, and while the registrations with PBXs
+        // are removed (that started with the shutdown signal; bounded).
         let drain = async {
             while let Some(tx) = incoming.recv().await {
                 dispatch(&ctx, &tasks, tx).await;
             }
         };
+        let calls = async {
+            tokio::select! {
+                _ = tasks.wait() => {}
+                _ = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("calls did not end in time"),
+            }
+        };
         tokio::select! {
-            _ = tasks.wait() => {}
+            _ = async { tokio::join!(calls, registrations.finished()) } => {}
             _ = drain => {}
-            _ = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("calls did not end in time"),
         }
         // Let the last BYE/200 leave before the sockets close.
         tokio::time::sleep(Duration::from_millis(200)).await;

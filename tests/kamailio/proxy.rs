@@ -1,8 +1,10 @@
 //! A real PBX-side peer for the end-to-end tests: Kamailio (Debian package
-//! `kamailio`, 5.6) running `tests/kamailio/voicemail.cfg`, which rings a
-//! phone and redirects a busy or unanswered call to vmesh with a Diversion
-//! header (RFC 5806), Record-Routing so the dialog's requests pass through
-//! it.
+//! `kamailio`, 5.6) running `sip-profiles/kamailio/voicemail.cfg`, which
+//! rings a phone and redirects a busy or unanswered call to vmesh with a
+//! Diversion header (RFC 5806), Record-Routing so the dialog's requests
+//! pass through it. In its registrar variant vmesh registers with it (digest
+//! credentials from `sip-profiles/kamailio/dbtext/`, copied into the test's
+//! directory) and the failure route looks vmesh's contact up.
 //!
 //! Kamailio runs in the foreground (`-DD`: it forks its workers but does
 //! not daemonize), in a process group of its own, bound only to the one
@@ -47,6 +49,18 @@ pub struct KamailioConfig {
     /// Redirect to the pilot user `voicemail` instead of keeping the
     /// called user in the Request-URI (only Diversion names the mailbox).
     pub pilot: bool,
+    /// Be vmesh's registrar (`WITH_REGISTRAR`) instead of sending calls to
+    /// `vmesh`.
+    pub registrar: Option<RegistrarSetup>,
+}
+
+/// How Kamailio acts as vmesh's registrar.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RegistrarSetup {
+    /// Challenge with SHA-256 instead of MD5 (`WITH_SHA256`).
+    pub sha256: bool,
+    /// Listen on TCP too (`WITH_TCP`), on the same port.
+    pub tcp: bool,
 }
 
 /// A running Kamailio; stopped on drop.
@@ -81,7 +95,14 @@ impl Kamailio {
     /// answers OPTIONS; panics with its output on any failure.
     pub fn start(config: KamailioConfig, dir: &Path) -> Kamailio {
         let binary = binary();
-        let template_path = repo_root().join("tests/kamailio/voicemail.cfg");
+        let template_path = repo_root().join("sip-profiles/kamailio/voicemail.cfg");
+        let db_dir = dir.join("dbtext");
+        std::fs::create_dir_all(&db_dir).expect("create the db_text directory");
+        for table in ["version", "subscriber"] {
+            let from = repo_root().join("sip-profiles/kamailio/dbtext").join(table);
+            std::fs::copy(&from, db_dir.join(table))
+                .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        }
         let template = std::fs::read_to_string(&template_path)
             .unwrap_or_else(|e| panic!("read {}: {e}", template_path.display()));
         let cfg = template
@@ -89,24 +110,33 @@ impl Kamailio {
             .replace("@LISTEN_PORT@", &config.listen.port().to_string())
             .replace("@NO_ANSWER_MS@", &config.no_answer_ms.to_string())
             .replace("@PHONE@", &config.phone.to_string())
-            .replace("@VMESH@", &config.vmesh.to_string());
+            .replace("@VMESH@", &config.vmesh.to_string())
+            .replace("@DB_DIR@", &db_dir.display().to_string());
         let unfilled = cfg
             .lines()
             .find(|l| !l.trim_start().starts_with('#') && l.contains('@'));
         assert!(unfilled.is_none(), "unfilled placeholder: {unfilled:?}");
         let cfg_path = dir.join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).expect("write the Kamailio configuration");
-        let defines: &[&str] = if config.pilot {
-            &["-A", "VM_PILOT"]
-        } else {
-            &[]
-        };
+        let mut defines: Vec<&str> = Vec::new();
+        if config.pilot {
+            defines.extend(["-A", "VM_PILOT"]);
+        }
+        if let Some(registrar) = config.registrar {
+            defines.extend(["-A", "WITH_REGISTRAR"]);
+            if registrar.sha256 {
+                defines.extend(["-A", "WITH_SHA256"]);
+            }
+            if registrar.tcp {
+                defines.extend(["-A", "WITH_TCP"]);
+            }
+        }
 
         let check = Command::new(&binary)
             .arg("-c")
             .arg("-f")
             .arg(&cfg_path)
-            .args(defines)
+            .args(&defines)
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("run {} -c: {e}", binary.display()));
@@ -126,7 +156,7 @@ impl Kamailio {
         command
             .arg("-f")
             .arg(&cfg_path)
-            .args(defines)
+            .args(&defines)
             .arg("-P")
             .arg(dir.join("kamailio.pid"))
             .arg("-w")
