@@ -387,8 +387,8 @@ floor receivers (`benches/floor/rtp_floor.c`) are built by the script.
   Packet *k* of call *i* is due at *start + k·20 ms + i·20 ms/N* (phases
   spread evenly); the sender sleeps on absolute deadlines
   (`clock_nanosleep(TIMER_ABSTIME)`, 1 ns timer slack, SCHED_FIFO priority
-  {rt}) and sends all due packets at once with `sendmmsg`, {threads}
-  thread(s). It records how late each packet left against its deadline.
+  {rt}) and sends all due packets at once with `sendmmsg` (sender
+  threads: {threads}). It records how late each packet left against its deadline.
   The **media window** runs from the first deadline to 100 ms after the last
   (vmesh's jitter buffer holds audio 60 ms): CPU is utime + stime of
   `/proc/PID/stat` read at both ends (set-up and tear-down excluded), so
@@ -415,7 +415,9 @@ floor receivers (`benches/floor/rtp_floor.c`) are built by the script.
   one `recv` per ready socket): *recv + write* writes each payload to the
   call's file with one `write`; *batched* keeps a buffer per call and
   writes once per second of audio; *decode* also decodes μ-law to 16-bit
-  PCM (what vmesh stores) and writes it batched.
+  PCM (what vmesh stores) and writes it batched. The calls are G.711
+  only: G.722 and Opus calls, and floors that decode them, are not part of
+  this script yet.
 - **Call set-up.** Short calls (INVITE, 200, ACK, BYE after {hold} ms, no
   audio, so vmesh discards each empty message) opened on a fixed schedule
   at each rate for {setup_s} s. INVITE → 200 is measured from the send
@@ -574,8 +576,8 @@ def cmd_render(a):
     if a.method_only:
         parts += [
             "**Results:** none yet in this section. Run `scripts/bench.sh` on an otherwise idle machine: it "
-            "fills the tables below (concurrent recordings with their floors and the load generator's "
-            "lateness, call set-up rates, transfer) and the machine line above.",
+            "writes here the machine it ran on and the tables of figures (concurrent recordings with their "
+            "floors and the load generator's lateness, call set-up rates, transfer).",
             "",
         ]
     else:
