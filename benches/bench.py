@@ -387,8 +387,9 @@ floor receivers (`benches/floor/rtp_floor.c`) are built by the script.
   Packet *k* of call *i* is due at *start + k·20 ms + i·20 ms/N* (phases
   spread evenly); the sender sleeps on absolute deadlines
   (`clock_nanosleep(TIMER_ABSTIME)`, 1 ns timer slack, SCHED_FIFO priority
-  {rt}) and sends all due packets at once with `sendmmsg` (sender
-  threads: {threads}). It records how late each packet left against its deadline.
+  {rt}), waking at most every {granularity} µs, and sends all due packets
+  at once with `sendmmsg` (sender threads: {threads}). It records how late
+  each packet left against its deadline.
   The **media window** runs from the first deadline to 100 ms after the last
   (vmesh's jitter buffer holds audio 60 ms): CPU is utime + stime of
   `/proc/PID/stat` read at both ends (set-up and tear-down excluded), so
@@ -556,7 +557,7 @@ def cmd_render(a):
     p99 = float(s.get("SETUP_P99_MS", 20))
     method = METHOD.format(
         setup_rate=s.get("CALL_SETUP_RATE", "200"), media_s=s.get("MEDIA_S", "30"),
-        rt=s.get("RT_PRIORITY", "10"), threads=s.get("SENDER_THREADS", "1"), sample=s.get("SAMPLE", "20"),
+        rt=s.get("RT_PRIORITY", "10"), granularity=s.get("GRANULARITY_US", "500"), threads=s.get("SENDER_THREADS", "1"), sample=s.get("SAMPLE", "20"),
         step=s.get("CALLS_STEP", "2000"), max_late=s.get("MAX_LATE_MS", "10"), max_calls=s.get("MAX_CALLS", "10000"),
         hold=s.get("HOLD_MS", "100"), setup_s=s.get("SETUP_S", "10"), p99=s.get("SETUP_P99_MS", "20"),
         count=s.get("TRANSFER_COUNT", "1000"), transfer_s=s.get("TRANSFER_S", "30"), transport=s.get("TRANSPORT", "tcp").upper(),

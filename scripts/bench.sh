@@ -24,7 +24,8 @@
 #
 # Settings (environment), with their defaults (--quick sets small ones):
 #   CALLS_LADDER="100 500 1000 2000 4000" CALLS_STEP=2000 MAX_CALLS=10000
-#   MEDIA_S=30 CALL_SETUP_RATE=200 SENDER_THREADS=1 MAX_LATE_MS=10
+#   MEDIA_S=30 CALL_SETUP_RATE=200 SENDER_THREADS=1 GRANULARITY_US=500
+#   MAX_LATE_MS=10
 #   SETUP_RATES="100 400 700 1000" SETUP_S=10 HOLD_MS=100 SETUP_P99_MS=20
 #   TRANSFER_COUNT=1000 TRANSFER_S=30 FORMATS="wav opus" TRANSPORT=tcp
 #   RT_PRIORITY=10 (the load generator's SCHED_FIFO priority; 0: normal)
@@ -73,6 +74,7 @@ MAX_CALLS=${MAX_CALLS:-10000}
 MEDIA_S=${MEDIA_S:-30}
 CALL_SETUP_RATE=${CALL_SETUP_RATE:-200}
 SENDER_THREADS=${SENDER_THREADS:-1}
+GRANULARITY_US=${GRANULARITY_US:-500}
 MAX_LATE_MS=${MAX_LATE_MS:-10}
 SETUP_RATES=${SETUP_RATES:-100 400 700 1000}
 SETUP_S=${SETUP_S:-10}
@@ -266,7 +268,7 @@ floor_step() {
     done
     "${loadgen[@]}" rtp "${rt[@]}" --dest "$FLOOR_IP" --local "$LG_IP" --port-base "$FLOOR_PORT_BASE" \
         --calls "$n" --seconds "$MEDIA_S" --audio "$work/speech.ul" --offsets-ms "$offsets" \
-        --threads "$SENDER_THREADS" --watch "$fpid" --report "$dir/loadgen.json" ||
+        --threads "$SENDER_THREADS" --granularity-us "$GRANULARITY_US" --watch "$fpid" --report "$dir/loadgen.json" ||
         die "the load generator failed (floor $name, N=$n)"
     # The floor stops itself 1.5 s after the last packet.
     deadline=$(($(date +%s) + 30))
@@ -287,7 +289,7 @@ record_step() {
     start_vmesh "$dir"
     "${loadgen[@]}" calls "${rt[@]}" --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 \
         --calls "$n" --setup-rate "$CALL_SETUP_RATE" --seconds "$MEDIA_S" --audio "$work/speech.ul" \
-        --offsets-ms "$offsets" --threads "$SENDER_THREADS" --watch "$vm_pid" \
+        --offsets-ms "$offsets" --threads "$SENDER_THREADS" --granularity-us "$GRANULARITY_US" --watch "$vm_pid" \
         --report "$dir/loadgen.json" --calls-out "$dir/calls.tsv" ||
         die "the load generator failed (N=$n)"
     local answered
@@ -390,7 +392,7 @@ for stage in "${stages[@]}"; do
 done
 
 "$python" benches/bench.py render --work "$work" --out "$work/section.md" \
-    --settings "MEDIA_S=$MEDIA_S CALL_SETUP_RATE=$CALL_SETUP_RATE SENDER_THREADS=$SENDER_THREADS RT_PRIORITY=$RT_PRIORITY SAMPLE=$SAMPLE_RECORDINGS CALLS_STEP=$CALLS_STEP MAX_CALLS=$MAX_CALLS MAX_LATE_MS=$MAX_LATE_MS SETUP_S=$SETUP_S HOLD_MS=$HOLD_MS SETUP_P99_MS=$SETUP_P99_MS TRANSFER_COUNT=$TRANSFER_COUNT TRANSFER_S=$TRANSFER_S TRANSPORT=$TRANSPORT"
+    --settings "MEDIA_S=$MEDIA_S CALL_SETUP_RATE=$CALL_SETUP_RATE SENDER_THREADS=$SENDER_THREADS GRANULARITY_US=$GRANULARITY_US RT_PRIORITY=$RT_PRIORITY SAMPLE=$SAMPLE_RECORDINGS CALLS_STEP=$CALLS_STEP MAX_CALLS=$MAX_CALLS MAX_LATE_MS=$MAX_LATE_MS SETUP_S=$SETUP_S HOLD_MS=$HOLD_MS SETUP_P99_MS=$SETUP_P99_MS TRANSFER_COUNT=$TRANSFER_COUNT TRANSFER_S=$TRANSFER_S TRANSPORT=$TRANSPORT"
 if ((write)); then
     "$python" benches/bench.py splice --section "$work/section.md" --file BENCHMARKS.md
     say "BENCHMARKS.md updated"

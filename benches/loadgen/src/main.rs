@@ -17,6 +17,9 @@
 //!   audio) opened at `--rate` a second for `--seconds`; INVITE → 200 time
 //!   percentiles and the server's CPU per call.
 //!
+//! The senders wake at most every `--granularity-us` (500 µs by default)
+//! and send what is due then; each packet's lateness is reported.
+//!
 //! `--realtime PRIORITY` runs it in the real-time FIFO class, so other
 //! work on the machine does not delay its schedule (the server under test
 //! keeps its normal class).
@@ -138,6 +141,7 @@ fn plan(
     total: usize,
     offsets: &[usize],
     packets: u32,
+    granularity_ns: u64,
     rng: &mut Rng,
 ) -> Plan {
     let n = sockets.len();
@@ -157,7 +161,11 @@ fn plan(
     for (_, streams) in &mut threads {
         streams.sort_by_key(|s| s.phase_ns);
     }
-    Plan { threads, packets }
+    Plan {
+        threads,
+        packets,
+        granularity_ns,
+    }
 }
 
 /// `calls`: N recorded calls over SIP.
@@ -224,7 +232,16 @@ fn calls(args: &Args) -> Result<(), String> {
     }
 
     // The media window.
-    let plan = plan(sockets, &dests, count, &offsets, packets, &mut rng);
+    let granularity: u64 = args.get_or("granularity-us", 500)?;
+    let plan = plan(
+        sockets,
+        &dests,
+        count,
+        &offsets,
+        packets,
+        granularity * 1_000,
+        &mut rng,
+    );
     let start = mono_ns() + 300_000_000;
     let window = media::run(plan, &audio, start, watch, Some(&mut uac));
 
@@ -314,7 +331,16 @@ fn rtp_only(args: &Args) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     let rss_idle = watch.and_then(|p| status_kb(p, "VmRSS"));
     let sockets = sender_sockets(local, threads)?;
-    let plan = plan(sockets, &dests, count, &offsets, packets, &mut rng);
+    let granularity: u64 = args.get_or("granularity-us", 500)?;
+    let plan = plan(
+        sockets,
+        &dests,
+        count,
+        &offsets,
+        packets,
+        granularity * 1_000,
+        &mut rng,
+    );
     let start = mono_ns() + 300_000_000;
     let window = media::run(plan, &audio, start, watch, None);
     let json = format!(

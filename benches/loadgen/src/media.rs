@@ -22,6 +22,8 @@ pub struct Plan {
     /// Per thread: its socket and its streams, sorted by phase.
     pub threads: Vec<(UdpSocket, Vec<Stream>)>,
     pub packets: u32,
+    /// The senders wake at most this often (ns).
+    pub granularity_ns: u64,
 }
 
 /// What the window measured.
@@ -57,6 +59,7 @@ pub fn run(
     let me = std::process::id();
     let end = start + u64::from(plan.packets) * PTIME_NS + 100_000_000;
     let packets = plan.packets;
+    let granularity = plan.granularity_ns;
     std::thread::scope(|scope| {
         let handles: Vec<_> = plan
             .threads
@@ -64,7 +67,7 @@ pub fn run(
             .map(|(socket, streams)| {
                 scope.spawn(move || {
                     precise_timers();
-                    send_streams(socket, streams, audio, start, packets)
+                    send_streams(socket, streams, audio, start, packets, granularity)
                 })
             })
             .collect();
