@@ -212,7 +212,7 @@ queue_counts() {
 # Opus message is listed once it is encoded, after its call).
 wait_queued() {
     local want=$1 deadline have
-    deadline=$(($(date +%s) + 60 + want / 4))
+    deadline=$(($(date +%s) + 60 + want / 2))
     while :; do
         have=$(messages_tsv a | awk '$4 == "queued"' | wc -l)
         ((have == want)) && return 0

@@ -172,7 +172,9 @@ rt=()
 ((RT_PRIORITY > 0)) && rt=(--realtime "$RT_PRIORITY")
 
 # Every call and every floor holds a socket and a file.
-ulimit -n "$(ulimit -Hn)"
+hard=$(ulimit -Hn)
+[[ $hard == unlimited ]] && hard=1048576
+ulimit -n "$hard"
 fd_cap=$((($(ulimit -n) - 512) / 2))
 
 # --- machine, audio ----------------------------------------------------------
@@ -383,7 +385,7 @@ stage_transfer() {
             timeout $((TRANSFER_COUNT * 2 + 900)) scripts/bench-mesh.sh throughput >"$dir/mesh-$format.out" ||
             die "bench-mesh.sh failed for $format (see above)"
         "$python" benches/socket_copy.py --ip 127.0.0.23 --transport "$TRANSPORT" \
-            --bytes-from "$dir/mesh-$format.json" --out "$dir/copy-$format.json" >&2
+            --bytes-from "$dir/mesh-$format.json" --out "$dir/copy-$format.json" >/dev/null
     done
 }
 
