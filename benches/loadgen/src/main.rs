@@ -245,7 +245,7 @@ fn calls(args: &Args) -> Result<(), String> {
         &mut rng,
     );
     let start = mono_ns() + 300_000_000;
-    let window = media::run(plan, &audio, start, watch, Some(&mut uac));
+    let window = media::run(plan, &audio, start, watch, *server.ip(), Some(&mut uac));
 
     // Hang up at the set-up rate; wait for every answer to the BYEs.
     let t_bye = mono_ns();
@@ -344,7 +344,7 @@ fn rtp_only(args: &Args) -> Result<(), String> {
         &mut rng,
     );
     let start = mono_ns() + 300_000_000;
-    let window = media::run(plan, &audio, start, watch, None);
+    let window = media::run(plan, &audio, start, watch, dest, None);
     let json = format!(
         "{{\"mode\": \"rtp\", \"calls\": {count}, \"packets_per_call\": {packets}, \
          \"watch_rss_idle_kb\": {idle}, \"window\": {window}}}\n",

@@ -3,17 +3,20 @@
 //!
 //! The window opens when the first packets are due and closes 100 ms after
 //! the last ones (the server's jitter buffer holds audio 60 ms before it
-//! is written). CPU time of the watched process (the server, or a floor
+//! is written), or, if the receiver has not read everything by then, 100 ms
+//! after its sockets' queues are empty (10 s at most): a receiver that
+//! falls behind would otherwise do part of the window's work after its
+//! CPU time was read. CPU time of the watched process (the server, or a floor
 //! receiver) and of the load generator itself are read at both ends;
 //! `VmRSS` is sampled every second inside the window and `VmHWM` at its
 //! end. The SIP side (`Uac`) keeps being served meanwhile, so a request of
 //! the server (its BYE) is answered at once.
 
-use std::net::{SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
 use crate::clock::{mono_ns, precise_timers};
 use crate::lateness::Histogram;
-use crate::procfs::{cpu_seconds, status_kb, UdpCounters};
+use crate::procfs::{cpu_seconds, status_kb, SocketQueues, UdpCounters};
 use crate::rtp::{send_streams, Stream, PTIME_NS};
 use crate::uac::Uac;
 
@@ -40,6 +43,13 @@ pub struct Window {
     pub rss_max_kb: Option<u64>,
     pub hwm_kb: Option<u64>,
     pub udp: String,
+    /// How long after the window's planned end the receiver's sockets
+    /// still held unread data, and how much there was then.
+    pub drain_s: f64,
+    pub backlog_at_end: u64,
+    pub drained: bool,
+    /// Datagrams the kernel dropped on the receiver's sockets.
+    pub receiver_drops: u64,
 }
 
 /// Phase of stream `i` of `n`: spread evenly over the packet time.
@@ -54,6 +64,7 @@ pub fn run(
     audio: &[u8],
     start: u64,
     watch: Option<u32>,
+    receiver: Ipv4Addr,
     mut uac: Option<&mut Uac>,
 ) -> Window {
     let me = std::process::id();
@@ -79,6 +90,7 @@ pub fn run(
         let cpu0 = watch.and_then(cpu_seconds);
         let self0 = cpu_seconds(me).unwrap_or(0.0);
         let udp0 = UdpCounters::read();
+        let queues0 = SocketQueues::read(receiver);
         let t0 = mono_ns();
         let mut rss_max: Option<u64> = None;
         let mut next_sample = start + 1_000_000_000;
@@ -90,6 +102,17 @@ pub fn run(
             next_sample += 1_000_000_000;
         }
         serve(&mut uac, end);
+        let backlog = SocketQueues::read(receiver);
+        let mut queues = backlog;
+        while queues.rx_queue > 0 && mono_ns() < end + 10_000_000_000 {
+            serve(&mut uac, mono_ns() + 10_000_000);
+            queues = SocketQueues::read(receiver);
+        }
+        let drain_s = (mono_ns().max(end) - end) as f64 / 1e9;
+        if backlog.rx_queue > 0 {
+            // The last packets read still wait out the jitter buffer.
+            serve(&mut uac, mono_ns() + 100_000_000);
+        }
         let cpu1 = watch.and_then(cpu_seconds);
         let self1 = cpu_seconds(me).unwrap_or(0.0);
         let udp = UdpCounters::read().delta_json(&udp0);
@@ -108,6 +131,10 @@ pub fn run(
             rss_max_kb: rss_max,
             hwm_kb: hwm,
             udp,
+            drain_s,
+            backlog_at_end: backlog.rx_queue,
+            drained: queues.rx_queue == 0,
+            receiver_drops: queues.drops.saturating_sub(queues0.drops),
         };
         for handle in handles {
             let Ok(report) = handle.join() else {
@@ -140,7 +167,8 @@ impl Window {
             "{{\"seconds\": {:.3}, \"packets_sent\": {}, \"packets_failed\": {}, \"first_error\": {}, \
              \"sendmmsg_calls\": {}, \"lateness\": {}, \"per_thread_p99_us\": {:?}, \
              \"watch_cpu_s\": {}, \"loadgen_cpu_s\": {:.3}, \"watch_rss_max_kb\": {}, \
-             \"watch_hwm_kb\": {}, \"udp\": {}}}",
+             \"watch_hwm_kb\": {}, \"udp\": {}, \"drain_s\": {:.3}, \
+             \"backlog_at_end_octets\": {}, \"drained\": {}, \"receiver_drops\": {}}}",
             self.seconds,
             self.sent,
             self.failed,
@@ -155,6 +183,10 @@ impl Window {
             opt_kb(self.rss_max_kb),
             opt_kb(self.hwm_kb),
             self.udp,
+            self.drain_s,
+            self.backlog_at_end,
+            self.drained,
+            self.receiver_drops,
         )
     }
 }

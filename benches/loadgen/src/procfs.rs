@@ -5,8 +5,13 @@
 //! exited too), memory is `VmRSS` and `VmHWM` of `/proc/PID/status`, and
 //! the UDP counters of `/proc/net/snmp` show datagrams the kernel dropped
 //! (a full receive buffer is `RcvbufErrors`), which no process sees.
+//! `/proc/net/udp` lists every UDP socket with its receive queue and its
+//! own drop count: summed over the sockets of the receiver's address, they
+//! say whether it has read everything sent and whether the kernel dropped
+//! any of it.
 
 use std::fs;
+use std::net::Ipv4Addr;
 
 /// Clock ticks per second of `/proc/PID/stat`'s times.
 pub fn ticks_per_second() -> u64 {
@@ -82,6 +87,45 @@ impl UdpCounters {
     }
 }
 
+/// The UDP sockets bound to one address, from `/proc/net/udp`.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct SocketQueues {
+    pub sockets: u64,
+    /// Octets waiting to be read (the kernel's accounting, overhead
+    /// included), summed.
+    pub rx_queue: u64,
+    /// Datagrams the kernel dropped on these sockets, summed.
+    pub drops: u64,
+}
+
+impl SocketQueues {
+    /// Reads them now for the sockets bound to `ip`.
+    pub fn read(ip: Ipv4Addr) -> SocketQueues {
+        // The kernel prints the address as the hex of its in-memory
+        // (network order) u32, read as a host-order integer.
+        let want = format!("{:08X}", u32::from_ne_bytes(ip.octets()));
+        let text = fs::read_to_string("/proc/net/udp").unwrap_or_default();
+        let mut q = SocketQueues::default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(queues), Some(drops)) =
+                (fields.get(1), fields.get(4), fields.last())
+            else {
+                continue;
+            };
+            if local.split(':').next() != Some(want.as_str()) {
+                continue;
+            }
+            q.sockets += 1;
+            if let Some(rx) = queues.split(':').nth(1) {
+                q.rx_queue += u64::from_str_radix(rx, 16).unwrap_or(0);
+            }
+            q.drops += drops.parse::<u64>().unwrap_or(0);
+        }
+        q
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +137,17 @@ mod tests {
         assert!(status_kb(pid, "VmRSS").unwrap() > 0);
         assert!(status_kb(pid, "VmHWM").unwrap() > 0);
         assert!(cpu_seconds(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn sees_a_socket_and_its_queue() {
+        let ip = Ipv4Addr::new(127, 0, 0, 97);
+        let rx = std::net::UdpSocket::bind((ip, 0)).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = SocketQueues::read(ip);
+        assert!(before.sockets >= 1);
+        tx.send_to(&[0u8; 100], rx.local_addr().unwrap()).unwrap();
+        let after = SocketQueues::read(ip);
+        assert!(after.rx_queue > before.rx_queue, "{before:?} {after:?}");
     }
 }
