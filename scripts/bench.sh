@@ -33,8 +33,9 @@
 #   KEEP=1 (keep the working directory)
 #
 # Loopback only: vmesh on 127.0.0.41, the load generator on 127.0.0.42,
-# the floors on 127.0.0.43 (the transfer stage uses bench-mesh.sh's
-# 127.0.0.20-22). Every process it starts is stopped on exit, every wait is
+# the floors on 127.0.0.43 (VM_IP, LG_IP, FLOOR_IP: other 127.x addresses
+# let two runs share a machine); the transfer stage uses bench-mesh.sh's
+# 127.0.0.20-22 and 127.0.0.23 for the socket copy. Every process it starts is stopped on exit, every wait is
 # bounded, and a failed check exits non-zero.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -85,9 +86,9 @@ TRANSFER_S=${TRANSFER_S:-30}
 FORMATS=${FORMATS:-wav opus}
 TRANSPORT=${TRANSPORT:-tcp}
 RT_PRIORITY=${RT_PRIORITY:-10}
-VM_IP=127.0.0.41
-LG_IP=127.0.0.42
-FLOOR_IP=127.0.0.43
+VM_IP=${VM_IP:-127.0.0.41}
+LG_IP=${LG_IP:-127.0.0.42}
+FLOOR_IP=${FLOOR_IP:-127.0.0.43}
 RTP_MIN=16000
 RTP_MAX=63999
 FLOOR_PORT_BASE=16000
@@ -113,9 +114,18 @@ done
 
 work=$(mktemp -d /tmp/vmesh-bench.XXXXXX)
 pids=()
+groups=()
 cleanup() {
-    local status=$? pid
+    local status=$? pid group
+    for group in "${groups[@]}"; do kill -TERM -- "-$group" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for group in "${groups[@]}"; do
+        for _ in $(seq 1 100); do
+            kill -0 -- "-$group" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$group" 2>/dev/null || true
+    done
     for pid in "${pids[@]}"; do
         for _ in $(seq 1 100); do
             kill -0 "$pid" 2>/dev/null || break
@@ -139,6 +149,21 @@ start_bg() {
     "$@" &
     started_pid=$!
     pids+=("$started_pid")
+}
+
+# Runs a command to its end in a process group of its own (the load
+# generator, bench-mesh.sh with its servers and SIPp), so that an interrupt
+# of this script stops it and everything it started, at once: bash runs
+# its traps while it waits here, not while a command runs in the
+# foreground.
+run_fg() {
+    setsid "$@" &
+    local group=$! status=0 g rest=()
+    groups+=("$group")
+    wait "$group" || status=$?
+    for g in "${groups[@]}"; do [[ $g == "$group" ]] || rest+=("$g"); done
+    groups=("${rest[@]}")
+    return "$status"
 }
 
 # Stops process $1 (SIGTERM, then SIGKILL after $2 seconds) and forgets it.
@@ -268,7 +293,7 @@ floor_step() {
         (($(date +%s) < deadline)) || die "floor $name not ready within 30 s"
         sleep 0.05
     done
-    "${loadgen[@]}" rtp "${rt[@]}" --dest "$FLOOR_IP" --local "$LG_IP" --port-base "$FLOOR_PORT_BASE" \
+    run_fg "${loadgen[@]}" rtp "${rt[@]}" --dest "$FLOOR_IP" --local "$LG_IP" --port-base "$FLOOR_PORT_BASE" \
         --calls "$n" --seconds "$MEDIA_S" --audio "$work/speech.ul" --offsets-ms "$offsets" \
         --threads "$SENDER_THREADS" --granularity-us "$GRANULARITY_US" --watch "$fpid" --report "$dir/loadgen.json" ||
         die "the load generator failed (floor $name, N=$n)"
@@ -289,7 +314,7 @@ record_step() {
     mkdir -p "$dir"
     say "record: N=$n calls, $MEDIA_S s of speech each (set-up at $CALL_SETUP_RATE/s)"
     start_vmesh "$dir"
-    "${loadgen[@]}" calls "${rt[@]}" --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 \
+    run_fg "${loadgen[@]}" calls "${rt[@]}" --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 \
         --calls "$n" --setup-rate "$CALL_SETUP_RATE" --seconds "$MEDIA_S" --audio "$work/speech.ul" \
         --offsets-ms "$offsets" --threads "$SENDER_THREADS" --granularity-us "$GRANULARITY_US" --watch "$vm_pid" \
         --report "$dir/loadgen.json" --calls-out "$dir/calls.tsv" ||
@@ -304,7 +329,7 @@ record_step() {
         say "record: N=$n, floor $name"
         floor_step "$n" "$name" "$mode" "$decode"
     done
-    "$python" benches/bench.py check-calls --dir "$dir" --vmesh "$vmesh" --audio "$work/speech.ul" \
+    run_fg timeout 1200 "$python" benches/bench.py check-calls --dir "$dir" --vmesh "$vmesh" --audio "$work/speech.ul" \
         --seconds "$MEDIA_S" --sample "$SAMPLE_RECORDINGS" --max-late-ms "$MAX_LATE_MS" \
         --out "$dir/result.json" >&2
     ((${KEEP:-0} == 1)) || rm -rf "$dir/data"
@@ -335,7 +360,7 @@ stage_record() {
 setup_rate() {
     local rate=$1 dir=$work/setup
     say "setup: $rate calls/s for $SETUP_S s"
-    "${loadgen[@]}" setup "${rt[@]}" --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 \
+    run_fg "${loadgen[@]}" setup "${rt[@]}" --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 \
         --rate "$rate" --seconds "$SETUP_S" --hold-ms "$HOLD_MS" --watch "$vm_pid" \
         --report "$dir/rate-$rate.json" || die "the load generator failed (setup $rate/s)"
     # A smoke run must have every call answered and ended; at full rates an
@@ -382,9 +407,9 @@ stage_transfer() {
         extra=$'[storage]\nformat = "'$format$'"'
         PROFILE_EXTRA=$extra TRANSPORT=$TRANSPORT VMESH_BIN=$vmesh COUNT=$TRANSFER_COUNT \
             MESSAGE_S=$TRANSFER_S RESULT_JSON="$dir/mesh-$format.json" \
-            timeout $((TRANSFER_COUNT * 2 + 900)) scripts/bench-mesh.sh throughput >"$dir/mesh-$format.out" ||
+            run_fg timeout $((TRANSFER_COUNT * 2 + 900)) scripts/bench-mesh.sh throughput >"$dir/mesh-$format.out" ||
             die "bench-mesh.sh failed for $format (see above)"
-        "$python" benches/socket_copy.py --ip 127.0.0.23 --transport "$TRANSPORT" \
+        run_fg timeout 600 "$python" benches/socket_copy.py --ip 127.0.0.23 --transport "$TRANSPORT" \
             --bytes-from "$dir/mesh-$format.json" --out "$dir/copy-$format.json" >/dev/null
     done
 }
