@@ -20,6 +20,11 @@
 # so runs sample every point of site-a's ping cycle); addresses
 # A_IP=127.0.0.21, B_IP=127.0.0.22, CALLER_IP=127.0.0.20 (apart from the
 # example mesh of sip-profiles/mesh on .11-.13, so the demo can run too).
+# TRANSPORT=tcp (default) or tls: how the servers reach each other (the
+# topology's URIs and the listen entries; tls listens on port 5061 and
+# needs the profile keys of the TLS set-up, given in TLS_EXTRA, TOML
+# appended to both profiles).
+# RESULT_JSON=FILE also writes the throughput figures there as JSON.
 # VMESH_BIN=FILE runs that binary instead of building target/release/vmesh.
 # KEEP=1 keeps the working directory (profiles, data, logs). Both servers
 # use a two-server topology written into the working directory; every other
@@ -45,6 +50,15 @@ RETURN_JITTER_MS=${RETURN_JITTER_MS:-2000}
 A_IP=${A_IP:-127.0.0.21}
 B_IP=${B_IP:-127.0.0.22}
 CALLER_IP=${CALLER_IP:-127.0.0.20}
+TRANSPORT=${TRANSPORT:-tcp}
+case $TRANSPORT in
+    tcp) MESH_PORT=5060 ;;
+    tls) MESH_PORT=5061 ;;
+    *)
+        echo "bench-mesh: TRANSPORT must be tcp or tls" >&2
+        exit 2
+        ;;
+esac
 parts=("$@")
 ((${#parts[@]})) || parts=(return throughput)
 for part in "${parts[@]}"; do
@@ -125,18 +139,20 @@ write_profiles() {
     cat >"$1/topology.toml" <<EOF
 [[server]]
 name = "site-a"
-uri = "sip:$A_IP:5060;transport=tcp"
+uri = "sip:$A_IP:$MESH_PORT;transport=$TRANSPORT"
 mailboxes = ["1000-1999"]
 
 [[server]]
 name = "site-b"
-uri = "sip:$B_IP:5060;transport=tcp"
+uri = "sip:$B_IP:$MESH_PORT;transport=$TRANSPORT"
 mailboxes = ["2000-2999"]
 EOF
-    local site ip
+    local site ip stream
     for site in a b; do
         ip=$A_IP
         [[ $site == b ]] && ip=$B_IP
+        stream="\"tcp:$ip:5060\""
+        [[ $TRANSPORT == tls ]] && stream="$stream, \"tls:$ip:$MESH_PORT\""
         cat >"$1/site-$site.toml" <<EOF
 [server]
 name = "site-$site"
@@ -144,7 +160,7 @@ topology = "topology.toml"
 data_dir = "data-$site"
 
 [sip]
-listen = ["udp:$ip:5060", "tcp:$ip:5060"]
+listen = ["udp:$ip:5060", $stream]
 
 [media]
 # The callers speak at once: no greeting, so each message is the whole
@@ -152,6 +168,7 @@ listen = ["udp:$ip:5060", "tcp:$ip:5060"]
 prompts = false
 
 ${PROFILE_EXTRA:-}
+${TLS_EXTRA:-}
 EOF
     done
 }
@@ -191,10 +208,11 @@ queue_counts() {
         END { printf "%d %d\n", w, f }'
 }
 
-# Waits until site-a holds $1 messages, all queued for site-b.
+# Waits until site-a holds $1 messages, all queued for site-b (an Ogg
+# Opus message is listed once it is encoded, after its call).
 wait_queued() {
     local want=$1 deadline have
-    deadline=$(($(date +%s) + 60))
+    deadline=$(($(date +%s) + 60 + want / 2))
     while :; do
         have=$(messages_tsv a | awk '$4 == "queued"' | wc -l)
         ((have == want)) && return 0
@@ -317,6 +335,15 @@ bench_throughput() {
         "$(awk -v b="$bytes" -v e="$e_start" 'BEGIN { print b / 1e6 / e }')" \
         "$e_up" "$(awk -v n="$COUNT" -v e="$e_up" 'BEGIN { print n / e }')" \
         "$(awk -v b="$bytes" -v e="$e_up" 'BEGIN { print b / 1e6 / e }')" "$cpu_a" "$cpu_b" "$COUNT"
+    if [[ -n ${RESULT_JSON:-} ]]; then
+        awk -v n="$COUNT" -v s="$MESSAGE_S" -v b="$bytes" -v es="$e_start" -v eu="$e_up" \
+            -v ca="$cpu_a" -v cb="$cpu_b" -v t="$TRANSPORT" 'BEGIN {
+            printf "{\"count\": %d, \"message_s\": %d, \"bytes\": %d, \"mb\": %.3f, \"transport\": \"%s\", ", n, s, b, b / 1e6, t
+            printf "\"start_to_empty_s\": %.3f, \"start_msg_per_s\": %.1f, \"start_mb_per_s\": %.1f, ", es, n / es, b / 1e6 / es
+            printf "\"up_to_last_s\": %.3f, \"up_msg_per_s\": %.1f, \"up_mb_per_s\": %.1f, ", eu, n / eu, b / 1e6 / eu
+            printf "\"cpu_a_s\": %s, \"cpu_b_s\": %s}\n", ca, cb
+        }' >"$RESULT_JSON"
+    fi
 }
 
 for part in "${parts[@]}"; do

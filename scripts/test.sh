@@ -2,7 +2,9 @@
 # The whole test suite, on a fresh Debian machine with the Rust toolchain:
 # installs what the tests drive (SIPp, libopus for the build, the audio
 # tools of scripts/make-testdata.sh, opusinfo and ffprobe that validate Ogg
-# Opus files), then format check, clippy, all tests.
+# Opus files; gcc, numpy and openssl for the benchmark's smoke run), then
+# format check, clippy, all tests, and a few-second run of scripts/bench.sh
+# so the benchmark never rots.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,6 +18,9 @@ declare -A marker=(
     [opus-tools]=/usr/bin/opusinfo
     [ffmpeg]=/usr/bin/ffprobe
     [kamailio]=/usr/sbin/kamailio
+    [gcc]=/usr/bin/gcc
+    [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
+    [openssl]=/usr/bin/openssl
 )
 missing=()
 for package in "${!marker[@]}"; do
@@ -40,4 +45,15 @@ export VMESH_REQUIRE_TOOLS=1
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
+
+# The benchmark's load generator (its own crate, built apart from vmesh)
+# and a smoke run of the whole benchmark with the debug build: it fails if
+# any stage breaks, and leaves BENCHMARKS.md alone.
+loadgen=(--manifest-path benches/loadgen/Cargo.toml --target-dir target/bench-tools)
+cargo fmt --check --manifest-path benches/loadgen/Cargo.toml
+cargo clippy "${loadgen[@]}" --all-targets -- -D warnings
+cargo test "${loadgen[@]}" --quiet
+cargo build --quiet
+VMESH_BIN=target/debug/vmesh scripts/bench.sh --quick --no-write >/dev/null
+
 cargo test
