@@ -1,8 +1,9 @@
 //! Profiles: the TOML files that configure one vmesh server.
 //!
-//! A profile has six sections, `[server]`, `[sip]`, `[mailboxes]`,
-//! `[media]`, `[storage]` and `[mesh]`, and every key has a default, so a small file (or none: see
-//! [`Profile::embedded_default`]) is a complete profile. Loading validates
+//! A profile has seven sections, `[server]`, `[sip]`, `[mailboxes]`,
+//! `[media]`, `[storage]`, `[mesh]` and `[retrieval]`, and every key has a
+//! default, so a small file (or none: see [`Profile::embedded_default`]) is
+//! a complete profile. Loading validates
 //! everything and reports every problem with its file, key and line
 //! ([`ConfigErrors`]), which is what `vmesh check` prints and why
 //! `vmesh serve` refuses to start on an invalid profile.
@@ -16,8 +17,8 @@
 //! profile (`vmesh check` reports the errors of both).
 //!
 //! Layout: [`Profile`] ties the sections together (`profile.rs`); each section
-//! has its own file (`server.rs`, `sip.rs`, `media.rs`, `storage.rs`, `mesh.rs`), as do
-//! listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
+//! has its own file (`server.rs`, `sip.rs`, `media.rs`, `storage.rs`, `mesh.rs`,
+//! `retrieval.rs`), as do listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
 //! with `overlap.rs` deciding whether two patterns share a mailbox). The
 //! topology is read in `topology.rs`, its peer URIs in `peer_uri.rs`, and
 //! `membership.rs` checks a profile's place in it. `reader.rs` walks the
@@ -33,6 +34,7 @@ mod overlap;
 mod peer_uri;
 mod profile;
 mod reader;
+mod retrieval;
 mod server;
 mod sip;
 mod storage;
@@ -53,6 +55,11 @@ pub use mesh::{
 };
 pub use peer_uri::{PeerUri, PeerUriError, DEFAULT_SIPS_PORT, DEFAULT_SIP_PORT};
 pub use profile::{Profile, ProfileOrigin, DEFAULT_PROFILE_TOML};
+pub use retrieval::{
+    Pilot, PilotKind, RetrievalConfig, DEFAULT_ASK_MAILBOX_PILOTS, DEFAULT_INPUT_TIMEOUT,
+    DEFAULT_LANGUAGE, DEFAULT_LOCKOUT, DEFAULT_LOCKOUT_FAILURES, DEFAULT_LOCKOUT_WINDOW,
+    DEFAULT_PILOTS, DEFAULT_TIMEZONE,
+};
 pub use server::{ServerConfig, DEFAULT_DATA_DIR, DEFAULT_SERVER_NAME};
 pub use sip::{
     default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_MESSAGE_BYTES,

@@ -16,6 +16,7 @@ use super::media::MediaConfig;
 use super::membership::check_membership;
 use super::mesh::MeshConfig;
 use super::reader::Reader;
+use super::retrieval::RetrievalConfig;
 use super::server::ServerConfig;
 use super::sip::SipConfig;
 use super::storage::StorageConfig;
@@ -79,6 +80,8 @@ pub struct Profile {
     /// `[mesh]`: peer health checks and transfer settings (defaults when
     /// absent, whether or not there is a topology).
     pub mesh: MeshConfig,
+    /// `[retrieval]`: how mailbox owners call in to listen.
+    pub retrieval: RetrievalConfig,
 }
 
 impl Profile {
@@ -152,6 +155,7 @@ impl Profile {
             storage: StorageConfig::default(),
             topology: None,
             mesh: MeshConfig::default(),
+            retrieval: RetrievalConfig::default(),
         }
     }
 
@@ -193,6 +197,7 @@ impl Profile {
         let empty = DeTable::new();
         let (mut server, mut sip, mut mailboxes, mut media, mut storage, mut mesh) =
             (&empty, &empty, &empty, &empty, &empty, &empty);
+        let mut retrieval = &empty;
         for (name, node) in document.iter() {
             let key = name.get_ref().as_ref();
             let slot = match key {
@@ -202,11 +207,12 @@ impl Profile {
                 "media" => &mut media,
                 "storage" => &mut storage,
                 "mesh" => &mut mesh,
+                "retrieval" => &mut retrieval,
                 _ => {
                     reader.error(
                         key,
                         name.span(),
-                        "unknown section; expected server, sip, mailboxes, media, storage or mesh",
+                        "unknown section; expected server, sip, mailboxes, media, storage, mesh or retrieval",
                     );
                     continue;
                 }
@@ -221,6 +227,7 @@ impl Profile {
         let media = MediaConfig::read(reader, media, &sip.listen);
         let storage = StorageConfig::read(reader, storage);
         let mesh = MeshConfig::read(reader, mesh);
+        let retrieval = RetrievalConfig::read(reader, retrieval, origin.base_dir());
         let profile = Profile {
             origin,
             server,
@@ -230,6 +237,7 @@ impl Profile {
             storage,
             topology: None,
             mesh,
+            retrieval,
         };
         (profile, accept.is_some())
     }
