@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod media;
 pub mod mesh;
+pub mod retrieval;
 pub mod sip;
 pub mod store;
 pub mod voicemail;

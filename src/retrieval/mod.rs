@@ -1,0 +1,20 @@
+//! The owner's side of voicemail: calling in to listen, by phone.
+//!
+//! Everything here is sans-IO, in the shape of quinn-proto and str0m: the
+//! menu ([`menu::Menu`]) is fed keys, playback and recording events, store
+//! answers and timeouts, each with an explicit `now`, and is polled for
+//! actions (play these clips, play this message, verify this PIN, hang
+//! up); it never touches a socket, a file or a clock, so whole sessions are
+//! tested in microseconds with injected time. The call layer
+//! (`voicemail`) runs the actions against the media path and the store.
+//!
+//! - [`clip`]: the vocabulary of the prompts, one file per clip and language;
+//! - [`sentence`]: how counts, numbers, dates and envelopes are spoken;
+//! - [`prompts`]: a language's folder of clips, decoded and cached per rate;
+
+pub mod clip;
+pub mod prompts;
+pub mod sentence;
+
+pub use clip::{Clip, Phrase};
+pub use prompts::{PromptError, PromptSource, Prompts};
