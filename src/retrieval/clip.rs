@@ -77,8 +77,8 @@ impl NumberWord {
 
     /// The word for `n`, if `n` is one (0..=19, or a multiple of ten up to 90).
     pub fn new(n: u32) -> Option<NumberWord> {
-        let valid = n < 20 || (n < 100 && n % 10 == 0);
-        valid.then(|| NumberWord(n as u8))
+        let valid = n < 20 || (n < 100 && n.is_multiple_of(10));
+        valid.then_some(NumberWord(n as u8))
     }
 
     /// The number it says.
@@ -99,7 +99,7 @@ pub struct Month(u8);
 impl Month {
     /// Month `n` (1..=12).
     pub fn new(n: i8) -> Option<Month> {
-        (1..=12).contains(&n).then(|| Month(n as u8))
+        (1..=12).contains(&n).then_some(Month(n as u8))
     }
 
     fn name(self) -> &'static str {

@@ -165,6 +165,9 @@ pub enum PromptError {
     },
 }
 
+/// Decoded clips by (clip, rate).
+type ClipCache = HashMap<(Clip, u32), Arc<[i16]>>;
+
 /// Where a language's clips come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromptSource {
@@ -179,7 +182,7 @@ pub enum PromptSource {
 #[derive(Debug)]
 pub struct Prompts {
     source: PromptSource,
-    cache: Mutex<HashMap<(Clip, u32), Arc<[i16]>>>,
+    cache: Mutex<ClipCache>,
 }
 
 impl Prompts {
@@ -302,7 +305,7 @@ impl Prompts {
 
     /// The cache; a panic elsewhere cannot leave a half-written entry, so a
     /// poisoned lock is taken over.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Clip, u32), Arc<[i16]>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClipCache> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
