@@ -11,10 +11,16 @@
 //! - [`clip`]: the vocabulary of the prompts, one file per clip and language;
 //! - [`sentence`]: how counts, numbers, dates and envelopes are spoken;
 //! - [`prompts`]: a language's folder of clips, decoded and cached per rate;
+//! - [`pin`]: what a PIN may be, argon2id hashing and verification;
+//! - [`lockout`]: failed-login rate limiting per (mailbox, source address);
 
 pub mod clip;
+pub mod lockout;
+pub mod pin;
 pub mod prompts;
 pub mod sentence;
 
 pub use clip::{Clip, Phrase};
+pub use lockout::{Admission, LockoutPolicy, LoginLockout};
+pub use pin::{Pin, PinRejection};
 pub use prompts::{PromptError, PromptSource, Prompts};
