@@ -16,6 +16,7 @@
 
 pub mod clip;
 pub mod lockout;
+pub mod menu;
 pub mod pin;
 pub mod prompts;
 pub mod sentence;
