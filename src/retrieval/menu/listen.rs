@@ -20,7 +20,9 @@
 use std::time::Instant;
 
 use super::prompt::{Awaited, Prompt};
-use super::{logged_in, Action, Folder, Input, Menu, Owner, PlaybackId, Screen, State};
+use super::{
+    logged_in, Action, Folder, Input, Menu, MessageSummary, Owner, PlaybackId, Screen, State,
+};
 use crate::retrieval::clip::{Clip, Phrase};
 use crate::retrieval::sentence::{envelope, message_counts};
 
@@ -55,7 +57,9 @@ fn is_command(key: char) -> bool {
 
 impl Menu {
     /// 1 from the main menu: the first message, or "You have no messages".
-    pub(super) fn start_listening(&mut self, owner: Owner) -> State {
+    pub(super) fn start_listening(&mut self, mut owner: Owner) -> State {
+        // Messages heard or saved since the last time have changed group.
+        sort_for_listening(&mut owner.messages);
         if owner.messages.is_empty() {
             let mut before = message_counts(0, 0);
             before.push(Clip::Pause);
@@ -240,6 +244,19 @@ impl Menu {
             });
         }
     }
+}
+
+/// Listening order: new messages oldest first, then old ones, then saved
+/// ones, each oldest first.
+pub(super) fn sort_for_listening(messages: &mut [MessageSummary]) {
+    let rank = |folder: Folder| match folder {
+        Folder::New => 0,
+        Folder::Old => 1,
+        Folder::Saved => 2,
+    };
+    messages.sort_by(|a, b| {
+        (rank(a.folder), a.received_at, &a.id).cmp(&(rank(b.folder), b.received_at, &b.id))
+    });
 }
 
 /// Listening to message `cursor`, in `phase`.

@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use super::listen::sort_for_listening;
 use super::prompt::{Entered, Entry};
 use super::{Action, Folder, Input, MailboxContents, Menu, Owner, PinVerdict, Start, State};
 use crate::config::PilotKind;
@@ -152,18 +153,10 @@ impl Menu {
     }
 }
 
-/// The owner's mailbox with its messages in listening order: new ones
-/// oldest first, then old ones, then saved ones, each oldest first.
+/// The owner's mailbox, its messages in listening order.
 fn owner_of(mailbox: String, contents: MailboxContents) -> Owner {
     let mut messages = contents.messages;
-    let rank = |folder: Folder| match folder {
-        Folder::New => 0,
-        Folder::Old => 1,
-        Folder::Saved => 2,
-    };
-    messages.sort_by(|a, b| {
-        (rank(a.folder), a.received_at, &a.id).cmp(&(rank(b.folder), b.received_at, &b.id))
-    });
+    sort_for_listening(&mut messages);
     Owner {
         mailbox,
         messages,

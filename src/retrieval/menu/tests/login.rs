@@ -50,8 +50,13 @@ fn a_pause_after_the_digits_ends_the_entry() {
     call.finish();
     call.press("4862");
     let digit_timeout = MenuConfig::default().digit_timeout;
-    assert!(call.wait(digit_timeout - Duration::from_millis(1)).is_empty());
-    assert_eq!(call.wait(Duration::from_millis(1)), [verify("1001", "4862")]);
+    assert!(call
+        .wait(digit_timeout - Duration::from_millis(1))
+        .is_empty());
+    assert_eq!(
+        call.wait(Duration::from_millis(1)),
+        [verify("1001", "4862")]
+    );
 }
 
 #[test]
@@ -77,7 +82,11 @@ fn a_wrong_pin_asks_for_the_pin_again_then_goodbye_after_three() {
     call.press("1001#");
     call.finish();
     for attempt in 1..=2 {
-        assert_eq!(call.press("1111#"), [verify("1001", "1111")], "attempt {attempt}");
+        assert_eq!(
+            call.press("1111#"),
+            [verify("1001", "1111")],
+            "attempt {attempt}"
+        );
         let actions = call.event(Event::PinVerdict(PinVerdict::Rejected));
         // The PIN again, never the mailbox.
         assert_eq!(heard(&actions), "login-incorrect enter-pin");
@@ -101,7 +110,10 @@ fn a_malformed_pin_is_wrong_without_a_check() {
     // Three digits, then thirteen: neither can be a PIN.
     assert_eq!(heard(&call.press("486#")), "login-incorrect enter-pin");
     call.finish();
-    assert_eq!(heard(&call.press("1234567890123#")), "login-incorrect enter-pin");
+    assert_eq!(
+        heard(&call.press("1234567890123#")),
+        "login-incorrect enter-pin"
+    );
     call.finish();
     assert_eq!(heard(&call.press("48a")), "");
     assert_eq!(heard(&call.press("#")), "login-incorrect goodbye");
@@ -141,7 +153,9 @@ fn silence_reprompts_twice_then_goodbye() {
     assert!(call.wait(Duration::from_secs(60)).is_empty());
     call.finish();
     for _ in 0..2 {
-        assert!(call.wait(input_timeout() - Duration::from_millis(1)).is_empty());
+        assert!(call
+            .wait(input_timeout() - Duration::from_millis(1))
+            .is_empty());
         assert_eq!(heard(&call.wait(Duration::from_millis(1))), "enter-mailbox");
         call.finish();
     }
@@ -194,7 +208,9 @@ fn the_goodbye_hangs_up_even_if_its_end_is_never_reported() {
     call.finish();
     call.press("4862#");
     call.event(Event::PinVerdict(PinVerdict::Locked));
-    assert!(call.wait(GOODBYE_LIMIT - Duration::from_millis(1)).is_empty());
+    assert!(call
+        .wait(GOODBYE_LIMIT - Duration::from_millis(1))
+        .is_empty());
     assert_eq!(call.wait(Duration::from_millis(1)), [Action::HangUp]);
 }
 
