@@ -26,6 +26,8 @@ pub(super) struct Call {
     pub now: Instant,
     /// The playback in progress, if any.
     pub playing: Option<PlaybackId>,
+    /// Every action of the call so far.
+    pub log: Vec<Action>,
 }
 
 impl Call {
@@ -51,6 +53,7 @@ impl Call {
             menu,
             now: Instant::now(),
             playing: None,
+            log: Vec::new(),
         };
         let actions = call.drain();
         (call, actions)
@@ -131,6 +134,7 @@ impl Call {
                 }
                 _ => {}
             }
+            self.log.push(action.clone());
             actions.push(action);
         }
         actions
