@@ -74,7 +74,7 @@ fn a_whole_call() {
     let prompts = Prompts::built_in();
     for action in &call.log {
         if let Action::Play { clips, .. } = action {
-            let pcm = prompts.render(clips, 8_000).unwrap();
+            let pcm = prompts.render(clips, 16_000).unwrap();
             assert!(!pcm.is_empty());
         }
     }
