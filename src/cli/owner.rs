@@ -112,7 +112,8 @@ fn read_new_pin(mailbox: &str) -> Result<pin::Pin, PinInputError> {
     let text = if io::stdin().is_terminal() {
         let first = rpassword::prompt_password(format!("New PIN for mailbox {mailbox}: "))
             .map_err(PinInputError::Read)?;
-        let again = rpassword::prompt_password("The same PIN again: ").map_err(PinInputError::Read)?;
+        let again =
+            rpassword::prompt_password("The same PIN again: ").map_err(PinInputError::Read)?;
         if first != again {
             return Err(PinInputError::Mismatch);
         }
@@ -141,7 +142,10 @@ fn print_table(list: &[MailboxRecord]) {
         println!("no mailboxes: add one with `vmesh mailbox add M --pin`");
         return;
     }
-    println!("{:<12}  {:<3}  {:<24}  ADDED (UTC)", "MAILBOX", "PIN", "PIN SET (UTC)");
+    println!(
+        "{:<12}  {:<3}  {:<24}  ADDED (UTC)",
+        "MAILBOX", "PIN", "PIN SET (UTC)"
+    );
     for m in list {
         println!(
             "{:<12}  {:<3}  {:<24}  {}",
