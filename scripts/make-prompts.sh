@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Regenerates the spoken prompts of one language from its manifest:
 #
-#     scripts/make-prompts.sh [LANGUAGE [ESPEAK_VOICE]]     # default: en en-us
+#     scripts/make-prompts.sh [LANGUAGE [ESPEAK_VOICE [DIR]]]
 #
-# Reads sip-profiles/prompts/LANGUAGE/manifest.tsv (one clip per line: the
-# file stem, a tab, the words) and writes LANGUAGE/<stem>.opus for each line.
+# (defaults: en, en-us, sip-profiles/prompts). Reads DIR/LANGUAGE/manifest.tsv
+# (one clip per line: the file stem, a tab, the words) and writes
+# DIR/LANGUAGE/<stem>.opus for each line.
 # The English set is committed and compiled into vmesh, so a build never
 # depends on espeak-ng; run this only to change a prompt on purpose, then
 # commit the result (the unit tests check that every clip the menu can ask
@@ -19,17 +20,17 @@
 # (RFC 7845) at 16 kbit/s VBR tuned for speech, 20 ms frames, a fixed stream
 # serial and no extra comments, so the same input gives the same bytes.
 #
-# Needs: espeak-ng, sox, opusenc (opus-tools).
+# Needs: espeak-ng, sox, opusenc (opus-tools), bc.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 language="${1:-en}"
 voice="${2:-en-us}"
-dir="sip-profiles/prompts/$language"
+dir="${3:-sip-profiles/prompts}/$language"
 manifest="$dir/manifest.tsv"
 max_total_bytes=400000
 
-for tool in espeak-ng sox opusenc soxi; do
+for tool in espeak-ng sox opusenc soxi bc; do
     command -v "$tool" >/dev/null || { echo "make-prompts: $tool is missing" >&2; exit 1; }
 done
 [ -f "$manifest" ] || { echo "make-prompts: no $manifest" >&2; exit 1; }
