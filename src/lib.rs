@@ -1,7 +1,8 @@
 //! vmesh: a SIP voicemail application server for IP-PBXs, run as a mesh of
 //! per-site peers. The README has the architecture in brief; each module's
 //! documentation says what it owns. Dependencies flow one way:
-//! `cli` → `voicemail` → (`call`, `media`, `store`) → (`sip`, `config`).
+//! `cli` → `voicemail` → (`call`, `media`, `store`, `retrieval`) → (`sip`,
+//! `config`).
 
 pub mod audio;
 pub mod call;

@@ -22,6 +22,9 @@ use super::clip::{Clip, PAUSE_MS};
 use crate::audio::{read_ogg_opus, resample, AudioError};
 use crate::config::{RetrievalConfig, DEFAULT_LANGUAGE};
 
+/// The rate `scripts/make-prompts.sh` records clips at.
+pub const PROMPT_RATE: u32 = 16_000;
+
 /// The file extension of prompt clips.
 pub const PROMPT_EXTENSION: &str = "opus";
 
@@ -265,7 +268,7 @@ impl Prompts {
     /// Reads and decodes a clip's file: its PCM and rate.
     fn decode(&self, clip: Clip) -> Result<(Vec<i16>, u32), PromptError> {
         let Some(name) = clip.name() else {
-            return Ok((Vec::new(), 16_000));
+            return Ok((Vec::new(), PROMPT_RATE));
         };
         let bytes: Vec<u8> = match &self.source {
             PromptSource::BuiltIn => BUILT_IN_EN
