@@ -132,3 +132,9 @@ fn a_language_that_is_not_built_in_needs_a_folder() {
     assert!(matches!(err, PromptError::UnknownLanguage { .. }));
     assert!(err.to_string().contains("retrieval.prompts_dir"), "{err}");
 }
+
+#[test]
+fn one_set_serves_every_call() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Prompts>();
+}
