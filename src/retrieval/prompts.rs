@@ -11,7 +11,7 @@
 //! Each clip is decoded once per rate and kept (about 5 MB of PCM for the
 //! whole English set at 16 kHz): prompts are the most played audio of the
 //! server. Decoding uses [`crate::audio::ogg_opus`], and 8 kHz calls get the
-//! clips through the band-limited resampler of [`crate::audio::resample`].
+//! clips through the band-limited resampler of [`crate::audio::resample()`].
 
 use std::collections::HashMap;
 use std::io::Cursor;
