@@ -1,15 +1,19 @@
-//! `vmesh check`: validate a profile and, when it names one, its topology.
+//! `vmesh check`: validate a profile and, when it names one, its topology
+//! and its prompt folder.
 
 use std::path::Path;
 
 use super::CliError;
-use crate::config::Profile;
+use crate::config::{PilotKind, Profile};
+use crate::retrieval::{PromptSource, Prompts};
 
 pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
     let p = match profile {
         Some(path) => Profile::load(path)?,
         None => Profile::embedded_default(),
     };
+    // Every prompt of the chosen language must be there and decode.
+    let prompts = Prompts::for_profile(&p.retrieval)?;
     let origin = match profile {
         Some(path) => path.display().to_string(),
         None => "embedded default profile".to_string(),
@@ -57,5 +61,24 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
             }
         );
     }
+    let pilots: Vec<String> = p
+        .retrieval
+        .pilots
+        .iter()
+        .map(|pilot| match pilot.kind {
+            PilotKind::CallerMailbox => pilot.user.clone(),
+            PilotKind::AskMailbox => format!("{} (asks for the mailbox)", pilot.user),
+        })
+        .collect();
+    let source = match prompts.source() {
+        PromptSource::BuiltIn => "built in".to_string(),
+        PromptSource::Folder(dir) => dir.display().to_string(),
+    };
+    println!(
+        "retrieval pilots {}; prompts {} ({source}); envelopes in {}",
+        pilots.join(", "),
+        p.retrieval.language,
+        p.retrieval.timezone_name()
+    );
     Ok(())
 }

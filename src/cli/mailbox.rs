@@ -1,4 +1,5 @@
-//! `vmesh mailbox greeting|greetings`: a mailbox's greetings.
+//! `vmesh mailbox greeting|greetings`: a mailbox's greetings; `add`,
+//! `set-pin` and `list` (its owner's access by phone) are in `owner.rs`.
 //!
 //! Greetings live in the data directory (see
 //! [`crate::voicemail::greetings`]), so these commands take `--profile FILE`
@@ -38,6 +39,33 @@ pub enum MailboxCommand {
     Greetings {
         /// Mailbox number (1 to 32 digits).
         mailbox: String,
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Add a mailbox its owner can log into by phone.
+    Add {
+        /// Mailbox number (1 to 32 digits).
+        mailbox: String,
+        /// Give it a PIN now: one line on standard input when that is not a
+        /// terminal, else asked twice (never on the command line).
+        #[arg(long)]
+        pin: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Set a mailbox's PIN (4 to 12 digits): one line on standard input
+    /// when that is not a terminal, else asked twice.
+    SetPin {
+        /// Mailbox number.
+        mailbox: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// List the mailboxes owners can log into, and whether each has a PIN.
+    List {
         /// One JSON array on stdout.
         #[arg(long)]
         json: bool,
@@ -96,6 +124,13 @@ pub fn run(command: MailboxCommand) -> Result<(), CliError> {
                 print_table(&mailbox, &list);
             }
         }
+        MailboxCommand::Add {
+            mailbox,
+            pin,
+            state,
+        } => super::owner::add(&mailbox, pin, &state)?,
+        MailboxCommand::SetPin { mailbox, state } => super::owner::set_pin(&mailbox, &state)?,
+        MailboxCommand::List { json, state } => super::owner::list(json, &state)?,
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod check;
 mod mailbox;
 mod mesh;
 mod messages;
+mod owner;
 mod registrations;
 mod serve;
 
@@ -45,7 +46,7 @@ pub enum Command {
         #[command(subcommand)]
         command: MessagesCommand,
     },
-    /// A mailbox's greetings.
+    /// A mailbox's greetings, and its owner's access by phone (PIN).
     Mailbox {
         #[command(subcommand)]
         command: MailboxCommand,
@@ -167,6 +168,10 @@ pub enum CliError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Greeting(#[from] crate::voicemail::greetings::GreetingError),
+    #[error(transparent)]
+    Pin(#[from] owner::PinInputError),
+    #[error(transparent)]
+    Prompts(#[from] crate::retrieval::PromptError),
     #[error(transparent)]
     Server(#[from] crate::voicemail::ServerError),
     #[error("{path}: {source}")]

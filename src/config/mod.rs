@@ -1,9 +1,11 @@
 //! Profiles: the TOML files that configure one vmesh server.
 //!
-//! A profile has six sections, `[server]`, `[sip]`, `[mailboxes]`,
-//! `[media]`, `[storage]` and `[mesh]`, plus any number of `[[register]]`
-//! tables (`register.rs`, registrar URIs in `registrar_uri.rs`), and every key has a default, so a small file (or none: see
-//! [`Profile::embedded_default`]) is a complete profile. Loading validates
+//! A profile has seven sections, `[server]`, `[sip]`, `[mailboxes]`,
+//! `[media]`, `[storage]`, `[mesh]` and `[retrieval]`, plus any number of
+//! `[[register]]` tables (`register.rs`, registrar URIs in
+//! `registrar_uri.rs`), and every key has a default, so a small file (or
+//! none: see [`Profile::embedded_default`]) is a complete profile. Loading
+//! validates
 //! everything and reports every problem with its file, key and line
 //! ([`ConfigErrors`]), which is what `vmesh check` prints and why
 //! `vmesh serve` refuses to start on an invalid profile.
@@ -17,8 +19,8 @@
 //! profile (`vmesh check` reports the errors of both).
 //!
 //! Layout: [`Profile`] ties the sections together (`profile.rs`); each section
-//! has its own file (`server.rs`, `sip.rs`, `media.rs`, `storage.rs`, `mesh.rs`), as do
-//! listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
+//! has its own file (`server.rs`, `sip.rs`, `media.rs`, `storage.rs`, `mesh.rs`,
+//! `retrieval.rs`), as do listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
 //! with `overlap.rs` deciding whether two patterns share a mailbox). The
 //! topology is read in `topology.rs`, its peer URIs in `peer_uri.rs`, and
 //! `membership.rs` checks a profile's place in it. `reader.rs` walks the
@@ -36,6 +38,7 @@ mod profile;
 mod reader;
 mod register;
 mod registrar_uri;
+mod retrieval;
 mod server;
 mod sip;
 mod storage;
@@ -61,6 +64,11 @@ pub use register::{
     MIN_REGISTER_EXPIRES_S,
 };
 pub use registrar_uri::{RegistrarHost, RegistrarUri, RegistrarUriError};
+pub use retrieval::{
+    Pilot, PilotKind, RetrievalConfig, DEFAULT_ASK_MAILBOX_PILOTS, DEFAULT_INPUT_TIMEOUT,
+    DEFAULT_LANGUAGE, DEFAULT_LOCKOUT, DEFAULT_LOCKOUT_FAILURES, DEFAULT_LOCKOUT_WINDOW,
+    DEFAULT_PILOTS, DEFAULT_TIMEZONE,
+};
 pub use server::{ServerConfig, DEFAULT_DATA_DIR, DEFAULT_SERVER_NAME};
 pub use sip::{
     default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_MESSAGE_BYTES,

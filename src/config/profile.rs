@@ -17,6 +17,7 @@ use super::membership::check_membership;
 use super::mesh::MeshConfig;
 use super::reader::{Node, Reader};
 use super::register::{read_register, RegisterConfig, RegisterContext};
+use super::retrieval::RetrievalConfig;
 use super::server::ServerConfig;
 use super::sip::SipConfig;
 use super::storage::StorageConfig;
@@ -82,6 +83,8 @@ pub struct Profile {
     pub mesh: MeshConfig,
     /// `[[register]]`: the PBXs vmesh registers with, in file order.
     pub register: Vec<RegisterConfig>,
+    /// `[retrieval]`: how mailbox owners call in to listen.
+    pub retrieval: RetrievalConfig,
 }
 
 impl Profile {
@@ -156,6 +159,7 @@ impl Profile {
             topology: None,
             mesh: MeshConfig::default(),
             register: Vec::new(),
+            retrieval: RetrievalConfig::default(),
         }
     }
 
@@ -198,6 +202,7 @@ impl Profile {
         let (mut server, mut sip, mut mailboxes, mut media, mut storage, mut mesh) =
             (&empty, &empty, &empty, &empty, &empty, &empty);
         let mut register: Option<&Node<'_>> = None;
+        let mut retrieval = &empty;
         for (name, node) in document.iter() {
             let key = name.get_ref().as_ref();
             let slot = match key {
@@ -211,11 +216,12 @@ impl Profile {
                 "media" => &mut media,
                 "storage" => &mut storage,
                 "mesh" => &mut mesh,
+                "retrieval" => &mut retrieval,
                 _ => {
                     reader.error(
                         key,
                         name.span(),
-                        "unknown section; expected server, sip, mailboxes, media, storage, mesh or register",
+                        "unknown section; expected server, sip, mailboxes, media, storage, mesh, retrieval or register",
                     );
                     continue;
                 }
@@ -241,6 +247,7 @@ impl Profile {
             }
             None => Vec::new(),
         };
+        let retrieval = RetrievalConfig::read(reader, retrieval, origin.base_dir());
         let profile = Profile {
             origin,
             server,
@@ -251,6 +258,7 @@ impl Profile {
             topology: None,
             mesh,
             register,
+            retrieval,
         };
         (profile, accept.is_some())
     }

@@ -432,3 +432,73 @@ fn embedded_origin_is_named_in_errors() {
     let e = Profile::parse("[sip]\nmax_calls = 0\n", ProfileOrigin::Embedded).unwrap_err();
     assert_eq!(e.0[0].file, "<embedded default>");
 }
+
+#[test]
+fn retrieval_keys_are_read_and_checked() {
+    let p = parse(
+        "[retrieval]\npilots = [\"*86\", \"listen\"]\nask_mailbox_pilots = [\"listen\"]\n\
+         language = \"fr-CA\"\nprompts_dir = \"prompts\"\ntimezone = \"Europe/Paris\"\n\
+         input_timeout_s = 4\nlockout_failures = 3\nlockout_window_s = 60\nlockout_s = 120\n",
+    )
+    .unwrap();
+    let r = &p.retrieval;
+    let pilots: Vec<(&str, PilotKind)> =
+        r.pilots.iter().map(|p| (p.user.as_str(), p.kind)).collect();
+    assert_eq!(
+        pilots,
+        [
+            ("*86", PilotKind::CallerMailbox),
+            ("listen", PilotKind::AskMailbox)
+        ]
+    );
+    assert_eq!(r.language, "fr-CA");
+    assert_eq!(r.prompts_dir, Some(PathBuf::from("/etc/vmesh/prompts")));
+    assert_eq!(r.timezone_name(), "Europe/Paris");
+    assert_eq!(r.input_timeout, Duration::from_secs(4));
+    assert_eq!(r.lockout_failures, 3);
+    assert_eq!(r.lockout_window, Duration::from_secs(60));
+    assert_eq!(r.lockout, Duration::from_secs(120));
+
+    let cases: &[(&str, &str)] = &[
+        (
+            "[retrieval]\ntimezone = \"Mars/Olympus\"\n",
+            "retrieval.timezone",
+        ),
+        ("[retrieval]\npilots = []\n", "retrieval.pilots"),
+        (
+            "[retrieval]\npilots = [\"*97\", \"a b\"]\n",
+            "retrieval.pilots[1]",
+        ),
+        (
+            "[retrieval]\npilots = [\"*97\", \"*97\"]\n",
+            "retrieval.pilots[1]",
+        ),
+        (
+            "[retrieval]\nask_mailbox_pilots = [\"*99\"]\n",
+            "retrieval.ask_mailbox_pilots",
+        ),
+        (
+            "[retrieval]\npilots = [\"*97\"]\n",
+            "retrieval.ask_mailbox_pilots",
+        ),
+        ("[retrieval]\nlanguage = \"../en\"\n", "retrieval.language"),
+        ("[retrieval]\nprompts_dir = \"\"\n", "retrieval.prompts_dir"),
+        (
+            "[retrieval]\ninput_timeout_s = 0\n",
+            "retrieval.input_timeout_s",
+        ),
+        (
+            "[retrieval]\nlockout_failures = 0\n",
+            "retrieval.lockout_failures",
+        ),
+        ("[retrieval]\nlockout_s = 86401\n", "retrieval.lockout_s"),
+        ("[retrieval]\ncolour = 1\n", "retrieval.colour"),
+    ];
+    for (text, key) in cases {
+        let e = errors(text);
+        assert!(
+            e.0.iter().any(|err| err.key == *key),
+            "{text:?}: expected an error at {key}, got {e}"
+        );
+    }
+}

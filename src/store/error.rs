@@ -197,6 +197,20 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
+
+    /// `vmesh mailbox add` for a mailbox that is already there.
+    #[error("mailbox {mailbox} already exists")]
+    MailboxExists {
+        /// The mailbox.
+        mailbox: String,
+    },
+
+    /// A mailbox operation named a mailbox that was never added.
+    #[error("no mailbox {mailbox} (add it with `vmesh mailbox add {mailbox}`)")]
+    UnknownMailbox {
+        /// The mailbox.
+        mailbox: String,
+    },
 }
 
 impl StoreError {

@@ -39,6 +39,7 @@ mod error;
 mod export;
 mod finish;
 mod index;
+mod mailboxes;
 mod message;
 mod outbox;
 mod peers;
@@ -62,6 +63,7 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use finish::{DiscardReason, Finished, SilenceRules, StoragePolicy, StoreFormat};
+pub use mailboxes::MailboxRecord;
 pub use message::{
     format_unix_ms, now_unix_ms, validate_mailbox, validate_peer, Message, NewMessage,
     DELIVERY_DELIVERED, DELIVERY_FAILED, DELIVERY_HOME, DELIVERY_QUEUED, FORMAT_OPUS, FORMAT_WAV,

@@ -69,6 +69,15 @@ const MIGRATIONS: &[&str] = &[
         last_error  TEXT,
         updated_at  TEXT NOT NULL
     );",
+    // 3: mailbox owners' PINs for retrieval by phone. `pin_hash` is an
+    // argon2id PHC string (never the PIN), NULL for a mailbox without a
+    // PIN, which cannot be logged into. Times are RFC 3339 UTC.
+    "CREATE TABLE mailboxes (
+        mailbox     TEXT PRIMARY KEY NOT NULL,
+        pin_hash    TEXT,
+        created_at  TEXT NOT NULL,
+        pin_set_at  TEXT
+    );",
 ];
 
 /// The schema version this build writes and understands.
