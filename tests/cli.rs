@@ -10,7 +10,7 @@ use common::{
     SPEECH_SHORT_ULAW,
 };
 
-const FIELDS: [&str; 17] = [
+const FIELDS: [&str; 18] = [
     "id",
     "mailbox",
     "caller",
@@ -24,7 +24,8 @@ const FIELDS: [&str; 17] = [
     "sample_rate",
     "size_bytes",
     "sha256",
-    "state",
+    "folder",
+    "deleted_at",
     "partial",
     "origin",
     "call_id",
@@ -111,15 +112,14 @@ fn list_show_export_delete() {
         0.9,
     );
 
-    // delete removes it; afterwards it is unknown.
+    // delete moves it to the deleted folder: out of the default listing,
+    // still shown, and its audio kept until it is purged.
     let output = server.cli(&["messages", "delete", &id]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(server.messages().is_empty());
-    let output = server.cli(&["messages", "show", &id, "--json"]);
-    assert!(
-        !output.status.success(),
-        "show of a deleted message must fail"
-    );
+    let shown = server.cli_json(&["messages", "show", &id, "--json"]);
+    assert_eq!(field(&shown, "folder"), "deleted");
+    assert!(server.export(&id).exists());
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod greetings;
+pub mod retention;
 pub mod server;
 pub mod session;
 

@@ -82,6 +82,11 @@ impl Server {
         let store = Arc::new(store);
         let shutdown = CancellationToken::new();
         let mesh = Mesh::start(&profile, sip.clone(), store.clone(), shutdown.child_token())?;
+        tokio::spawn(super::retention::purge_deleted(
+            store.clone(),
+            profile.storage.deleted_retention,
+            shutdown.child_token(),
+        ));
         info!(listen = ?profile.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
               data = %profile.server.data_dir.display(), "vmesh serving");
         let ctx = Context {
