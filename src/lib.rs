@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod media;
 pub mod mesh;
+pub mod mwi;
 pub mod sip;
 pub mod store;
 pub mod voicemail;
