@@ -1,7 +1,7 @@
 //! Profiles: the TOML files that configure one vmesh server.
 //!
-//! A profile has six sections, `[server]`, `[sip]`, `[mailboxes]`,
-//! `[media]`, `[storage]` and `[mesh]`, and every key has a default, so a small file (or none: see
+//! A profile has seven sections, `[server]`, `[sip]`, `[mailboxes]`,
+//! `[media]`, `[storage]`, `[mesh]` and `[mwi]`, and every key has a default, so a small file (or none: see
 //! [`Profile::embedded_default`]) is a complete profile. Loading validates
 //! everything and reports every problem with its file, key and line
 //! ([`ConfigErrors`]), which is what `vmesh check` prints and why
@@ -16,7 +16,8 @@
 //! profile (`vmesh check` reports the errors of both).
 //!
 //! Layout: [`Profile`] ties the sections together (`profile.rs`); each section
-//! has its own file (`server.rs`, `sip.rs`, `media.rs`, `storage.rs`, `mesh.rs`), as do
+//! has its own file (`server.rs`, `sip.rs`, `media.rs`, `storage.rs`, `mesh.rs`,
+//! `mwi.rs`), as do
 //! listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
 //! with `overlap.rs` deciding whether two patterns share a mailbox). The
 //! topology is read in `topology.rs`, its peer URIs in `peer_uri.rs`, and
@@ -29,6 +30,7 @@ mod mailbox_set;
 mod media;
 mod membership;
 mod mesh;
+mod mwi;
 mod overlap;
 mod peer_uri;
 mod profile;
@@ -50,6 +52,11 @@ pub use mesh::{
     MeshConfig, DEFAULT_FAILURES_FOR_DOWN, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_TRANSFER_BYTES,
     DEFAULT_PING_IDLE_INTERVAL, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
     DEFAULT_RETENTION_DAYS, DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX, DEFAULT_TRANSFER_TIMEOUT,
+};
+pub use mwi::{
+    DigestCredentials, MwiConfig, NotifyTemplate, DEFAULT_MAX_EXPIRES, DEFAULT_MAX_IN_FLIGHT as
+    DEFAULT_MWI_MAX_IN_FLIGHT, DEFAULT_MIN_EXPIRES, DEFAULT_POLL_INTERVAL, DEFAULT_RETRY_ATTEMPTS,
+    DEFAULT_RETRY_INITIAL as DEFAULT_MWI_RETRY_INITIAL, MAILBOX_PLACEHOLDER,
 };
 pub use peer_uri::{PeerUri, PeerUriError, DEFAULT_SIPS_PORT, DEFAULT_SIP_PORT};
 pub use profile::{Profile, ProfileOrigin, DEFAULT_PROFILE_TOML};

@@ -15,6 +15,7 @@ use super::mailbox_set::{MailboxPattern, MailboxSet};
 use super::media::MediaConfig;
 use super::membership::check_membership;
 use super::mesh::MeshConfig;
+use super::mwi::MwiConfig;
 use super::reader::Reader;
 use super::server::ServerConfig;
 use super::sip::SipConfig;
@@ -79,6 +80,8 @@ pub struct Profile {
     /// `[mesh]`: peer health checks and transfer settings (defaults when
     /// absent, whether or not there is a topology).
     pub mesh: MeshConfig,
+    /// `[mwi]`: message-waiting subscriptions and unsolicited NOTIFYs.
+    pub mwi: MwiConfig,
 }
 
 impl Profile {
@@ -152,6 +155,7 @@ impl Profile {
             storage: StorageConfig::default(),
             topology: None,
             mesh: MeshConfig::default(),
+            mwi: MwiConfig::default(),
         }
     }
 
@@ -193,6 +197,7 @@ impl Profile {
         let empty = DeTable::new();
         let (mut server, mut sip, mut mailboxes, mut media, mut storage, mut mesh) =
             (&empty, &empty, &empty, &empty, &empty, &empty);
+        let mut mwi = &empty;
         for (name, node) in document.iter() {
             let key = name.get_ref().as_ref();
             let slot = match key {
@@ -202,11 +207,13 @@ impl Profile {
                 "media" => &mut media,
                 "storage" => &mut storage,
                 "mesh" => &mut mesh,
+                "mwi" => &mut mwi,
                 _ => {
                     reader.error(
                         key,
                         name.span(),
-                        "unknown section; expected server, sip, mailboxes, media, storage or mesh",
+                        "unknown section; expected server, sip, mailboxes, media, storage, mesh \
+                         or mwi",
                     );
                     continue;
                 }
@@ -221,6 +228,7 @@ impl Profile {
         let media = MediaConfig::read(reader, media, &sip.listen);
         let storage = StorageConfig::read(reader, storage);
         let mesh = MeshConfig::read(reader, mesh);
+        let mwi = MwiConfig::read(reader, mwi);
         let profile = Profile {
             origin,
             server,
@@ -230,6 +238,7 @@ impl Profile {
             storage,
             topology: None,
             mesh,
+            mwi,
         };
         (profile, accept.is_some())
     }
