@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use super::{call, storage_policy, Context};
 use crate::config::{ListenTransport, Profile};
 use crate::mesh::{route_of, Mesh};
+use crate::mwi::Mwi;
 use crate::sip::inbound::SizeLimits;
 use crate::sip::{responses, source_ip, SipSettings, SipStack};
 use crate::store::{EncodePool, Store};
@@ -82,6 +83,7 @@ impl Server {
         let store = Arc::new(store);
         let shutdown = CancellationToken::new();
         let mesh = Mesh::start(&profile, sip.clone(), store.clone(), shutdown.child_token())?;
+        let mwi = Mwi::start(&profile, sip.clone(), store.clone(), shutdown.child_token());
         tokio::spawn(super::retention::purge_deleted(
             store.clone(),
             profile.storage.deleted_retention,
@@ -97,6 +99,7 @@ impl Server {
             sip,
             mesh,
             shutdown,
+            mwi,
         };
         Ok(Server {
             ctx: Arc::new(ctx),
@@ -202,6 +205,8 @@ async fn dispatch(ctx: &Arc<Context>, tasks: &TaskTracker, mut tx: Transaction) 
             ];
             tx.reply_with(StatusCode::OK, headers, None).await.ok();
         }
+        // In a dialog or not: subscription dialogs are the MWI service's.
+        (Method::Subscribe, _) => ctx.mwi.handle_subscribe(tx),
         (_, true) => match ctx.sip.dialogs.match_dialog(&tx) {
             Some(mut dialog) => {
                 tokio::spawn(async move {
