@@ -50,6 +50,9 @@ pub struct ServerConfig {
     /// `[storage] format` ("wav" or "opus"); `None` leaves the section out
     /// (the profile default applies).
     pub storage_format: Option<String>,
+    /// Profile text appended as it is: whole sections of their own, such
+    /// as `[mwi]`.
+    pub extra: String,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +69,7 @@ impl Default for ServerConfig {
             prompts: false,
             max_silence_s: None,
             storage_format: None,
+            extra: String::new(),
         }
     }
 }
@@ -101,7 +105,7 @@ impl ServerConfig {
              [media]\nrtp_port_min = {RTP_PORT_MIN}\nrtp_port_max = {RTP_PORT_MAX}\n\
              codecs = [{codecs}]\nrtp_timeout_s = {rtp_timeout}\n\
              max_message_s = {max_message}\nmin_message_ms = {min_message}\n\
-             prompts = {prompts}\n{max_silence}{storage}",
+             prompts = {prompts}\n{max_silence}{storage}\n{extra}",
             ip = net.ip,
             data = data_dir.display().to_string(),
             delay = self.answer_delay_ms,
@@ -112,6 +116,7 @@ impl ServerConfig {
             max_message = self.max_message_s,
             min_message = self.min_message_ms,
             prompts = self.prompts,
+            extra = self.extra,
         )
     }
 }
