@@ -214,3 +214,397 @@ fn a_subscriber_sees_a_message_recorded_heard_and_deleted() {
         "{first_state}"
     );
 }
+
+/// `vmesh subscriptions --json` of a server.
+fn subscriptions(server: &Server) -> Vec<serde_json::Value> {
+    match server.cli_json(&["subscriptions", "--json"]) {
+        serde_json::Value::Array(items) => items,
+        other => panic!("subscriptions --json is not an array: {other}"),
+    }
+}
+
+#[test]
+fn subscriptions_survive_a_restart() {
+    let mut server = Server::start(TestNet::allocate());
+    let dir = progress_dir(server.dir(), "phone");
+    let progress = dir.join("notifies");
+    let args = subscriber_args("1001", &dir, 3600, 3);
+    let phone = server.sipp_start(SUBSCRIBER, &strs(&args), Duration::from_secs(90));
+    wait_notifies(&progress, 1, "subscribed");
+    let kept = subscriptions(&server);
+    assert_eq!(kept.len(), 1, "{kept:#?}");
+    assert_eq!(field(&kept[0], "mailbox"), "1001");
+    assert_eq!(
+        field(&kept[0], "contact"),
+        format!("sip:phone-1001@{}:5070", server.net.peer_ip)
+    );
+
+    // Restarted, the server tells the phone the state again, in the same
+    // dialog, and goes on notifying it.
+    server.restart();
+    wait_notifies(&progress, 2, "after the restart");
+    server
+        .sipp(SHORT_CALL, &["-s", "1001"], call_timeout(SPEECH_SHORT_MS))
+        .assert_success();
+    wait_notifies(&progress, 3, "a message recorded after the restart");
+
+    // The phone unsubscribes from the restarted server (the dialog was
+    // found in the store): a 200 and a final NOTIFY.
+    let notifies = dialog_notifies(&phone.wait());
+    assert_eq!(
+        lamps(&notifies),
+        vec![
+            lamp("no", "0/0 (0/0)"),
+            lamp("no", "0/0 (0/0)"),
+            lamp("yes", "1/0 (0/0)"),
+            lamp("yes", "1/0 (0/0)"),
+        ]
+    );
+    let gone = wait_for(Duration::from_secs(5), || {
+        subscriptions(&server).is_empty().then_some(())
+    });
+    assert!(gone.is_some(), "{:#?}", subscriptions(&server));
+}
+
+#[test]
+fn a_refresh_is_notified_a_too_brief_one_refused_and_an_unsubscribe_ends_it() {
+    let server = Server::start(TestNet::allocate());
+    server
+        .sipp("uac_mwi_refresh.xml", &["-s", "1001"], Duration::from_secs(30))
+        .assert_success();
+    let gone = wait_for(Duration::from_secs(5), || {
+        subscriptions(&server).is_empty().then_some(())
+    });
+    assert!(gone.is_some(), "{:#?}", subscriptions(&server));
+}
+
+#[test]
+fn an_expired_subscription_gets_a_final_notify() {
+    let config = ServerConfig {
+        extra: "[mwi]\nmin_expires_s = 1\n".into(),
+        ..ServerConfig::default()
+    };
+    let server = Server::start_with(TestNet::allocate(), config);
+    let started = Instant::now();
+    let outcome = server.sipp(
+        "uac_mwi_expiry.xml",
+        &["-s", "1001", "-key", "expires", "2"],
+        Duration::from_secs(30),
+    );
+    outcome.assert_success();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "the subscription ended after {elapsed:?}, before its 2 s"
+    );
+    let notifies = outcome.received("NOTIFY ");
+    assert_eq!(
+        header(&notifies[1], "Subscription-State").as_deref(),
+        Some("terminated;reason=timeout")
+    );
+    assert!(subscriptions(&server).is_empty());
+}
+
+#[test]
+fn a_gone_subscriber_is_dropped_and_calls_never_wait_for_it() {
+    let config = ServerConfig {
+        extra: "[mwi]\nretry_attempts = 1\n".into(),
+        ..ServerConfig::default()
+    };
+    let server = Server::start_with(TestNet::allocate(), config);
+    server
+        .sipp("uac_mwi_gone.xml", &["-s", "1001"], Duration::from_secs(20))
+        .assert_success();
+    assert_eq!(subscriptions(&server).len(), 1);
+
+    // Two calls while the NOTIFYs to the vanished phone go unanswered:
+    // both are taken and stored as usual.
+    for n in 1..=2 {
+        server
+            .sipp(SHORT_CALL, &["-s", "1001"], call_timeout(SPEECH_SHORT_MS))
+            .assert_success();
+        assert_eq!(server.wait_messages(n, Duration::from_secs(5)).len(), n);
+    }
+    assert_eq!(
+        subscriptions(&server).len(),
+        1,
+        "still trying the vanished phone (Timer F is 32 s)"
+    );
+    // Its NOTIFY times out (Timer F): the subscription is dropped.
+    let dropped = wait_for(Duration::from_secs(50), || {
+        subscriptions(&server).is_empty().then_some(())
+    });
+    assert!(dropped.is_some(), "{:#?}", subscriptions(&server));
+    assert!(server.log().contains("subscription dropped"));
+}
+
+#[test]
+fn subscribe_refusals() {
+    let server = Server::start_with(
+        TestNet::allocate(),
+        ServerConfig {
+            accept: vec!["1000-1999".into()],
+            ..ServerConfig::default()
+        },
+    );
+    let udp = common::SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
+    let ask = |user: &str, extra: &str| {
+        let token = common::raw_sip::unique_token();
+        let local = udp.local_addr();
+        let text = format!(
+            "SUBSCRIBE sip:{user}@{server} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK{token}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:phone@{local}>;tag=f{token}\r\n\
+             To: <sip:{user}@{server}>\r\n\
+             Call-ID: {token}@test\r\n\
+             CSeq: 1 SUBSCRIBE\r\n\
+             Contact: <sip:phone@{local}>\r\n\
+             {extra}Content-Length: 0\r\n\r\n",
+            server = server.net.sip_addr(),
+        );
+        udp.transact(&text, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no answer to SUBSCRIBE {extra}"))
+    };
+    let bad_event = ask("1001", "Event: presence\r\n");
+    assert_eq!(bad_event.status, 489, "{}", bad_event.raw);
+    assert_eq!(bad_event.header("Allow-Events"), Some("message-summary"));
+    let brief = ask("1001", "Event: message-summary\r\nExpires: 10\r\n");
+    assert_eq!(brief.status, 423, "{}", brief.raw);
+    assert_eq!(brief.header("Min-Expires"), Some("60"));
+    let elsewhere = ask("2001", "Event: message-summary\r\n");
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.raw);
+    let xml = ask(
+        "1001",
+        "Event: message-summary\r\nAccept: application/pidf+xml\r\n",
+    );
+    assert_eq!(xml.status, 406, "{}", xml.raw);
+    assert!(subscriptions(&server).is_empty());
+    // A refresh in a dialog nobody has: 481.
+    let token = common::raw_sip::unique_token();
+    let local = udp.local_addr();
+    let stray = format!(
+        "SUBSCRIBE sip:1001@{server} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK{token}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:phone@{local}>;tag=f{token}\r\n\
+         To: <sip:1001@{server}>;tag=nobody\r\n\
+         Call-ID: {token}@test\r\n\
+         CSeq: 5 SUBSCRIBE\r\n\
+         Contact: <sip:phone@{local}>\r\n\
+         Event: message-summary\r\nContent-Length: 0\r\n\r\n",
+        server = server.net.sip_addr(),
+    );
+    let answer = udp
+        .transact(&stray, Duration::from_secs(5))
+        .expect("an answer");
+    assert_eq!(answer.status, 481, "{}", answer.raw);
+}
+
+/// Waits until a UAS SIPp has bound `addr` (UDP).
+fn wait_bound(addr: std::net::SocketAddr) {
+    let bound = wait_for(Duration::from_secs(5), || {
+        std::net::UdpSocket::bind(addr).is_err().then_some(())
+    });
+    assert!(bound.is_some(), "SIPp did not bind {addr}");
+}
+
+/// The port the stand-in PBX listens on, on the test's caller address.
+const PBX_PORT: u16 = 5090;
+
+/// Starts the stand-in PBX on the test's caller address.
+fn start_pbx(server: &Server, scenario: &str, dir: &Path, extra: &[&str], calls: u32) -> common::sipp::SippRun {
+    let setup = common::sipp::SippSetup {
+        remote: server.net.sip_addr().to_string(),
+        local_ip: server.net.peer_ip.to_string(),
+        local_port: PBX_PORT,
+        media_port: 6900,
+        log_dir: server.dir(),
+    };
+    let calls = calls.to_string();
+    let mut args = vec!["-key", "dir", dir.to_str().expect("UTF-8 path"), "-m", &calls];
+    args.extend_from_slice(extra);
+    let run = common::sipp::SippRun::start(&setup, scenario, &args, Duration::from_secs(90));
+    wait_bound(std::net::SocketAddr::new(server.net.peer_ip.into(), PBX_PORT));
+    run
+}
+
+fn pbx_profile(net: &TestNet, keys: &str) -> ServerConfig {
+    ServerConfig {
+        extra: format!(
+            "[mwi]\nnotify = [\"sip:{{mailbox}}@{}:{PBX_PORT}\"]\nmailboxes = [\"1000-1999\"]\n{keys}",
+            net.peer_ip
+        ),
+        ..ServerConfig::default()
+    }
+}
+
+#[test]
+fn unsolicited_notifies_reach_the_pbx_for_its_mailboxes_only() {
+    let net = TestNet::allocate();
+    let server = Server::start_with(net, pbx_profile(&net, ""));
+    let dir = progress_dir(server.dir(), "pbx");
+    let progress = dir.join("notifies");
+    let pbx = start_pbx(&server, "uas_mwi_pbx.xml", &dir, &[], 2);
+
+    // 2001 is not in [mwi] mailboxes: its message sends nothing, so the
+    // first NOTIFY the PBX sees must be 1001's.
+    server
+        .sipp(SHORT_CALL, &["-s", "2001"], call_timeout(SPEECH_SHORT_MS))
+        .assert_success();
+    server
+        .sipp(SHORT_CALL, &["-s", "1001"], call_timeout(SPEECH_SHORT_MS))
+        .assert_success();
+    wait_notifies(&progress, 1, "a message for 1001");
+    let listed = server.wait_messages(2, Duration::from_secs(5));
+    let id = listed
+        .iter()
+        .find(|m| field(m, "mailbox") == "1001")
+        .map(|m| field(m, "id").to_string())
+        .expect("1001's message");
+    let saved = server.cli(&["messages", "move", &id, "--to", "saved"]);
+    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    wait_notifies(&progress, 2, "saved with the CLI");
+
+    let outcome = pbx.wait();
+    assert!(
+        outcome.successful == 2 && outcome.failed == 0 && outcome.exit_code == Some(0),
+        "{}\n{}",
+        outcome.errors_log,
+        outcome.messages_log
+    );
+    let notifies = outcome.received("NOTIFY ");
+    assert_eq!(notifies.len(), 2);
+    for n in &notifies {
+        assert_eq!(
+            n.start_line(),
+            format!("NOTIFY sip:1001@{}:{PBX_PORT} SIP/2.0", net.peer_ip),
+            "{}",
+            n.text
+        );
+        let to = header(n, "To").unwrap_or_default();
+        assert!(!to.contains("tag="), "out of any dialog: {to}");
+        assert_eq!(header(n, "Subscription-State").as_deref(), Some("terminated"));
+        assert_eq!(summary(n).account, format!("sip:1001@{}", net.peer_ip));
+    }
+    assert_eq!(
+        lamps(&notifies),
+        vec![lamp("yes", "1/0 (0/0)"), lamp("no", "0/1 (0/0)")]
+    );
+}
+
+#[test]
+fn unsolicited_notifies_answer_a_digest_challenge() {
+    let net = TestNet::allocate();
+    let server = Server::start_with(
+        net,
+        pbx_profile(&net, "username = \"vmesh\"\npassword = \"s3cret\"\n"),
+    );
+    let dir = progress_dir(server.dir(), "pbx");
+    let progress = dir.join("notifies");
+    let pbx = start_pbx(
+        &server,
+        "uas_mwi_pbx_auth.xml",
+        &dir,
+        &[],
+        1,
+    );
+    server
+        .sipp(SHORT_CALL, &["-s", "1001"], call_timeout(SPEECH_SHORT_MS))
+        .assert_success();
+    wait_notifies(&progress, 1, "a message for 1001");
+    let outcome = pbx.wait();
+    outcome.assert_success();
+    let notifies = outcome.received("NOTIFY ");
+    assert_eq!(notifies.len(), 2, "challenged, then sent again");
+    assert!(header(&notifies[0], "Authorization").is_none());
+    let authorization = header(&notifies[1], "Authorization").expect("Authorization");
+    for part in [
+        "Digest",
+        "username=\"vmesh\"",
+        "realm=\"pbx.example.com\"",
+        &format!("uri=\"sip:1001@{}:{PBX_PORT}\"", net.peer_ip),
+        "qop=auth",
+        "nc=00000001",
+        "algorithm=MD5",
+    ] {
+        assert!(authorization.contains(part), "{part} not in {authorization}");
+    }
+    assert_eq!(cseq(&notifies[1]), cseq(&notifies[0]) + 1);
+    assert_eq!(
+        header(&notifies[0], "Call-ID"),
+        header(&notifies[1], "Call-ID")
+    );
+    assert_eq!(lamps(&notifies[1..]), vec![lamp("yes", "1/0 (0/0)")]);
+}
+
+#[test]
+fn wrong_credentials_are_refused_by_the_pbx() {
+    // The check can fail: with the wrong password SIPp's digest check
+    // refuses the NOTIFY (403), and vmesh does not loop on it.
+    let net = TestNet::allocate();
+    let server = Server::start_with(
+        net,
+        pbx_profile(&net, "username = \"vmesh\"\npassword = \"wrong\"\n"),
+    );
+    let dir = progress_dir(server.dir(), "pbx");
+    let pbx = start_pbx(
+        &server,
+        "uas_mwi_pbx_auth.xml",
+        &dir,
+        &[],
+        1,
+    );
+    server
+        .sipp(SHORT_CALL, &["-s", "1001"], call_timeout(SPEECH_SHORT_MS))
+        .assert_success();
+    let outcome = pbx.wait();
+    assert_eq!(
+        (outcome.successful, outcome.failed),
+        (0, 1),
+        "{}",
+        outcome.messages_log
+    );
+    assert!(outcome
+        .messages()
+        .iter()
+        .any(|m| !m.received && m.start_line().starts_with("SIP/2.0 403")));
+    let failed = wait_for(Duration::from_secs(5), || {
+        server.log().contains("NOTIFY failed").then_some(())
+    });
+    assert!(failed.is_some(), "{}", server.log_tail());
+}
+
+#[test]
+fn a_message_from_a_peer_lights_the_lamp_at_its_home() {
+    let mut mesh = MeshNet::allocate(2);
+    mesh[1].start();
+    mesh[0].start();
+    let (a, b) = (&mesh[0], &mesh[1]);
+    let dir = progress_dir(mesh.dir(), "phone-2001");
+    let progress = dir.join("notifies");
+    let args = subscriber_args("2001", &dir, 3600, 2);
+    let phone = b.sipp_start(SUBSCRIBER, &strs(&args), Duration::from_secs(90));
+    wait_notifies(&progress, 1, "subscribed at the home");
+
+    // Recorded at site-a, the message travels home to site-b, whose lamp
+    // lights when it is stored there.
+    let recorded = a.sipp(SHORT_CALL, &["-s", "2001"], call_timeout(SPEECH_SHORT_MS));
+    recorded.assert_success();
+    wait_notifies(&progress, 2, "the message arrived home");
+    let at_home = b.wait_messages(1, Duration::from_secs(5));
+    assert_eq!(field(&at_home[0], "origin"), "site-a");
+    assert_eq!(field(&at_home[0], "folder"), "new");
+
+    let outcome = phone.wait();
+    let notifies = dialog_notifies(&outcome);
+    assert_eq!(
+        lamps(&notifies),
+        vec![
+            lamp("no", "0/0 (0/0)"),
+            lamp("yes", "1/0 (0/0)"),
+            lamp("yes", "1/0 (0/0)"),
+        ]
+    );
+    assert_eq!(summary(&notifies[1]).account, format!("sip:2001@{}", b.ip));
+}

@@ -9,6 +9,7 @@ mod mailbox;
 mod mesh;
 mod messages;
 mod serve;
+mod subscriptions;
 
 use std::path::PathBuf;
 
@@ -51,6 +52,13 @@ pub enum Command {
     },
     /// The peers of the mesh and their health (OPTIONS pings).
     Peers {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Message-waiting subscriptions (phones and PBXs watching a mailbox).
+    Subscriptions {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -242,6 +250,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Messages { command } => messages::run(command),
         Command::Mailbox { command } => mailbox::run(command),
         Command::Peers { json, state } => mesh::peers(json, &state),
+        Command::Subscriptions { json, state } => subscriptions::run(json, &state),
         Command::Queue {
             command,
             json,

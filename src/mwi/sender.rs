@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use rsipstack::dialog::authenticate::{handle_client_authenticate, AuthRetry, Credential};
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{Request, SipMessage, StatusCode, StatusCodeKind, Transport};
+use rsipstack::sip::{Header, Request, SipMessage, StatusCode, StatusCodeKind, Transport};
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::{SipAddr, SipConnection};
@@ -213,6 +213,7 @@ impl Sender {
                     seq += 1;
                     match handle_client_authenticate(seq, &tx, response, credential).await {
                         Ok(mut next) => {
+                            unquote_qop(&mut next.original);
                             if next.send().await.is_err() {
                                 return NotifyOutcome::NoAnswer;
                             }
@@ -252,6 +253,28 @@ impl Sender {
     }
 }
 
+/// rsipstack writes the credentials' `qop` as a quoted string
+/// (`qop="auth"`); RFC 2617 §3.2.2 and RFC 7616 §3.4 define it as a bare
+/// token in Authorization (`qop=auth`), and strict servers refuse the
+/// quoted form. The header is rewritten in place before it is sent.
+fn unquote_qop(request: &mut Request) {
+    for header in request.headers.iter_mut() {
+        let value = match header {
+            Header::Authorization(a) => a.value().to_string(),
+            Header::ProxyAuthorization(a) => a.value().to_string(),
+            _ => continue,
+        };
+        let fixed = value
+            .replace("qop=\"auth-int\"", "qop=auth-int")
+            .replace("qop=\"auth\"", "qop=auth");
+        match header {
+            Header::Authorization(_) => *header = Header::Authorization(fixed.into()),
+            Header::ProxyAuthorization(_) => *header = Header::ProxyAuthorization(fixed.into()),
+            _ => {}
+        }
+    }
+}
+
 /// The address of a next hop: its IP, or the first address its name
 /// resolves to.
 async fn resolve(hop: &NextHop) -> Result<SocketAddr, SendError> {
@@ -273,5 +296,31 @@ fn unspecified(remote: SocketAddr) -> IpAddr {
     match remote {
         SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qop_is_sent_as_a_token() {
+        let text = "NOTIFY sip:1001@192.0.2.5 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\n\
+                    From: <sip:vmesh@192.0.2.1>;tag=a\r\nTo: <sip:1001@192.0.2.5>\r\nCall-ID: c\r\n\
+                    CSeq: 2 NOTIFY\r\nAuthorization: Digest username=\"vmesh\", realm=\"r\", \
+                    nonce=\"n\", uri=\"sip:1001@192.0.2.5\", response=\"x\", qop=\"auth\", nc=00000001, \
+                    cnonce=\"c\"\r\nContent-Length: 0\r\n\r\n";
+        let mut request = Request::try_from(text).unwrap();
+        unquote_qop(&mut request);
+        let auth = request
+            .headers
+            .iter()
+            .find_map(|h| match h {
+                Header::Authorization(a) => Some(a.value().to_string()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(auth.contains("qop=auth,"), "{auth}");
+        assert!(auth.contains("realm=\"r\""), "{auth}");
     }
 }
