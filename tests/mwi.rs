@@ -150,7 +150,12 @@ fn dialog_notifies(outcome: &SippOutcome) -> Vec<TracedMessage> {
     let notifies = outcome.received("NOTIFY ");
     let mut last = 0;
     for n in &notifies {
-        assert_eq!(tag(n, "From"), notifier_tag, "NOTIFY outside the dialog:\n{}", n.text);
+        assert_eq!(
+            tag(n, "From"),
+            notifier_tag,
+            "NOTIFY outside the dialog:\n{}",
+            n.text
+        );
         let c = cseq(n);
         assert!(c > last, "CSeq {c} after {last}:\n{}", n.text);
         last = c;
@@ -181,11 +186,19 @@ fn a_subscriber_sees_a_message_recorded_heard_and_deleted() {
     assert_eq!(field(&messages[0], "folder"), "new");
 
     let heard = server.cli(&["messages", "mark", &id, "--heard"]);
-    assert!(heard.status.success(), "{}", String::from_utf8_lossy(&heard.stderr));
+    assert!(
+        heard.status.success(),
+        "{}",
+        String::from_utf8_lossy(&heard.stderr)
+    );
     wait_notifies(&progress, 3, "marked heard with the CLI");
 
     let deleted = server.cli(&["messages", "delete", &id]);
-    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
     wait_notifies(&progress, 4, "deleted with the CLI");
 
     let outcome = phone.wait();
@@ -270,7 +283,11 @@ fn subscriptions_survive_a_restart() {
 fn a_refresh_is_notified_a_too_brief_one_refused_and_an_unsubscribe_ends_it() {
     let server = Server::start(TestNet::allocate());
     server
-        .sipp("uac_mwi_refresh.xml", &["-s", "1001"], Duration::from_secs(30))
+        .sipp(
+            "uac_mwi_refresh.xml",
+            &["-s", "1001"],
+            Duration::from_secs(30),
+        )
         .assert_success();
     let gone = wait_for(Duration::from_secs(5), || {
         subscriptions(&server).is_empty().then_some(())
@@ -413,7 +430,13 @@ fn wait_bound(addr: std::net::SocketAddr) {
 const PBX_PORT: u16 = 5090;
 
 /// Starts the stand-in PBX on the test's caller address.
-fn start_pbx(server: &Server, scenario: &str, dir: &Path, extra: &[&str], calls: u32) -> common::sipp::SippRun {
+fn start_pbx(
+    server: &Server,
+    scenario: &str,
+    dir: &Path,
+    extra: &[&str],
+    calls: u32,
+) -> common::sipp::SippRun {
     let setup = common::sipp::SippSetup {
         remote: server.net.sip_addr().to_string(),
         local_ip: server.net.peer_ip.to_string(),
@@ -422,10 +445,19 @@ fn start_pbx(server: &Server, scenario: &str, dir: &Path, extra: &[&str], calls:
         log_dir: server.dir(),
     };
     let calls = calls.to_string();
-    let mut args = vec!["-key", "dir", dir.to_str().expect("UTF-8 path"), "-m", &calls];
+    let mut args = vec![
+        "-key",
+        "dir",
+        dir.to_str().expect("UTF-8 path"),
+        "-m",
+        &calls,
+    ];
     args.extend_from_slice(extra);
     let run = common::sipp::SippRun::start(&setup, scenario, &args, Duration::from_secs(90));
-    wait_bound(std::net::SocketAddr::new(server.net.peer_ip.into(), PBX_PORT));
+    wait_bound(std::net::SocketAddr::new(
+        server.net.peer_ip.into(),
+        PBX_PORT,
+    ));
     run
 }
 
@@ -463,7 +495,11 @@ fn unsolicited_notifies_reach_the_pbx_for_its_mailboxes_only() {
         .map(|m| field(m, "id").to_string())
         .expect("1001's message");
     let saved = server.cli(&["messages", "move", &id, "--to", "saved"]);
-    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
     wait_notifies(&progress, 2, "saved with the CLI");
 
     let outcome = pbx.wait();
@@ -484,7 +520,10 @@ fn unsolicited_notifies_reach_the_pbx_for_its_mailboxes_only() {
         );
         let to = header(n, "To").unwrap_or_default();
         assert!(!to.contains("tag="), "out of any dialog: {to}");
-        assert_eq!(header(n, "Subscription-State").as_deref(), Some("terminated"));
+        assert_eq!(
+            header(n, "Subscription-State").as_deref(),
+            Some("terminated")
+        );
         assert_eq!(summary(n).account, format!("sip:1001@{}", net.peer_ip));
     }
     assert_eq!(
@@ -502,13 +541,7 @@ fn unsolicited_notifies_answer_a_digest_challenge() {
     );
     let dir = progress_dir(server.dir(), "pbx");
     let progress = dir.join("notifies");
-    let pbx = start_pbx(
-        &server,
-        "uas_mwi_pbx_auth.xml",
-        &dir,
-        &[],
-        1,
-    );
+    let pbx = start_pbx(&server, "uas_mwi_pbx_auth.xml", &dir, &[], 1);
     server
         .sipp(SHORT_CALL, &["-s", "1001"], call_timeout(SPEECH_SHORT_MS))
         .assert_success();
@@ -528,7 +561,10 @@ fn unsolicited_notifies_answer_a_digest_challenge() {
         "nc=00000001",
         "algorithm=MD5",
     ] {
-        assert!(authorization.contains(part), "{part} not in {authorization}");
+        assert!(
+            authorization.contains(part),
+            "{part} not in {authorization}"
+        );
     }
     assert_eq!(cseq(&notifies[1]), cseq(&notifies[0]) + 1);
     assert_eq!(
@@ -548,13 +584,7 @@ fn wrong_credentials_are_refused_by_the_pbx() {
         pbx_profile(&net, "username = \"vmesh\"\npassword = \"wrong\"\n"),
     );
     let dir = progress_dir(server.dir(), "pbx");
-    let pbx = start_pbx(
-        &server,
-        "uas_mwi_pbx_auth.xml",
-        &dir,
-        &[],
-        1,
-    );
+    let pbx = start_pbx(&server, "uas_mwi_pbx_auth.xml", &dir, &[], 1);
     server
         .sipp(SHORT_CALL, &["-s", "1001"], call_timeout(SPEECH_SHORT_MS))
         .assert_success();

@@ -36,7 +36,11 @@ impl From<SubscriptionRecord> for Shown {
 /// `vmesh subscriptions [--json]`.
 pub fn run(json: bool, state: &StateArgs) -> Result<(), CliError> {
     let store = super::open_store(&state.data_dir()?)?;
-    let shown: Vec<Shown> = store.subscriptions()?.into_iter().map(Shown::from).collect();
+    let shown: Vec<Shown> = store
+        .subscriptions()?
+        .into_iter()
+        .map(Shown::from)
+        .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(());

@@ -116,35 +116,74 @@ fn mwi_keys_are_read() {
     let set = mwi.mailboxes.as_ref().unwrap();
     assert!(set.contains("1500") && !set.contains("2500"));
     let creds = mwi.credentials.as_ref().unwrap();
-    assert_eq!((creds.username.as_str(), creds.password.as_str()), ("vm", "s3cret"));
-    assert!(!format!("{creds:?}").contains("s3cret"), "Debug hides the password");
+    assert_eq!(
+        (creds.username.as_str(), creds.password.as_str()),
+        ("vm", "s3cret")
+    );
+    assert!(
+        !format!("{creds:?}").contains("s3cret"),
+        "Debug hides the password"
+    );
     assert_eq!(mwi.domain.as_deref(), Some("vm.example.com"));
     assert_eq!(
         (mwi.min_expires, mwi.max_expires),
         (Duration::from_secs(30), Duration::from_secs(600))
     );
-    assert_eq!((mwi.retry_attempts, mwi.retry_initial), (1, Duration::from_secs(5)));
-    assert_eq!((mwi.max_in_flight, mwi.poll_interval), (4, Duration::from_millis(100)));
+    assert_eq!(
+        (mwi.retry_attempts, mwi.retry_initial),
+        (1, Duration::from_secs(5))
+    );
+    assert_eq!(
+        (mwi.max_in_flight, mwi.poll_interval),
+        (4, Duration::from_millis(100))
+    );
 }
 
 #[test]
 fn mwi_errors_name_their_key() {
     let cases = [
-        ("[mwi]\nnotify = [\"sip:{box}@pbx\"]\n", "mwi.notify[0]", "placeholder"),
-        ("[mwi]\nnotify = [\"http://pbx/{mailbox}\"]\n", "mwi.notify[0]", "sip:"),
-        ("[mwi]\nnotify = [\"sip:{mailbox}@pbx;transport=tls\"]\n", "mwi.notify[0]", "udp or tcp"),
-        ("[mwi]\nmailboxes = [\"12-3\"]\n", "mwi.mailboxes[0]", "range"),
+        (
+            "[mwi]\nnotify = [\"sip:{box}@pbx\"]\n",
+            "mwi.notify[0]",
+            "placeholder",
+        ),
+        (
+            "[mwi]\nnotify = [\"http://pbx/{mailbox}\"]\n",
+            "mwi.notify[0]",
+            "sip:",
+        ),
+        (
+            "[mwi]\nnotify = [\"sip:{mailbox}@pbx;transport=tls\"]\n",
+            "mwi.notify[0]",
+            "udp or tcp",
+        ),
+        (
+            "[mwi]\nmailboxes = [\"12-3\"]\n",
+            "mwi.mailboxes[0]",
+            "range",
+        ),
         ("[mwi]\nusername = \"vm\"\n", "mwi.username", "password"),
         ("[mwi]\npassword = \"x\"\n", "mwi.password", "username"),
-        ("[mwi]\nmin_expires_s = 600\nmax_expires_s = 60\n", "mwi.max_expires_s", "min_expires_s"),
-        ("[mwi]\nretry_attempts = 0\n", "mwi.retry_attempts", "out of range"),
+        (
+            "[mwi]\nmin_expires_s = 600\nmax_expires_s = 60\n",
+            "mwi.max_expires_s",
+            "min_expires_s",
+        ),
+        (
+            "[mwi]\nretry_attempts = 0\n",
+            "mwi.retry_attempts",
+            "out of range",
+        ),
         ("[mwi]\ndomain = \"a b\"\n", "mwi.domain", "host"),
         ("[mwi]\nlamp = true\n", "mwi.lamp", "unknown key"),
     ];
     for (text, key, words) in cases {
         let errors = errors(text);
         assert!(
-            errors.0.iter().any(|e| e.key == key && e.message.contains(words)),
+            errors
+                .0
+                .iter()
+                .any(|e| e.key == key && e.message.contains(words)),
             "{text:?}: want {key} with {words:?}, got {errors}"
         );
     }

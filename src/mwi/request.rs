@@ -58,11 +58,7 @@ impl NextHop {
             Host::IpAddr(ip) => ip.to_string(),
             Host::Domain(d) => d.to_string(),
         };
-        let port = uri
-            .host_with_port
-            .port
-            .as_ref()
-            .map_or(5060, |p| p.value());
+        let port = uri.host_with_port.port.as_ref().map_or(5060, |p| p.value());
         NextHop {
             transport,
             host,
@@ -283,6 +279,9 @@ mod tests {
                 port: 5070
             }
         );
-        assert_eq!(host_of("sip:1001@pbx.example.com:5080").as_deref(), Some("pbx.example.com"));
+        assert_eq!(
+            host_of("sip:1001@pbx.example.com:5080").as_deref(),
+            Some("pbx.example.com")
+        );
     }
 }

@@ -138,7 +138,11 @@ impl Sender {
                 let chosen = sockets
                     .iter()
                     .find(|(_, a)| Some(*a) == local)
-                    .or_else(|| sockets.iter().find(|(_, a)| a.is_ipv4() == remote.is_ipv4()))
+                    .or_else(|| {
+                        sockets
+                            .iter()
+                            .find(|(_, a)| a.is_ipv4() == remote.is_ipv4())
+                    })
                     .or_else(|| sockets.first())
                     .cloned()
                     .ok_or(SendError::NoUdpSocket)?;
@@ -155,11 +159,18 @@ impl Sender {
     /// Sends `request` on `path` and waits for its final answer.
     /// `answer_challenges`: whether a 401/407 is answered with the
     /// credentials (unsolicited NOTIFYs only).
-    pub async fn send(&self, request: Request, path: Path, answer_challenges: bool) -> NotifyOutcome {
-        let outcome =
-            tokio::time::timeout(TRANSACTION_GUARD, self.transact(request, &path, answer_challenges))
-                .await
-                .unwrap_or(NotifyOutcome::NoAnswer);
+    pub async fn send(
+        &self,
+        request: Request,
+        path: Path,
+        answer_challenges: bool,
+    ) -> NotifyOutcome {
+        let outcome = tokio::time::timeout(
+            TRANSACTION_GUARD,
+            self.transact(request, &path, answer_challenges),
+        )
+        .await
+        .unwrap_or(NotifyOutcome::NoAnswer);
         if path.transport == Transport::Tcp && outcome != NotifyOutcome::Delivered {
             // A broken connection is not tried again: the next attempt
             // opens a new one.
@@ -170,15 +181,17 @@ impl Sender {
         outcome
     }
 
-    async fn transact(&self, request: Request, path: &Path, answer_challenges: bool) -> NotifyOutcome {
+    async fn transact(
+        &self,
+        request: Request,
+        path: &Path,
+        answer_challenges: bool,
+    ) -> NotifyOutcome {
         let endpoint = self.sip.endpoint.inner.clone();
         let Ok(key) = TransactionKey::from_request(&request, TransactionRole::Client) else {
             return NotifyOutcome::Refused(400);
         };
-        let seq = request
-            .cseq_header()
-            .and_then(|c| c.seq())
-            .unwrap_or(1);
+        let seq = request.cseq_header().and_then(|c| c.seq()).unwrap_or(1);
         let mut tx = Transaction::new_client(key, request, endpoint, Some(path.connection.clone()));
         tx.destination = Some(SipAddr {
             r#type: Some(path.transport),
@@ -232,7 +245,11 @@ impl Sender {
     }
 
     /// A live TCP connection of ours to `remote`, opened if needed.
-    async fn tcp_to(&self, local_ip: IpAddr, remote: SocketAddr) -> Result<SipConnection, SendError> {
+    async fn tcp_to(
+        &self,
+        local_ip: IpAddr,
+        remote: SocketAddr,
+    ) -> Result<SipConnection, SendError> {
         let mut open = self.tcp.lock().await;
         if let Some((connection, token)) = open.get(&remote) {
             if !token.is_cancelled() {

@@ -176,7 +176,8 @@ impl Service {
         let (now_ms, _) = now_unix_ms();
         let restored = records.len();
         for record in records {
-            let left = Duration::from_millis(u64::try_from(record.expires_ms - now_ms).unwrap_or(0));
+            let left =
+                Duration::from_millis(u64::try_from(record.expires_ms - now_ms).unwrap_or(0));
             let (id, mailbox) = (record.id.clone(), record.mailbox.clone());
             self.records.insert(id.clone(), record);
             self.notifier.subscribe(&id, &mailbox, now + left, now);
@@ -185,7 +186,10 @@ impl Service {
             }
         }
         if restored > 0 {
-            info!(subscriptions = restored, "message-waiting subscriptions restored");
+            info!(
+                subscriptions = restored,
+                "message-waiting subscriptions restored"
+            );
         }
         Ok(watcher)
     }
@@ -260,7 +264,8 @@ impl Service {
         let sender = self.sender.clone();
         let store = self.store.clone();
         let target = notify.target.clone();
-        let span = tracing::info_span!("notify", mailbox = %notify.mailbox, to = tracing::field::Empty);
+        let span =
+            tracing::info_span!("notify", mailbox = %notify.mailbox, to = tracing::field::Empty);
         match &notify.target {
             Target::Subscription(id) => {
                 let record = self.records.get(id).cloned();
@@ -345,8 +350,15 @@ impl Service {
         };
         match local_tag {
             Some(local_tag) => {
-                self.in_dialog_subscribe(tx, &call_id, &local_tag, &remote_tag, cseq, asked.duration)
-                    .await
+                self.in_dialog_subscribe(
+                    tx,
+                    &call_id,
+                    &local_tag,
+                    &remote_tag,
+                    cseq,
+                    asked.duration,
+                )
+                .await
             }
             None => {
                 self.new_subscription(tx, call_id, remote_tag, cseq, asked)
@@ -368,7 +380,9 @@ impl Service {
         let found = self
             .records
             .values()
-            .find(|r| r.call_id == call_id && r.local_tag == local_tag && r.remote_tag == remote_tag)
+            .find(|r| {
+                r.call_id == call_id && r.local_tag == local_tag && r.remote_tag == remote_tag
+            })
             .cloned();
         let Some(mut record) = found.filter(|r| self.notifier.is_active(&r.id)) else {
             info!("SUBSCRIBE for no subscription of ours");
@@ -550,14 +564,7 @@ async fn in_dialog(
         }
     };
     let body = notify.summary.body(&record.account);
-    let built = request::in_dialog(
-        &sender.endpoint(),
-        &record,
-        cseq,
-        status,
-        body,
-        path.local,
-    );
+    let built = request::in_dialog(&sender.endpoint(), &record, cseq, status, body, path.local);
     let (request, _) = match built {
         Ok(built) => built,
         Err(e) => {
@@ -571,7 +578,12 @@ async fn in_dialog(
 }
 
 /// Sends an unsolicited NOTIFY to `uri`.
-async fn unsolicited(sender: &Sender, uri: &str, domain: Option<String>, notify: Notify) -> NotifyOutcome {
+async fn unsolicited(
+    sender: &Sender,
+    uri: &str,
+    domain: Option<String>,
+    notify: Notify,
+) -> NotifyOutcome {
     tracing::Span::current().record("to", uri);
     let Ok(parsed) = Uri::try_from(uri) else {
         return NotifyOutcome::Refused(400);
@@ -605,9 +617,15 @@ async fn unsolicited(sender: &Sender, uri: &str, domain: Option<String>, notify:
 fn log_outcome(notify: &Notify, outcome: NotifyOutcome) {
     match outcome {
         NotifyOutcome::Delivered => {
-            debug!(new = notify.summary.new, old = notify.summary.old, "NOTIFY delivered")
+            debug!(
+                new = notify.summary.new,
+                old = notify.summary.old,
+                "NOTIFY delivered"
+            )
         }
-        other => warn!(outcome = ?other, new = notify.summary.new, old = notify.summary.old, "NOTIFY failed"),
+        other => {
+            warn!(outcome = ?other, new = notify.summary.new, old = notify.summary.old, "NOTIFY failed")
+        }
     }
 }
 

@@ -211,7 +211,10 @@ mod tests {
             refused(facts("message-summary", Some("30"))),
             Refusal::IntervalTooBrief { min_expires: 60 }
         );
-        assert_eq!(refused(facts("message-summary", Some("soon"))).status(), 400);
+        assert_eq!(
+            refused(facts("message-summary", Some("soon"))).status(),
+            400
+        );
         let mut xml_only = facts("message-summary", None);
         xml_only.accept = vec!["application/pidf+xml".into()];
         assert_eq!(refused(xml_only), Refusal::NotAcceptable);
