@@ -13,11 +13,13 @@
 //! [`subscribe`] (what a SUBSCRIBE asks and what to answer),
 //! [`notifier`] (which NOTIFY goes where and when) with [`delivery`] (one
 //! destination's coalescing, pacing and retries) and [`subscription`]
-//! (one subscription's life), and [`summary`] (the body). The tokio layer
-//! is [`service`] (one task owning the notifier, fed by SUBSCRIBEs, the
-//! store's change log and the clock), [`sender`] (a NOTIFY as an rsipstack
-//! client transaction, digest included) and [`request`] (building NOTIFYs
-//! from a persisted dialog).
+//! (one subscription's life), [`home`] (which mailboxes this server
+//! announces) and [`summary`] (the body). The tokio layer is `service` (one
+//! task owning the notifier, fed by SUBSCRIBEs, the store's change log and
+//! the clock), `answer` (answering a SUBSCRIBE), `notification` (one NOTIFY
+//! from decision to outcome), [`sender`] (a NOTIFY as an rsipstack client
+//! transaction, digest included) and [`request`] (building NOTIFYs from a
+//! persisted dialog).
 //!
 //! rsipstack's `dialog::subscription` keeps a subscription's dialog in
 //! memory only, so it cannot outlive the process; RFC 6665 subscriptions
@@ -25,8 +27,10 @@
 //! (`store::subscriptions`) and NOTIFYs are built from it, while the
 //! transactions, the transports and the client digest stay rsipstack's.
 
+mod answer;
 pub mod delivery;
 pub mod home;
+mod notification;
 pub mod notifier;
 pub mod request;
 pub mod sender;
