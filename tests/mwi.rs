@@ -638,3 +638,31 @@ fn a_message_from_a_peer_lights_the_lamp_at_its_home() {
     );
     assert_eq!(summary(&notifies[1]).account, format!("sip:2001@{}", b.ip));
 }
+
+#[test]
+fn a_subscriber_over_tcp_gets_its_notifies_on_its_connection() {
+    let server = Server::start(TestNet::allocate());
+    let dir = progress_dir(server.dir(), "phone-tcp");
+    let progress = dir.join("notifies");
+    let mut args = subscriber_args("1001", &dir, 3600, 2);
+    args.extend(["-t".to_string(), "t1".to_string()]);
+    let phone = server.sipp_start(SUBSCRIBER, &strs(&args), Duration::from_secs(60));
+    wait_notifies(&progress, 1, "subscribed over TCP");
+    server
+        .sipp(SHORT_CALL, &["-s", "1001"], call_timeout(SPEECH_SHORT_MS))
+        .assert_success();
+    wait_notifies(&progress, 2, "a message recorded");
+    let notifies = dialog_notifies(&phone.wait());
+    assert_eq!(
+        lamps(&notifies),
+        vec![
+            lamp("no", "0/0 (0/0)"),
+            lamp("yes", "1/0 (0/0)"),
+            lamp("yes", "1/0 (0/0)"),
+        ]
+    );
+    for n in &notifies {
+        let via = header(n, "Via").unwrap_or_default();
+        assert!(via.starts_with("SIP/2.0/TCP"), "{via}");
+    }
+}

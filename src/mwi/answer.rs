@@ -134,6 +134,9 @@ impl Service {
         reply(&mut tx, StatusCode::OK, headers).await;
         let now = Instant::now();
         let id = record.id.clone();
+        if let Some(connection) = tx.connection.clone().filter(SipConnection::is_reliable) {
+            self.inbound.insert(id.clone(), connection);
+        }
         self.records.insert(id.clone(), record);
         if duration.is_zero() {
             info!(subscription = %id, "unsubscribed");
@@ -232,6 +235,9 @@ impl Service {
         let id = record.id.clone();
         self.notifier
             .set_summary(&asked.mailbox, MessageSummary::from(counts), now);
+        if connection.is_reliable() {
+            self.inbound.insert(id.clone(), connection);
+        }
         self.records.insert(id.clone(), record);
         if asked.duration.is_zero() {
             info!(subscription = %id, "state fetched");

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rsipstack::sip::Uri;
+use rsipstack::transport::SipConnection;
 use tracing::{debug, warn};
 
 use super::delivery::NotifyOutcome;
@@ -20,6 +21,7 @@ pub(super) async fn in_dialog(
     sender: &Sender,
     store: &Arc<Store>,
     record: SubscriptionRecord,
+    inbound: Option<SipConnection>,
     notify: Notify,
 ) -> NotifyOutcome {
     tracing::Span::current().record("to", record.remote_target.as_str());
@@ -34,7 +36,12 @@ pub(super) async fn in_dialog(
         }
     };
     let local = record.local_addr.parse::<SocketAddr>().ok();
-    let path = match sender.path(&hop, local).await {
+    let reused = inbound.and_then(|c| sender.path_on(c, &hop));
+    let path = match reused {
+        Some(path) => Ok(path),
+        None => sender.path(&hop, local).await,
+    };
+    let path = match path {
         Ok(path) => path,
         Err(e) => {
             warn!(error = %e, "cannot reach the subscriber");

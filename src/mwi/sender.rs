@@ -156,6 +156,24 @@ impl Sender {
         }
     }
 
+    /// A path on a stream connection the subscriber opened (its SUBSCRIBE
+    /// came on it), when the next hop is reached over TCP: NOTIFYs then
+    /// reach a subscriber that cannot be connected to (behind NAT, or a
+    /// client that listens on no port), as RFC 5626 §5 describes.
+    pub fn path_on(&self, connection: SipConnection, hop: &NextHop) -> Option<Path> {
+        if hop.transport != Transport::Tcp || !connection.is_reliable() {
+            return None;
+        }
+        let local = connection.get_addr().get_socketaddr().ok()?;
+        let remote = connection.get_remote_addr()?.get_socketaddr().ok()?;
+        Some(Path {
+            connection,
+            local,
+            remote,
+            transport: Transport::Tcp,
+        })
+    }
+
     /// Sends `request` on `path` and waits for its final answer.
     /// `answer_challenges`: whether a 401/407 is answered with the
     /// credentials (unsolicited NOTIFYs only).

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::SipConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
@@ -52,6 +53,10 @@ pub(super) enum Command {
 pub(super) struct Service {
     pub(super) notifier: Notifier,
     pub(super) records: HashMap<String, SubscriptionRecord>,
+    /// The TCP connection each subscription's SUBSCRIBE came on, while it
+    /// has not failed a NOTIFY (in memory only: connections do not
+    /// survive a restart).
+    pub(super) inbound: HashMap<String, SipConnection>,
     sender: Arc<Sender>,
     pub(super) store: Arc<Store>,
     pub(super) home: HomeRule,
@@ -88,6 +93,7 @@ impl Service {
                 Box::new(move |mailbox| filter.announces(mailbox)),
             ),
             records: HashMap::new(),
+            inbound: HashMap::new(),
             sender: Arc::new(Sender::new(sip, mwi.credentials.as_ref(), shutdown)),
             store,
             home,
@@ -136,6 +142,12 @@ impl Service {
                     None => return,
                 },
                 Some((target, outcome)) = outcomes.recv() => {
+                    if let (Target::Subscription(id), false) =
+                        (&target, outcome == NotifyOutcome::Delivered)
+                    {
+                        // The next attempt opens a connection of ours.
+                        self.inbound.remove(id);
+                    }
                     self.notifier.finished(&target, outcome, Instant::now());
                 }
                 _ = signal.notified() => self.look_for_changes(&mut watcher).await,
@@ -233,6 +245,7 @@ impl Service {
                 Action::Notify(notify) => self.spawn_notify(notify),
                 Action::Forget { id, ended } => {
                     let mailbox = self.records.remove(&id).map(|r| r.mailbox);
+                    self.inbound.remove(&id);
                     match ended {
                         Ended::Terminated(reason) => {
                             info!(subscription = %id, ?mailbox, reason = reason.as_str(), "subscription ended")
@@ -264,11 +277,12 @@ impl Service {
         match &notify.target {
             Target::Subscription(id) => {
                 let record = self.records.get(id).cloned();
+                let inbound = self.inbound.get(id).cloned();
                 tokio::spawn(
                     async move {
                         let outcome = match record {
                             Some(record) => {
-                                notification::in_dialog(&sender, &store, record, notify).await
+                                notification::in_dialog(&sender, &store, record, inbound, notify).await
                             }
                             None => NotifyOutcome::Refused(481),
                         };
