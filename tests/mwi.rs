@@ -605,12 +605,63 @@ fn wrong_credentials_are_refused_by_the_pbx() {
     assert!(failed.is_some(), "{}", server.log_tail());
 }
 
+/// A bare SUBSCRIBE for `mailbox` to `to` from `from`; the answer.
+fn subscribe_once(from: std::net::Ipv4Addr, to: std::net::SocketAddr, mailbox: &str) -> common::SipResponse {
+    let udp = common::SipUdp::bind(from, to);
+    let token = common::raw_sip::unique_token();
+    let local = udp.local_addr();
+    let text = format!(
+        "SUBSCRIBE sip:{mailbox}@{to} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK{token}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:phone@{local}>;tag=f{token}\r\n\
+         To: <sip:{mailbox}@{to}>\r\n\
+         Call-ID: {token}@test\r\n\
+         CSeq: 1 SUBSCRIBE\r\n\
+         Contact: <sip:phone@{local}>\r\n\
+         Event: message-summary\r\n\
+         Expires: 0\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    udp.transact(&text, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no answer to SUBSCRIBE for {mailbox}"))
+}
+
 #[test]
-fn a_message_from_a_peer_lights_the_lamp_at_its_home() {
+fn a_message_from_a_peer_lights_the_lamp_at_its_home_only() {
     let mut mesh = MeshNet::allocate(2);
+    // Both sites would tell the PBX, but only the home of a mailbox does.
+    let pbx_ip = mesh.spare_ip(0);
+    for i in 0..2 {
+        mesh[i].extra = format!("[mwi]\nnotify = [\"sip:{{mailbox}}@{pbx_ip}:{PBX_PORT}\"]\n");
+    }
+    let pbx_dir = progress_dir(mesh.dir(), "pbx");
+    let pbx = common::sipp::SippRun::start(
+        &common::sipp::SippSetup {
+            remote: mesh[1].sip_addr().to_string(),
+            local_ip: pbx_ip.to_string(),
+            local_port: PBX_PORT,
+            media_port: 6900,
+            log_dir: mesh.dir(),
+        },
+        "uas_mwi_pbx.xml",
+        &["-key", "dir", pbx_dir.to_str().expect("UTF-8 path"), "-m", "1"],
+        Duration::from_secs(60),
+    );
+    wait_bound(std::net::SocketAddr::new(pbx_ip.into(), PBX_PORT));
     mesh[1].start();
     mesh[0].start();
     let (a, b) = (&mesh[0], &mesh[1]);
+
+    // Only the home takes subscriptions for the mailbox.
+    let elsewhere = subscribe_once(a.caller_ip, a.sip_addr(), "2001");
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.raw);
+    assert!(
+        elsewhere.header("Warning").is_some_and(|w| w.contains("site-b")),
+        "{}",
+        elsewhere.raw
+    );
+
     let dir = progress_dir(mesh.dir(), "phone-2001");
     let progress = dir.join("notifies");
     let args = subscriber_args("2001", &dir, 3600, 2);
@@ -619,8 +670,8 @@ fn a_message_from_a_peer_lights_the_lamp_at_its_home() {
 
     // Recorded at site-a, the message travels home to site-b, whose lamp
     // lights when it is stored there.
-    let recorded = a.sipp(SHORT_CALL, &["-s", "2001"], call_timeout(SPEECH_SHORT_MS));
-    recorded.assert_success();
+    a.sipp(SHORT_CALL, &["-s", "2001"], call_timeout(SPEECH_SHORT_MS))
+        .assert_success();
     wait_notifies(&progress, 2, "the message arrived home");
     let at_home = b.wait_messages(1, Duration::from_secs(5));
     assert_eq!(field(&at_home[0], "origin"), "site-a");
@@ -637,6 +688,16 @@ fn a_message_from_a_peer_lights_the_lamp_at_its_home() {
         ]
     );
     assert_eq!(summary(&notifies[1]).account, format!("sip:2001@{}", b.ip));
+
+    // The PBX's one NOTIFY came from the home, not from where the message
+    // was recorded.
+    let told = pbx.wait();
+    told.assert_success();
+    let unsolicited = told.received("NOTIFY ");
+    assert_eq!(unsolicited.len(), 1);
+    let via = header(&unsolicited[0], "Via").unwrap_or_default();
+    assert!(via.contains(&format!("{}:5060", b.ip)), "sent by {via}");
+    assert_eq!(lamps(&unsolicited), vec![lamp("yes", "1/0 (0/0)")]);
 }
 
 #[test]

@@ -92,3 +92,6 @@ impl Mwi {
         self.commands.send(Command::Changed).ok();
     }
 }
+
+#[cfg(test)]
+mod notifier_tests;

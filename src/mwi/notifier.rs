@@ -123,9 +123,11 @@ impl Notifier {
     }
 
     /// The mailbox's counts are now `summary`: if that differs from what
-    /// they were, every destination of the mailbox gets a NOTIFY (paced).
+    /// they were (a mailbox not seen yet had none), every destination of
+    /// the mailbox gets a NOTIFY (paced).
     pub fn set_summary(&mut self, mailbox: &str, summary: MessageSummary, now: Instant) {
-        if self.summaries.get(mailbox) == Some(&summary) {
+        if self.summary(mailbox) == summary {
+            self.summaries.insert(mailbox.to_owned(), summary);
             return;
         }
         self.summaries.insert(mailbox.to_owned(), summary);
