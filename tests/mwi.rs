@@ -727,3 +727,65 @@ fn a_subscriber_over_tcp_gets_its_notifies_on_its_connection() {
         assert!(via.starts_with("SIP/2.0/TCP"), "{via}");
     }
 }
+
+#[test]
+fn a_notify_is_retransmitted_on_udp_until_answered() {
+    let server = Server::start(TestNet::allocate());
+    let phone = common::SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
+    let local = phone.local_addr();
+    let token = common::raw_sip::unique_token();
+    let subscribe = format!(
+        "SUBSCRIBE sip:1001@{to} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK{token}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:phone@{local}>;tag=f{token}\r\n\
+         To: <sip:1001@{to}>\r\n\
+         Call-ID: {token}@test\r\n\
+         CSeq: 1 SUBSCRIBE\r\n\
+         Contact: <sip:phone@{local}>\r\n\
+         Event: message-summary\r\n\
+         Content-Length: 0\r\n\r\n",
+        to = server.net.sip_addr(),
+    );
+    phone.send(subscribe.as_bytes());
+    let ok = phone
+        .final_response_to("SUBSCRIBE", Duration::from_secs(5))
+        .expect("the 200");
+    assert_eq!(ok.status, 200, "{}", ok.raw);
+
+    // Not answered: the same NOTIFY again (Timer E), same branch and CSeq.
+    let first = phone
+        .recv_request(Duration::from_secs(5))
+        .expect("the first NOTIFY");
+    let sent = Instant::now();
+    let again = phone
+        .recv_request(Duration::from_secs(5))
+        .expect("a retransmission");
+    let gap = sent.elapsed();
+    assert_eq!(again.method, "NOTIFY");
+    assert_eq!(again.header("Via"), first.header("Via"), "same transaction");
+    assert_eq!(again.header("CSeq"), first.header("CSeq"));
+    assert!(gap >= Duration::from_millis(300), "retransmitted after {gap:?}");
+    phone.send(again.response(200, "OK").as_bytes());
+
+    // Answered: the next NOTIFY is a new transaction with the next CSeq.
+    server
+        .sipp(SHORT_CALL, &["-s", "1001"], call_timeout(SPEECH_SHORT_MS))
+        .assert_success();
+    let next = loop {
+        let n = phone
+            .recv_request(NOTIFY_WAIT)
+            .expect("a NOTIFY for the message");
+        if n.header("Via") != first.header("Via") {
+            break n;
+        }
+    };
+    let number = |r: &common::raw_sip::SipRequest| -> u32 {
+        r.header("CSeq")
+            .and_then(|c| c.split_whitespace().next()?.parse().ok())
+            .expect("CSeq")
+    };
+    assert_eq!(number(&next), number(&first) + 1);
+    assert!(next.body.contains("Messages-Waiting: yes"), "{}", next.raw);
+    phone.send(next.response(200, "OK").as_bytes());
+}
