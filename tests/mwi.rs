@@ -397,6 +397,14 @@ fn subscribe_refusals() {
     );
     assert_eq!(xml.status, 406, "{}", xml.raw);
     assert!(subscriptions(&server).is_empty());
+    // A flood cannot fill the store: 32 subscriptions per mailbox.
+    for n in 1..=32 {
+        let ok = ask("1002", "Event: message-summary\r\n");
+        assert_eq!(ok.status, 200, "subscription {n}: {}", ok.raw);
+    }
+    let flood = ask("1002", "Event: message-summary\r\n");
+    assert_eq!(flood.status, 403, "{}", flood.raw);
+    assert_eq!(subscriptions(&server).len(), 32);
     // A refresh in a dialog nobody has: 481.
     let token = common::raw_sip::unique_token();
     let local = udp.local_addr();
@@ -606,7 +614,11 @@ fn wrong_credentials_are_refused_by_the_pbx() {
 }
 
 /// A bare SUBSCRIBE for `mailbox` to `to` from `from`; the answer.
-fn subscribe_once(from: std::net::Ipv4Addr, to: std::net::SocketAddr, mailbox: &str) -> common::SipResponse {
+fn subscribe_once(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+    mailbox: &str,
+) -> common::SipResponse {
     let udp = common::SipUdp::bind(from, to);
     let token = common::raw_sip::unique_token();
     let local = udp.local_addr();
@@ -645,7 +657,13 @@ fn a_message_from_a_peer_lights_the_lamp_at_its_home_only() {
             log_dir: mesh.dir(),
         },
         "uas_mwi_pbx.xml",
-        &["-key", "dir", pbx_dir.to_str().expect("UTF-8 path"), "-m", "1"],
+        &[
+            "-key",
+            "dir",
+            pbx_dir.to_str().expect("UTF-8 path"),
+            "-m",
+            "1",
+        ],
         Duration::from_secs(60),
     );
     wait_bound(std::net::SocketAddr::new(pbx_ip.into(), PBX_PORT));
@@ -657,7 +675,9 @@ fn a_message_from_a_peer_lights_the_lamp_at_its_home_only() {
     let elsewhere = subscribe_once(a.caller_ip, a.sip_addr(), "2001");
     assert_eq!(elsewhere.status, 404, "{}", elsewhere.raw);
     assert!(
-        elsewhere.header("Warning").is_some_and(|w| w.contains("site-b")),
+        elsewhere
+            .header("Warning")
+            .is_some_and(|w| w.contains("site-b")),
         "{}",
         elsewhere.raw
     );
@@ -765,7 +785,10 @@ fn a_notify_is_retransmitted_on_udp_until_answered() {
     assert_eq!(again.method, "NOTIFY");
     assert_eq!(again.header("Via"), first.header("Via"), "same transaction");
     assert_eq!(again.header("CSeq"), first.header("CSeq"));
-    assert!(gap >= Duration::from_millis(300), "retransmitted after {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(300),
+        "retransmitted after {gap:?}"
+    );
     phone.send(again.response(200, "OK").as_bytes());
 
     // Answered: the next NOTIFY is a new transaction with the next CSeq.

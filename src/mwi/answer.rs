@@ -2,7 +2,8 @@
 //! an unsubscribe or a fetch, each answered before its NOTIFY goes out, and
 //! the refusals [`evaluate`] decides. The dialog of a new subscription is
 //! saved in the store before the 200, so a subscription that was answered
-//! survives a restart.
+//! survives a restart. A mailbox has at most
+//! [`MAX_SUBSCRIPTIONS_PER_MAILBOX`] subscriptions (403 beyond).
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,11 @@ use super::subscribe::{evaluate, Refusal, SubscribeFacts, SubscribeRequest};
 use super::subscription::TerminationReason;
 use super::summary::{MessageSummary, EVENT_PACKAGE};
 use crate::store::{now_unix_ms, SubscriptionRecord};
+
+/// Subscriptions one mailbox may have at once: a desk phone, a few
+/// softphones and PBXs, with room to spare; a bound, so that a flood of
+/// SUBSCRIBEs cannot fill the store.
+const MAX_SUBSCRIPTIONS_PER_MAILBOX: usize = 32;
 
 impl Service {
     /// Answers a SUBSCRIBE: a new subscription, a refresh, an unsubscribe
@@ -156,6 +162,17 @@ impl Service {
         cseq: u32,
         asked: SubscribeRequest,
     ) {
+        let held = self
+            .records
+            .values()
+            .filter(|r| r.mailbox == asked.mailbox)
+            .count();
+        if held >= MAX_SUBSCRIPTIONS_PER_MAILBOX {
+            warn!(held, "too many subscriptions for the mailbox; refused");
+            let why = format!("{held} subscriptions for this mailbox already");
+            let warning = Header::Warning(format!("399 vmesh \"{why}\"").into());
+            return reply(&mut tx, StatusCode::Forbidden, vec![warning]).await;
+        }
         let Some(remote_target) = contact_of(&tx.original) else {
             let refusal = Refusal::BadRequest("no Contact".into());
             return refuse(&mut tx, &refusal).await;

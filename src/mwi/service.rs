@@ -282,7 +282,8 @@ impl Service {
                     async move {
                         let outcome = match record {
                             Some(record) => {
-                                notification::in_dialog(&sender, &store, record, inbound, notify).await
+                                notification::in_dialog(&sender, &store, record, inbound, notify)
+                                    .await
                             }
                             None => NotifyOutcome::Refused(481),
                         };
