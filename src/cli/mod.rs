@@ -122,6 +122,7 @@ pub enum MessagesCommand {
     },
     /// Move a message to the deleted folder (restorable until purged).
     Delete {
+        /// Message id (full or a unique prefix of 8+ characters).
         id: String,
         /// Print the message as JSON on stdout.
         #[arg(long)]
@@ -131,6 +132,7 @@ pub enum MessagesCommand {
     },
     /// Put a deleted message back in the folder it was deleted from.
     Restore {
+        /// Message id (full or a unique prefix of 8+ characters).
         id: String,
         /// Print the message as JSON on stdout.
         #[arg(long)]
@@ -140,6 +142,7 @@ pub enum MessagesCommand {
     },
     /// Move a message to another folder.
     Move {
+        /// Message id (full or a unique prefix of 8+ characters).
         id: String,
         /// The folder to move it to.
         #[arg(long, value_enum)]
@@ -153,6 +156,7 @@ pub enum MessagesCommand {
     /// Mark a message heard (new becomes old) or new again.
     #[command(group(clap::ArgGroup::new("mark").required(true).args(["heard", "new"])))]
     Mark {
+        /// Message id (full or a unique prefix of 8+ characters).
         id: String,
         /// Heard: a new message moves to old.
         #[arg(long)]
