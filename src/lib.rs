@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod media;
 pub mod mesh;
+pub mod mwi;
 pub mod register;
 pub mod retrieval;
 pub mod sip;

@@ -10,7 +10,7 @@ use common::{
     SPEECH_SHORT_ULAW,
 };
 
-const FIELDS: [&str; 17] = [
+const FIELDS: [&str; 18] = [
     "id",
     "mailbox",
     "caller",
@@ -24,7 +24,8 @@ const FIELDS: [&str; 17] = [
     "sample_rate",
     "size_bytes",
     "sha256",
-    "state",
+    "folder",
+    "deleted_at",
     "partial",
     "origin",
     "call_id",
@@ -111,15 +112,14 @@ fn list_show_export_delete() {
         0.9,
     );
 
-    // delete removes it; afterwards it is unknown.
+    // delete moves it to the deleted folder: out of the default listing,
+    // still shown, and its audio kept until it is purged.
     let output = server.cli(&["messages", "delete", &id]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(server.messages().is_empty());
-    let output = server.cli(&["messages", "show", &id, "--json"]);
-    assert!(
-        !output.status.success(),
-        "show of a deleted message must fail"
-    );
+    let shown = server.cli_json(&["messages", "show", &id, "--json"]);
+    assert_eq!(field(&shown, "folder"), "deleted");
+    assert!(server.export(&id).exists());
 }
 
 #[test]
@@ -199,4 +199,117 @@ fn check_accepts_a_good_profile_and_names_file_and_key_of_a_bad_one() {
             "{name}: stderr should name {key}: {message}"
         );
     }
+}
+
+/// `messages list --folder FOLDER --json` at `server`.
+fn in_folder(server: &Server, folder: &str) -> Vec<serde_json::Value> {
+    match server.cli_json(&["messages", "list", "--folder", folder, "--json"]) {
+        serde_json::Value::Array(items) => items,
+        other => panic!("list --folder {folder} is not an array: {other}"),
+    }
+}
+
+/// Runs a folder command with `--json` and returns the message it prints.
+fn moved(server: &Server, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    server.cli_json(&all)
+}
+
+#[test]
+fn folders_move_mark_delete_and_restore() {
+    let (server, message) = server_with_a_message();
+    let id = field(&message, "id").to_string();
+    assert_eq!(field(&message, "folder"), "new");
+    assert!(message["deleted_at"].is_null());
+    assert_eq!(in_folder(&server, "new").len(), 1);
+    assert!(in_folder(&server, "old").is_empty());
+
+    let heard = moved(&server, &["messages", "mark", &id[..8], "--heard"]);
+    assert_eq!(field(&heard, "folder"), "old");
+    assert_eq!(in_folder(&server, "old").len(), 1);
+    assert!(in_folder(&server, "new").is_empty());
+    let unheard = moved(&server, &["messages", "mark", &id, "--new"]);
+    assert_eq!(field(&unheard, "folder"), "new");
+    let saved = moved(&server, &["messages", "move", &id, "--to", "saved"]);
+    assert_eq!(field(&saved, "folder"), "saved");
+    // Saved is heard already: marking it heard keeps it saved.
+    let still = moved(&server, &["messages", "mark", &id, "--heard"]);
+    assert_eq!(field(&still, "folder"), "saved");
+
+    let deleted = moved(&server, &["messages", "delete", &id]);
+    assert_eq!(field(&deleted, "folder"), "deleted");
+    assert!(deleted["deleted_at"].is_string(), "{deleted}");
+    assert!(
+        server.messages().is_empty(),
+        "deleted is out of the default list"
+    );
+    assert_eq!(in_folder(&server, "deleted").len(), 1);
+    // Human output says the folder.
+    let text = server.cli(&["messages", "list", "--folder", "deleted"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("deleted"));
+
+    // Only restore applies to a deleted message; it goes back to saved.
+    let refused = server.cli(&["messages", "mark", &id, "--heard"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("restore"), "{}", stderr(&refused));
+    let restored = moved(&server, &["messages", "restore", &id]);
+    assert_eq!(field(&restored, "folder"), "saved");
+    assert!(restored["deleted_at"].is_null());
+    let again = server.cli(&["messages", "restore", &id]);
+    assert!(
+        !again.status.success(),
+        "restoring a message that is not deleted"
+    );
+    assert!(stderr(&again).contains("not deleted"), "{}", stderr(&again));
+    // Its audio was kept all along.
+    assert_recording_matches(
+        &server,
+        &restored,
+        SPEECH_SHORT_ULAW,
+        SPEECH_SHORT_MS,
+        0.05,
+        0.9,
+    );
+}
+
+#[test]
+fn folder_commands_refuse_bad_input_with_a_message() {
+    let (server, message) = server_with_a_message();
+    let id = field(&message, "id").to_string();
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    for args in [
+        vec!["messages", "mark", unknown, "--heard"],
+        vec!["messages", "move", unknown, "--to", "saved"],
+        vec!["messages", "delete", unknown],
+        vec!["messages", "restore", unknown],
+    ] {
+        let output = server.cli(&args);
+        assert!(!output.status.success(), "{args:?} must fail");
+        assert!(
+            stderr(&output).contains(unknown),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    // A folder that does not exist, one `move` may not go to, no mark.
+    for (args, words) in [
+        (vec!["messages", "list", "--folder", "archive"], "archive"),
+        (vec!["messages", "move", &id, "--to", "deleted"], "deleted"),
+        (vec!["messages", "move", &id, "--to", "trash"], "trash"),
+        (vec!["messages", "mark", &id], "--heard"),
+        (vec!["messages", "mark", &id, "--heard", "--new"], "--new"),
+    ] {
+        let output = server.cli(&args);
+        assert!(!output.status.success(), "{args:?} must fail");
+        assert!(
+            stderr(&output).contains(words),
+            "{args:?}: stderr should name {words}: {}",
+            stderr(&output)
+        );
+        assert!(output.stdout.is_empty(), "{args:?} printed on stdout");
+    }
+    // Nothing changed.
+    let shown = server.cli_json(&["messages", "show", &id, "--json"]);
+    assert_eq!(field(&shown, "folder"), "new");
 }

@@ -723,3 +723,83 @@ fn cli_shows_peers_and_queue_and_retries_a_failed_transfer() {
     let delivered = wait_all_delivered(a, "2", Duration::from_secs(10));
     assert_eq!(field(&delivered[0], "id"), id);
 }
+
+/// `messages list --folder FOLDER --json` at `site`.
+fn in_folder(site: &Site, folder: &str) -> Vec<Value> {
+    match site.cli_json(&["messages", "list", "--folder", folder, "--json"]) {
+        Value::Array(items) => items,
+        other => panic!(
+            "{}: list --folder {folder} is not an array: {other}",
+            site.name
+        ),
+    }
+}
+
+#[test]
+fn a_message_deleted_at_home_is_not_brought_back_by_a_late_retry() {
+    let mut mesh = MeshNet::allocate(3);
+    mesh[1].start();
+    let c_ip = mesh[2].ip;
+    // SIPp poses as site-c, the origin, sending the same transfer again and
+    // again as an origin does until it sees a 200.
+    let transfer = |site: &Site| {
+        site.sipp_start_from(
+            c_ip,
+            TRANSFER_SCENARIO,
+            &["-t", "t1"],
+            Duration::from_secs(20),
+        )
+        .wait()
+    };
+    transfer(&mesh[1]).assert_success();
+    let stored = mesh[1].messages();
+    assert_eq!(stored.len(), 1, "{stored:#?}");
+    assert_eq!(field(&stored[0], "id"), TRANSFER_ID);
+    assert_eq!(field(&stored[0], "folder"), "new");
+
+    // The owner deletes it at home; a late copy gets 200 and changes
+    // nothing: still deleted, not back in new.
+    let deleted = mesh[1].cli(&["messages", "delete", TRANSFER_ID]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    transfer(&mesh[1]).assert_success();
+    assert!(mesh[1].messages().is_empty(), "{:#?}", mesh[1].messages());
+    let shown = mesh[1].cli_json(&["messages", "show", TRANSFER_ID, "--json"]);
+    assert_eq!(field(&shown, "folder"), "deleted");
+    assert_eq!(in_folder(&mesh[1], "deleted").len(), 1);
+
+    // Purged (no retention left, swept at start-up): the id is kept, so
+    // yet another late copy gets 200 and nothing is stored.
+    mesh[1].terminate();
+    mesh[1].extra = "[storage]\ndeleted_retention_days = 0\n".into();
+    mesh[1].start();
+    let purged = wait_for(Duration::from_secs(10), || {
+        in_folder(&mesh[1], "deleted").is_empty().then_some(())
+    });
+    assert!(
+        purged.is_some(),
+        "not purged: {:#?}",
+        in_folder(&mesh[1], "deleted")
+    );
+    transfer(&mesh[1]).assert_success();
+    for folder in ["new", "old", "saved", "deleted"] {
+        assert!(
+            in_folder(&mesh[1], folder).is_empty(),
+            "something in {folder}"
+        );
+    }
+    assert_eq!(
+        log_count(&mesh[1], "deleted here and purged; copy absorbed"),
+        1
+    );
+    let show = mesh[1].cli(&["messages", "show", TRANSFER_ID, "--json"]);
+    assert!(!show.status.success(), "a purged message is gone");
+    let restore = mesh[1].cli(&["messages", "restore", TRANSFER_ID]);
+    assert!(
+        !restore.status.success(),
+        "a purged message cannot be restored"
+    );
+}

@@ -94,7 +94,7 @@ impl Setup {
         Server::start_with(
             self.net,
             ServerConfig {
-                extra_toml: register,
+                extra: register,
                 ..ServerConfig::default()
             },
         )

@@ -1,19 +1,45 @@
-//! `vmesh messages list|show|export|delete`.
+//! `vmesh messages list|show|export|delete|restore|move|mark`.
+//!
+//! The folder commands change what a running server sees through the
+//! database alone: the server notices the change (see `store::changes`)
+//! and updates the mailbox's message-waiting lamps.
 
 use std::path::Path;
 
-use super::{CliError, MessagesCommand};
-use crate::store::{Message, Store};
+use super::{CliError, FolderArg, MessagesCommand, MoveTarget};
+use crate::store::{Folder, FolderChange, Message, Store};
+
+impl From<FolderArg> for Folder {
+    fn from(arg: FolderArg) -> Folder {
+        match arg {
+            FolderArg::New => Folder::New,
+            FolderArg::Old => Folder::Old,
+            FolderArg::Saved => Folder::Saved,
+            FolderArg::Deleted => Folder::Deleted,
+        }
+    }
+}
+
+impl From<MoveTarget> for Folder {
+    fn from(arg: MoveTarget) -> Folder {
+        match arg {
+            MoveTarget::New => Folder::New,
+            MoveTarget::Old => Folder::Old,
+            MoveTarget::Saved => Folder::Saved,
+        }
+    }
+}
 
 pub fn run(command: MessagesCommand) -> Result<(), CliError> {
     match command {
         MessagesCommand::List {
             mailbox,
+            folder,
             json,
             state,
         } => {
             let store = super::open_store(&state.data_dir()?)?;
-            let list = store.list(mailbox.as_deref())?;
+            let list = store.list_in(mailbox.as_deref(), folder.map(Folder::from))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -45,11 +71,56 @@ pub fn run(command: MessagesCommand) -> Result<(), CliError> {
                 out.display()
             );
         }
-        MessagesCommand::Delete { id, state } => {
+        MessagesCommand::Delete { id, json, state } => {
             let store = super::open_store(&state.data_dir()?)?;
-            let m = store.delete(&id)?;
-            eprintln!("deleted {} (mailbox {})", m.id, m.mailbox);
+            report(store.delete(&id)?, json)?;
         }
+        MessagesCommand::Restore { id, json, state } => {
+            let store = super::open_store(&state.data_dir()?)?;
+            report(store.restore(&id)?, json)?;
+        }
+        MessagesCommand::Move {
+            id,
+            to,
+            json,
+            state,
+        } => {
+            let store = super::open_store(&state.data_dir()?)?;
+            report(store.move_to(&id, to.into())?, json)?;
+        }
+        MessagesCommand::Mark {
+            id,
+            heard,
+            json,
+            state,
+            ..
+        } => {
+            let store = super::open_store(&state.data_dir()?)?;
+            let change = if heard {
+                store.mark_heard(&id)?
+            } else {
+                store.mark_new(&id)?
+            };
+            report(change, json)?;
+        }
+    }
+    Ok(())
+}
+
+/// Says what a folder command did: one line on stderr, and with `json`
+/// the message as it now is on stdout.
+fn report(change: FolderChange, json: bool) -> Result<(), CliError> {
+    let m = &change.message;
+    if change.changed() {
+        eprintln!(
+            "{} (mailbox {}): {} -> {}",
+            m.id, m.mailbox, change.from, m.folder
+        );
+    } else {
+        eprintln!("{} (mailbox {}): already {}", m.id, m.mailbox, m.folder);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(m)?);
     }
     Ok(())
 }
@@ -75,17 +146,17 @@ pub fn export(store: &Store, m: &Message, out: &Path, raw: bool) -> Result<(), C
 fn print_table(list: &[Message]) {
     println!(
         "{:<36}  {:<8}  {:<20}  {:>8}  {:<13}  {:<8}  {:<12}  {:<10}  CALLER",
-        "ID", "MAILBOX", "RECEIVED (UTC)", "SECONDS", "REASON", "STATE", "ORIGIN", "DELIVERY"
+        "ID", "MAILBOX", "RECEIVED (UTC)", "SECONDS", "REASON", "FOLDER", "ORIGIN", "DELIVERY"
     );
     for m in list {
         let caller = match &m.caller_name {
             Some(name) => format!("\"{name}\" <{}>", m.caller),
             None => m.caller.clone(),
         };
-        let state = if m.partial {
-            format!("{}*", m.state)
+        let folder = if m.partial {
+            format!("{}*", m.folder)
         } else {
-            m.state.clone()
+            m.folder.to_string()
         };
         println!(
             "{:<36}  {:<8}  {:<20}  {:>8.1}  {:<13}  {:<8}  {:<12}  {:<10}  {}",
@@ -97,7 +168,7 @@ fn print_table(list: &[Message]) {
                 .replace('T', " "),
             m.duration_ms as f64 / 1000.0,
             m.reason.as_deref().unwrap_or("-"),
-            state,
+            folder,
             m.origin,
             m.delivery,
             caller
@@ -126,7 +197,8 @@ fn print_one(m: &Message, store: &Store) {
         ("format", format!("{} {} Hz", m.format, m.sample_rate)),
         ("size", format!("{} bytes", m.size_bytes)),
         ("sha256", m.sha256.clone()),
-        ("state", m.state.clone()),
+        ("folder", m.folder.to_string()),
+        ("deleted at", m.deleted_at.clone().unwrap_or_default()),
         ("partial", m.partial.to_string()),
         ("origin", m.origin.clone()),
         ("home", m.home.clone().unwrap_or_default()),

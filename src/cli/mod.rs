@@ -11,6 +11,7 @@ mod messages;
 mod owner;
 mod registrations;
 mod serve;
+mod subscriptions;
 
 use std::path::PathBuf;
 
@@ -65,6 +66,13 @@ pub enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Message-waiting subscriptions (phones and PBXs watching a mailbox).
+    Subscriptions {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Messages waiting for their home server, and failed transfers.
     Queue {
         #[command(subcommand)]
@@ -87,11 +95,14 @@ pub enum QueueCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum MessagesCommand {
-    /// List messages, newest first.
+    /// List messages, newest first (every folder but deleted, unless --folder).
     List {
         /// Only this mailbox.
         #[arg(long)]
         mailbox: Option<String>,
+        /// Only this folder.
+        #[arg(long, value_enum)]
+        folder: Option<FolderArg>,
         /// One JSON array on stdout.
         #[arg(long)]
         json: bool,
@@ -118,12 +129,73 @@ pub enum MessagesCommand {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Delete a message (index row and audio file).
+    /// Move a message to the deleted folder (restorable until purged).
     Delete {
+        /// Message id (full or a unique prefix of 8+ characters).
         id: String,
+        /// Print the message as JSON on stdout.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Put a deleted message back in the folder it was deleted from.
+    Restore {
+        /// Message id (full or a unique prefix of 8+ characters).
+        id: String,
+        /// Print the message as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Move a message to another folder.
+    Move {
+        /// Message id (full or a unique prefix of 8+ characters).
+        id: String,
+        /// The folder to move it to.
+        #[arg(long, value_enum)]
+        to: MoveTarget,
+        /// Print the message as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Mark a message heard (new becomes old) or new again.
+    #[command(group(clap::ArgGroup::new("mark").required(true).args(["heard", "new"])))]
+    Mark {
+        /// Message id (full or a unique prefix of 8+ characters).
+        id: String,
+        /// Heard: a new message moves to old.
+        #[arg(long)]
+        heard: bool,
+        /// Not heard: the message moves back to new.
+        #[arg(long)]
+        new: bool,
+        /// Print the message as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+/// A folder, as `--folder` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FolderArg {
+    New,
+    Old,
+    Saved,
+    Deleted,
+}
+
+/// Where `messages move` may put a message (deleting is `messages delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MoveTarget {
+    New,
+    Old,
+    Saved,
 }
 
 /// Where the state is: a profile's data_dir, or a data directory.
@@ -198,6 +270,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Mailbox { command } => mailbox::run(command),
         Command::Peers { json, state } => mesh::peers(json, &state),
         Command::Registrations { json, state } => registrations::run(json, &state),
+        Command::Subscriptions { json, state } => subscriptions::run(json, &state),
         Command::Queue {
             command,
             json,

@@ -1,8 +1,8 @@
 //! Profiles: the TOML files that configure one vmesh server.
 //!
-//! A profile has seven sections, `[server]`, `[sip]`, `[mailboxes]`,
-//! `[media]`, `[storage]`, `[mesh]` and `[retrieval]`, plus any number of
-//! `[[register]]` tables (`register.rs`, registrar URIs in
+//! A profile has eight sections, `[server]`, `[sip]`, `[mailboxes]`,
+//! `[media]`, `[storage]`, `[mesh]`, `[mwi]` and `[retrieval]`, plus any
+//! number of `[[register]]` tables (`register.rs`, registrar URIs in
 //! `registrar_uri.rs`), and every key has a default, so a small file (or
 //! none: see [`Profile::embedded_default`]) is a complete profile. Loading
 //! validates
@@ -20,7 +20,7 @@
 //!
 //! Layout: [`Profile`] ties the sections together (`profile.rs`); each section
 //! has its own file (`server.rs`, `sip.rs`, `media.rs`, `storage.rs`, `mesh.rs`,
-//! `retrieval.rs`), as do listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
+//! `mwi.rs`, `retrieval.rs`), as do listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
 //! with `overlap.rs` deciding whether two patterns share a mailbox). The
 //! topology is read in `topology.rs`, its peer URIs in `peer_uri.rs`, and
 //! `membership.rs` checks a profile's place in it. `reader.rs` walks the
@@ -32,6 +32,7 @@ mod mailbox_set;
 mod media;
 mod membership;
 mod mesh;
+mod mwi;
 mod overlap;
 mod peer_uri;
 mod profile;
@@ -57,6 +58,12 @@ pub use mesh::{
     DEFAULT_PING_IDLE_INTERVAL, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
     DEFAULT_RETENTION_DAYS, DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX, DEFAULT_TRANSFER_TIMEOUT,
 };
+pub use mwi::{
+    DigestCredentials, MwiConfig, NotifyTemplate, DEFAULT_MAX_EXPIRES,
+    DEFAULT_MAX_IN_FLIGHT as DEFAULT_MWI_MAX_IN_FLIGHT, DEFAULT_MIN_EXPIRES, DEFAULT_POLL_INTERVAL,
+    DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_INITIAL as DEFAULT_MWI_RETRY_INITIAL,
+    MAILBOX_PLACEHOLDER,
+};
 pub use peer_uri::{PeerUri, PeerUriError, DEFAULT_SIPS_PORT, DEFAULT_SIP_PORT};
 pub use profile::{Profile, ProfileOrigin, DEFAULT_PROFILE_TOML};
 pub use register::{
@@ -74,7 +81,10 @@ pub use sip::{
     default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TCP_IDLE_TIMEOUT, MAX_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES,
 };
-pub use storage::{StorageConfig, StorageFormat, DEFAULT_ENCODE_WORKERS, DEFAULT_OPUS_BITRATE};
+pub use storage::{
+    StorageConfig, StorageFormat, DEFAULT_DELETED_RETENTION_DAYS, DEFAULT_ENCODE_WORKERS,
+    DEFAULT_OPUS_BITRATE,
+};
 pub use topology::{Topology, TopologyServer};
 
 #[cfg(test)]

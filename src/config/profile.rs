@@ -15,6 +15,7 @@ use super::mailbox_set::{MailboxPattern, MailboxSet};
 use super::media::MediaConfig;
 use super::membership::check_membership;
 use super::mesh::MeshConfig;
+use super::mwi::MwiConfig;
 use super::reader::{Node, Reader};
 use super::register::{read_register, RegisterConfig, RegisterContext};
 use super::retrieval::RetrievalConfig;
@@ -85,6 +86,8 @@ pub struct Profile {
     pub register: Vec<RegisterConfig>,
     /// `[retrieval]`: how mailbox owners call in to listen.
     pub retrieval: RetrievalConfig,
+    /// `[mwi]`: message-waiting subscriptions and unsolicited NOTIFYs.
+    pub mwi: MwiConfig,
 }
 
 impl Profile {
@@ -160,6 +163,7 @@ impl Profile {
             mesh: MeshConfig::default(),
             register: Vec::new(),
             retrieval: RetrievalConfig::default(),
+            mwi: MwiConfig::default(),
         }
     }
 
@@ -203,6 +207,7 @@ impl Profile {
             (&empty, &empty, &empty, &empty, &empty, &empty);
         let mut register: Option<&Node<'_>> = None;
         let mut retrieval = &empty;
+        let mut mwi = &empty;
         for (name, node) in document.iter() {
             let key = name.get_ref().as_ref();
             let slot = match key {
@@ -217,11 +222,13 @@ impl Profile {
                 "storage" => &mut storage,
                 "mesh" => &mut mesh,
                 "retrieval" => &mut retrieval,
+                "mwi" => &mut mwi,
                 _ => {
                     reader.error(
                         key,
                         name.span(),
-                        "unknown section; expected server, sip, mailboxes, media, storage, mesh, retrieval or register",
+                        "unknown section; expected server, sip, mailboxes, media, storage, mesh, \
+                         mwi, retrieval or register",
                     );
                     continue;
                 }
@@ -248,6 +255,7 @@ impl Profile {
             None => Vec::new(),
         };
         let retrieval = RetrievalConfig::read(reader, retrieval, origin.base_dir());
+        let mwi = MwiConfig::read(reader, mwi);
         let profile = Profile {
             origin,
             server,
@@ -259,6 +267,7 @@ impl Profile {
             mesh,
             register,
             retrieval,
+            mwi,
         };
         (profile, accept.is_some())
     }

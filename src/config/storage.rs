@@ -1,5 +1,7 @@
-//! The `[storage]` section: the format messages are kept in, and the
-//! encoder pool that produces it.
+//! The `[storage]` section: the format messages are kept in, the encoder
+//! pool that produces it, and how long deleted messages stay restorable.
+
+use std::time::Duration;
 
 use toml::de::DeTable;
 
@@ -11,6 +13,11 @@ pub const DEFAULT_OPUS_BITRATE: u32 = 24_000;
 
 /// Default number of background encoders.
 pub const DEFAULT_ENCODE_WORKERS: usize = 2;
+
+/// Default days a deleted message stays restorable before it is purged.
+pub const DEFAULT_DELETED_RETENTION_DAYS: u64 = 30;
+
+const SECONDS_PER_DAY: u64 = 86_400;
 
 /// The file format a stored message is kept in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,6 +49,9 @@ pub struct StorageConfig {
     pub opus_bitrate: u32,
     /// Messages encoded at once, off the call path (1 to 64).
     pub encode_workers: usize,
+    /// How long a deleted message stays restorable before it is purged
+    /// (files and rows); zero purges at the next sweep.
+    pub deleted_retention: Duration,
 }
 
 impl Default for StorageConfig {
@@ -50,6 +60,9 @@ impl Default for StorageConfig {
             format: StorageFormat::Wav,
             opus_bitrate: DEFAULT_OPUS_BITRATE,
             encode_workers: DEFAULT_ENCODE_WORKERS,
+            deleted_retention: Duration::from_secs(
+                DEFAULT_DELETED_RETENTION_DAYS * SECONDS_PER_DAY,
+            ),
         }
     }
 }
@@ -86,6 +99,11 @@ impl StorageConfig {
                     if let Some(n) = reader.integer(&key, node, 1..=64) {
                         storage.encode_workers =
                             usize::try_from(n).unwrap_or(DEFAULT_ENCODE_WORKERS);
+                    }
+                }
+                "deleted_retention_days" => {
+                    if let Some(n) = reader.integer(&key, node, 0..=3650) {
+                        storage.deleted_retention = Duration::from_secs(n * SECONDS_PER_DAY);
                     }
                 }
                 _ => reader.unknown_key(&key, name.span()),

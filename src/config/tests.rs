@@ -64,6 +64,10 @@ fn embedded_default_is_valid_and_documents_the_defaults() {
     assert_eq!(profile.storage.format, StorageFormat::Wav);
     assert_eq!(profile.storage.opus_bitrate, 24_000);
     assert_eq!(profile.storage.encode_workers, 2);
+    assert_eq!(
+        profile.storage.deleted_retention,
+        Duration::from_secs(30 * 86_400)
+    );
     assert_eq!(profile.topology, None);
     let mesh = &profile.mesh;
     assert_eq!(mesh.ping_interval, Duration::from_secs(2));
@@ -77,6 +81,112 @@ fn embedded_default_is_valid_and_documents_the_defaults() {
     assert_eq!(mesh.retention, Duration::from_secs(7 * 86_400));
     assert_eq!(mesh.transfer_timeout, Duration::from_secs(32));
     assert_eq!(*mesh, MeshConfig::default());
+    let mwi = &profile.mwi;
+    assert!(mwi.notify.is_empty());
+    assert_eq!(mwi.mailboxes, None);
+    assert_eq!(mwi.credentials, None);
+    assert_eq!(mwi.domain, None);
+    assert_eq!(mwi.min_expires, Duration::from_secs(60));
+    assert_eq!(mwi.max_expires, Duration::from_secs(3600));
+    assert_eq!(mwi.retry_attempts, 3);
+    assert_eq!(mwi.retry_initial, Duration::from_secs(2));
+    assert_eq!(mwi.max_in_flight, 32);
+    assert_eq!(mwi.poll_interval, Duration::from_millis(250));
+    assert_eq!(*mwi, MwiConfig::default());
+}
+
+#[test]
+fn mwi_keys_are_read() {
+    let p = parse(
+        "[mwi]\nnotify = [\"sip:{mailbox}@192.0.2.5\", \"sip:mwi@pbx.example.com;transport=tcp\"]\n\
+         mailboxes = [\"1000-1999\"]\nusername = \"vm\"\npassword = \"s3cret\"\n\
+         domain = \"vm.example.com\"\nmin_expires_s = 30\nmax_expires_s = 600\n\
+         retry_attempts = 1\nretry_initial_s = 5\nmax_in_flight = 4\npoll_ms = 100\n",
+    )
+    .unwrap();
+    let mwi = &p.mwi;
+    let uris: Vec<String> = mwi.notify.iter().map(|t| t.expand("1234")).collect();
+    assert_eq!(
+        uris,
+        [
+            "sip:1234@192.0.2.5",
+            "sip:mwi@pbx.example.com;transport=tcp"
+        ]
+    );
+    let set = mwi.mailboxes.as_ref().unwrap();
+    assert!(set.contains("1500") && !set.contains("2500"));
+    let creds = mwi.credentials.as_ref().unwrap();
+    assert_eq!(
+        (creds.username.as_str(), creds.password.as_str()),
+        ("vm", "s3cret")
+    );
+    assert!(
+        !format!("{creds:?}").contains("s3cret"),
+        "Debug hides the password"
+    );
+    assert_eq!(mwi.domain.as_deref(), Some("vm.example.com"));
+    assert_eq!(
+        (mwi.min_expires, mwi.max_expires),
+        (Duration::from_secs(30), Duration::from_secs(600))
+    );
+    assert_eq!(
+        (mwi.retry_attempts, mwi.retry_initial),
+        (1, Duration::from_secs(5))
+    );
+    assert_eq!(
+        (mwi.max_in_flight, mwi.poll_interval),
+        (4, Duration::from_millis(100))
+    );
+}
+
+#[test]
+fn mwi_errors_name_their_key() {
+    let cases = [
+        (
+            "[mwi]\nnotify = [\"sip:{box}@pbx\"]\n",
+            "mwi.notify[0]",
+            "placeholder",
+        ),
+        (
+            "[mwi]\nnotify = [\"http://pbx/{mailbox}\"]\n",
+            "mwi.notify[0]",
+            "sip:",
+        ),
+        (
+            "[mwi]\nnotify = [\"sip:{mailbox}@pbx;transport=tls\"]\n",
+            "mwi.notify[0]",
+            "udp or tcp",
+        ),
+        (
+            "[mwi]\nmailboxes = [\"12-3\"]\n",
+            "mwi.mailboxes[0]",
+            "range",
+        ),
+        ("[mwi]\nusername = \"vm\"\n", "mwi.username", "password"),
+        ("[mwi]\npassword = \"x\"\n", "mwi.password", "username"),
+        (
+            "[mwi]\nmin_expires_s = 600\nmax_expires_s = 60\n",
+            "mwi.max_expires_s",
+            "min_expires_s",
+        ),
+        (
+            "[mwi]\nretry_attempts = 0\n",
+            "mwi.retry_attempts",
+            "out of range",
+        ),
+        ("[mwi]\ndomain = \"a b\"\n", "mwi.domain", "host"),
+        ("[mwi]\nlamp = true\n", "mwi.lamp", "unknown key"),
+    ];
+    for (text, key, words) in cases {
+        let errors = errors(text);
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.key == key && e.message.contains(words)),
+            "{text:?}: want {key} with {words:?}, got {errors}"
+        );
+    }
 }
 
 #[test]
@@ -108,7 +218,8 @@ fn codec_silence_prompt_and_storage_keys_are_read() {
         "[media]\ncodecs = [\"g722\", \"Opus\"]\ncodec_order = \"offerer\"\nopus_rate = 48000\n\
          max_silence_s = 0\nsilence_threshold_dbfs = -42.5\ndiscard_silent = false\n\
          prompts = false\nbeep_hz = 440\nbeep_ms = 500\n\
-         [storage]\nformat = \"opus\"\nopus_bitrate = 16000\nencode_workers = 8\n",
+         [storage]\nformat = \"opus\"\nopus_bitrate = 16000\nencode_workers = 8\n\
+         deleted_retention_days = 0\n",
     )
     .unwrap();
     let media = &p.media;
@@ -127,6 +238,7 @@ fn codec_silence_prompt_and_storage_keys_are_read() {
         format: StorageFormat::Opus,
         opus_bitrate: 16_000,
         encode_workers: 8,
+        deleted_retention: Duration::ZERO,
     };
     assert_eq!(p.storage, expected);
     // A whole number is a valid threshold too.

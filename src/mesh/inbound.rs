@@ -8,7 +8,8 @@
 //! message is stored durably (file fsynced and renamed, row committed) and
 //! only then answered 200, the SMTP 250 of this protocol. A message id we
 //! already hold gets 200 again and changes nothing, so a retransmission
-//! after a lost 200 is absorbed.
+//! after a lost 200 is absorbed; so does one its owner deleted here, even
+//! after the purge (the store keeps a tombstone of its id).
 
 use std::sync::Arc;
 
@@ -124,6 +125,9 @@ impl Receiver {
             }
             Ok(Received::Duplicate(m)) => {
                 info!(from = %sender, mailbox = %m.mailbox, "message already held; duplicate absorbed")
+            }
+            Ok(Received::Purged { mailbox, .. }) => {
+                info!(from = %sender, %mailbox, "message deleted here and purged; copy absorbed")
             }
             Err(e @ StoreError::Conflict { .. }) => {
                 return Err(Refusal(StatusCode::Conflict, e.to_string()))

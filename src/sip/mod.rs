@@ -43,13 +43,14 @@ pub enum SipError {
 }
 
 /// The methods vmesh answers, for Allow headers (RFC 3261 §20.5).
-pub const ALLOWED: [Method; 6] = [
+pub const ALLOWED: [Method; 7] = [
     Method::Invite,
     Method::Ack,
     Method::Bye,
     Method::Cancel,
     Method::Options,
     Method::Message,
+    Method::Subscribe,
 ];
 
 /// What the stack listens on and how it treats connections.

@@ -79,6 +79,7 @@ impl Store {
             }
             tx.commit().map_err(self.db_err(what))?;
         }
+        self.signal_change();
         self.release(&message.id);
         Ok(message)
     }

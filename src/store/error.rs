@@ -40,6 +40,27 @@ pub enum StoreError {
         matches: Vec<String>,
     },
 
+    /// A folder name that is not new, old, saved or deleted.
+    #[error("invalid folder {folder:?}: expected new, old, saved or deleted")]
+    InvalidFolder {
+        /// The rejected value.
+        folder: String,
+    },
+
+    /// The message is deleted: only `restore` applies to it.
+    #[error("message {id} is deleted; restore it first")]
+    Deleted {
+        /// The message id.
+        id: String,
+    },
+
+    /// `restore` was asked for a message that is not deleted.
+    #[error("message {id} is not deleted, so there is nothing to restore")]
+    NotDeleted {
+        /// The message id.
+        id: String,
+    },
+
     /// A recording was started with a sample rate of zero.
     #[error("invalid sample rate {sample_rate} for message {id}")]
     InvalidSampleRate {
@@ -222,6 +243,7 @@ impl StoreError {
             self,
             StoreError::InvalidMailbox { .. }
                 | StoreError::InvalidId { .. }
+                | StoreError::InvalidFolder { .. }
                 | StoreError::InvalidSampleRate { .. }
                 | StoreError::InvalidMetadata { .. }
                 | StoreError::InvalidPeer { .. }

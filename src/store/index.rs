@@ -1,5 +1,5 @@
-//! SQL over the `messages` table: the queries behind list/get/delete and
-//! the insert that makes a message visible.
+//! SQL over the `messages` table: the queries behind list/get and the
+//! folders, and the insert that makes a message visible.
 //!
 //! Functions take a `&Connection` so the caller decides the locking and the
 //! transaction; a statement outside a transaction is one implicit
@@ -9,6 +9,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::folder::{deleted_at, Folder};
 use super::message::{
     Message, DELIVERY_DELIVERED, DELIVERY_FAILED, DELIVERY_HOME, DELIVERY_QUEUED,
 };
@@ -19,7 +20,7 @@ fn select() -> String {
     format!(
         "SELECT m.id, m.mailbox, m.caller_uri, m.caller_name, m.called_uri, m.reason, \
          m.received_at, m.duration_ms, m.codec, m.format, m.sample_rate, m.size_bytes, \
-         m.sha256, m.state, m.partial, m.origin, m.call_id, m.home, \
+         m.sha256, m.folder, m.partial, m.origin, m.call_id, m.home, m.deleted_ms, \
          CASE o.state WHEN 'waiting' THEN '{DELIVERY_QUEUED}' \
                       WHEN 'failed' THEN '{DELIVERY_FAILED}' \
                       WHEN 'delivered' THEN '{DELIVERY_DELIVERED}' \
@@ -33,7 +34,7 @@ fn select() -> String {
 pub fn insert(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO messages (id, mailbox, caller_uri, caller_name, called_uri, reason, \
-         received_at, duration_ms, codec, format, sample_rate, size_bytes, sha256, state, \
+         received_at, duration_ms, codec, format, sample_rate, size_bytes, sha256, folder, \
          partial, origin, call_id, home) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         params![
@@ -52,7 +53,7 @@ pub fn insert(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
             m.sample_rate,
             i64::try_from(m.size_bytes).unwrap_or(i64::MAX),
             m.sha256,
-            m.state,
+            m.folder,
             m.partial,
             m.origin,
             m.call_id,
@@ -79,28 +80,61 @@ pub fn by_prefix(conn: &Connection, prefix: &str, limit: u32) -> rusqlite::Resul
     rows.collect()
 }
 
-/// All messages, or one mailbox's, newest first (ties broken by id so the
-/// order is stable).
+/// All messages but deleted ones, or one mailbox's, newest first (ties
+/// broken by id so the order is stable).
 pub fn list(conn: &Connection, mailbox: Option<&str>) -> rusqlite::Result<Vec<Message>> {
-    let order = "ORDER BY m.received_at DESC, m.id DESC";
-    match mailbox {
-        Some(mailbox) => {
-            let mut stmt = conn.prepare(&format!("{} WHERE m.mailbox = ?1 {order}", select()))?;
-            let rows = stmt.query_map([mailbox], from_row)?;
-            rows.collect()
-        }
-        None => {
-            let mut stmt = conn.prepare(&format!("{} {order}", select()))?;
-            let rows = stmt.query_map([], from_row)?;
-            rows.collect()
-        }
-    }
+    list_in(conn, mailbox, None)
 }
 
-/// Removes a row and its outbox row, if any; returns whether the message
-/// existed. The caller runs it in a transaction when both must go together
-/// (the schema's `ON DELETE CASCADE` is a second guard, active only with
-/// `PRAGMA foreign_keys`).
+/// Like [`list`], in one folder (`None`: every folder but `deleted`).
+pub fn list_in(
+    conn: &Connection,
+    mailbox: Option<&str>,
+    folder: Option<Folder>,
+) -> rusqlite::Result<Vec<Message>> {
+    let folder_filter = match folder {
+        Some(_) => "m.folder = ?2",
+        None => "m.folder != 'deleted'",
+    };
+    let mailbox_filter = match mailbox {
+        Some(_) => "m.mailbox = ?1",
+        None => "?1 IS NULL",
+    };
+    let mut stmt = conn.prepare(&format!(
+        "{} WHERE {mailbox_filter} AND {folder_filter} ORDER BY m.received_at DESC, m.id DESC",
+        select()
+    ))?;
+    let rows = match folder {
+        Some(folder) => stmt.query_map(params![mailbox, folder], from_row)?,
+        None => stmt.query_map(params![mailbox], from_row)?,
+    };
+    rows.collect()
+}
+
+/// Every row, deleted ones included, for recovery's checks.
+pub fn all(conn: &Connection) -> rusqlite::Result<Vec<Message>> {
+    let mut stmt = conn.prepare(&format!("{} ORDER BY m.received_at, m.id", select()))?;
+    let rows = stmt.query_map([], from_row)?;
+    rows.collect()
+}
+
+/// `mailbox`'s messages stored at their home here, as an owner hears
+/// them: new ones oldest first, then heard ones (old and saved) oldest
+/// first.
+pub fn listening_order(conn: &Connection, mailbox: &str) -> rusqlite::Result<Vec<Message>> {
+    let mut stmt = conn.prepare(&format!(
+        "{} WHERE m.mailbox = ?1 AND m.home IS NULL AND m.folder != 'deleted' \
+         ORDER BY CASE m.folder WHEN 'new' THEN 0 ELSE 1 END, m.received_at, m.id",
+        select()
+    ))?;
+    let rows = stmt.query_map([mailbox], from_row)?;
+    rows.collect()
+}
+
+/// Removes a row and its outbox row, if any, for good (a purge); returns
+/// whether the message existed. The caller runs it in a transaction when
+/// both must go together (the schema's `ON DELETE CASCADE` is a second
+/// guard, active only with `PRAGMA foreign_keys`).
 pub fn delete(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
     conn.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
     Ok(conn.execute("DELETE FROM messages WHERE id = ?1", [id])? > 0)
@@ -123,11 +157,12 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         sample_rate: row.get(10)?,
         size_bytes: u64::try_from(size_bytes).unwrap_or(0),
         sha256: row.get(12)?,
-        state: row.get(13)?,
+        folder: row.get(13)?,
         partial: row.get(14)?,
         origin: row.get(15)?,
         call_id: row.get(16)?,
         home: row.get(17)?,
-        delivery: row.get(18)?,
+        deleted_at: deleted_at(row.get(18)?),
+        delivery: row.get(19)?,
     })
 }

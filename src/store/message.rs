@@ -8,6 +8,7 @@ use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use super::error::StoreError;
+use super::folder::Folder;
 
 /// The only container the store writes today; kept as a column so that
 /// other formats (Ogg Opus) can be added without a schema change.
@@ -16,9 +17,6 @@ pub const FORMAT_WAV: &str = "wav";
 /// Ogg Opus container, for messages recorded with the Opus codec; kept
 /// as a format (and `.opus` file extension) the store accepts from peers.
 pub const FORMAT_OPUS: &str = "opus";
-
-/// The state of a message nobody has listened to yet (drives MWI).
-pub const STATE_NEW: &str = "new";
 
 /// [`Message::delivery`]: stored at its home server (recorded for one of
 /// this server's mailboxes, or received from the peer that recorded it).
@@ -98,8 +96,13 @@ pub struct Message {
     pub size_bytes: u64,
     /// Lower-case hex SHA-256 of the audio file, to verify copies.
     pub sha256: String,
-    /// Listening state ([`STATE_NEW`] when stored).
-    pub state: String,
+    /// The folder it is in: [`Folder::New`] when stored, then `old` once
+    /// heard, `saved`, or `deleted` (soft: restorable until purged).
+    pub folder: Folder,
+    /// When it was moved to `deleted` (RFC 3339 UTC); `None` in any other
+    /// folder. It is purged `storage.deleted_retention_days` later.
+    #[serde(default)]
+    pub deleted_at: Option<String>,
     /// True when the recording was cut short (crash, abnormal call end) and
     /// holds only what was received.
     pub partial: bool,

@@ -22,22 +22,32 @@
 //! [`Store::recover`] finishes what a crash interrupted. See `commit.rs`
 //! for the order of the steps and `recovery.rs` for each crash state.
 //!
-//! For the mesh (issue 3), a message recorded for a peer's mailbox is
-//! queued for that peer in the transaction that lists it (`outbox.rs`), a
-//! message from a peer is stored idempotently by id (`received.rs`), and
-//! peer health is kept for `vmesh peers` (`peers.rs`).
+//! For the mesh, a message recorded for a peer's mailbox is queued for
+//! that peer in the transaction that lists it (`outbox.rs`), a message from
+//! a peer is stored idempotently by id (`received.rs`), and peer health is
+//! kept for `vmesh peers` (`peers.rs`).
+//!
+//! Each message is in a folder (`folder.rs`): new, old, saved, or deleted
+//! (soft, restorable) until purged (`tombstone.rs`, which keeps the ids of
+//! purged messages so a late copy from a peer is not stored again). Every
+//! change to a mailbox's messages, by any process, is recorded by SQLite
+//! triggers in a change log that the server watches (`changes.rs`) to keep
+//! message-waiting lamps current; the lamps' subscriptions are kept here
+//! too (`subscriptions.rs`).
 //!
 //! The store is synchronous (std files, rusqlite): callers on an async
 //! runtime run [`Store::finish`] on an [`EncodePool`], and
 //! [`Store::recover`] and the queries on a blocking thread;
 //! [`Recording::write`] is cheap enough for the media path.
 
+mod changes;
 mod commit;
 mod durable;
 mod encode;
 mod error;
 mod export;
 mod finish;
+mod folder;
 mod index;
 mod mailboxes;
 mod message;
@@ -49,31 +59,36 @@ mod recording;
 mod recovery;
 mod schema;
 mod sidecar;
+mod subscriptions;
+mod tombstone;
 mod wav_header;
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
+pub use changes::ChangeWatcher;
 pub use error::StoreError;
 pub use finish::{DiscardReason, Finished, SilenceRules, StoragePolicy, StoreFormat};
+pub use folder::{Folder, FolderChange, MailboxCounts};
 pub use mailboxes::MailboxRecord;
 pub use message::{
     format_unix_ms, now_unix_ms, validate_mailbox, validate_peer, Message, NewMessage,
     DELIVERY_DELIVERED, DELIVERY_FAILED, DELIVERY_HOME, DELIVERY_QUEUED, FORMAT_OPUS, FORMAT_WAV,
-    STATE_NEW,
 };
 pub use outbox::{OutboxEntry, Route, OUTBOX_DELIVERED, OUTBOX_FAILED, OUTBOX_WAITING};
 pub use peers::{PeerRecord, PEER_DOWN, PEER_UNKNOWN, PEER_UP};
 pub use pool::EncodePool;
 pub use received::{IncomingMessage, Received};
 pub use recording::Recording;
+pub use subscriptions::SubscriptionRecord;
 
 use sidecar::Sidecar;
 
@@ -106,6 +121,10 @@ pub struct Store {
     /// message arriving at once (a sender's retry racing its first try)
     /// cannot both pass the duplicate check and write the same file.
     receiving: Mutex<()>,
+    /// Raised after every commit of this process that changes a mailbox's
+    /// messages, so a [`ChangeWatcher`]'s owner can look at once instead
+    /// of at its next poll (other processes' commits are seen by polling).
+    changed: Arc<Notify>,
 }
 
 /// How a user-typed message id is looked up (see [`Store::get`]).
@@ -170,6 +189,7 @@ impl Store {
             db_path,
             conn: Mutex::new(conn),
             receiving: Mutex::new(()),
+            changed: Arc::new(Notify::new()),
         })
     }
 
@@ -192,7 +212,8 @@ impl Store {
         Recording::create(sidecar, wav_path)
     }
 
-    /// All messages, or those of one mailbox, newest first.
+    /// All messages but deleted ones, or those of one mailbox, newest
+    /// first ([`Store::list_in`] for one folder).
     pub fn list(&self, mailbox: Option<&str>) -> Result<Vec<Message>, StoreError> {
         if let Some(mailbox) = mailbox {
             validate_mailbox(mailbox)?;
@@ -227,39 +248,6 @@ impl Store {
         }
     }
 
-    /// Deletes a message (same id rules as [`Store::get`]) and its outbox
-    /// entry, if any (a queued message is then never sent): the rows first,
-    /// in one transaction, then the file, so a crash in between leaves an
-    /// unlisted file that recovery removes, never a listed message without
-    /// audio.
-    pub fn delete(&self, id: &str) -> Result<Message, StoreError> {
-        let message = self.get(id)?;
-        {
-            let mut conn = self.lock();
-            let what = format!("delete message {}", message.id);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(self.db_err(what.clone()))?;
-            index::delete(&tx, &message.id).map_err(self.db_err(what.clone()))?;
-            tx.commit().map_err(self.db_err(what))?;
-        }
-        let path = self.audio_path(&message);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                tracing::warn!(path = %path.display(), "deleted message had no audio file");
-            }
-            Err(source) => {
-                return Err(StoreError::Io {
-                    op: "remove",
-                    path,
-                    source,
-                })
-            }
-        }
-        Ok(message)
-    }
-
     /// Where a stored message's audio lives. The mailbox was validated when
     /// the row was written, so it is a safe path component; the extension
     /// follows the format (`.wav`, `.opus`).
@@ -290,6 +278,18 @@ impl Store {
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         let conn = self.lock();
         schema::current_version(&conn, &self.db_path)
+    }
+
+    /// The signal raised after each commit (by this process) that changes
+    /// a mailbox's messages: stored, received, moved between folders,
+    /// purged. It carries no mailbox; a [`ChangeWatcher`] says which.
+    pub fn change_signal(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    /// Raises [`Store::change_signal`].
+    pub(crate) fn signal_change(&self) {
+        self.changed.notify_one();
     }
 
     /// The data directory this store was opened on.
@@ -342,6 +342,8 @@ impl Store {
 
 #[cfg(test)]
 mod finish_tests;
+#[cfg(test)]
+mod folder_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]

@@ -13,7 +13,9 @@
 //!    └─ retry later (attempts + 1, next attempt time)
 //! ```
 //!
-//! The store only records decisions; the retry policy (backoff, which
+//! A message deleted here while it waits is not sent while it stays
+//! deleted (restoring it puts it back in line); once purged, its entry
+//! goes with it. The store only records decisions; the retry policy (backoff, which
 //! responses park a message) belongs to the mesh. Times are Unix epoch
 //! milliseconds from the caller, so schedules survive restarts.
 
@@ -68,6 +70,11 @@ pub struct OutboxEntry {
     /// When the message was queued, RFC 3339 UTC.
     pub queued_at: String,
 }
+
+/// Keeps out the entries of messages deleted here: a message deleted
+/// before it reached its home is not sent while it stays deleted, and goes
+/// back in line if it is restored (`folder.rs`).
+const NOT_DELETED: &str = "id NOT IN (SELECT id FROM messages WHERE folder = 'deleted')";
 
 /// Columns in the order [`entry_from_row`] reads them.
 const ENTRY_COLUMNS: &str =
@@ -138,8 +145,10 @@ impl Store {
         let conn = self.lock();
         entries(
             &conn,
-            "WHERE peer = ?1 AND state = ?2 AND next_attempt_ms <= ?3 \
-             ORDER BY queued_ms, rowid LIMIT ?4",
+            &format!(
+                "WHERE peer = ?1 AND state = ?2 AND next_attempt_ms <= ?3 AND {NOT_DELETED} \
+                 ORDER BY queued_ms, rowid LIMIT ?4"
+            ),
             params![peer, OUTBOX_WAITING, now_ms, limit],
         )
         .map_err(self.db_err(format!("list due outbox entries for {peer}")))
@@ -150,7 +159,10 @@ impl Store {
     pub fn outbox_next_due(&self, peer: &str) -> Result<Option<i64>, StoreError> {
         let conn = self.lock();
         conn.query_row(
-            "SELECT MIN(next_attempt_ms) FROM outbox WHERE peer = ?1 AND state = ?2",
+            &format!(
+                "SELECT MIN(next_attempt_ms) FROM outbox WHERE peer = ?1 AND state = ?2 \
+                 AND {NOT_DELETED}"
+            ),
             params![peer, OUTBOX_WAITING],
             |row| row.get(0),
         )
@@ -162,9 +174,10 @@ impl Store {
     pub fn outbox_waiting_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let conn = self.lock();
         let count = || -> rusqlite::Result<Vec<(String, u64)>> {
-            let mut stmt = conn.prepare(
-                "SELECT peer, COUNT(*) FROM outbox WHERE state = ?1 GROUP BY peer ORDER BY peer",
-            )?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT peer, COUNT(*) FROM outbox WHERE state = ?1 AND {NOT_DELETED} \
+                     GROUP BY peer ORDER BY peer"
+            ))?;
             let rows = stmt.query_map([OUTBOX_WAITING], |row| {
                 let n: i64 = row.get(1)?;
                 Ok((row.get(0)?, u64::try_from(n).unwrap_or(0)))

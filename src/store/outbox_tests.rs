@@ -302,10 +302,12 @@ fn purge_removes_origin_copies_after_retention_only() {
 }
 
 #[test]
-fn deleting_a_queued_message_dequeues_it() {
+fn purging_a_deleted_queued_message_dequeues_it() {
     let (_dir, store) = open_tmp();
     let m = forwarded(&store, "2001", &to_b());
     store.delete(&m.id).unwrap();
+    assert!(store.outbox_due("site-b", i64::MAX, 10).unwrap().is_empty());
+    store.purge_deleted(i64::MAX).unwrap();
     assert!(store.outbox_list().unwrap().is_empty());
     assert_eq!(store.outbox_entry(&m.id).unwrap(), None);
 }

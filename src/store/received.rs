@@ -18,11 +18,12 @@ use uuid::Uuid;
 
 use super::durable;
 use super::error::StoreError;
+use super::folder::Folder;
 use super::index;
 use super::message::{
     format_extension, format_received_at, validate_mailbox, validate_peer, Message, DELIVERY_HOME,
-    STATE_NEW,
 };
+use super::tombstone;
 use super::Store;
 
 /// A message's metadata as a peer sends it: the JSON part of a transfer
@@ -67,14 +68,24 @@ pub struct IncomingMessage {
     pub call_id: String,
 }
 
-/// Outcome of [`Store::store_received`]; both mean "durably stored here",
-/// so the receiver answers 200 to either.
+/// Outcome of [`Store::store_received`]; each means "durably stored here"
+/// (or deleted here by its owner, which is final), so the receiver answers
+/// 200 to any of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
     /// Stored now.
     Stored(Message),
-    /// Already held with the same audio (a retransmission); nothing changed.
+    /// Already held with the same audio (a retransmission); nothing
+    /// changed, whatever folder it is in (a deleted message stays deleted).
     Duplicate(Message),
+    /// Deleted here and purged since: its tombstone absorbs the copy and
+    /// nothing is stored, so a message its owner deleted never comes back.
+    Purged {
+        /// The message id.
+        id: String,
+        /// Its mailbox.
+        mailbox: String,
+    },
 }
 
 impl IncomingMessage {
@@ -123,7 +134,8 @@ impl IncomingMessage {
             sample_rate: self.sample_rate,
             size_bytes,
             sha256,
-            state: STATE_NEW.to_owned(),
+            folder: Folder::New,
+            deleted_at: None,
             partial: self.partial,
             origin: self.origin.clone(),
             call_id: self.call_id.clone(),
@@ -137,7 +149,8 @@ impl Store {
     /// Stores a message transferred by a peer: checks the metadata and that
     /// `audio` hashes to its `sha256` ([`StoreError::Checksum`]), then
     /// either finds the id already held ([`Received::Duplicate`], nothing
-    /// changed; [`StoreError::Conflict`] if held with other audio) or writes
+    /// changed; [`StoreError::Conflict`] if held with other audio), or
+    /// finds its tombstone ([`Received::Purged`], nothing stored), or writes
     /// the file durably and commits its row ([`Received::Stored`]). When it
     /// returns `Ok`, the message survives a crash: the receiver may answer
     /// 200. Never queues: this server is the message's home.
@@ -159,10 +172,13 @@ impl Store {
             .receiving
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let existing = {
+        let (existing, tombstone) = {
             let conn = self.lock();
-            index::by_id(&conn, &message.id)
-                .map_err(self.db_err(format!("get message {}", message.id)))?
+            let what = || format!("get message {}", message.id);
+            (
+                index::by_id(&conn, &message.id).map_err(self.db_err(what()))?,
+                tombstone::find(&conn, &message.id).map_err(self.db_err(what()))?,
+            )
         };
         if let Some(existing) = existing {
             if existing.sha256.eq_ignore_ascii_case(&message.sha256) {
@@ -171,6 +187,19 @@ impl Store {
             return Err(StoreError::Conflict {
                 id: message.id,
                 existing: existing.sha256,
+                incoming: message.sha256,
+            });
+        }
+        if let Some(tombstone) = tombstone {
+            if tombstone.sha256.eq_ignore_ascii_case(&message.sha256) {
+                return Ok(Received::Purged {
+                    id: message.id,
+                    mailbox: tombstone.mailbox,
+                });
+            }
+            return Err(StoreError::Conflict {
+                id: message.id,
+                existing: tombstone.sha256,
                 incoming: message.sha256,
             });
         }
@@ -194,6 +223,7 @@ impl Store {
                 source
             ));
         }
+        self.signal_change();
         Ok(Received::Stored(message))
     }
 }

@@ -68,8 +68,8 @@ fn stores_the_exact_bytes_as_a_home_message() {
     assert_eq!(store.read_audio(&m).unwrap(), bytes);
     assert_eq!((m.origin.as_str(), m.home.as_ref()), ("site-a", None));
     assert_eq!(
-        (m.delivery.as_str(), m.state.as_str()),
-        (DELIVERY_HOME, STATE_NEW)
+        (m.delivery.as_str(), m.folder),
+        (DELIVERY_HOME, Folder::New)
     );
     assert_eq!(m.received_at, "2024-05-01T10:00:00.250Z");
     assert_eq!(
@@ -101,6 +101,11 @@ fn opus_messages_keep_their_format_and_extension() {
     assert!(store.recover(&home, &wav()).unwrap().is_empty());
     assert!(store.audio_path(&m).exists());
     store.delete(&m.id).unwrap();
+    assert!(
+        store.audio_path(&m).exists(),
+        "a deleted message keeps its audio"
+    );
+    assert_eq!(store.purge_deleted(i64::MAX).unwrap(), vec![m.id.clone()]);
     assert!(!store.audio_path(&m).exists());
 }
 
@@ -255,4 +260,46 @@ fn read_audio_reports_a_file_damaged_on_disk() {
         store.read_audio(&m),
         Err(StoreError::Checksum { .. })
     ));
+}
+
+#[test]
+fn a_message_deleted_at_home_is_not_stored_again_before_or_after_the_purge() {
+    let (_dir, store) = open_tmp();
+    let bytes = audio(9, 4000);
+    let meta = incoming(&new_id(), &bytes);
+    let Received::Stored(m) = store.store_received(&meta, &bytes).unwrap() else {
+        panic!("not stored");
+    };
+    store.delete(&m.id).unwrap();
+
+    // Soft-deleted: a retry is a duplicate and the message stays deleted.
+    let Received::Duplicate(held) = store.store_received(&meta, &bytes).unwrap() else {
+        panic!("not a duplicate");
+    };
+    assert_eq!(held.folder, Folder::Deleted);
+    assert_eq!(store.get(&m.id).unwrap().folder, Folder::Deleted);
+
+    // Purged: the tombstone absorbs the retry; nothing comes back.
+    store.purge_deleted(i64::MAX).unwrap();
+    assert_eq!(
+        store.store_received(&meta, &bytes).unwrap(),
+        Received::Purged {
+            id: m.id.clone(),
+            mailbox: "2001".into()
+        }
+    );
+    assert_nothing_stored(&store);
+    assert!(store
+        .list_in(None, Some(Folder::Deleted))
+        .unwrap()
+        .is_empty());
+    // The same id with other audio is still a conflict.
+    let other = audio(10, 4000);
+    let mut forged = incoming(&m.id, &other);
+    forged.id = m.id.clone();
+    assert!(matches!(
+        store.store_received(&forged, &other),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_nothing_stored(&store);
 }

@@ -223,7 +223,7 @@ impl Store {
     fn check_rows_have_files(&self) -> Result<(), StoreError> {
         let rows = {
             let conn = self.lock();
-            index::list(&conn, None).map_err(self.db_err("list messages".into()))?
+            index::all(&conn).map_err(self.db_err("list messages".into()))?
         };
         for message in rows {
             let path = self.audio_path(&message);
@@ -235,7 +235,7 @@ impl Store {
     }
 
     /// Removes files in `messages/` that have neither a row nor a sidecar.
-    /// Only [`Store::delete`] and [`Store::purge_delivered`] (row first,
+    /// Only the purges ([`Store::purge_deleted`], [`Store::purge_delivered`]: row first,
     /// then file) or a receipt cut before its commit can leave one, so this
     /// completes a delete or drops an unacknowledged copy.
     fn complete_interrupted_deletes(&self, pending: &HashSet<String>) -> Result<(), StoreError> {

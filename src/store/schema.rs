@@ -78,6 +78,72 @@ const MIGRATIONS: &[&str] = &[
         created_at  TEXT NOT NULL,
         pin_set_at  TEXT
     );",
+    // 4: folders, soft deletion, tombstones, the change log, and
+    // message-waiting subscriptions. `state` (always 'new' until now)
+    // becomes `folder`: new, old, saved or deleted. A deleted message keeps
+    // its row with `deleted_ms` and the folder to restore it to, until it
+    // is purged; then `tombstones` keeps its id, so a late copy from its
+    // origin is answered 200 and not stored again. The triggers record in
+    // `mailbox_changes` every insert, folder change and removal of a
+    // message, whoever makes it (server or CLI), with the sequence number
+    // of the mailbox's latest change; the server watches it to keep
+    // message-waiting lamps current. `mwi_subscriptions` holds each
+    // RFC 6665 subscription's dialog so that it survives a restart.
+    "ALTER TABLE messages RENAME COLUMN state TO folder;
+    ALTER TABLE messages ADD COLUMN deleted_ms INTEGER;
+    ALTER TABLE messages ADD COLUMN restore_folder TEXT;
+    CREATE INDEX messages_by_folder ON messages (mailbox, folder, received_at, id);
+    CREATE INDEX messages_deleted ON messages (deleted_ms) WHERE deleted_ms IS NOT NULL;
+    CREATE TABLE tombstones (
+        id          TEXT PRIMARY KEY NOT NULL,
+        mailbox     TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        deleted_ms  INTEGER NOT NULL,
+        purged_ms   INTEGER NOT NULL
+    );
+    CREATE TABLE mailbox_changes (
+        mailbox     TEXT PRIMARY KEY NOT NULL,
+        seq         INTEGER NOT NULL
+    );
+    CREATE INDEX mailbox_changes_by_seq ON mailbox_changes (seq);
+    INSERT INTO mailbox_changes (mailbox, seq)
+        SELECT mailbox, ROW_NUMBER() OVER (ORDER BY mailbox)
+        FROM (SELECT DISTINCT mailbox FROM messages);
+    CREATE TRIGGER messages_inserted AFTER INSERT ON messages BEGIN
+        INSERT INTO mailbox_changes (mailbox, seq)
+            VALUES (NEW.mailbox, (SELECT COALESCE(MAX(seq), 0) + 1 FROM mailbox_changes))
+            ON CONFLICT (mailbox) DO UPDATE SET seq = excluded.seq;
+    END;
+    CREATE TRIGGER messages_moved AFTER UPDATE OF folder ON messages
+        WHEN OLD.folder IS NOT NEW.folder BEGIN
+        INSERT INTO mailbox_changes (mailbox, seq)
+            VALUES (NEW.mailbox, (SELECT COALESCE(MAX(seq), 0) + 1 FROM mailbox_changes))
+            ON CONFLICT (mailbox) DO UPDATE SET seq = excluded.seq;
+    END;
+    CREATE TRIGGER messages_removed AFTER DELETE ON messages BEGIN
+        INSERT INTO mailbox_changes (mailbox, seq)
+            VALUES (OLD.mailbox, (SELECT COALESCE(MAX(seq), 0) + 1 FROM mailbox_changes))
+            ON CONFLICT (mailbox) DO UPDATE SET seq = excluded.seq;
+    END;
+    CREATE TABLE mwi_subscriptions (
+        id            TEXT PRIMARY KEY NOT NULL,
+        mailbox       TEXT NOT NULL,
+        call_id       TEXT NOT NULL,
+        local_tag     TEXT NOT NULL,
+        remote_tag    TEXT NOT NULL,
+        event_id      TEXT,
+        local_uri     TEXT NOT NULL,
+        remote_uri    TEXT NOT NULL,
+        remote_target TEXT NOT NULL,
+        route_set     TEXT NOT NULL,
+        transport     TEXT NOT NULL,
+        local_addr    TEXT NOT NULL,
+        account       TEXT NOT NULL,
+        local_cseq    INTEGER NOT NULL,
+        remote_cseq   INTEGER NOT NULL,
+        expires_ms    INTEGER NOT NULL,
+        UNIQUE (call_id, local_tag, remote_tag)
+    );",
 ];
 
 /// The schema version this build writes and understands.

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::durable;
 use super::error::StoreError;
-use super::message::{self, Message, NewMessage, DELIVERY_HOME, DELIVERY_QUEUED, STATE_NEW};
+use super::folder::Folder;
+use super::message::{self, Message, NewMessage, DELIVERY_HOME, DELIVERY_QUEUED};
 use super::outbox::Route;
 
 /// Layout version of the sidecar JSON, for future readers.
@@ -131,7 +132,8 @@ impl Sidecar {
             sample_rate: self.sample_rate,
             size_bytes: audio.size_bytes,
             sha256: audio.sha256,
-            state: STATE_NEW.to_owned(),
+            folder: Folder::New,
+            deleted_at: None,
             partial,
             origin: self.origin.clone(),
             call_id: self.call_id.clone(),

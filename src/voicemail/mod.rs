@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod greetings;
+pub mod retention;
 pub mod server;
 pub mod session;
 
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Profile, StorageFormat};
 use crate::media::Codec;
 use crate::mesh::Mesh;
+use crate::mwi::Mwi;
 use crate::sip::SipStack;
 use crate::store::{EncodePool, Route, SilenceRules, StoragePolicy, Store, StoreFormat};
 
@@ -37,6 +39,10 @@ pub struct Context {
     /// Where finished recordings are encoded and committed, at most
     /// `storage.encode_workers` at a time, off the call path.
     pub encoders: EncodePool,
+    /// Message-waiting lamps: SUBSCRIBEs go here, and code that changes a
+    /// mailbox's folders may call `mailbox_changed` (changes through the
+    /// store are seen without it).
+    pub mwi: Arc<Mwi>,
 }
 
 /// How the profile wants messages stored: format, minimum length, silence.

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use super::{call, storage_policy, Context};
 use crate::config::{ListenTransport, Profile};
 use crate::mesh::{route_of, Mesh};
+use crate::mwi::Mwi;
 use crate::register::Registrations;
 use crate::sip::inbound::SizeLimits;
 use crate::sip::{responses, source_ip, SipSettings, SipStack};
@@ -87,6 +88,12 @@ impl Server {
         let shutdown = CancellationToken::new();
         let mesh = Mesh::start(&profile, sip.clone(), store.clone(), shutdown.child_token())?;
         let registrations = Registrations::start(&profile, sip.clone(), shutdown.child_token());
+        let mwi = Mwi::start(&profile, sip.clone(), store.clone(), shutdown.child_token());
+        tokio::spawn(super::retention::purge_deleted(
+            store.clone(),
+            profile.storage.deleted_retention,
+            shutdown.child_token(),
+        ));
         info!(listen = ?profile.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
               data = %profile.server.data_dir.display(), "vmesh serving");
         let ctx = Context {
@@ -97,6 +104,7 @@ impl Server {
             sip,
             mesh,
             shutdown,
+            mwi,
         };
         Ok(Server {
             ctx: Arc::new(ctx),
@@ -210,6 +218,8 @@ async fn dispatch(ctx: &Arc<Context>, tasks: &TaskTracker, mut tx: Transaction) 
             ];
             tx.reply_with(StatusCode::OK, headers, None).await.ok();
         }
+        // In a dialog or not: subscription dialogs are the MWI service's.
+        (Method::Subscribe, _) => ctx.mwi.handle_subscribe(tx),
         (_, true) => match ctx.sip.dialogs.match_dialog(&tx) {
             Some(mut dialog) => {
                 tokio::spawn(async move {

@@ -191,6 +191,7 @@ impl MeshNet {
                 caller_ip,
                 mailboxes: vec![format!("{0}000-{0}999", i + 1)],
                 timings: MeshTimings::default(),
+                extra: String::new(),
                 topology_file: "topology.toml".into(),
                 netns,
                 root: root.clone(),
@@ -292,6 +293,9 @@ pub struct Site {
     pub mailboxes: Vec<String>,
     /// Its `[mesh]` keys, written at each start.
     pub timings: MeshTimings,
+    /// Profile text appended as it is at each start: whole sections of
+    /// their own, such as `[mwi]` or `[storage]`.
+    pub extra: String,
     topology_file: String,
     netns: Option<String>,
     root: PathBuf,
@@ -354,7 +358,7 @@ impl Site {
              prompts = false\n\n\
              [mesh]\nping_interval_s = {}\nping_idle_interval_s = {}\nping_timeout_s = {}\n\
              failures_for_down = {}\nretry_initial_s = {}\nretry_max_s = {}\n\
-             transfer_timeout_s = {}\nmax_in_flight = {}\nmax_transfer_bytes = {}\n",
+             transfer_timeout_s = {}\nmax_in_flight = {}\nmax_transfer_bytes = {}\n\n{extra}",
             t.ping_interval_s,
             t.ping_idle_interval_s,
             t.ping_timeout_s,
@@ -368,6 +372,7 @@ impl Site {
             topology = self.topology_file,
             data = self.data_dir().display().to_string(),
             ip = self.ip,
+            extra = self.extra,
         )
     }
 

@@ -50,9 +50,10 @@ pub struct ServerConfig {
     /// `[storage] format` ("wav" or "opus"); `None` leaves the section out
     /// (the profile default applies).
     pub storage_format: Option<String>,
-    /// Profile text appended as it is, after every section (for arrays of
-    /// tables such as `[[register]]`).
-    pub extra_toml: String,
+    /// Profile text appended as it is, after every section: whole sections
+    /// of their own, such as `[mwi]`, or arrays of tables such as
+    /// `[[register]]`.
+    pub extra: String,
 }
 
 impl Default for ServerConfig {
@@ -69,7 +70,7 @@ impl Default for ServerConfig {
             prompts: false,
             max_silence_s: None,
             storage_format: None,
-            extra_toml: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -116,7 +117,7 @@ impl ServerConfig {
             max_message = self.max_message_s,
             min_message = self.min_message_ms,
             prompts = self.prompts,
-            extra = self.extra_toml,
+            extra = self.extra,
         )
     }
 }
