@@ -140,7 +140,11 @@ fn audio(
             .map_or(String::new(), |n| format!("/{n}"));
         attributes.push(value_attribute(
             "rtpmap",
-            format!("{pt} {}/{}{channels}", codec.name(), codec.rtp_clock_rate()),
+            format!(
+                "{pt} {}/{}{channels}",
+                codec.encoding_name(),
+                codec.rtp_clock_rate()
+            ),
         ));
         if let Some(fmtp) = codec.fmtp() {
             attributes.push(value_attribute("fmtp", format!("{pt} {fmtp}")));
