@@ -218,10 +218,10 @@ mod tests {
     #[test]
     fn the_signalled_address_is_taken_at_once_and_keeps_the_stream() {
         let mut source = MediaSource::new(Some(addr(CALLER)));
-        // A stranger first: never accepted, however well-formed.
+        // A stranger first, as a sprayer sends: never accepted.
         for seq in 0..10 {
-            let verdict = source.check(addr(STRANGER), 7, seq);
-            assert_ne!(verdict, Verdict::Accept);
+            let verdict = source.check(addr(STRANGER), 7, seq * 13);
+            assert_eq!(verdict, Verdict::Probation);
         }
         assert_eq!(source.check(addr(CALLER), 1, 500), Verdict::Accept);
         assert_eq!(source.locked(), Some(addr(CALLER)));
@@ -330,7 +330,7 @@ mod tests {
         for i in 0..PROBATION as u16 {
             for s in 0..3u16 {
                 let sprayer = SocketAddr::new(addr(STRANGER).ip(), 10_000 + s);
-                source.check(sprayer, u32::from(s), i);
+                source.check(sprayer, u32::from(s), i * 7);
             }
             accepted = source.check(addr(NAT), 8, 40 + i) == Verdict::Accept;
         }

@@ -264,7 +264,9 @@ mod tests {
             Inbound::Reply(b) => {
                 let text = String::from_utf8_lossy(&b);
                 assert!(text.starts_with("SIP/2.0 501 "), "{text}");
-                assert!(text.contains("\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE\r\n"));
+                assert!(text.contains(
+                    "\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE\r\n"
+                ));
             }
             other => panic!("expected 501, got {other:?}"),
         }

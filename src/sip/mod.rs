@@ -41,14 +41,18 @@ pub enum SipError {
     Stack(String),
 }
 
-/// The methods vmesh answers, for Allow headers (RFC 3261 §20.5).
-pub const ALLOWED: [Method; 6] = [
+/// The methods vmesh answers, for Allow headers (RFC 3261 §20.5); INFO
+/// (DTMF, RFC 2976) and UPDATE (session refreshes, RFC 3311 and RFC
+/// 4028) inside a call's dialog.
+pub const ALLOWED: [Method; 8] = [
     Method::Invite,
     Method::Ack,
     Method::Bye,
     Method::Cancel,
     Method::Options,
     Method::Message,
+    Method::Info,
+    Method::Update,
 ];
 
 /// What the stack listens on and how it treats connections.

@@ -468,7 +468,10 @@ fn a_version_1_database_upgrades_in_place() {
         .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(
+        store.schema_version().unwrap(),
+        super::schema::latest_version()
+    );
     let old = store.get(&id).unwrap();
     assert_eq!(
         (old.home.as_ref(), old.delivery.as_str()),

@@ -6,9 +6,11 @@
 //! message.
 
 pub mod call;
+pub mod flow;
 pub mod greetings;
 pub mod server;
 pub mod session;
+pub mod session_timer;
 
 use std::sync::Arc;
 
