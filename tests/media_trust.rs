@@ -91,7 +91,9 @@ fn invite(server: &Server, udp: &SipUdp, rtp: SocketAddr, extra: &[&str]) -> (Di
 
 fn hang_up(udp: &SipUdp, dialog: &Dialog) {
     udp.send(dialog.bye().as_bytes());
-    let response = udp.final_response_to("BYE", ANSWER).expect("a response to BYE");
+    let response = udp
+        .final_response_to("BYE", ANSWER)
+        .expect("a response to BYE");
     assert_eq!(response.status, 200);
 }
 
@@ -124,7 +126,14 @@ fn a_stranger_before_and_during_the_call_takes_nothing() {
     let sent = stranger.join().expect("the stranger thread");
     eprintln!("stranger: {sent} packets of noise and a # every 10");
     let message = one_message(&server);
-    assert_recording_matches(&server, &message, SPEECH_SHORT_ULAW, SPEECH_SHORT_MS, 0.05, 0.9);
+    assert_recording_matches(
+        &server,
+        &message,
+        SPEECH_SHORT_ULAW,
+        SPEECH_SHORT_MS,
+        0.05,
+        0.9,
+    );
 }
 
 /// Issue 9: a spray over the whole RTP port range during four calls (a
@@ -140,7 +149,13 @@ fn spraying_the_port_range_loses_no_message() {
             let mut sweeps = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 for port in (RTP_PORT_MIN..=RTP_PORT_MAX).step_by(2) {
-                    let packet = rtp(0, sweeps as u16, sweeps * 160, 0x5BAA7, &[0x00; FRAME_BYTES]);
+                    let packet = rtp(
+                        0,
+                        sweeps as u16,
+                        sweeps * 160,
+                        0x5BAA7,
+                        &[0x00; FRAME_BYTES],
+                    );
                     socket.send_to(&packet, (server_ip, port)).ok();
                 }
                 sweeps += 1;
@@ -183,9 +198,20 @@ fn spraying_the_port_range_loses_no_message() {
     let sweeps = sprayer.join().expect("the sprayer");
     eprintln!("spray: {sweeps} sweeps over {RTP_PORT_MIN}-{RTP_PORT_MAX}");
     let messages = server.wait_messages(4, STORE_WAIT);
-    assert_eq!(messages.len(), 4, "every call kept its message: {messages:?}");
+    assert_eq!(
+        messages.len(),
+        4,
+        "every call kept its message: {messages:?}"
+    );
     for message in &messages {
-        assert_recording_matches(&server, message, SPEECH_SHORT_ULAW, SPEECH_SHORT_MS, 0.05, 0.9);
+        assert_recording_matches(
+            &server,
+            message,
+            SPEECH_SHORT_ULAW,
+            SPEECH_SHORT_MS,
+            0.05,
+            0.9,
+        );
     }
 }
 
@@ -214,8 +240,10 @@ fn rtcp_on_the_rtp_port_is_not_audio_and_vmesh_reports() {
         let rtcp = rtcp_socket.try_clone().unwrap();
         let rtp = rtp_socket.try_clone().unwrap();
         std::thread::spawn(move || {
-            rtcp.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-            rtp.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+            rtcp.set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
+            rtp.set_read_timeout(Some(Duration::from_millis(1)))
+                .unwrap();
             let start = Instant::now();
             let (mut reports, mut rtp_packets) = (Vec::new(), Vec::new());
             let mut buf = [0u8; 2048];
@@ -248,25 +276,47 @@ fn rtcp_on_the_rtp_port_is_not_audio_and_vmesh_reports() {
     let (reports, rtp_packets) = listen.join().expect("the listener");
     hang_up(&udp, &dialog);
     let message = one_message(&server);
-    assert_recording_matches(&server, &message, SPEECH_SHORT_ULAW, SPEECH_SHORT_MS, 0.05, 0.9);
+    assert_recording_matches(
+        &server,
+        &message,
+        SPEECH_SHORT_ULAW,
+        SPEECH_SHORT_MS,
+        0.05,
+        0.9,
+    );
 
     // What a PBX sees while vmesh records.
     assert!(reports.len() >= 2, "RTCP reports: {reports:?}");
-    assert!(reports.iter().all(|(_, pt, _)| *pt == 200 || *pt == 201), "{reports:?}");
+    assert!(
+        reports.iter().all(|(_, pt, _)| *pt == 200 || *pt == 201),
+        "{reports:?}"
+    );
     let gaps: Vec<f64> = reports
         .windows(2)
         .map(|w| (w[1].0 - w[0].0).as_secs_f64())
         .collect();
-    eprintln!("RTCP: {} reports, first at {:?}, intervals {gaps:?} s", reports.len(), reports[0].0);
+    eprintln!(
+        "RTCP: {} reports, first at {:?}, intervals {gaps:?} s",
+        reports.len(),
+        reports[0].0
+    );
     assert!(gaps.iter().all(|g| (1.9..=6.3).contains(g)), "{gaps:?}");
     let ssrc = |p: &[u8]| u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
     let ts = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
-    assert!(rtp_packets.len() > 300, "keep-alive RTP: {}", rtp_packets.len());
+    assert!(
+        rtp_packets.len() > 300,
+        "keep-alive RTP: {}",
+        rtp_packets.len()
+    );
     let span = (rtp_packets.last().unwrap().0 - rtp_packets[0].0).as_secs_f64();
     let rate = (rtp_packets.len() - 1) as f64 / span;
     for pair in rtp_packets.windows(2) {
         assert_eq!(ssrc(&pair[1].1), ssrc(&pair[0].1), "one SSRC");
-        assert_eq!(ts(&pair[1].1).wrapping_sub(ts(&pair[0].1)), 160, "20 ms steps");
+        assert_eq!(
+            ts(&pair[1].1).wrapping_sub(ts(&pair[0].1)),
+            160,
+            "20 ms steps"
+        );
         assert_eq!(&pair[1].1[12..], &[0xFF; 160][..], "μ-law silence");
     }
     eprintln!(
@@ -290,7 +340,9 @@ fn nothing_before_the_ack_and_no_file_without_it() {
     );
     let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
     let rtp_socket = UdpSocket::bind((server.net.peer_ip, 0)).unwrap();
-    rtp_socket.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    rtp_socket
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
     let (dialog, _) = invite(&server, &udp, rtp_socket.local_addr().unwrap(), &[]);
     let mut buf = [0u8; 2048];
     assert!(
@@ -304,7 +356,9 @@ fn nothing_before_the_ack_and_no_file_without_it() {
     assert!(files.is_empty(), "files before the ACK: {files:?}");
     udp.send(dialog.ack(None).as_bytes());
     rtp_socket.set_read_timeout(Some(ANSWER)).unwrap();
-    let (n, _) = rtp_socket.recv_from(&mut buf).expect("the greeting after the ACK");
+    let (n, _) = rtp_socket
+        .recv_from(&mut buf)
+        .expect("the greeting after the ACK");
     assert_eq!(n, 12 + 160);
     let deadline = Instant::now() + ANSWER;
     while std::fs::read_dir(&recording).map_or(0, |d| d.count()) == 0 {
@@ -364,5 +418,12 @@ fn an_info_hash_ends_the_message_and_an_update_refresh_is_answered() {
     udp.send(bye.response(200, "OK").as_bytes());
     // An INFO of another kind is not understood.
     let message = one_message(&server);
-    assert_recording_matches(&server, &message, SPEECH_SHORT_ULAW, SPEECH_SHORT_MS, 0.05, 0.9);
+    assert_recording_matches(
+        &server,
+        &message,
+        SPEECH_SHORT_ULAW,
+        SPEECH_SHORT_MS,
+        0.05,
+        0.9,
+    );
 }

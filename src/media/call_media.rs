@@ -303,7 +303,13 @@ impl CallMedia {
     }
 
     /// One datagram from `from` on our `channel` port, at `now`.
-    pub fn handle_datagram(&mut self, now: Instant, channel: Channel, from: SocketAddr, datagram: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        channel: Channel,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) {
         if channel == Channel::Rtcp {
             self.handle_rtcp(now, from, datagram);
             return;
@@ -470,7 +476,8 @@ impl CallMedia {
             Activity::Recording(recorder) if recorder.ended().is_none() => {
                 self.receiver.poll_audio(now, &mut |pcm| recorder.push(pcm));
                 if let Some(end) = recorder.ended() {
-                    self.events.push_back(MediaEvent::RecordingEnded(end.clone()));
+                    self.events
+                        .push_back(MediaEvent::RecordingEnded(end.clone()));
                 }
             }
             _ => self.receiver.poll_audio(now, &mut |_| {}),
@@ -489,7 +496,8 @@ impl CallMedia {
         self.receiver.finish(&mut |pcm| recorder.push(pcm));
         recorder.end(reason);
         if let Some(end) = recorder.ended() {
-            self.events.push_back(MediaEvent::RecordingEnded(end.clone()));
+            self.events
+                .push_back(MediaEvent::RecordingEnded(end.clone()));
         }
     }
 
@@ -509,12 +517,18 @@ impl CallMedia {
                 to: rtp,
             });
         }
-        let learned = self.receiver.latched_peer().filter(|&a| Some(a) != self.negotiated.remote_rtp);
+        let learned = self
+            .receiver
+            .latched_peer()
+            .filter(|&a| Some(a) != self.negotiated.remote_rtp);
         let next_port = |a: SocketAddr| SocketAddr::new(a.ip(), a.port().wrapping_add(1));
         let to = match learned {
             // Behind a NAT, RTCP follows the learned address (+1).
             Some(nat) => next_port(nat),
-            None => self.negotiated.remote_rtcp.unwrap_or_else(|| next_port(rtp)),
+            None => self
+                .negotiated
+                .remote_rtcp
+                .unwrap_or_else(|| next_port(rtp)),
         };
         Some(Transmit {
             channel: Channel::Rtcp,

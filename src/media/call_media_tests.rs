@@ -139,9 +139,18 @@ fn nothing_is_sent_before_the_call_is_confirmed() {
     h.media.confirm(h.at(10_020));
     let sent = h.transmit(10_020);
     // The first prompt frame, and the RTCP report that was due.
-    let rtp: Vec<_> = sent.iter().filter(|(_, b)| !(192..=223).contains(&b[1])).collect();
+    let rtp: Vec<_> = sent
+        .iter()
+        .filter(|(_, b)| !(192..=223).contains(&b[1]))
+        .collect();
     assert_eq!(rtp.len(), 1, "one prompt frame");
-    assert_eq!(rtp[0].0, Transmit { channel: Channel::Rtp, to: caller() });
+    assert_eq!(
+        rtp[0].0,
+        Transmit {
+            channel: Channel::Rtp,
+            to: caller()
+        }
+    );
     assert!(sent.iter().all(|(t, _)| t.to.ip() == caller().ip()));
 }
 
@@ -162,7 +171,11 @@ fn an_info_hash_ends_the_recording_like_an_rfc_4733_one() {
     h.media.confirm(h.t0);
     h.media.record(&limits(), Some('#'), h.t0);
     for seq in 0..50u16 {
-        h.datagram(caller(), &rtp(0, seq, u32::from(seq) * 160, &[0x80; FRAME]), u64::from(seq) * 20);
+        h.datagram(
+            caller(),
+            &rtp(0, seq, u32::from(seq) * 160, &[0x80; FRAME]),
+            u64::from(seq) * 20,
+        );
     }
     h.events();
     let at = h.at(1000);
@@ -198,7 +211,11 @@ fn a_digit_interrupts_the_prompt_and_is_reported_with_its_time() {
     for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
         let flags = if end { 0x80 } else { 0 } | 10;
         let seq = i as u16;
-        h.datagram(caller(), &rtp(101, seq, 0, &[5, flags, 0, 160]), 30 + 20 * i as u64);
+        h.datagram(
+            caller(),
+            &rtp(101, seq, 0, &[5, flags, 0, 160]),
+            30 + 20 * i as u64,
+        );
     }
     let events = h.events();
     assert!(events.contains(&MediaEvent::Digit {
@@ -220,7 +237,11 @@ fn a_strangers_hash_is_no_digit() {
     h.media.record(&limits(), Some('#'), h.t0);
     h.datagram(caller(), &rtp(0, 1, 0, &[0x80; FRAME]), 0);
     for i in 0..5u16 {
-        h.datagram(stranger(), &rtp(101, 100 + i, 0, &[11, 0x8A, 0, 160]), 20 + u64::from(i));
+        h.datagram(
+            stranger(),
+            &rtp(101, 100 + i, 0, &[11, 0x8A, 0, 160]),
+            20 + u64::from(i),
+        );
     }
     assert_eq!(h.media.recording_ended(), None);
     assert_eq!(h.media.stats().received.foreign_source, 5);
@@ -248,8 +269,18 @@ fn rtcp_reports_go_to_rtp_plus_one_or_multiplexed() {
             ms += 20;
         }
         let (t, at) = report.expect("an RTCP report");
-        let (channel, port) = if mux { (Channel::Rtp, 4000) } else { (Channel::Rtcp, 4001) };
-        assert_eq!(t, Transmit { channel, to: SocketAddr::new(caller().ip(), port) });
+        let (channel, port) = if mux {
+            (Channel::Rtp, 4000)
+        } else {
+            (Channel::Rtcp, 4001)
+        };
+        assert_eq!(
+            t,
+            Transmit {
+                channel,
+                to: SocketAddr::new(caller().ip(), port)
+            }
+        );
         // The first report within 2.5 s × 1.5 / (e − 1.5).
         assert!(at <= 3100, "first report at {at} ms");
     }
@@ -302,13 +333,24 @@ fn a_streaming_caller_costs_one_wake_per_packet() {
             h.media.handle_timeout(deadline);
             sent += h.transmit_at(deadline).len();
         }
-        h.datagram(caller(), &rtp(0, seq as u16, seq as u32 * 160, &[0x80; FRAME]), arrival);
+        h.datagram(
+            caller(),
+            &rtp(0, seq as u16, seq as u32 * 160, &[0x80; FRAME]),
+            arrival,
+        );
         sent += h.transmit(arrival).len();
     }
     // 10 s: about 2-5 RTCP reports need a timer of their own.
-    assert!(timer_wakes <= 6, "{timer_wakes} timer wake-ups for 500 packets");
+    assert!(
+        timer_wakes <= 6,
+        "{timer_wakes} timer wake-ups for 500 packets"
+    );
     assert!((500..=506).contains(&sent), "{sent} datagrams sent");
-    assert_eq!(h.recorded().len() + 3 * FRAME, 500 * FRAME, "all but the jitter delay");
+    assert_eq!(
+        h.recorded().len() + 3 * FRAME,
+        500 * FRAME,
+        "all but the jitter delay"
+    );
 }
 
 #[test]
@@ -323,10 +365,15 @@ fn a_stored_message_plays_in_the_calls_codec_and_rate() {
     });
     let mut audio = 0;
     for ms in (0..1100).step_by(20) {
-        audio += h.transmit(ms).iter().filter(|(_, b)| b[1] & 0x7F == 0 && b.len() == 172).count();
+        audio += h
+            .transmit(ms)
+            .iter()
+            .filter(|(_, b)| b[1] & 0x7F == 0 && b.len() == 172)
+            .count();
     }
-    assert!(h
-        .events()
-        .contains(&MediaEvent::PromptEnded { id, end: PromptEnd::Finished }));
+    assert!(h.events().contains(&MediaEvent::PromptEnded {
+        id,
+        end: PromptEnd::Finished
+    }));
     assert!(audio >= 50, "{audio}");
 }

@@ -137,7 +137,10 @@ mod tests {
 
     #[test]
     fn bare_dtmf_bodies() {
-        assert_eq!(parse_info_dtmf("application/dtmf", b"#").unwrap().digit, '#');
+        assert_eq!(
+            parse_info_dtmf("application/dtmf", b"#").unwrap().digit,
+            '#'
+        );
         assert_eq!(parse_info_dtmf(DTMF, b" 7\r\n").unwrap().digit, '7');
         assert_eq!(parse_info_dtmf(DTMF, b"11").unwrap().digit, '#');
         assert_eq!(parse_info_dtmf(DTMF, b"11").unwrap().duration, None);
@@ -145,7 +148,13 @@ mod tests {
 
     #[test]
     fn bodies_that_name_no_key_are_malformed() {
-        for body in [&b""[..], b"Duration=160", b"Signal=", b"Signal=16", b"Signal=E"] {
+        for body in [
+            &b""[..],
+            b"Duration=160",
+            b"Signal=",
+            b"Signal=16",
+            b"Signal=E",
+        ] {
             assert!(
                 matches!(
                     parse_info_dtmf(DTMF_RELAY, body),

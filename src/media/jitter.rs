@@ -229,7 +229,9 @@ impl JitterBuffer {
     /// When the earliest audio still held becomes due for play-out, if
     /// any is held.
     pub fn next_release(&self) -> Option<Instant> {
-        self.pending.front().map(|&(_, arrival)| arrival + self.delay)
+        self.pending
+            .front()
+            .map(|&(_, arrival)| arrival + self.delay)
     }
 
     /// Plays out everything placed so far, due or not: the call has ended.

@@ -130,7 +130,8 @@ impl Outbound {
     ) -> Result<Outbound, AudioError> {
         let encoder = Encoder::new(codec)?;
         let ts0 = rng.random();
-        let packetizer = RtpPacketizer::with_random_start(rng, payload_type, codec.frame_timestamp_step());
+        let packetizer =
+            RtpPacketizer::with_random_start(rng, payload_type, codec.frame_timestamp_step());
         Ok(Outbound {
             codec,
             payload_type,
@@ -170,7 +171,12 @@ impl Outbound {
 
     /// A re-INVITE's codec, payload type and comfort noise: the stream goes
     /// on in the new codec (a new encoder; its state is per codec).
-    pub fn update(&mut self, codec: Codec, payload_type: u8, comfort_noise: Option<u8>) -> Result<(), AudioError> {
+    pub fn update(
+        &mut self,
+        codec: Codec,
+        payload_type: u8,
+        comfort_noise: Option<u8>,
+    ) -> Result<(), AudioError> {
         if codec != self.codec {
             self.encoder = Encoder::new(codec)?;
             if codec.rtp_clock_rate() != self.codec.rtp_clock_rate() {
@@ -178,7 +184,9 @@ impl Outbound {
                 // current slot (RFC 3550 §5.1: one clock per stream).
                 self.ts0 = self
                     .ts0
-                    .wrapping_add((self.slot as u32).wrapping_mul(self.codec.frame_timestamp_step()))
+                    .wrapping_add(
+                        (self.slot as u32).wrapping_mul(self.codec.frame_timestamp_step()),
+                    )
                     .wrapping_sub((self.slot as u32).wrapping_mul(codec.frame_timestamp_step()));
                 self.packetizer.mark_next();
             }
@@ -264,7 +272,12 @@ impl Outbound {
     /// it returns false. With `early` (a packet from the caller woke the
     /// call), a keep-alive packet due within [`KEEPALIVE_EARLY`] goes now;
     /// a timer's wake-up sends only what is due.
-    pub fn poll(&mut self, now: Instant, early: bool, out: &mut Vec<u8>) -> Result<bool, AudioError> {
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        early: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, AudioError> {
         if !self.sending {
             return Ok(false);
         }
@@ -321,7 +334,8 @@ impl Outbound {
                 }
             }
         };
-        self.packetizer.write(payload_type, timestamp, &self.frame, out);
+        self.packetizer
+            .write(payload_type, timestamp, &self.frame, out);
         self.sent_payload = self.frame.len();
         Ok(true)
     }

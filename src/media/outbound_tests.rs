@@ -17,7 +17,11 @@ fn outbound(codec: Codec, pt: u8, cn: Option<u8>, start: Instant) -> Outbound {
 }
 
 fn prompt(pcm: Vec<i16>, rate: u32, barge_in: bool) -> Prompt {
-    Prompt { pcm, rate, barge_in }
+    Prompt {
+        pcm,
+        rate,
+        barge_in,
+    }
 }
 
 fn seq(p: &[u8]) -> u16 {
@@ -29,7 +33,12 @@ fn ts(p: &[u8]) -> u32 {
 
 /// Runs the stream on its own deadlines until `until`, with `digit_at`
 /// (a packet count) pressing a key; returns (time since start, packet).
-fn run(out: &mut Outbound, start: Instant, until: Duration, digit_at: Option<usize>) -> Vec<(Duration, Vec<u8>)> {
+fn run(
+    out: &mut Outbound,
+    start: Instant,
+    until: Duration,
+    digit_at: Option<usize>,
+) -> Vec<(Duration, Vec<u8>)> {
     let mut sent = Vec::new();
     let mut buf = Vec::new();
     let mut now = start;
@@ -134,11 +143,14 @@ fn keepalive_rides_on_a_streaming_callers_wakes() {
 #[test]
 fn nothing_is_sent_until_sending_is_on() {
     let start = Instant::now();
-    let mut out = Outbound::new(Codec::Pcmu, 0, None, start, &mut SmallRng::seed_from_u64(1)).unwrap();
+    let mut out =
+        Outbound::new(Codec::Pcmu, 0, None, start, &mut SmallRng::seed_from_u64(1)).unwrap();
     out.play(prompt(tone(1600), 8000, true));
     let mut buf = Vec::new();
     assert_eq!(out.poll_timeout(), None);
-    assert!(!out.poll(start + Duration::from_secs(3), false, &mut buf).unwrap());
+    assert!(!out
+        .poll(start + Duration::from_secs(3), false, &mut buf)
+        .unwrap());
     out.set_sending(true);
     let later = start + Duration::from_secs(3);
     assert!(out.poll(later, false, &mut buf).unwrap());
@@ -165,7 +177,11 @@ fn comfort_noise_when_offered_then_audio_resumes_with_the_marker() {
     out.play(prompt(tone(320), 8000, true));
     let mut buf = Vec::new();
     let due = out.poll_timeout().unwrap();
-    assert!(due <= start + Duration::from_millis(1020), "{:?}", due - start);
+    assert!(
+        due <= start + Duration::from_millis(1020),
+        "{:?}",
+        due - start
+    );
     assert!(out.poll(due.max(now), false, &mut buf).unwrap());
     assert_eq!(buf[1], 0x80, "PCMU with the marker");
 }

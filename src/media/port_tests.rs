@@ -86,7 +86,13 @@ impl Caller {
     async fn send_audio(&mut self, frames: u32, byte: u8) {
         for i in 0..frames {
             let ts = u32::from(self.seq.wrapping_sub(1000)) * PTIME;
-            let datagram = packet(self.payload_type, self.seq, ts, self.ssrc, &[byte; PTIME as usize]);
+            let datagram = packet(
+                self.payload_type,
+                self.seq,
+                ts,
+                self.ssrc,
+                &[byte; PTIME as usize],
+            );
             self.socket.send_to(&datagram, self.to).await.unwrap();
             self.seq = self.seq.wrapping_add(1);
             if i % 10 == 9 {
@@ -118,7 +124,9 @@ impl Caller {
 }
 
 async fn bind() -> RtpSocket {
-    RtpSocket::bind_pair(LOOPBACK, 42000..=42999, true).await.unwrap()
+    RtpSocket::bind_pair(LOOPBACK, 42000..=42999, true)
+        .await
+        .unwrap()
 }
 
 /// Records the call as the session does: confirmed, recording from the
@@ -199,7 +207,14 @@ async fn hash_ends_the_recording() {
     let mut caller = Caller::new(socket.local_addr()).await;
     let (_tx, updates) = mpsc::channel(4);
     let n = negotiated(Direction::SendRecv, caller.addr());
-    let recording = record(socket, n, limits(), updates, CancellationToken::new(), false);
+    let recording = record(
+        socket,
+        n,
+        limits(),
+        updates,
+        CancellationToken::new(),
+        false,
+    );
     let call = async {
         caller.send_audio(50, 0x80).await;
         caller.press(11).await;
@@ -267,7 +282,14 @@ async fn hold_suspends_the_timeout_until_resumed() {
     };
     let held = negotiated(Direction::SendOnly, caller.addr());
     let started = time::Instant::now();
-    let recording = record(socket, held, limits, updates, CancellationToken::new(), false);
+    let recording = record(
+        socket,
+        held,
+        limits,
+        updates,
+        CancellationToken::new(),
+        false,
+    );
     let call = async {
         time::sleep(Duration::from_millis(400)).await;
         tx.send(negotiated(Direction::SendRecv, caller.addr()))

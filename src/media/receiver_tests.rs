@@ -109,7 +109,10 @@ fn a_stranger_before_the_caller_does_not_take_the_stream() {
     call.recv(&rtp(0, 2, 160, &[0x80; PTIME]), stranger, 40);
     call.finish();
     assert_eq!(call.out.len(), 2 * PTIME);
-    assert!(call.out.iter().all(|&s| s == 0), "only the caller's silence");
+    assert!(
+        call.out.iter().all(|&s| s == 0),
+        "only the caller's silence"
+    );
     let stats = call.receiver.stats();
     assert_eq!(stats.foreign_source, 3);
     assert_eq!(stats.received, 2);
@@ -124,7 +127,11 @@ fn a_nated_caller_is_learned_after_probation() {
     let mut call = Call::new(&negotiated(Codec::Pcmu, 0));
     let natted: SocketAddr = "198.51.100.9:31000".parse().unwrap();
     for seq in 1..=4u16 {
-        call.recv(&rtp(0, seq, u32::from(seq) * 160, &[0x80; PTIME]), natted, u64::from(seq) * 20);
+        call.recv(
+            &rtp(0, seq, u32::from(seq) * 160, &[0x80; PTIME]),
+            natted,
+            u64::from(seq) * 20,
+        );
     }
     assert_eq!(call.receiver.latched_peer(), Some(natted));
     assert_eq!(call.receiver.destination(), Some(natted));
@@ -140,7 +147,10 @@ fn a_nated_caller_is_learned_after_probation() {
 #[test]
 fn rtcp_on_the_rtp_port_is_not_audio() {
     let mut call = Call::new(&negotiated(Codec::Pcmu, 0));
-    let sr = [0x80, 200, 0, 6, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let sr = [
+        0x80, 200, 0, 6, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0,
+    ];
     assert_eq!(
         call.receiver.handle_datagram(&sr, peer(), call.t0),
         Inbound::Rtcp

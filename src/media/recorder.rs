@@ -127,7 +127,11 @@ impl Recorder {
     /// Hands the sink the gathered audio: whole blocks while recording,
     /// everything once `all` (the recording has ended). Stops at the
     /// sink's first error and returns it.
-    pub fn drain<E>(&mut self, all: bool, sink: &mut impl FnMut(&[i16]) -> Result<(), E>) -> Result<(), E> {
+    pub fn drain<E>(
+        &mut self,
+        all: bool,
+        sink: &mut impl FnMut(&[i16]) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.block.is_empty() || (!all && self.block.len() < self.block_len) {
             return Ok(());
         }

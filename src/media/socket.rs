@@ -150,7 +150,12 @@ impl RtpSocket {
 
     /// Sends one datagram from `channel`'s port without waiting: UDP
     /// either takes it at once or drops it, as the network would.
-    pub fn try_send(&self, channel: Channel, datagram: &[u8], to: SocketAddr) -> Result<usize, MediaError> {
+    pub fn try_send(
+        &self,
+        channel: Channel,
+        datagram: &[u8],
+        to: SocketAddr,
+    ) -> Result<usize, MediaError> {
         let socket = match (channel, &self.rtcp) {
             (Channel::Rtcp, Some(rtcp)) => rtcp,
             _ => &self.socket,
@@ -209,7 +214,10 @@ mod tests {
             .unwrap();
         assert_eq!(pair.local_addr().port(), 41604);
         assert!(pair.has_rtcp());
-        assert!(UdpSocket::bind((LOOPBACK, 41605)).await.is_err(), "RTCP bound");
+        assert!(
+            UdpSocket::bind((LOOPBACK, 41605)).await.is_err(),
+            "RTCP bound"
+        );
         let err = RtpSocket::bind_pair(LOOPBACK, 41602..=41603, true)
             .await
             .unwrap_err();

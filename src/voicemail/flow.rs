@@ -264,12 +264,18 @@ mod tests {
             caller.handle(CallEvent::CallerLeft),
             [Action::StopRecording, Action::Finish]
         );
-        assert!(matches!(caller.phase(), Phase::Ending { hang_up: false, .. }));
+        assert!(matches!(
+            caller.phase(),
+            Phase::Ending { hang_up: false, .. }
+        ));
 
         let mut stopping = DepositFlow::new(true);
         stopping.handle(CallEvent::Confirmed);
         assert_eq!(stopping.handle(CallEvent::Shutdown), [Action::Finish]);
-        assert!(matches!(stopping.phase(), Phase::Ending { hang_up: true, .. }));
+        assert!(matches!(
+            stopping.phase(),
+            Phase::Ending { hang_up: true, .. }
+        ));
 
         let mut silent = DepositFlow::new(true);
         silent.handle(CallEvent::Confirmed);

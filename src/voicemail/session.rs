@@ -129,7 +129,12 @@ impl Session {
     }
 
     /// Runs the call to its end and stores what it recorded.
-    pub async fn run(mut self, offer: Option<Negotiated>, socket: RtpSocket, slot: OwnedSemaphorePermit) {
+    pub async fn run(
+        mut self,
+        offer: Option<Negotiated>,
+        socket: RtpSocket,
+        slot: OwnedSemaphorePermit,
+    ) {
         let local = self.local_rtp;
         if !self.ring().await {
             info!("caller gave up before the answer");
@@ -164,16 +169,17 @@ impl Session {
             rtp_timeout: media.rtp_timeout,
         };
         let now = tokio::time::Instant::now().into_std();
-        let mut media = match CallMedia::new(&initial, settings, now, SystemTime::now(), rand::random()) {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(error = %e, "cannot set up the call's media");
-                self.dialog
-                    .reject(Some(StatusCode::ServerInternalError), None)
-                    .ok();
-                return;
-            }
-        };
+        let mut media =
+            match CallMedia::new(&initial, settings, now, SystemTime::now(), rand::random()) {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(error = %e, "cannot set up the call's media");
+                    self.dialog
+                        .reject(Some(StatusCode::ServerInternalError), None)
+                        .ok();
+                    return;
+                }
+            };
         let body = match &offer {
             Some(n) => build_answer(n, local, self.sdp_session, self.sdp_version),
             None => build_offer(&self.codecs, local, self.sdp_session, self.sdp_version),
@@ -182,14 +188,21 @@ impl Session {
         self.answered_at = time::OffsetDateTime::now_utc();
         info!(id = %self.message_id, rtp = %local, codec = codec.name(), "answering");
         let mut headers = vec![responses::sdp_content_type()];
-        headers.extend(session_timer::response_headers(&self.dialog.initial_request()));
+        headers.extend(session_timer::response_headers(
+            &self.dialog.initial_request(),
+        ));
         if let Err(e) = self.dialog.accept(Some(headers), Some(body.into_bytes())) {
             warn!(error = %e, "cannot send 200");
         }
         let mut port = MediaPort::new(socket);
         let (end, hang_up, file) = self.drive(&mut media, &mut port, prompts).await;
         let stats = media.stats();
-        info!(?end, ?stats, send_errors = port.send_errors(), "call media ended");
+        info!(
+            ?end,
+            ?stats,
+            send_errors = port.send_errors(),
+            "call media ended"
+        );
         port.goodbye(&mut media, tokio::time::Instant::now().into_std());
         if hang_up {
             if let Err(e) = self.dialog.bye().await {
@@ -331,10 +344,15 @@ impl Session {
     ) {
         match action {
             Action::OpenFile => {
-                let codec = self.negotiated.as_ref().map_or(media.negotiated().codec, |n| n.codec);
+                let codec = self
+                    .negotiated
+                    .as_ref()
+                    .map_or(media.negotiated().codec, |n| n.codec);
                 let meta = self.new_message(codec, media.sample_rate());
                 let store = self.ctx.store.clone();
-                *opening = Some(tokio::task::spawn_blocking(move || store.start_recording(meta)));
+                *opening = Some(tokio::task::spawn_blocking(move || {
+                    store.start_recording(meta)
+                }));
             }
             Action::PlayGreeting => {
                 if let Some(p) = prompts {
@@ -557,7 +575,11 @@ impl Session {
     /// answer comes in the ACK, and the current codec stays in use); an
     /// offerless UPDATE, the usual RFC 4028 refresh, gets a 200 without a
     /// body (RFC 3311 §5.2).
-    async fn renegotiate(&mut self, req: &Request, handle: TransactionHandle) -> Option<Negotiated> {
+    async fn renegotiate(
+        &mut self,
+        req: &Request,
+        handle: TransactionHandle,
+    ) -> Option<Negotiated> {
         let local = self.local_rtp;
         let offer = std::str::from_utf8(&req.body)
             .ok()
@@ -567,7 +589,10 @@ impl Session {
             .map(|sdp| negotiate_in_order(sdp, &self.codecs, self.ctx.profile.media.codec_order))
         {
             None if req.method == Method::Update => {
-                handle.respond(StatusCode::OK, Some(headers), None).await.ok();
+                handle
+                    .respond(StatusCode::OK, Some(headers), None)
+                    .await
+                    .ok();
                 debug!("session refreshed by UPDATE");
                 return None;
             }

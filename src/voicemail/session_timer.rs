@@ -26,7 +26,10 @@ pub fn response_headers(req: &Request) -> Vec<Header> {
         .filter(|v| v == "uac" || v == "uas")
         .unwrap_or_else(|| "uac".to_owned());
     vec![
-        Header::Other("Session-Expires".into(), format!("{delta};refresher={refresher}")),
+        Header::Other(
+            "Session-Expires".into(),
+            format!("{delta};refresher={refresher}"),
+        ),
         Header::Other("Require".into(), "timer".into()),
     ]
 }

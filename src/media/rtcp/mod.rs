@@ -57,9 +57,7 @@ pub struct NtpClock {
 impl NtpClock {
     /// The wall clock `wall` seen at `at`.
     pub fn new(at: Instant, wall: SystemTime) -> NtpClock {
-        let unix_nanos = wall
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let unix_nanos = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         NtpClock { at, unix_nanos }
     }
 
@@ -131,7 +129,9 @@ impl RtcpSession {
     pub fn new(ssrc: u32, now: Instant, wall: SystemTime, session_bps: u32, seed: u64) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
         // RFC 7022 §4.2: 96 random bits, base64-like; hex is as good.
-        let cname: String = (0..12).map(|_| format!("{:02x}", rng.random::<u8>())).collect();
+        let cname: String = (0..12)
+            .map(|_| format!("{:02x}", rng.random::<u8>()))
+            .collect();
         let mut session = RtcpSession {
             ssrc,
             cname: Bytes::from(cname),
@@ -182,7 +182,14 @@ impl RtcpSession {
     }
 
     /// Counts an RTP packet from the caller (one its source rules took).
-    pub fn on_rtp_received(&mut self, ssrc: u32, seq: u16, timestamp: u32, clock: u32, now: Instant) {
+    pub fn on_rtp_received(
+        &mut self,
+        ssrc: u32,
+        seq: u16,
+        timestamp: u32,
+        clock: u32,
+        now: Instant,
+    ) {
         let arrival = {
             let nanos = now.saturating_duration_since(self.ntp.at).as_nanos();
             (nanos * u128::from(clock) / 1_000_000_000) as u32
@@ -234,10 +241,13 @@ impl RtcpSession {
     /// The last report with an RTCP BYE (RFC 3550 §6.6), sent when the
     /// call's media ends.
     pub fn goodbye(&mut self, now: Instant, out: &mut Vec<u8>) {
-        let packets = self.report(now, Some(Goodbye {
-            sources: vec![self.ssrc],
-            reason: Bytes::new(),
-        }));
+        let packets = self.report(
+            now,
+            Some(Goodbye {
+                sources: vec![self.ssrc],
+                reason: Bytes::new(),
+            }),
+        );
         self.write(&packets, out);
     }
 
@@ -247,7 +257,12 @@ impl RtcpSession {
     }
 
     fn report(&mut self, now: Instant, bye: Option<Goodbye>) -> Vec<Box<dyn Packet + Send + Sync>> {
-        let reports: Vec<_> = self.reception.as_mut().map(|r| r.report(now)).into_iter().collect();
+        let reports: Vec<_> = self
+            .reception
+            .as_mut()
+            .map(|r| r.report(now))
+            .into_iter()
+            .collect();
         let we_sent = self.sent_since.iter().any(|&s| s);
         let first: Box<dyn Packet + Send + Sync> = match (we_sent, self.rtp_clock) {
             (true, Some(clock)) => Box::new(SenderReport {
@@ -339,7 +354,9 @@ mod tests {
         assert!(!rtcp.poll_report(t0, &mut Vec::new()), "not due at once");
         let first = rtcp.poll_timeout();
         let gap = first - t0;
-        assert!(gap <= Duration::from_secs_f64(2.5 * 1.5 / 1.218) && gap >= Duration::from_millis(1000));
+        assert!(
+            gap <= Duration::from_secs_f64(2.5 * 1.5 / 1.218) && gap >= Duration::from_millis(1000)
+        );
         for seq in 0..50u16 {
             let now = t0 + Duration::from_millis(20 * u64::from(seq));
             rtcp.on_rtp_received(0x77, seq, u32::from(seq) * 160, 8000, now);
@@ -368,13 +385,19 @@ mod tests {
         assert_eq!(sdes.chunks[0].items[0].text.len(), 24);
         // The next one within 2 to 6 s.
         let next = rtcp.poll_timeout() - first;
-        assert!((Duration::from_secs(2)..=Duration::from_millis(6200)).contains(&next), "{next:?}");
+        assert!(
+            (Duration::from_secs(2)..=Duration::from_millis(6200)).contains(&next),
+            "{next:?}"
+        );
         // Nothing sent for two intervals: receiver reports.
         let second = rtcp.poll_timeout();
         assert!(rtcp.poll_report(second, &mut out));
         let third = rtcp.poll_timeout();
         assert!(rtcp.poll_report(third, &mut out));
-        assert!(parse(&out)[0].as_any().downcast_ref::<ReceiverReport>().is_some());
+        assert!(parse(&out)[0]
+            .as_any()
+            .downcast_ref::<ReceiverReport>()
+            .is_some());
     }
 
     #[test]
@@ -387,7 +410,8 @@ mod tests {
             ntp_time: 0x0102_0304_0506_0708,
             ..Default::default()
         };
-        let bytes = rtcp::packet::marshal(&[Box::new(caller) as Box<dyn Packet + Send + Sync>]).unwrap();
+        let bytes =
+            rtcp::packet::marshal(&[Box::new(caller) as Box<dyn Packet + Send + Sync>]).unwrap();
         rtcp.on_rtcp(&bytes, t0);
         rtcp.on_rtcp(b"\x80\xc8garbage", t0);
         assert_eq!(rtcp.stats().received, 1);
@@ -395,7 +419,10 @@ mod tests {
         let mut out = Vec::new();
         rtcp.goodbye(t0 + Duration::from_secs(1), &mut out);
         let packets = parse(&out);
-        let rr = packets[0].as_any().downcast_ref::<ReceiverReport>().unwrap();
+        let rr = packets[0]
+            .as_any()
+            .downcast_ref::<ReceiverReport>()
+            .unwrap();
         assert_eq!(rr.reports[0].last_sender_report, 0x0304_0506);
         assert_eq!(rr.reports[0].delay, 65_536);
         assert!(packets[2].as_any().downcast_ref::<Goodbye>().is_some());

@@ -58,7 +58,9 @@ pub fn build_answer(n: &Negotiated, local: SocketAddr, session_id: u64, version:
                 }
                 if n.rtcp_mux {
                     // RFC 5761 §5.1.1: the answer repeats it to accept.
-                    media.attributes.push(Attribute::new("rtcp-mux".to_owned(), None));
+                    media
+                        .attributes
+                        .push(Attribute::new("rtcp-mux".to_owned(), None));
                 }
                 media
             }
@@ -100,7 +102,9 @@ pub fn build_offer(
     }
     // RFC 5761 §5.1.1: offered, and RTCP goes on RTP + 1 until the answer
     // accepts it.
-    media.attributes.push(Attribute::new("rtcp-mux".to_owned(), None));
+    media
+        .attributes
+        .push(Attribute::new("rtcp-mux".to_owned(), None));
     session.media_descriptions.push(media);
     session.marshal()
 }

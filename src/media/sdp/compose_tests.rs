@@ -120,7 +120,10 @@ fn our_offer_lists_the_profile_order_with_events_at_both_rates() {
     // Only what differs from RFC 7587's defaults, as Asterisk and
     // FreeSWITCH write it; never sprop-maxcapturerate (FreeSWITCH 1.10
     // then fails its codec comparison).
-    assert!(ours.contains("a=fmtp:111 maxplaybackrate=16000\r\n"), "{ours}");
+    assert!(
+        ours.contains("a=fmtp:111 maxplaybackrate=16000\r\n"),
+        "{ours}"
+    );
     assert!(!ours.contains("sprop-maxcapturerate"), "{ours}");
     assert!(ours.contains("a=rtpmap:9 G722/8000\r\n"));
     assert!(ours.contains("a=rtpmap:110 telephone-event/48000\r\n"));
@@ -147,7 +150,10 @@ fn an_opus_answer_keeps_the_offerers_types_and_the_48k_events() {
         "{answer}"
     );
     assert!(answer.contains("a=rtpmap:102 opus/48000/2\r\n"));
-    assert!(answer.contains("a=fmtp:102 maxplaybackrate=16000\r\n"), "{answer}");
+    assert!(
+        answer.contains("a=fmtp:102 maxplaybackrate=16000\r\n"),
+        "{answer}"
+    );
     assert!(!answer.contains("sprop"), "{answer}");
     assert!(answer.contains("a=rtpmap:100 telephone-event/48000\r\n"));
     assert!(!answer.contains("telephone-event/8000"));
@@ -183,11 +189,17 @@ fn comfort_noise_and_rtcp_mux_are_answered_when_offered() {
     assert_eq!(n.comfort_noise, Some(13));
     assert!(n.rtcp_mux);
     let answer = build_answer(&n, local(), 1, 1);
-    assert!(answer.contains("m=audio 40002 RTP/AVP 0 101 13\r\n"), "{answer}");
+    assert!(
+        answer.contains("m=audio 40002 RTP/AVP 0 101 13\r\n"),
+        "{answer}"
+    );
     assert!(answer.contains("a=rtpmap:13 CN/8000\r\n"), "{answer}");
     assert!(answer.contains("a=rtcp-mux\r\n"), "{answer}");
     // Without them in the offer, neither is in the answer.
     let plain = offer("audio 4000 RTP/AVP 0", "");
     let answer = build_answer(&negotiate(&plain, &BOTH).unwrap(), local(), 1, 1);
-    assert!(!answer.contains("CN/") && !answer.contains("rtcp-mux"), "{answer}");
+    assert!(
+        !answer.contains("CN/") && !answer.contains("rtcp-mux"),
+        "{answer}"
+    );
 }
