@@ -61,7 +61,7 @@ fn stranger_thread(
             let noise = rtp(0, seq, u32::from(seq) * 160, 0xBAD, &[0x00; FRAME_BYTES]);
             socket.send_to(&noise, dest).ok();
             // and a '#' (RFC 4733 end packet) now and then
-            if seq % 10 == 0 {
+            if seq.is_multiple_of(10) {
                 let hash = rtp(101, seq.wrapping_add(1), 0, 0xBAD, &[11, 0x8A, 0, 160]);
                 socket.send_to(&hash, dest).ok();
             }
@@ -269,7 +269,7 @@ fn rtcp_on_the_rtp_port_is_not_audio_and_vmesh_reports() {
         }
         let packet = rtp(0, i as u16, i as u32 * 160, 0xCA11, frame);
         rtp_socket.send_to(&packet, media).unwrap();
-        if i % 12 == 0 {
+        if i.is_multiple_of(12) {
             rtcp_socket.send_to(&rtcp_rr(0xCA11), media).unwrap();
         }
     }
@@ -416,7 +416,6 @@ fn an_info_hash_ends_the_message_and_an_update_refresh_is_answered() {
         .expect("vmesh hangs up after the INFO #");
     assert_eq!(bye.method, "BYE", "{}", bye.raw);
     udp.send(bye.response(200, "OK").as_bytes());
-    // An INFO of another kind is not understood.
     let message = one_message(&server);
     assert_recording_matches(
         &server,

@@ -65,8 +65,9 @@ pub struct Session {
 enum RecordingFile {
     /// No file yet (no ACK yet, or being created): audio waits here.
     Waiting(Vec<i16>),
-    /// The file being written.
-    Open(Recording),
+    /// The file being written (boxed: the writer and its buffer state are
+    /// large beside the other variants).
+    Open(Box<Recording>),
     /// The file could not be made; the recording ends.
     Failed(String),
 }
@@ -90,7 +91,7 @@ impl RecordingFile {
             _ => Vec::new(),
         };
         *self = match recording.write(&held) {
-            Ok(()) => RecordingFile::Open(recording),
+            Ok(()) => RecordingFile::Open(Box::new(recording)),
             Err(e) => RecordingFile::Failed(e.to_string()),
         };
     }
@@ -322,7 +323,7 @@ impl Session {
             _ => end,
         };
         let recording = match file {
-            RecordingFile::Open(recording) => Some(recording),
+            RecordingFile::Open(recording) => Some(*recording),
             RecordingFile::Waiting(_) => None,
             RecordingFile::Failed(error) => {
                 warn!(%error, "the recording's file failed");

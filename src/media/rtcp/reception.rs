@@ -106,11 +106,9 @@ impl Reception {
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = expected_interval.saturating_sub(received_interval);
-        let fraction_lost = if expected_interval == 0 {
-            0
-        } else {
-            ((lost_interval << 8) / expected_interval).min(255) as u8
-        };
+        let fraction_lost = (lost_interval << 8)
+            .checked_div(expected_interval)
+            .map_or(0, |f| f.min(255) as u8);
         let delay = self.last_sr_at.map_or(0, |at| {
             // DLSR in units of 1/65536 s.
             let since = now.saturating_duration_since(at).as_secs_f64();
