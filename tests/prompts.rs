@@ -47,9 +47,9 @@ const ULAW_SILENCE: u8 = 0xFF;
 const ANSWER: Duration = Duration::from_secs(2);
 /// How long a stored message may take to appear after the call ends.
 const STORE_WAIT: Duration = Duration::from_secs(5);
-/// A gap after which the prompts are over: twice the packet interval
-/// and then some (pacing keeps every gap well under 40 ms).
-const QUIET: Duration = Duration::from_millis(45);
+/// Packets of digital silence after the beep that show the prompts are
+/// over: vmesh keeps the stream alive with silence while it records.
+const KEEPALIVE_AFTER_BEEP: usize = 3;
 /// The beep of the default profile: 1 kHz for 250 ms.
 const BEEP_HZ: f64 = 1000.0;
 /// Length of the busy greeting made by the test.
@@ -238,10 +238,16 @@ impl Capture {
         }
     }
 
-    /// True once packets came and none for [`QUIET`]: the prompts are over.
+    /// True once the beep was followed by [`KEEPALIVE_AFTER_BEEP`] packets
+    /// of silence: the prompts are over and vmesh records.
     fn is_quiet(&self) -> bool {
-        let last = self.packets.lock().unwrap().last().map(|p| p.at);
-        last.is_some_and(|at| at.elapsed() >= QUIET)
+        let packets = self.packets.lock().unwrap();
+        let Some(last_sound) = packets.iter().rposition(|p| !is_silence(p)) else {
+            return false;
+        };
+        let after = packets.len() - 1 - last_sound;
+        after >= KEEPALIVE_AFTER_BEEP
+            && tone_share(&decode(&packets[last_sound..=last_sound]), BEEP_HZ) > 0.7
     }
 
     /// Waits until [`Capture::is_quiet`].
@@ -492,7 +498,7 @@ fn tone_share(x: &[i16], hz: f64) -> f64 {
 }
 
 /// The prompt stream cut into greeting and beep: the beep is the final
-/// run of packets whose audio is the 1 kHz tone.
+/// run of packets whose audio is the 1 kHz tone before the keep-alive.
 struct Prompt {
     greeting: Vec<i16>,
     beep: Vec<i16>,
@@ -500,14 +506,30 @@ struct Prompt {
     beep_first: usize,
 }
 
+/// Whether a packet's payload is μ-law digital silence: what vmesh sends
+/// to keep the stream alive between prompts and while it records.
+fn is_silence(packet: &Received) -> bool {
+    packet.bytes.len() > 12 && packet.bytes[12..].iter().all(|&b| b == ULAW_SILENCE)
+}
+
 fn split_prompt(packets: &[Received]) -> Prompt {
+    // What follows the beep is the keep-alive: silence, nothing else.
+    let end = packets
+        .iter()
+        .rposition(|p| !is_silence(p))
+        .map_or(0, |i| i + 1);
+    assert!(
+        end < packets.len(),
+        "vmesh sent nothing after the prompts: no keep-alive while recording"
+    );
+    let packets = &packets[..end];
     let mut first = packets.len();
     while first > 0 && tone_share(&decode(&packets[first - 1..first]), BEEP_HZ) > 0.7 {
         first -= 1;
     }
     assert!(
         first < packets.len(),
-        "the last packet vmesh sent is not a {BEEP_HZ} Hz tone: no beep"
+        "the last sound vmesh sent before its keep-alive is not a {BEEP_HZ} Hz tone: no beep"
     );
     Prompt {
         greeting: decode(&packets[..first]),
@@ -560,7 +582,7 @@ fn assert_beep(prompt: &Prompt) {
         (240.0..=270.0).contains(&length_ms),
         "beep lasts {length_ms:.1} ms (want 240-270)"
     );
-    // The beep closes the stream: it is the last 250 ms (13 packets with
+    // The beep closes the prompts: it is their last 250 ms (13 packets with
     // the padding of its last frame).
     assert!(
         prompt.beep.len() <= 14 * FRAME,
@@ -782,7 +804,8 @@ fn a_digit_during_the_greeting_skips_to_the_beep() {
 
     // The caller kept sending its silent audio up to the speech, so the
     // message may open with a little of it: the frames between the beep's
-    // end and the speech (up to QUIET plus a packet), and those still in
+    // end and the speech (up to KEEPALIVE_AFTER_BEEP packets of vmesh's
+    // keep-alive plus a packet), and those still in
     // vmesh's jitter buffer (jitter_ms) when the beep ended. Hence 8%
     // rather than 5%, and the lead is bounded on its own.
     let message = one_message(&server, STORE_WAIT);

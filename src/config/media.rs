@@ -54,9 +54,12 @@ pub const DEFAULT_JITTER: Duration = Duration::from_millis(60);
 pub enum CodecOrder {
     /// The profile's `codecs` order: the best codec the caller allows.
     /// RFC 3264 section 6.1 lets the answerer choose any offered codec.
-    #[default]
     Profile,
-    /// The offerer's order: its first codec that the profile accepts.
+    /// The offerer's order: its first codec that the profile accepts. The
+    /// default: behind a PBX the offer's order is what the PBX can bridge
+    /// to the caller without transcoding (Asterisk without an Opus
+    /// transcoder hangs up on an Opus answer to a PCMU caller).
+    #[default]
     Offerer,
 }
 
@@ -118,7 +121,7 @@ impl MediaConfig {
             max_message: DEFAULT_MAX_MESSAGE,
             min_message: DEFAULT_MIN_MESSAGE,
             jitter: DEFAULT_JITTER,
-            codec_order: CodecOrder::Profile,
+            codec_order: CodecOrder::Offerer,
             opus_rate: DEFAULT_OPUS_RATE,
             max_silence: Some(DEFAULT_MAX_SILENCE),
             silence_threshold_dbfs: DEFAULT_SILENCE_THRESHOLD_DBFS,

@@ -52,7 +52,7 @@ fn embedded_default_is_valid_and_documents_the_defaults() {
     assert_eq!(profile.media.max_message, Duration::from_secs(180));
     assert_eq!(profile.media.min_message, Duration::from_millis(1000));
     assert_eq!(profile.media.jitter, Duration::from_millis(60));
-    assert_eq!(profile.media.codec_order, CodecOrder::Profile);
+    assert_eq!(profile.media.codec_order, CodecOrder::Offerer);
     assert_eq!(profile.media.opus_rate, 16_000);
     assert_eq!(profile.media.max_silence, Some(Duration::from_secs(10)));
     assert_eq!(profile.media.silence_threshold_dbfs, -50.0);

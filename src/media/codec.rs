@@ -87,14 +87,25 @@ impl Codec {
         Codec::Pcma,
     ];
 
-    /// The encoding name used in SDP `a=rtpmap` (RFC 3551 §6 Table 4,
-    /// RFC 7587 §7); matching is case-insensitive (RFC 4855 §3).
+    /// vmesh's one spelling of the codec, upper-case: what profiles list
+    /// (in any case), what the store, the CLI, JSON and the mesh's wire
+    /// metadata carry.
     pub const fn name(self) -> &'static str {
         match self {
             Codec::Pcmu => "PCMU",
             Codec::Pcma => "PCMA",
             Codec::G722 => "G722",
+            Codec::Opus(_) => "OPUS",
+        }
+    }
+
+    /// The encoding name written in SDP `a=rtpmap` (RFC 3551 §6 Table 4,
+    /// RFC 7587 §7: `opus` in lower case, as every PBX writes it); reading
+    /// is case-insensitive (RFC 4855 §3).
+    pub const fn encoding_name(self) -> &'static str {
+        match self {
             Codec::Opus(_) => "opus",
+            other => other.name(),
         }
     }
 
@@ -154,15 +165,20 @@ impl Codec {
         self.rtp_clock_rate()
     }
 
-    /// The `a=fmtp` parameters we state for this codec (RFC 7587 §6.1):
-    /// mono, and no audio above our internal rate is worth sending. We do
-    /// not decode Opus in-band FEC, so we do not ask for it.
+    /// The `a=fmtp` parameters we state for this codec, in the form
+    /// Asterisk and FreeSWITCH write their own: only the parameters that
+    /// differ from RFC 7587 §6.1's defaults. Mono (`stereo=0`), no in-band
+    /// FEC and no DTX are the defaults already; what is left is that no
+    /// audio above our internal rate is worth sending (`maxplaybackrate`,
+    /// omitted at 48 kHz, its default). `sprop-maxcapturerate` is left out
+    /// on purpose: it only describes what we send, RFC 7587 makes it
+    /// optional, and FreeSWITCH 1.10 takes it for the codec's rate and
+    /// then fails to match `opus/48000` (a call answered so is dropped).
     pub fn fmtp(self) -> Option<String> {
         match self {
-            Codec::Opus(rate) => Some(format!(
-                "maxplaybackrate={0}; sprop-maxcapturerate={0}; stereo=0; sprop-stereo=0; useinbandfec=0",
-                rate.hz()
-            )),
+            Codec::Opus(rate) if rate != OpusRate::Fullband => {
+                Some(format!("maxplaybackrate={}", rate.hz()))
+            }
             _ => None,
         }
     }
@@ -180,9 +196,10 @@ impl Codec {
     /// Looks a codec up by its name, in any case (`pcmu`, `G722`, `OPUS`),
     /// Opus at its default 16 kHz rate.
     pub fn from_name(name: &str) -> Option<Codec> {
-        Codec::ALL
-            .into_iter()
-            .find(|codec| codec.name().eq_ignore_ascii_case(name))
+        Codec::ALL.into_iter().find(|codec| {
+            codec.name().eq_ignore_ascii_case(name)
+                || codec.encoding_name().eq_ignore_ascii_case(name)
+        })
     }
 
     /// Looks a profile's codec name up, Opus at the profile's `opus_rate`
@@ -300,10 +317,28 @@ mod tests {
     }
 
     #[test]
-    fn opus_fmtp_states_our_rate() {
-        let fmtp = OPUS16.fmtp().unwrap();
-        assert!(fmtp.contains("maxplaybackrate=16000"), "{fmtp}");
-        assert!(fmtp.contains("stereo=0"), "{fmtp}");
+    fn opus_fmtp_states_only_what_differs_from_the_defaults() {
+        assert_eq!(OPUS16.fmtp().as_deref(), Some("maxplaybackrate=16000"));
+        assert_eq!(
+            Codec::Opus(OpusRate::Narrowband).fmtp().as_deref(),
+            Some("maxplaybackrate=8000")
+        );
+        assert_eq!(Codec::Opus(OpusRate::Fullband).fmtp(), None);
         assert_eq!(Codec::G722.fmtp(), None);
+        for codec in Codec::ALL {
+            let fmtp = codec.fmtp().unwrap_or_default();
+            assert!(!fmtp.contains("sprop-maxcapturerate"), "{fmtp}");
+        }
+    }
+
+    #[test]
+    fn one_spelling_upper_case_and_sdp_names_apart() {
+        let names: Vec<&str> = Codec::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["OPUS", "G722", "PCMU", "PCMA"]);
+        assert_eq!(OPUS16.encoding_name(), "opus");
+        assert_eq!(Codec::Pcmu.encoding_name(), "PCMU");
+        for codec in Codec::ALL {
+            assert_eq!(Codec::from_name(&codec.name().to_lowercase()), Some(codec));
+        }
     }
 }

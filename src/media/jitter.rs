@@ -226,6 +226,14 @@ impl JitterBuffer {
         self.play_until(target, sink);
     }
 
+    /// When the earliest audio still held becomes due for play-out, if
+    /// any is held.
+    pub fn next_release(&self) -> Option<Instant> {
+        self.pending
+            .front()
+            .map(|&(_, arrival)| arrival + self.delay)
+    }
+
     /// Plays out everything placed so far, due or not: the call has ended.
     pub fn finish(&mut self, sink: &mut impl FnMut(&[i16])) {
         self.pending.clear();

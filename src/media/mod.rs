@@ -1,47 +1,66 @@
 //! Media for one voicemail call: SDP offer/answer, the RTP receive path that
-//! turns the caller's packets into the PCM of the recording, and the send
-//! path that plays the greeting and the beep.
+//! turns the caller's packets into the PCM of the recording, the send path
+//! that plays prompts and keeps the media path alive, and RTCP.
 //!
 //! The layers, from the wire up:
-//! - [`socket`]: the call's UDP socket on an even port of the profile's range;
-//! - [`packet`]: a borrowed view of one RTP datagram;
+//! - [`socket`]: the call's UDP sockets, RTP on an even port of the
+//!   profile's range and RTCP on the odd one above;
+//! - [`packet`]: a borrowed view of one RTP datagram, and RTP/RTCP
+//!   demultiplexing (RFC 5761);
+//! - [`source`]: who may send the call media (the SDP's address, a NATed
+//!   source after probation, never a stranger);
 //! - [`jitter`]: reordering, placement by timestamp, stream changes, on
 //!   [`stream`] (one SSRC's sequence numbers) and [`ring`] (the timeline);
 //! - [`decoding`]: in-order decoding, loss concealment, rate conversion;
-//! - [`dtmf`]: RFC 4733 telephone-events to digits;
+//! - [`dtmf`]: RFC 4733 telephone-events to digits, and [`dtmf_info`]:
+//!   the SIP INFO bodies that carry digits instead;
 //! - [`receiver`]: the sans-IO receive path joining the above;
-//! - [`record`]: the async loop that drives it until the recording ends;
+//! - [`outbound`]: what we send: a prompt queue with barge-in, comfort
+//!   noise or silence between prompts, on the 20 ms grid of [`send`];
+//!   [`tone`]: the beep;
+//! - [`recorder`]: the limits of a recording and its blocks of PCM;
+//! - [`rtcp`]: sender and receiver reports, SDES, BYE (RFC 3550 §6);
+//! - [`call_media`]: all of it as one flat sans-IO state machine;
+//! - [`port`]: the thin async shell that feeds it from the sockets and
+//!   one timer;
 //! - [`sdp`]: what was agreed; [`codec`]: the codecs' RTP identities;
-//!   [`decoder`] and [`encoder`]: their stateful per-call conversions;
-//! - [`send`]: RTP packetization and 20 ms pacing of what vmesh plays,
-//!   [`tone`]: the beep, and [`playback`]: greeting then beep as RTP.
+//!   [`decoder`] and [`encoder`]: their stateful per-call conversions.
 //!
-//! Everything below `record` is sans-IO: it takes datagrams and `Instant`s
-//! and never touches a socket or a clock.
+//! Everything but `socket` and `port` is sans-IO: it takes datagrams and
+//! `Instant`s and never touches a socket or a clock.
 
+pub mod call_media;
 pub mod codec;
 pub mod decoder;
 mod decoding;
 pub mod dtmf;
+pub mod dtmf_info;
 pub mod encoder;
 pub mod jitter;
+pub mod outbound;
 pub mod packet;
-pub mod playback;
+pub mod port;
 pub mod receiver;
-pub mod record;
+pub mod recorder;
 mod ring;
+pub mod rtcp;
 pub mod sdp;
 pub mod send;
 pub mod socket;
+pub mod source;
 mod stream;
 pub mod tone;
 
+pub use self::call_media::{
+    CallMedia, Channel, DigitSource, MediaEvent, MediaSettings, MediaStats, Transmit,
+};
 pub use self::codec::{Codec, OpusRate};
 pub use self::decoder::Decoder;
 pub use self::encoder::Encoder;
-pub use self::playback::Playback;
-pub use self::receiver::{MediaEvent, ReceiverStats, RtpReceiver};
-pub use self::record::{record, MediaCommand, RecordEnd, RecordLimits};
+pub use self::outbound::{Prompt, PromptEnd, PromptId};
+pub use self::port::{Input, MediaPort};
+pub use self::receiver::{Inbound, ReceiverStats, RtpReceiver};
+pub use self::recorder::{RecordEnd, RecordLimits};
 pub use self::sdp::{
     accept_answer, build_answer, build_offer, negotiate, negotiate_in_order, Direction, Negotiated,
     SdpError,

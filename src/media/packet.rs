@@ -20,6 +20,34 @@ const PADDING_BIT: u8 = 0x20;
 const EXTENSION_BIT: u8 = 0x10;
 const CSRC_COUNT_MASK: u8 = 0x0F;
 
+/// What a datagram on an RTP port is, by its first two octets (RFC 5761
+/// §4, RFC 7983 §7): RTCP packet types 192-223 fall where an RTP packet
+/// would have a marker bit and payload type 64-95, which RTP/AVP never
+/// assigns, so the two never mix up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// RTP (version 2, any other payload type).
+    Rtp,
+    /// RTCP (version 2, packet type 192-223).
+    Rtcp,
+    /// Anything else: STUN, DTLS, garbage.
+    Other,
+}
+
+/// Classifies one datagram received on an RTP (or RTCP) port.
+pub fn classify(datagram: &[u8]) -> Kind {
+    match datagram {
+        [first, second, ..] if first >> 6 == RTP_VERSION => {
+            if (192..=223).contains(second) {
+                Kind::Rtcp
+            } else {
+                Kind::Rtp
+            }
+        }
+        _ => Kind::Other,
+    }
+}
+
 /// Why a datagram is not a usable RTP packet; counted, never fatal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PacketError {
@@ -155,6 +183,18 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] = 200;
         assert_eq!(RtpDatagram::parse(&bytes), Err(PacketError::Padding));
+    }
+
+    #[test]
+    fn rtcp_and_stun_are_told_from_rtp() {
+        // An RTCP SR (PT 200) and RR (201), an RTP packet with marker and
+        // PT 0, a STUN binding request, nothing.
+        assert_eq!(classify(&[0x80, 200, 0, 6]), Kind::Rtcp);
+        assert_eq!(classify(&[0x81, 201, 0, 7]), Kind::Rtcp);
+        assert_eq!(classify(&marshal(header(), &[1])), Kind::Rtp);
+        assert_eq!(classify(&[0x80, 0x80, 0, 1]), Kind::Rtp);
+        assert_eq!(classify(&[0x00, 0x01, 0, 0]), Kind::Other);
+        assert_eq!(classify(&[0x80]), Kind::Other);
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! audio that is due; tests drive it with made-up datagrams and instants.
 //! Per packet it does a header parse, a few comparisons and a decode into a
 //! preallocated ring: no allocation, no lock, no system call.
+//!
+//! Media is taken only from the caller's source ([`super::source`]: the
+//! SDP's address at once, a NATed one after probation, never a stranger
+//! once the caller sends), and RTCP that reaches the RTP port is told
+//! apart (RFC 5761 §4) rather than decoded as audio.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -12,14 +17,37 @@ use std::time::{Duration, Instant};
 use super::codec::Codec;
 use super::dtmf::DtmfDetector;
 use super::jitter::JitterBuffer;
-use super::packet::RtpDatagram;
+use super::packet::{classify, Kind, RtpDatagram};
 use super::sdp::Negotiated;
+use super::source::{MediaSource, Verdict};
 
-/// Something the caller must act on, reported as the packet arrives.
+/// What became of one datagram that arrived on the call's RTP port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaEvent {
-    /// A DTMF key, reported once per press (RFC 4733).
-    Dtmf(char),
+pub enum Inbound {
+    /// An RTP packet from the caller's source, placed or counted.
+    Media(Accepted),
+    /// An RTCP packet (RFC 5761 demultiplexing): for the RTCP session
+    /// when RTCP is multiplexed, never audio.
+    Rtcp,
+    /// Dropped: not RTP, from a stranger, or a source on probation.
+    Dropped,
+}
+
+/// An RTP packet taken from the caller, for the call's RTCP statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Its synchronization source.
+    pub ssrc: u32,
+    /// Its sequence number.
+    pub sequence_number: u16,
+    /// Its timestamp.
+    pub timestamp: u32,
+    /// The RTP clock its timestamps count in.
+    pub clock_rate: u32,
+    /// The DTMF key it completed, if it was a telephone-event's first end.
+    pub digit: Option<char>,
+    /// Whether it was the first packet taken from the caller.
+    pub first: bool,
 }
 
 /// Counters for one call, for logs and the call's record.
@@ -33,14 +61,20 @@ pub struct ReceiverStats {
     pub late: u64,
     /// Packets received twice.
     pub duplicate: u64,
-    /// Packets from another address than the latched peer (RFC 4961).
+    /// RTP packets from another source than the caller's (see
+    /// [`super::source`]), or from a source still on probation.
     pub foreign_source: u64,
+    /// RTCP packets that arrived on the RTP port.
+    pub rtcp_on_rtp_port: u64,
     /// Times the peer's SSRC changed.
     pub ssrc_changes: u64,
     /// Datagrams that were not valid RTP.
     pub malformed: u64,
-    /// Packets of a payload type that was not negotiated (e.g. comfort noise).
+    /// Packets of a payload type that was not negotiated.
     pub unknown_payload: u64,
+    /// Comfort-noise packets (RFC 3389) from the caller: silence, not
+    /// counted as unknown.
+    pub comfort_noise: u64,
     /// Packets dropped because play-out was not polled in time.
     pub overflow: u64,
     /// DTMF digits reported.
@@ -51,13 +85,15 @@ pub struct ReceiverStats {
     pub concealed: u64,
 }
 
+/// The static payload type of comfort noise (RFC 3551 §6, RFC 3389).
+const COMFORT_NOISE_PT: u8 = 13;
+
 /// The receive side of one call's RTP session.
 pub struct RtpReceiver {
     negotiated: Negotiated,
-    /// The peer's address, learnt from its first packet (symmetric RTP,
-    /// RFC 4961): NATs and PBXs often send from another address than the
-    /// SDP names, and media from anywhere else is not this call's.
-    latched: Option<SocketAddr>,
+    /// Who may send us media: the SDP's address, or a NATed source after
+    /// probation; never a stranger.
+    source: MediaSource,
     jitter: JitterBuffer,
     dtmf: DtmfDetector,
     last_rtp_at: Option<Instant>,
@@ -75,7 +111,7 @@ impl RtpReceiver {
     pub fn new(n: &Negotiated, jitter: Duration) -> Self {
         RtpReceiver {
             negotiated: n.clone(),
-            latched: None,
+            source: MediaSource::new(n.remote_rtp),
             jitter: JitterBuffer::new(jitter, n.codec.audio_rate()),
             dtmf: DtmfDetector::new(),
             last_rtp_at: None,
@@ -86,11 +122,9 @@ impl RtpReceiver {
     /// Applies a re-INVITE's renegotiation: a new codec or payload type takes
     /// effect for the next packet while buffered audio plays out unchanged
     /// (at the same sample rate: see [`RtpReceiver::new`]); a new remote
-    /// address re-opens latching.
+    /// address re-opens the choice of source (see [`MediaSource::update`]).
     pub fn update(&mut self, n: &Negotiated) {
-        if n.remote_rtp != self.negotiated.remote_rtp {
-            self.latched = None;
-        }
+        self.source.update(n.remote_rtp);
         self.negotiated = n.clone();
     }
 
@@ -105,39 +139,63 @@ impl RtpReceiver {
         &self.negotiated
     }
 
-    /// Takes one datagram that arrived from `from` at `now`.
-    pub fn handle_datagram(
-        &mut self,
-        datagram: &[u8],
-        from: SocketAddr,
-        now: Instant,
-    ) -> Option<MediaEvent> {
+    /// Takes one datagram that arrived on the RTP port from `from` at
+    /// `now`. Only RTP from the caller's source (see [`super::source`]) is
+    /// used; RTCP is told apart and never taken for audio.
+    pub fn handle_datagram(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) -> Inbound {
+        match classify(datagram) {
+            Kind::Rtp => {}
+            Kind::Rtcp => {
+                self.stats.rtcp_on_rtp_port += 1;
+                return Inbound::Rtcp;
+            }
+            Kind::Other => {
+                self.stats.malformed += 1;
+                return Inbound::Dropped;
+            }
+        }
         let Ok(packet) = RtpDatagram::parse(datagram) else {
             self.stats.malformed += 1;
-            return None;
+            return Inbound::Dropped;
         };
-        match self.latched {
-            Some(peer) if peer != from => {
+        let was_locked = self.source.locked().is_some();
+        match self.source.check(from, packet.ssrc, packet.sequence_number) {
+            Verdict::Accept => {}
+            Verdict::Probation | Verdict::Stranger => {
                 self.stats.foreign_source += 1;
-                return None;
+                return Inbound::Dropped;
             }
-            Some(_) => {}
-            None => self.latched = Some(from),
         }
         self.stats.received += 1;
         self.last_rtp_at = Some(now);
-
-        if Some(packet.payload_type) == self.negotiated.telephone_event {
-            let digit = self
-                .dtmf
-                .on_packet(packet.ssrc, packet.timestamp, packet.payload)?;
-            self.stats.dtmf_digits += 1;
-            return Some(MediaEvent::Dtmf(digit));
-        }
-        let Some(codec) = self.codec_for(packet.payload_type) else {
-            self.stats.unknown_payload += 1;
-            return None;
+        let mut accepted = Accepted {
+            ssrc: packet.ssrc,
+            sequence_number: packet.sequence_number,
+            timestamp: packet.timestamp,
+            clock_rate: self.negotiated.codec.rtp_clock_rate(),
+            digit: None,
+            first: !was_locked && self.stats.received == 1,
         };
+        let pt = packet.payload_type;
+        if Some(pt) == self.negotiated.telephone_event {
+            accepted.digit = self
+                .dtmf
+                .on_packet(packet.ssrc, packet.timestamp, packet.payload);
+            if accepted.digit.is_some() {
+                self.stats.dtmf_digits += 1;
+            }
+            return Inbound::Media(accepted);
+        }
+        if Some(pt) == self.negotiated.comfort_noise || pt == COMFORT_NOISE_PT {
+            // RFC 3389: the caller is silent; its time stays silence.
+            self.stats.comfort_noise += 1;
+            return Inbound::Media(accepted);
+        }
+        let Some(codec) = self.codec_for(pt) else {
+            self.stats.unknown_payload += 1;
+            return Inbound::Media(accepted);
+        };
+        accepted.clock_rate = codec.rtp_clock_rate();
         self.jitter.insert(
             packet.ssrc,
             packet.sequence_number,
@@ -146,13 +204,18 @@ impl RtpReceiver {
             packet.payload,
             now,
         );
-        None
+        Inbound::Media(accepted)
     }
 
     /// Emits, in order, the PCM of everything that has waited out the jitter
     /// delay, with concealment (Opus) or silence where packets were lost.
     pub fn poll_audio(&mut self, now: Instant, sink: &mut impl FnMut(&[i16])) {
         self.jitter.poll(now, sink);
+    }
+
+    /// When buffered audio becomes due for play-out, if any is buffered.
+    pub fn next_release(&self) -> Option<Instant> {
+        self.jitter.next_release()
     }
 
     /// Emits everything still buffered: the call is over.
@@ -165,9 +228,14 @@ impl RtpReceiver {
         self.last_rtp_at
     }
 
-    /// The address media is latched to, once the first packet came.
+    /// The source media is taken from, once one was taken.
     pub fn latched_peer(&self) -> Option<SocketAddr> {
-        self.latched
+        self.source.locked()
+    }
+
+    /// Where our media goes: the source taken, else the SDP's address.
+    pub fn destination(&self) -> Option<SocketAddr> {
+        self.source.destination()
     }
 
     /// The call's counters so far.

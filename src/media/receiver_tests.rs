@@ -17,6 +17,9 @@ fn negotiated(codec: Codec, payload_type: u8) -> Negotiated {
         direction: Direction::SendRecv,
         ptime_ms: 20,
         media_index: 0,
+        comfort_noise: None,
+        rtcp_mux: false,
+        remote_rtcp: None,
         declined: Vec::new(),
     }
 }
@@ -62,9 +65,13 @@ impl Call {
         }
     }
 
-    fn recv(&mut self, datagram: &[u8], from: SocketAddr, ms: u64) -> Option<MediaEvent> {
+    /// Feeds one datagram; the digit it completed, if any.
+    fn recv(&mut self, datagram: &[u8], from: SocketAddr, ms: u64) -> Option<char> {
         let now = self.t0 + Duration::from_millis(ms);
-        self.receiver.handle_datagram(datagram, from, now)
+        match self.receiver.handle_datagram(datagram, from, now) {
+            Inbound::Media(accepted) => accepted.digit,
+            Inbound::Rtcp | Inbound::Dropped => None,
+        }
     }
 
     fn finish(&mut self) {
@@ -88,21 +95,70 @@ fn audio_is_decoded_in_order() {
     assert_eq!(call.receiver.stats().received, 2);
 }
 
+/// The first packet from anywhere no longer takes the stream: a stranger
+/// that sends before the caller is dropped, the caller's SDP address is
+/// taken at once, and the stranger stays out.
 #[test]
-fn media_from_another_source_is_dropped_once_latched() {
+fn a_stranger_before_the_caller_does_not_take_the_stream() {
     let mut call = Call::new(&negotiated(Codec::Pcmu, 0));
-    // The peer sends from another port than its SDP says: that is the one.
-    let natted: SocketAddr = "198.51.100.9:31000".parse().unwrap();
-    call.recv(&rtp(0, 1, 0, &[0x80; PTIME]), natted, 0);
-    call.recv(&rtp(0, 2, 160, &[0x80; PTIME]), peer(), 20);
-    call.recv(&dtmf(3, 320, 11, true), peer(), 30);
-    call.recv(&rtp(0, 2, 160, &[0x80; PTIME]), natted, 40);
+    let stranger: SocketAddr = "198.51.100.9:31000".parse().unwrap();
+    call.recv(&rtp(0, 1, 0, &[0x80; PTIME]), stranger, 0);
+    call.recv(&rtp(0, 1, 0, &[0xFF; PTIME]), peer(), 5);
+    call.recv(&rtp(0, 2, 160, &[0xFF; PTIME]), peer(), 20);
+    assert_eq!(call.recv(&dtmf(3, 320, 11, true), stranger, 30), None);
+    call.recv(&rtp(0, 2, 160, &[0x80; PTIME]), stranger, 40);
     call.finish();
     assert_eq!(call.out.len(), 2 * PTIME);
+    assert!(
+        call.out.iter().all(|&s| s == 0),
+        "only the caller's silence"
+    );
     let stats = call.receiver.stats();
-    assert_eq!(stats.foreign_source, 2);
+    assert_eq!(stats.foreign_source, 3);
     assert_eq!(stats.received, 2);
+    assert_eq!(stats.dtmf_digits, 0, "a stranger's # is no digit");
+    assert_eq!(call.receiver.latched_peer(), Some(peer()));
+}
+
+/// A caller behind a NAT sends from another address than its SDP names:
+/// taken after probation (consecutive packets, one SSRC), then kept.
+#[test]
+fn a_nated_caller_is_learned_after_probation() {
+    let mut call = Call::new(&negotiated(Codec::Pcmu, 0));
+    let natted: SocketAddr = "198.51.100.9:31000".parse().unwrap();
+    for seq in 1..=4u16 {
+        call.recv(
+            &rtp(0, seq, u32::from(seq) * 160, &[0x80; PTIME]),
+            natted,
+            u64::from(seq) * 20,
+        );
+    }
     assert_eq!(call.receiver.latched_peer(), Some(natted));
+    assert_eq!(call.receiver.destination(), Some(natted));
+    call.recv(&rtp(0, 5, 800, &[0x80; PTIME]), natted, 100);
+    call.finish();
+    // The three probation packets are not recorded.
+    assert_eq!(call.out.len(), 2 * PTIME);
+    assert_eq!(call.receiver.stats().foreign_source, 3);
+}
+
+/// RTCP that reaches the RTP port (a caller's RTCP port + 1 mistake, or
+/// rtcp-mux) is never audio, and does not take the stream.
+#[test]
+fn rtcp_on_the_rtp_port_is_not_audio() {
+    let mut call = Call::new(&negotiated(Codec::Pcmu, 0));
+    let sr = [
+        0x80, 200, 0, 6, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0,
+    ];
+    assert_eq!(
+        call.receiver.handle_datagram(&sr, peer(), call.t0),
+        Inbound::Rtcp
+    );
+    call.finish();
+    assert!(call.out.is_empty());
+    assert_eq!(call.receiver.stats().rtcp_on_rtp_port, 1);
+    assert_eq!(call.receiver.latched_peer(), None);
 }
 
 #[test]
@@ -138,7 +194,7 @@ fn dtmf_is_reported_once_and_never_recorded() {
     }
     call.recv(&rtp(0, 9, 960, &[0x80; PTIME]), peer(), 200);
     call.finish();
-    assert_eq!(events, vec![MediaEvent::Dtmf('1'), MediaEvent::Dtmf('#')]);
+    assert_eq!(events, vec!['1', '#']);
     // The audio spans 0..1120 samples; the event time is silence, not tones.
     assert_eq!(call.out.len(), 7 * PTIME);
     assert!(call.out[PTIME..6 * PTIME].iter().all(|&s| s == 0));
@@ -162,11 +218,13 @@ fn a_reinvite_changes_the_codec_mid_call() {
 fn unknown_payloads_and_garbage_are_counted_not_recorded() {
     let mut call = Call::new(&negotiated(Codec::Pcmu, 0));
     call.recv(&rtp(13, 1, 0, &[40]), peer(), 0);
+    call.recv(&rtp(96, 2, 0, &[40]), peer(), 2);
     call.recv(b"\x00\x01 not rtp", peer(), 5);
-    call.recv(&rtp(0, 2, 160, &[0x80; PTIME]), peer(), 10);
+    call.recv(&rtp(0, 3, 160, &[0x80; PTIME]), peer(), 10);
     call.finish();
     assert_eq!(call.out.len(), PTIME);
     let stats = call.receiver.stats();
+    assert_eq!(stats.comfort_noise, 1);
     assert_eq!(stats.unknown_payload, 1);
     assert_eq!(stats.malformed, 1);
 }

@@ -125,6 +125,22 @@ impl RtpPacketizer {
         self.timestamp = self.timestamp.wrapping_add(self.ts_per_frame);
     }
 
+    /// Writes one packet of `payload_type` whose timestamp the caller
+    /// computed (a pacing slot's, [`crate::media::outbound`]), into `out`:
+    /// the sequence number steps by one, the marker goes on the first
+    /// packet and on the first after [`RtpPacketizer::mark_next`].
+    pub fn write(&mut self, payload_type: u8, timestamp: u32, payload: &[u8], out: &mut Vec<u8>) {
+        self.payload_type = payload_type & 0x7F;
+        self.timestamp = timestamp;
+        self.packet(payload, out);
+    }
+
+    /// Sets the marker bit on the next packet: the first of a talkspurt
+    /// after silence or comfort noise (RFC 3551 §4.1, RFC 3389 §4).
+    pub fn mark_next(&mut self) {
+        self.marker = true;
+    }
+
     /// Accounts for `frames` frame slots that were not sent because the
     /// sender fell behind (the count [`Pacer::sent`] returns).
     ///
@@ -187,6 +203,17 @@ impl Pacer {
         }
     }
 
+    /// The slot whose interval contains `now` (0 before the start).
+    pub fn slot_at(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.start).as_nanos();
+        u64::try_from(elapsed / self.ptime.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// When the grid starts: the due time of slot 0.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
     /// When the next packet is due.
     pub fn next_due(&self) -> Instant {
         self.due(self.slot)
@@ -223,7 +250,7 @@ impl Pacer {
     }
 
     /// The due time of `slot`, exact to the nanosecond.
-    fn due(&self, slot: u64) -> Instant {
+    pub fn due(&self, slot: u64) -> Instant {
         let nanos = self.ptime.as_nanos().saturating_mul(u128::from(slot));
         let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
         // The remainder is below 10^9, so it fits.

@@ -1,17 +1,23 @@
-//! The UDP socket one call receives its RTP on.
+//! The UDP sockets of one call: RTP on an even port, RTCP on the odd port
+//! above it (RFC 3550 §11).
 //!
 //! Several servers can share one port range on one host when each binds its
-//! own address (127.0.0.11, 127.0.0.12, ...), so the socket binds the very
-//! address our SDP advertises, never the wildcard. Ports are even, as RTP
-//! wants (RFC 3550 §11); the odd port above is left unbound because we send
-//! no RTCP and ignore what arrives, and no other call will take it.
+//! own address (127.0.0.11, 127.0.0.12, ...), so the sockets bind the very
+//! address our SDP advertises, never the wildcard. The RTCP port is bound
+//! with the RTP one (a pair is taken whole or not at all) unless the caller
+//! offered RTCP multiplexing (RFC 5761), which puts RTCP on the RTP port;
+//! even then no other call takes the odd port, since calls bind even ones.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::task::{Context, Poll};
 
 use rand::Rng;
+use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
+
+use super::call_media::Channel;
 
 /// Failures of the media transport, naming the address and range involved.
 #[derive(Debug, thiserror::Error)]
@@ -45,17 +51,29 @@ pub enum MediaError {
     },
 }
 
-/// One call's RTP socket.
+/// One call's RTP socket, and its RTCP socket when bound.
 #[derive(Debug)]
 pub struct RtpSocket {
     socket: UdpSocket,
     local: SocketAddr,
+    rtcp: Option<UdpSocket>,
 }
 
 impl RtpSocket {
     /// Binds an even port of `ports` on `ip`, starting at a random one so
     /// that concurrent calls and restarted servers rarely collide.
     pub async fn bind(ip: IpAddr, ports: RangeInclusive<u16>) -> Result<RtpSocket, MediaError> {
+        RtpSocket::bind_pair(ip, ports, false).await
+    }
+
+    /// Binds an even port of `ports` on `ip` for RTP and, with `rtcp`, the
+    /// odd port above it for RTCP: a pair whose odd half is taken is
+    /// skipped whole.
+    pub async fn bind_pair(
+        ip: IpAddr,
+        ports: RangeInclusive<u16>,
+        rtcp: bool,
+    ) -> Result<RtpSocket, MediaError> {
         let (first, last) = (*ports.start(), *ports.end());
         let first_even = u32::from(first) + u32::from(first % 2);
         let count = (u32::from(last) + 1).saturating_sub(first_even).div_ceil(2);
@@ -73,7 +91,26 @@ impl RtpSocket {
                     let local = socket
                         .local_addr()
                         .map_err(|source| MediaError::Bind { addr, source })?;
-                    return Ok(RtpSocket { socket, local });
+                    let rtcp_socket = if rtcp {
+                        let rtcp_addr = SocketAddr::new(ip, port.saturating_add(1));
+                        match UdpSocket::bind(rtcp_addr).await {
+                            Ok(s) => Some(s),
+                            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                            Err(source) => {
+                                return Err(MediaError::Bind {
+                                    addr: rtcp_addr,
+                                    source,
+                                })
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    return Ok(RtpSocket {
+                        socket,
+                        local,
+                        rtcp: rtcp_socket,
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 Err(source) => return Err(MediaError::Bind { addr, source }),
@@ -90,6 +127,42 @@ impl RtpSocket {
     /// Receives one datagram into `buf`; cancel-safe, for `select!`.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.socket.recv_from(buf).await
+    }
+
+    /// Whether an RTCP socket was bound.
+    pub fn has_rtcp(&self) -> bool {
+        self.rtcp.is_some()
+    }
+
+    /// Polls `channel`'s socket for one datagram, into `buf`.
+    pub fn poll_recv(
+        &self,
+        channel: Channel,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<SocketAddr>> {
+        match (channel, &self.rtcp) {
+            (Channel::Rtp, _) => self.socket.poll_recv_from(cx, buf),
+            (Channel::Rtcp, Some(rtcp)) => rtcp.poll_recv_from(cx, buf),
+            (Channel::Rtcp, None) => Poll::Pending,
+        }
+    }
+
+    /// Sends one datagram from `channel`'s port without waiting: UDP
+    /// either takes it at once or drops it, as the network would.
+    pub fn try_send(
+        &self,
+        channel: Channel,
+        datagram: &[u8],
+        to: SocketAddr,
+    ) -> Result<usize, MediaError> {
+        let socket = match (channel, &self.rtcp) {
+            (Channel::Rtcp, Some(rtcp)) => rtcp,
+            _ => &self.socket,
+        };
+        socket
+            .try_send_to(datagram, to)
+            .map_err(|source| MediaError::Send { to, source })
     }
 
     /// Sends one datagram (prompt playback, keep-alives).
@@ -130,6 +203,25 @@ mod tests {
         );
         let empty = RtpSocket::bind(LOOPBACK, 41301..=41301).await.unwrap_err();
         assert!(matches!(empty, MediaError::NoFreePort { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_pair_takes_the_odd_port_above_or_moves_on() {
+        // Another process holds 41603: the pair 41602/41603 is skipped.
+        let _held = UdpSocket::bind((LOOPBACK, 41603)).await.unwrap();
+        let pair = RtpSocket::bind_pair(LOOPBACK, 41602..=41605, true)
+            .await
+            .unwrap();
+        assert_eq!(pair.local_addr().port(), 41604);
+        assert!(pair.has_rtcp());
+        assert!(
+            UdpSocket::bind((LOOPBACK, 41605)).await.is_err(),
+            "RTCP bound"
+        );
+        let err = RtpSocket::bind_pair(LOOPBACK, 41602..=41603, true)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MediaError::NoFreePort { .. }), "{err}");
     }
 
     #[tokio::test]

@@ -265,7 +265,7 @@ mod tests {
                 let text = String::from_utf8_lossy(&b);
                 assert!(text.starts_with("SIP/2.0 501 "), "{text}");
                 assert!(text.contains(
-                    "\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, SUBSCRIBE\r\n"
+                    "\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, SUBSCRIBE, INFO, UPDATE\r\n"
                 ));
             }
             other => panic!("expected 501, got {other:?}"),

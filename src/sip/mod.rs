@@ -42,8 +42,10 @@ pub enum SipError {
     Stack(String),
 }
 
-/// The methods vmesh answers, for Allow headers (RFC 3261 §20.5).
-pub const ALLOWED: [Method; 7] = [
+/// The methods vmesh answers, for Allow headers (RFC 3261 §20.5); INFO
+/// (DTMF, RFC 2976) and UPDATE (session refreshes, RFC 3311 and RFC
+/// 4028) inside a call's dialog.
+pub const ALLOWED: [Method; 9] = [
     Method::Invite,
     Method::Ack,
     Method::Bye,
@@ -51,6 +53,8 @@ pub const ALLOWED: [Method; 7] = [
     Method::Options,
     Method::Message,
     Method::Subscribe,
+    Method::Info,
+    Method::Update,
 ];
 
 /// What the stack listens on and how it treats connections.

@@ -48,7 +48,7 @@ pub fn insert(conn: &Connection, m: &Message) -> rusqlite::Result<()> {
             // SQLite integers are i64; a u64 above i64::MAX is not a real
             // duration or size, so saturate instead of wrapping.
             i64::try_from(m.duration_ms).unwrap_or(i64::MAX),
-            m.codec,
+            super::message::codec_spelling(&m.codec),
             m.format,
             m.sample_rate,
             i64::try_from(m.size_bytes).unwrap_or(i64::MAX),

@@ -125,6 +125,13 @@ fn delivery_home() -> String {
     DELIVERY_HOME.to_owned()
 }
 
+/// A codec name in the store's one spelling, upper-case ("OPUS", "G722",
+/// "PCMU", "PCMA"), whatever a sidecar written before it or a peer's
+/// metadata said ("opus").
+pub fn codec_spelling(codec: &str) -> String {
+    codec.to_ascii_uppercase()
+}
+
 /// The file extension of an audio format the store accepts, `None` for any
 /// other. The extension is the format name, so a file's name says what it
 /// holds (`.wav`, `.opus`, served as `audio/wav` and `audio/ogg`).

@@ -144,6 +144,9 @@ const MIGRATIONS: &[&str] = &[
         expires_ms    INTEGER NOT NULL,
         UNIQUE (call_id, local_tag, remote_tag)
     );",
+    // 5: codec names in one spelling, upper-case as profiles write them
+    // ("OPUS", "G722", "PCMU", "PCMA"); rows before it said "opus".
+    "UPDATE messages SET codec = upper(codec) WHERE codec <> upper(codec);",
 ];
 
 /// The schema version this build writes and understands.
@@ -215,6 +218,36 @@ mod tests {
         assert_eq!(current_version(&conn, &path).unwrap(), latest_version());
         // A second run must not re-create tables (which would fail).
         assert_eq!(migrate(&mut conn, &path).unwrap(), 0);
+    }
+
+    #[test]
+    fn codec_names_of_old_rows_are_rewritten_upper_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        // Up to the schema that stored "opus" as SDP spells it.
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        for (id, codec) in [("a", "opus"), ("b", "PCMU"), ("c", "g722")] {
+            conn.execute(
+                "INSERT INTO messages VALUES (?1, '1001', 'sip:c', NULL, 'sip:d', NULL, \
+                 '2026-01-01T00:00:00.000Z', 1000, ?2, 'wav', 16000, 44, 'x', 'new', 0, \
+                 'vmesh', 'call', NULL)",
+                [id, codec],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn, &path).unwrap();
+        let codecs: Vec<String> = conn
+            .prepare("SELECT codec FROM messages ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(codecs, ["OPUS", "PCMU", "G722"]);
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl Sidecar {
             called_uri: meta.called_uri,
             reason: meta.reason,
             received_at,
-            codec: meta.codec,
+            codec: message::codec_spelling(&meta.codec),
             sample_rate: meta.sample_rate,
             origin: meta.origin,
             call_id: meta.call_id,

@@ -71,7 +71,10 @@ async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
         }
     };
     let media = &ctx.profile.media;
-    let socket = match RtpSocket::bind(media.rtp_ip, media.rtp_ports.clone()).await {
+    // RTCP gets the odd port above unless the offer multiplexes it (RFC 5761).
+    let rtcp_port = offer.as_ref().is_none_or(|n| !n.rtcp_mux);
+    let socket = match RtpSocket::bind_pair(media.rtp_ip, media.rtp_ports.clone(), rtcp_port).await
+    {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "no RTP port");

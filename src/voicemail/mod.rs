@@ -6,10 +6,12 @@
 //! message.
 
 pub mod call;
+pub mod flow;
 pub mod greetings;
 pub mod retention;
 pub mod server;
 pub mod session;
+pub mod session_timer;
 
 use std::sync::Arc;
 

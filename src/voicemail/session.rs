@@ -1,35 +1,44 @@
-//! An answered voicemail call: ring, answer, record, hang up, store.
+//! An answered voicemail call: ring, answer, greet, record, hang up, store.
 //!
-//! The session owns the dialog's state events and the recording. It
-//! records until the media loop ends (caller's BYE, `#`, maximum length, RTP
-//! silence) and answers in-dialog events meanwhile: the ACK (which carries
-//! the SDP answer when the INVITE had none, RFC 3264 §5), re-INVITEs for
-//! hold, resume or a codec change (RFC 3264 §8, answered on the same RTP
-//! port so the recording goes on), and shutdown. When vmesh ends the call
-//! it sends BYE itself. The message is made durable before `run` returns.
+//! The session is one task with one flat loop: it waits on the call's
+//! media sockets and timer ([`MediaPort`]), the dialog's events, the
+//! recording file being opened and the server's shutdown, and feeds each
+//! to the sans-IO cores: the media state machine ([`CallMedia`]) and the
+//! deposit flow ([`DepositFlow`]), whose actions it carries out. In-dialog
+//! requests are answered meanwhile: the ACK (which carries the SDP answer
+//! when the INVITE had none, RFC 3264 §5), re-INVITEs and UPDATEs for
+//! hold, resume, a codec change or a session-timer refresh (RFC 3264 §8,
+//! RFC 3311, RFC 4028; answered on the same RTP port so the recording goes
+//! on), and INFO carrying DTMF, which acts exactly as RFC 4733 digits.
+//! When vmesh ends the call it sends BYE itself. The message is made
+//! durable before `run` returns.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rsipstack::dialog::dialog::TransactionHandle;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::{Request, StatusCode};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use rsipstack::sip::{Header, Method, Request, StatusCode};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use super::flow::{Action, CallEvent, DepositFlow, Phase};
 use super::greetings::{load_pcm, Greeting, Greetings};
-use super::{storage_policy, Context};
+use super::{session_timer, storage_policy, Context};
 use crate::call::mailbox::MailboxTarget;
 use crate::call::parties::caller_of;
+use crate::media::dtmf_info::{self, InfoDtmfError};
 use crate::media::{
-    accept_answer, beep, build_answer, build_offer, negotiate_in_order, record, Codec,
-    MediaCommand, Negotiated, Playback, RecordEnd, RecordLimits, RtpSocket, SdpError,
+    accept_answer, beep, build_answer, build_offer, negotiate_in_order, CallMedia, Codec,
+    MediaEvent, MediaPort, MediaSettings, Negotiated, Prompt, RecordEnd, RecordLimits, RtpSocket,
+    SdpError,
 };
 use crate::sip::responses;
-use crate::store::{Finished, NewMessage, Recording, Route};
+use crate::store::{Finished, NewMessage, Recording, Route, StoreError};
 
 /// One answered (or about to be answered) call.
 pub struct Session {
@@ -46,13 +55,52 @@ pub struct Session {
     sdp_version: u64,
     /// The media agreed so far; `None` until the ACK answers our offer.
     negotiated: Option<Negotiated>,
+    /// When the call was answered, for the message's time.
+    answered_at: time::OffsetDateTime,
+    message_id: Uuid,
 }
 
-/// What the dialog events ask of the media loop.
-enum Step {
-    Continue,
-    /// End the recording; the caller has already left (no BYE to send).
-    CallerLeft,
+/// Where the recorded audio goes: held in memory until the ACK has
+/// confirmed the call and the files exist, then into the WAV file.
+enum RecordingFile {
+    /// No file yet (no ACK yet, or being created): audio waits here.
+    Waiting(Vec<i16>),
+    /// The file being written (boxed: the writer and its buffer state are
+    /// large beside the other variants).
+    Open(Box<Recording>),
+    /// The file could not be made; the recording ends.
+    Failed(String),
+}
+
+impl RecordingFile {
+    fn write(&mut self, pcm: &[i16]) -> Result<(), String> {
+        match self {
+            RecordingFile::Waiting(held) => {
+                held.extend_from_slice(pcm);
+                Ok(())
+            }
+            RecordingFile::Open(recording) => recording.write(pcm).map_err(|e| e.to_string()),
+            RecordingFile::Failed(error) => Err(error.clone()),
+        }
+    }
+
+    /// The files exist: what waited goes in first.
+    fn opened(&mut self, mut recording: Recording) {
+        let held = match std::mem::replace(self, RecordingFile::Waiting(Vec::new())) {
+            RecordingFile::Waiting(held) => held,
+            _ => Vec::new(),
+        };
+        *self = match recording.write(&held) {
+            Ok(()) => RecordingFile::Open(Box::new(recording)),
+            Err(e) => RecordingFile::Failed(e.to_string()),
+        };
+    }
+}
+
+/// The prompts of this call, ready before the answer.
+struct Prompts {
+    greeting: Prompt,
+    beep: Prompt,
 }
 
 impl Session {
@@ -76,6 +124,8 @@ impl Session {
             sdp_session: u64::from(rand::random::<u32>()),
             sdp_version: 1,
             negotiated: None,
+            answered_at: time::OffsetDateTime::now_utc(),
+            message_id: Uuid::new_v4(),
         }
     }
 
@@ -106,46 +156,230 @@ impl Session {
             return;
         };
         let codec = offer.as_ref().map_or(first, |n| n.codec);
-        let mut recording = match self.start_recording(codec).await {
-            Some(r) => r,
-            None => {
-                self.dialog
-                    .reject(Some(StatusCode::ServerInternalError), None)
-                    .ok();
-                return;
-            }
+        let initial = offer
+            .clone()
+            .unwrap_or_else(|| Negotiated::before_answer(codec));
+        let prompts = if self.ctx.profile.media.prompts {
+            self.prompts(codec.audio_rate()).await
+        } else {
+            None
         };
+        let media = &self.ctx.profile.media;
+        let settings = MediaSettings {
+            jitter: media.jitter,
+            rtp_timeout: media.rtp_timeout,
+        };
+        let now = tokio::time::Instant::now().into_std();
+        let mut media =
+            match CallMedia::new(&initial, settings, now, SystemTime::now(), rand::random()) {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(error = %e, "cannot set up the call's media");
+                    self.dialog
+                        .reject(Some(StatusCode::ServerInternalError), None)
+                        .ok();
+                    return;
+                }
+            };
         let body = match &offer {
             Some(n) => build_answer(n, local, self.sdp_session, self.sdp_version),
             None => build_offer(&self.codecs, local, self.sdp_session, self.sdp_version),
         };
         self.negotiated = offer;
-        info!(id = %recording.id(), rtp = %local, codec = codec.name(), "answering");
-        let headers = Some(vec![responses::sdp_content_type()]);
-        if let Err(e) = self.dialog.accept(headers, Some(body.into_bytes())) {
+        self.answered_at = time::OffsetDateTime::now_utc();
+        info!(id = %self.message_id, rtp = %local, codec = codec.name(), "answering");
+        let mut headers = vec![responses::sdp_content_type()];
+        headers.extend(session_timer::response_headers(
+            &self.dialog.initial_request(),
+        ));
+        if let Err(e) = self.dialog.accept(Some(headers), Some(body.into_bytes())) {
             warn!(error = %e, "cannot send 200");
         }
-        let initial = self
-            .negotiated
-            .clone()
-            .unwrap_or_else(|| Negotiated::before_answer(codec));
-        let (end, caller_left) = self.record(&socket, &initial, &mut recording).await;
-        if let Some(n) = &self.negotiated {
-            // The codec the call settled on (the ACK's answer to our offer).
-            if let Err(e) = recording.set_codec(n.codec.name()) {
-                warn!(error = %e, "cannot record the codec");
-            }
-        }
-        let hang_up =
-            !caller_left && (self.ctx.shutdown.is_cancelled() || end != RecordEnd::Stopped);
+        let mut port = MediaPort::new(socket);
+        let (end, hang_up, file) = self.drive(&mut media, &mut port, prompts).await;
+        let stats = media.stats();
+        info!(
+            ?end,
+            ?stats,
+            send_errors = port.send_errors(),
+            "call media ended"
+        );
+        port.goodbye(&mut media, tokio::time::Instant::now().into_std());
         if hang_up {
             if let Err(e) = self.dialog.bye().await {
                 warn!(error = %e, "BYE failed");
             }
         }
-        drop(socket);
+        drop(port);
         drop(slot);
-        self.store(recording).await;
+        match file {
+            Some(mut recording) => {
+                if let Some(n) = &self.negotiated {
+                    // The codec the call settled on (the ACK's answer to our offer).
+                    if let Err(e) = recording.set_codec(n.codec.name()) {
+                        warn!(error = %e, "cannot record the codec");
+                    }
+                }
+                self.store(recording).await;
+            }
+            None => info!("the call was never confirmed by an ACK: nothing stored"),
+        }
+    }
+
+    /// The call's one loop; returns how the recording ended, whether vmesh
+    /// hangs up, and the recording file when there is one.
+    async fn drive(
+        &mut self,
+        media: &mut CallMedia,
+        port: &mut MediaPort,
+        prompts: Option<Prompts>,
+    ) -> (RecordEnd, bool, Option<Recording>) {
+        let mut flow = DepositFlow::new(prompts.is_some());
+        let mut file = RecordingFile::Waiting(Vec::new());
+        let mut opening: Option<JoinHandle<Result<Recording, StoreError>>> = None;
+        let shutdown_token = self.ctx.shutdown.clone();
+        let shutdown = shutdown_token.cancelled();
+        tokio::pin!(shutdown);
+        let mut stopping = false;
+        let limits = self.limits();
+        loop {
+            let now = tokio::time::Instant::now().into_std();
+            port.transmit(media, now);
+            let mut actions = Vec::new();
+            while let Some(event) = media.poll_event() {
+                if let Some(event) = call_event(&event) {
+                    actions.extend(flow.handle(event));
+                }
+                if let MediaEvent::Digit { digit, via, .. } = event {
+                    debug!(%digit, ?via, "DTMF");
+                }
+            }
+            if let Err(error) = media.drain_recorded(&mut |pcm: &[i16]| file.write(pcm)) {
+                warn!(%error, "cannot write the recording");
+                if let Some(end) = media.recording_ended().cloned() {
+                    actions.extend(flow.handle(CallEvent::RecordingEnded(end)));
+                }
+            }
+            for action in actions {
+                self.act(action, media, &prompts, &limits, &mut opening, now);
+            }
+            if flow.is_ending() {
+                break;
+            }
+            port.arm(media.poll_timeout());
+            tokio::select! {
+                biased;
+                input = std::future::poll_fn(|cx| port.poll_input(cx)) => {
+                    port.feed(media, input, tokio::time::Instant::now().into_std());
+                }
+                state = self.states.recv() => {
+                    let event = match state {
+                        Some(state) => self.on_state(state, media).await,
+                        None => Some(CallEvent::CallerLeft),
+                    };
+                    if let Some(event) = event {
+                        let actions = flow.handle(event);
+                        let now = tokio::time::Instant::now().into_std();
+                        for action in actions {
+                            self.act(action, media, &prompts, &limits, &mut opening, now);
+                        }
+                    }
+                }
+                opened = async { opening.as_mut().expect("guarded").await }, if opening.is_some() => {
+                    opening = None;
+                    match opened {
+                        Ok(Ok(recording)) => file.opened(recording),
+                        Ok(Err(e)) => file = RecordingFile::Failed(e.to_string()),
+                        Err(e) => file = RecordingFile::Failed(e.to_string()),
+                    }
+                }
+                _ = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    info!("server stopping: ending the call");
+                    let now = tokio::time::Instant::now().into_std();
+                    for action in flow.handle(CallEvent::Shutdown) {
+                        self.act(action, media, &prompts, &limits, &mut opening, now);
+                    }
+                }
+            }
+        }
+        // The last audio, into the file once it exists.
+        if let Some(handle) = opening.take() {
+            match handle.await {
+                Ok(Ok(recording)) => file.opened(recording),
+                Ok(Err(e)) => file = RecordingFile::Failed(e.to_string()),
+                Err(e) => file = RecordingFile::Failed(e.to_string()),
+            }
+        }
+        if let Err(error) = media.drain_recorded(&mut |pcm: &[i16]| file.write(pcm)) {
+            warn!(%error, "cannot write the end of the recording");
+        }
+        let (end, hang_up) = match flow.phase() {
+            Phase::Ending { reason, hang_up } => (reason.clone(), *hang_up),
+            _ => (RecordEnd::Stopped, false),
+        };
+        let end = match media.recording_ended() {
+            Some(RecordEnd::SinkFailed(e)) => RecordEnd::SinkFailed(e.clone()),
+            _ => end,
+        };
+        let recording = match file {
+            RecordingFile::Open(recording) => Some(*recording),
+            RecordingFile::Waiting(_) => None,
+            RecordingFile::Failed(error) => {
+                warn!(%error, "the recording's file failed");
+                None
+            }
+        };
+        (end, hang_up, recording)
+    }
+
+    /// Carries out one of the flow's actions.
+    fn act(
+        &mut self,
+        action: Action,
+        media: &mut CallMedia,
+        prompts: &Option<Prompts>,
+        limits: &RecordLimits,
+        opening: &mut Option<JoinHandle<Result<Recording, StoreError>>>,
+        now: std::time::Instant,
+    ) {
+        match action {
+            Action::OpenFile => {
+                let codec = self
+                    .negotiated
+                    .as_ref()
+                    .map_or(media.negotiated().codec, |n| n.codec);
+                let meta = self.new_message(codec, media.sample_rate());
+                let store = self.ctx.store.clone();
+                *opening = Some(tokio::task::spawn_blocking(move || {
+                    store.start_recording(meta)
+                }));
+            }
+            Action::PlayGreeting => {
+                if let Some(p) = prompts {
+                    media.play(p.greeting.clone());
+                }
+            }
+            Action::PlayBeep => {
+                if let Some(p) = prompts {
+                    media.play(p.beep.clone());
+                }
+            }
+            Action::Record => media.record(limits, Some(END_KEY), now),
+            Action::StopRecording => media.stop_recording(),
+            Action::Finish => {}
+        }
+    }
+
+    fn limits(&self) -> RecordLimits {
+        let media = &self.ctx.profile.media;
+        RecordLimits {
+            max_length: media.max_message,
+            rtp_timeout: media.rtp_timeout,
+            jitter: media.jitter,
+            max_silence: media.max_silence,
+            silence_threshold_dbfs: media.silence_threshold_dbfs as f32,
+        }
     }
 
     /// Rings for the profile's answer delay, if any; false if the call
@@ -177,150 +411,121 @@ impl Session {
         }
     }
 
-    async fn start_recording(&self, codec: Codec) -> Option<Recording> {
+    /// The metadata of the message this call records.
+    fn new_message(&self, codec: Codec, sample_rate: u32) -> NewMessage {
         let invite = self.dialog.initial_request();
         let caller = caller_of(&invite);
-        let meta = NewMessage {
-            id: Uuid::new_v4(),
+        NewMessage {
+            id: self.message_id,
             mailbox: self.target.mailbox.clone(),
             caller_uri: caller.uri,
             caller_name: caller.display_name,
             called_uri: self.target.party.clone(),
             reason: self.target.reason.clone(),
-            received_at: time::OffsetDateTime::now_utc(),
+            received_at: self.answered_at,
             codec: codec.name().to_string(),
-            sample_rate: codec.audio_rate(),
+            sample_rate,
             origin: self.ctx.profile.server.name.clone(),
             call_id: self.call_id.clone(),
-        };
-        let store = self.ctx.store.clone();
-        match tokio::task::spawn_blocking(move || store.start_recording(meta)).await {
-            Ok(Ok(r)) => Some(r),
-            Ok(Err(e)) => {
-                warn!(error = %e, "cannot start recording");
-                None
-            }
-            Err(e) => {
-                warn!(error = %e, "recording task failed");
-                None
-            }
         }
     }
 
-    /// Records until the media loop ends, answering dialog events
-    /// meanwhile. Returns how it ended and whether the caller already left.
-    async fn record(
-        &mut self,
-        socket: &RtpSocket,
-        initial: &Negotiated,
-        recording: &mut Recording,
-    ) -> (RecordEnd, bool) {
-        let media = &self.ctx.profile.media;
-        let limits = RecordLimits {
-            max_length: media.max_message,
-            rtp_timeout: media.rtp_timeout,
-            jitter: media.jitter,
-            max_silence: media.max_silence,
-            silence_threshold_dbfs: media.silence_threshold_dbfs as f32,
-        };
-        let prelude = if media.prompts {
-            self.prelude(initial).await
-        } else {
-            None
-        };
-        let (commands, mut command_rx) = mpsc::channel(4);
-        let stop = CancellationToken::new();
-        let mut sink = |pcm: &[i16]| recording.write(pcm);
-        let recorder = record(
-            socket,
-            initial,
-            limits,
-            &mut command_rx,
-            stop.clone(),
-            prelude,
-            &mut sink,
-        );
-        tokio::pin!(recorder);
-        let shutdown = self.ctx.shutdown.clone();
-        let mut caller_left = false;
-        loop {
-            tokio::select! {
-                (end, stats) = &mut recorder => {
-                    info!(?end, ?stats, "recording ended");
-                    return (end, caller_left);
-                }
-                _ = shutdown.cancelled(), if !stop.is_cancelled() => {
-                    info!("server stopping: ending the call");
-                    stop.cancel();
-                }
-                state = self.states.recv() => {
-                    let step = match state {
-                        Some(state) => self.on_state(state, &commands).await,
-                        None => Step::CallerLeft,
-                    };
-                    if let Step::CallerLeft = step {
-                        caller_left = true;
-                        stop.cancel();
+    /// Handles one dialog event; what it means for the flow, if anything.
+    async fn on_state(&mut self, state: DialogState, media: &mut CallMedia) -> Option<CallEvent> {
+        let now = || tokio::time::Instant::now().into_std();
+        match state {
+            DialogState::Confirmed(..) => {
+                if self.negotiated.is_none() {
+                    match self.answer_from_ack() {
+                        Ok(n) => {
+                            media.update(&n, now());
+                            self.negotiated = Some(n);
+                        }
+                        Err(e) => {
+                            // We cannot know what the caller sends; RFC 3261
+                            // §13.3.1.4 ends such a session with BYE.
+                            info!(error = %e, "ACK carried no usable SDP answer; hanging up");
+                            self.dialog.bye().await.ok();
+                            return Some(CallEvent::CallerLeft);
+                        }
                     }
                 }
+                media.confirm(now());
+                Some(CallEvent::Confirmed)
             }
-        }
-    }
-
-    /// Handles one dialog event during the recording.
-    async fn on_state(
-        &mut self,
-        state: DialogState,
-        commands: &mpsc::Sender<MediaCommand>,
-    ) -> Step {
-        match state {
-            DialogState::Confirmed(..) if self.negotiated.is_none() => match self.answer_from_ack()
-            {
-                Ok(n) => {
-                    commands.send(MediaCommand::Update(n.clone())).await.ok();
-                    self.negotiated = Some(n);
-                }
-                Err(e) => {
-                    // We cannot know what the caller sends; RFC 3261
-                    // §13.3.1.4 ends such a session with BYE.
-                    info!(error = %e, "ACK carried no usable SDP answer; hanging up");
-                    self.dialog.bye().await.ok();
-                    return Step::CallerLeft;
-                }
-            },
             DialogState::Updated(_, req, handle) => {
-                if let Some(n) = self.reinvite(&req, handle).await {
-                    commands.send(MediaCommand::Update(n.clone())).await.ok();
+                if let Some(n) = self.renegotiate(&req, handle).await {
+                    media.update(&n, now());
                     self.negotiated = Some(n);
                 }
+                None
             }
-            DialogState::Info(_, _, handle)
-            | DialogState::Options(_, _, handle)
+            DialogState::Info(_, req, handle) => {
+                self.info(&req, handle, media).await;
+                None
+            }
+            DialogState::Options(_, _, handle)
             | DialogState::Notify(_, _, handle)
             | DialogState::Message(_, _, handle)
             | DialogState::Publish(_, _, handle) => {
                 handle.reply(StatusCode::OK).await.ok();
+                None
             }
             DialogState::Refer(_, _, handle) => {
                 handle.reply(StatusCode::NotImplemented).await.ok();
+                None
             }
             DialogState::Terminated(_, reason) => {
                 info!(?reason, "dialog ended");
-                if !matches!(reason, TerminatedReason::UasBye) {
-                    return Step::CallerLeft;
-                }
+                (!matches!(reason, TerminatedReason::UasBye)).then_some(CallEvent::CallerLeft)
             }
-            _ => {}
+            _ => None,
         }
-        Step::Continue
+    }
+
+    /// INFO with a DTMF body acts as an RFC 4733 digit; an empty INFO (a
+    /// keep-alive some PBXs send) is answered 200; another body is not
+    /// understood (415 with what we accept, RFC 3261 §21.4.13).
+    async fn info(&mut self, req: &Request, handle: TransactionHandle, media: &mut CallMedia) {
+        if req.body.is_empty() {
+            handle.reply(StatusCode::OK).await.ok();
+            return;
+        }
+        let content_type = req
+            .headers
+            .iter()
+            .find_map(|h| match h {
+                Header::ContentType(c) => Some(c.value().to_string()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        match dtmf_info::parse_info_dtmf(&content_type, &req.body) {
+            Ok(key) => {
+                debug!(digit = %key.digit, "DTMF by SIP INFO");
+                media.signalled_digit(key.digit, tokio::time::Instant::now().into_std());
+                handle.reply(StatusCode::OK).await.ok();
+            }
+            Err(InfoDtmfError::Malformed(body)) => {
+                info!(%body, "INFO DTMF body names no key");
+                handle.reply(StatusCode::BadRequest).await.ok();
+            }
+            Err(InfoDtmfError::NotDtmf(_)) => {
+                let accept = Header::Accept(
+                    format!("{}, {}", dtmf_info::DTMF_RELAY, dtmf_info::DTMF).into(),
+                );
+                handle
+                    .respond(StatusCode::UnsupportedMediaType, Some(vec![accept]), None)
+                    .await
+                    .ok();
+            }
+        }
     }
 
     /// The greeting for this call (the mailbox's temporary one, else busy or
     /// unavailable by the diversion reason, else the built-in one) and the
-    /// beep, at the codec's rate, ready to play (issue 4). `None` only when
-    /// the prompts cannot be prepared at all; the call then records at once.
-    async fn prelude(&self, n: &Negotiated) -> Option<Playback> {
-        let rate = n.codec.audio_rate();
+    /// beep, at `rate`, ready to play. `None` only when the prompts cannot
+    /// be prepared at all; the call then records at once.
+    async fn prompts(&self, rate: u32) -> Option<Prompts> {
         let greetings = Greetings::new(&self.ctx.profile.server.data_dir);
         let chosen = greetings.choose(&self.target.mailbox, self.target.reason.as_deref());
         let loaded = tokio::task::spawn_blocking(move || {
@@ -338,25 +543,23 @@ impl Session {
             }
             Err(e) => {
                 warn!(error = %e, "greeting task failed");
-                Vec::new()
+                return None;
             }
         };
         let media = &self.ctx.profile.media;
         let millis = u32::try_from(media.beep.as_millis()).unwrap_or(u32::MAX);
-        let tone = beep(rate, media.beep_hz, millis);
-        match Playback::new(
-            greeting,
-            tone,
-            n.codec,
-            n.payload_type,
-            std::time::Instant::now(),
-        ) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                warn!(error = %e, "cannot encode the prompts");
-                None
-            }
-        }
+        Some(Prompts {
+            greeting: Prompt {
+                pcm: greeting,
+                rate,
+                barge_in: true,
+            },
+            beep: Prompt {
+                pcm: beep(rate, media.beep_hz, millis),
+                rate,
+                barge_in: false,
+            },
+        })
     }
 
     /// The SDP answer carried by the ACK, for an INVITE that had no offer.
@@ -367,17 +570,33 @@ impl Session {
         accept_answer(sdp, &self.codecs)
     }
 
-    /// Answers a re-INVITE (hold, resume, codec change) on the same RTP port
-    /// with the next SDP version (RFC 3264 §8). An offerless re-INVITE (a
-    /// session refresh) gets our offer; the current codec stays in use.
-    async fn reinvite(&mut self, req: &Request, handle: TransactionHandle) -> Option<Negotiated> {
+    /// Answers a re-INVITE or an UPDATE (hold, resume, codec change,
+    /// session-timer refresh) on the same RTP port with the next SDP
+    /// version (RFC 3264 §8). An offerless re-INVITE gets our offer (its
+    /// answer comes in the ACK, and the current codec stays in use); an
+    /// offerless UPDATE, the usual RFC 4028 refresh, gets a 200 without a
+    /// body (RFC 3311 §5.2).
+    async fn renegotiate(
+        &mut self,
+        req: &Request,
+        handle: TransactionHandle,
+    ) -> Option<Negotiated> {
         let local = self.local_rtp;
         let offer = std::str::from_utf8(&req.body)
             .ok()
             .filter(|s| !s.trim().is_empty());
+        let mut headers = session_timer::response_headers(req);
         let (body, negotiated) = match offer
             .map(|sdp| negotiate_in_order(sdp, &self.codecs, self.ctx.profile.media.codec_order))
         {
+            None if req.method == Method::Update => {
+                handle
+                    .respond(StatusCode::OK, Some(headers), None)
+                    .await
+                    .ok();
+                debug!("session refreshed by UPDATE");
+                return None;
+            }
             None => (
                 build_offer(&self.codecs, local, self.sdp_session, self.sdp_version + 1),
                 None,
@@ -387,20 +606,20 @@ impl Session {
                 Some(n),
             ),
             Some(Err(e)) => {
-                // RFC 3261 §14.2: a refused re-INVITE leaves the session as it was.
-                info!(error = %e, "re-INVITE refused");
+                // RFC 3261 §14.2: a refused offer leaves the session as it was.
+                info!(error = %e, method = %req.method, "offer refused");
                 handle.reply(StatusCode::NotAcceptableHere).await.ok();
                 return None;
             }
         };
         self.sdp_version += 1;
-        let headers = Some(vec![responses::sdp_content_type()]);
+        headers.push(responses::sdp_content_type());
         handle
-            .respond(StatusCode::OK, headers, Some(body.into_bytes()))
+            .respond(StatusCode::OK, Some(headers), Some(body.into_bytes()))
             .await
             .ok();
         if let Some(n) = &negotiated {
-            info!(codec = n.codec.name(), direction = ?n.direction, "re-INVITE answered");
+            info!(method = %req.method, codec = n.codec.name(), direction = ?n.direction, "offer answered");
         }
         negotiated
     }
@@ -439,5 +658,19 @@ impl Session {
             }
             Ok(Err(e)) | Err(e) => warn!(error = %e, "cannot store the message"),
         }
+    }
+}
+
+/// The key that ends a recording ("press # when done").
+const END_KEY: char = '#';
+
+/// What a media event means for the deposit flow.
+fn call_event(event: &MediaEvent) -> Option<CallEvent> {
+    match event {
+        MediaEvent::CallerMedia => Some(CallEvent::CallerMedia),
+        MediaEvent::PromptEnded { .. } => Some(CallEvent::PromptEnded),
+        MediaEvent::RecordingEnded(end) => Some(CallEvent::RecordingEnded(end.clone())),
+        MediaEvent::RtpTimeout => Some(CallEvent::RtpTimeout),
+        MediaEvent::Digit { .. } => None,
     }
 }

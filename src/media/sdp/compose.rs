@@ -10,7 +10,7 @@ use ::sdp::description::media::{MediaDescription, MediaName, RangedPort};
 use ::sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
 
 use super::super::codec::Codec;
-use super::{telephone_event_pt, Direction, Negotiated};
+use super::{telephone_event_pt, Direction, Negotiated, COMFORT_NOISE_PT};
 
 /// The DTMF events we accept: digits, `*`, `#`, A-D and flash
 /// (RFC 4733 §3.2), the range PBXs offer.
@@ -46,13 +46,23 @@ pub fn build_answer(n: &Negotiated, local: SocketAddr, session_id: u64, version:
                     .map(|pt| (pt, n.codec.telephone_event_rate()))
                     .into_iter()
                     .collect();
-                audio(
+                let mut media = audio(
                     local.port(),
                     &[(n.payload_type, n.codec)],
                     &events,
                     n.ptime_ms,
                     n.direction.mirror(),
-                )
+                );
+                if let Some(pt) = n.comfort_noise {
+                    comfort_noise(&mut media, pt, n.codec.rtp_clock_rate());
+                }
+                if n.rtcp_mux {
+                    // RFC 5761 §5.1.1: the answer repeats it to accept.
+                    media
+                        .attributes
+                        .push(Attribute::new("rtcp-mux".to_owned(), None));
+                }
+                media
             }
         };
         session.media_descriptions.push(media);
@@ -62,8 +72,9 @@ pub fn build_answer(n: &Negotiated, local: SocketAddr, session_id: u64, version:
 
 /// Offers every supported codec, in our order of preference, for an
 /// INVITE that came without SDP: G.711 and G.722 on their static payload
-/// types, Opus on PT 111, and telephone-event at each clock rate offered
-/// (8000 on PT 101; 48000 on PT 110 when Opus is offered, RFC 4733 §2.1).
+/// types, Opus on PT 111, telephone-event at each clock rate offered
+/// (8000 on PT 101; 48000 on PT 110 when Opus is offered, RFC 4733 §2.1),
+/// comfort noise `CN/8000` (RFC 3389) and `a=rtcp-mux` (RFC 5761).
 pub fn build_offer(
     supported: &[Codec],
     local: SocketAddr,
@@ -79,13 +90,22 @@ pub fn build_offer(
             events.push(event);
         }
     }
-    session.media_descriptions.push(audio(
+    let mut media = audio(
         local.port(),
         &codecs,
         &events,
         OFFER_PTIME_MS,
         Direction::SendRecv,
-    ));
+    );
+    if supported.iter().any(|c| c.rtp_clock_rate() == 8000) {
+        comfort_noise(&mut media, COMFORT_NOISE_PT, 8000);
+    }
+    // RFC 5761 §5.1.1: offered, and RTCP goes on RTP + 1 until the answer
+    // accepts it.
+    media
+        .attributes
+        .push(Attribute::new("rtcp-mux".to_owned(), None));
+    session.media_descriptions.push(media);
     session.marshal()
 }
 
@@ -140,7 +160,11 @@ fn audio(
             .map_or(String::new(), |n| format!("/{n}"));
         attributes.push(value_attribute(
             "rtpmap",
-            format!("{pt} {}/{}{channels}", codec.name(), codec.rtp_clock_rate()),
+            format!(
+                "{pt} {}/{}{channels}",
+                codec.encoding_name(),
+                codec.rtp_clock_rate()
+            ),
         ));
         if let Some(fmtp) = codec.fmtp() {
             attributes.push(value_attribute("fmtp", format!("{pt} {fmtp}")));
@@ -169,6 +193,19 @@ fn audio(
         attributes,
         ..MediaDescription::default()
     }
+}
+
+/// Adds RFC 3389 comfort noise on `pt` (before `ptime` and the direction).
+fn comfort_noise(media: &mut MediaDescription, pt: u8, rate: u32) {
+    media.media_name.formats.push(pt.to_string());
+    let at = media
+        .attributes
+        .iter()
+        .position(|a| a.key == "ptime")
+        .unwrap_or(media.attributes.len());
+    media
+        .attributes
+        .insert(at, value_attribute("rtpmap", format!("{pt} CN/{rate}")));
 }
 
 fn value_attribute(key: &str, value: String) -> Attribute {

@@ -94,7 +94,7 @@ fn ipv6_answer_uses_ip6() {
 #[test]
 fn our_offer_round_trips_through_a_peer() {
     let ours = build_offer(&BOTH, local(), 9, 1);
-    assert!(ours.contains("m=audio 40002 RTP/AVP 0 8 101\r\n"));
+    assert!(ours.contains("m=audio 40002 RTP/AVP 0 8 101 13\r\n"));
     assert!(ours.contains("a=rtpmap:101 telephone-event/8000\r\n"));
     // The peer chooses from our offer and answers...
     let peer = negotiate(&ours, &[Codec::Pcma]).unwrap();
@@ -113,19 +113,24 @@ fn our_offer_round_trips_through_a_peer() {
 fn our_offer_lists_the_profile_order_with_events_at_both_rates() {
     let ours = build_offer(&Codec::ALL, local(), 9, 1);
     assert!(
-        ours.contains("m=audio 40002 RTP/AVP 111 9 0 8 110 101\r\n"),
+        ours.contains("m=audio 40002 RTP/AVP 111 9 0 8 110 101 13\r\n"),
         "{ours}"
     );
     assert!(ours.contains("a=rtpmap:111 opus/48000/2\r\n"));
-    assert!(ours.contains(
-        "a=fmtp:111 maxplaybackrate=16000; sprop-maxcapturerate=16000; stereo=0; sprop-stereo=0; useinbandfec=0\r\n"
-    ));
+    // Only what differs from RFC 7587's defaults, as Asterisk and
+    // FreeSWITCH write it; never sprop-maxcapturerate (FreeSWITCH 1.10
+    // then fails its codec comparison).
+    assert!(
+        ours.contains("a=fmtp:111 maxplaybackrate=16000\r\n"),
+        "{ours}"
+    );
+    assert!(!ours.contains("sprop-maxcapturerate"), "{ours}");
     assert!(ours.contains("a=rtpmap:9 G722/8000\r\n"));
     assert!(ours.contains("a=rtpmap:110 telephone-event/48000\r\n"));
     assert!(ours.contains("a=rtpmap:101 telephone-event/8000\r\n"));
     let narrow = build_offer(&[Codec::G722, Codec::Pcmu], local(), 9, 1);
     assert!(
-        narrow.contains("m=audio 40002 RTP/AVP 9 0 101\r\n"),
+        narrow.contains("m=audio 40002 RTP/AVP 9 0 101 13\r\n"),
         "{narrow}"
     );
     assert!(!narrow.contains("48000"));
@@ -145,7 +150,11 @@ fn an_opus_answer_keeps_the_offerers_types_and_the_48k_events() {
         "{answer}"
     );
     assert!(answer.contains("a=rtpmap:102 opus/48000/2\r\n"));
-    assert!(answer.contains("a=fmtp:102 maxplaybackrate=16000;"));
+    assert!(
+        answer.contains("a=fmtp:102 maxplaybackrate=16000\r\n"),
+        "{answer}"
+    );
+    assert!(!answer.contains("sprop"), "{answer}");
     assert!(answer.contains("a=rtpmap:100 telephone-event/48000\r\n"));
     assert!(!answer.contains("telephone-event/8000"));
 }
@@ -158,11 +167,39 @@ fn an_opus_offer_of_ours_round_trips_through_a_peer() {
     assert_eq!(peer.telephone_event, Some(110));
     let answer = build_answer(&peer, "192.0.2.50:7000".parse().unwrap(), 5, 1);
     let n = accept_answer(&answer, &Codec::ALL).unwrap();
+    assert!(n.rtcp_mux, "our offer's rtcp-mux is accepted by the answer");
     assert_eq!(
         n,
         Negotiated {
             remote_rtp: n.remote_rtp,
+            remote_rtcp: n.remote_rtcp,
+            rtcp_mux: true,
             ..Negotiated::before_answer(OPUS)
         }
+    );
+}
+
+#[test]
+fn comfort_noise_and_rtcp_mux_are_answered_when_offered() {
+    let o = offer(
+        "audio 4000 RTP/AVP 0 8 101 13",
+        "a=rtpmap:101 telephone-event/8000\r\na=rtpmap:13 CN/8000\r\na=rtcp-mux\r\n",
+    );
+    let n = negotiate(&o, &BOTH).unwrap();
+    assert_eq!(n.comfort_noise, Some(13));
+    assert!(n.rtcp_mux);
+    let answer = build_answer(&n, local(), 1, 1);
+    assert!(
+        answer.contains("m=audio 40002 RTP/AVP 0 101 13\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("a=rtpmap:13 CN/8000\r\n"), "{answer}");
+    assert!(answer.contains("a=rtcp-mux\r\n"), "{answer}");
+    // Without them in the offer, neither is in the answer.
+    let plain = offer("audio 4000 RTP/AVP 0", "");
+    let answer = build_answer(&negotiate(&plain, &BOTH).unwrap(), local(), 1, 1);
+    assert!(
+        !answer.contains("CN/") && !answer.contains("rtcp-mux"),
+        "{answer}"
     );
 }

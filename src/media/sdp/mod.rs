@@ -24,6 +24,9 @@ pub use negotiate::{accept_answer, negotiate, negotiate_in_order};
 /// choice), for G.711 and G.722.
 pub const TELEPHONE_EVENT_PT: u8 = 101;
 
+/// The static payload type of comfort noise, `CN/8000` (RFC 3551 §6).
+pub const COMFORT_NOISE_PT: u8 = 13;
+
 /// The payload type we offer `telephone-event/48000` on, for Opus
 /// (RFC 4733 §2.1: events share the audio's clock rate).
 pub const TELEPHONE_EVENT_48K_PT: u8 = 110;
@@ -57,6 +60,16 @@ pub struct Negotiated {
     pub ptime_ms: u32,
     /// Position of the chosen audio stream among the offer's `m=` lines.
     pub media_index: usize,
+    /// The payload type of RFC 3389 comfort noise at the codec's clock
+    /// rate, if the peer offered it (`CN/8000`, static type 13): then our
+    /// keep-alive is comfort noise, and the answer lists it.
+    pub comfort_noise: Option<u8>,
+    /// Whether RTCP shares the RTP port (RFC 5761 `a=rtcp-mux`): an offer
+    /// with it is answered with it.
+    pub rtcp_mux: bool,
+    /// Where the peer receives RTCP when not multiplexed: its `a=rtcp`
+    /// (RFC 3605), else its RTP port + 1 (RFC 3550 §11).
+    pub remote_rtcp: Option<SocketAddr>,
     /// The offer's other `m=` lines, which the answer must repeat with port
     /// 0 to reject them (RFC 3264 §6).
     pub declined: Vec<DeclinedMedia>,
@@ -76,6 +89,9 @@ impl Negotiated {
             direction: Direction::SendRecv,
             ptime_ms: 20,
             media_index: 0,
+            comfort_noise: None,
+            rtcp_mux: false,
+            remote_rtcp: None,
             declined: Vec::new(),
         }
     }

@@ -142,6 +142,17 @@ fn choose_audio(
             .map(|_| *pt)
     });
 
+    // RFC 3389: comfort noise at the codec's clock (CN/8000 with G.711
+    // and G.722, static type 13 even without an rtpmap).
+    let comfort_noise = formats.iter().find_map(|(pt, enc)| {
+        let is_cn = match enc {
+            Some(e) => e.name.eq_ignore_ascii_case("CN") && e.rate == codec.rtp_clock_rate(),
+            None => *pt == super::COMFORT_NOISE_PT && codec.rtp_clock_rate() == 8000,
+        };
+        is_cn.then_some(*pt)
+    });
+    let rtcp_mux = attribute_keys(&media.attributes).any(|k| k == "rtcp-mux");
+
     let address = media
         .connection_information
         .as_ref()
@@ -165,16 +176,24 @@ fn choose_audio(
         .filter(|&ms| ms > 0)
         .unwrap_or(DEFAULT_PTIME_MS);
 
+    let remote_rtp = address
+        .filter(|ip| !ip.is_unspecified())
+        .map(|ip| SocketAddr::new(ip, port));
+    let remote_rtcp = remote_rtp.map(|rtp| {
+        rtcp_attribute(&media.attributes, rtp.ip())
+            .unwrap_or_else(|| SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1)))
+    });
     Ok(Negotiated {
         codec,
         payload_type,
         telephone_event,
-        remote_rtp: address
-            .filter(|ip| !ip.is_unspecified())
-            .map(|ip| SocketAddr::new(ip, port)),
+        remote_rtp,
         direction,
         ptime_ms,
         media_index: 0,
+        comfort_noise,
+        rtcp_mux,
+        remote_rtcp,
         declined: Vec::new(),
     })
 }
@@ -242,6 +261,18 @@ fn connection_address(connection: &ConnectionInformation) -> Option<IpAddr> {
     let address = connection.address.as_ref()?;
     // Multicast addresses may carry "/ttl"; a host name is not usable here.
     address.address.split('/').next()?.parse().ok()
+}
+
+/// The `a=rtcp:port [IN IP4 address]` attribute (RFC 3605 §2.1).
+fn rtcp_attribute(attributes: &[Attribute], rtp_ip: IpAddr) -> Option<SocketAddr> {
+    let value = attribute_value(attributes, "rtcp")?;
+    let mut fields = value.split_whitespace();
+    let port = fields.next()?.parse::<u16>().ok().filter(|&p| p != 0)?;
+    let ip = match (fields.next(), fields.next(), fields.next()) {
+        (Some("IN"), Some(_), Some(address)) => address.parse().ok()?,
+        _ => rtp_ip,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 fn attribute_keys(attributes: &[Attribute]) -> impl Iterator<Item = &str> {

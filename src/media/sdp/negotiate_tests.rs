@@ -338,3 +338,28 @@ fn accept_answer_takes_the_answerers_first_codec_we_offered() {
         Err(SdpError::NoCommonCodec { .. })
     ));
 }
+
+/// RFC 3389 comfort noise only at the codec's clock; RFC 3605 `a=rtcp`
+/// or RTP + 1 for the caller's RTCP.
+#[test]
+fn comfort_noise_rtcp_mux_and_the_rtcp_port() {
+    let n = negotiate(FREESWITCH, &BOTH).unwrap();
+    assert_eq!(n.comfort_noise, Some(13));
+    assert!(!n.rtcp_mux);
+    assert_eq!(n.remote_rtcp, Some("10.9.8.7:24681".parse().unwrap()));
+    // CN/8000 does not go with Opus's 48 kHz clock.
+    let opus = negotiate(FREESWITCH, &[OPUS]).unwrap();
+    assert_eq!(opus.comfort_noise, None);
+    let moved = offer(
+        "",
+        "audio 5000 RTP/AVP 0",
+        "a=rtcp:6001 IN IP4 192.0.2.77\r\na=rtcp-mux\r\n",
+    );
+    let n = negotiate(&moved, &BOTH).unwrap();
+    assert!(n.rtcp_mux);
+    assert_eq!(n.remote_rtcp, Some("192.0.2.77:6001".parse().unwrap()));
+    let port_only = offer("", "audio 5000 RTP/AVP 0", "a=rtcp:7001\r\n");
+    let n = negotiate(&port_only, &BOTH).unwrap();
+    assert_eq!(n.remote_rtcp, Some("192.0.2.1:7001".parse().unwrap()));
+    assert_eq!(n.comfort_noise, None);
+}

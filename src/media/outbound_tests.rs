@@ -1,0 +1,221 @@
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use super::super::codec::OpusRate;
+use super::*;
+
+fn tone(len: usize) -> Vec<i16> {
+    (0..len).map(|i| ((i % 16) as i16 - 8) * 1000).collect()
+}
+
+fn outbound(codec: Codec, pt: u8, cn: Option<u8>, start: Instant) -> Outbound {
+    let mut out = Outbound::new(codec, pt, cn, start, &mut SmallRng::seed_from_u64(5)).unwrap();
+    out.set_sending(true);
+    out
+}
+
+fn prompt(pcm: Vec<i16>, rate: u32, barge_in: bool) -> Prompt {
+    Prompt {
+        pcm,
+        rate,
+        barge_in,
+    }
+}
+
+fn seq(p: &[u8]) -> u16 {
+    u16::from_be_bytes([p[2], p[3]])
+}
+fn ts(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[4], p[5], p[6], p[7]])
+}
+
+/// Runs the stream on its own deadlines until `until`, with `digit_at`
+/// (a packet count) pressing a key; returns (time since start, packet).
+fn run(
+    out: &mut Outbound,
+    start: Instant,
+    until: Duration,
+    digit_at: Option<usize>,
+) -> Vec<(Duration, Vec<u8>)> {
+    let mut sent = Vec::new();
+    let mut buf = Vec::new();
+    let mut now = start;
+    while let Some(due) = out.poll_timeout() {
+        now = now.max(due);
+        if now - start > until {
+            break;
+        }
+        while out.poll(now, false, &mut buf).unwrap() {
+            sent.push((now - start, buf.clone()));
+            if Some(sent.len()) == digit_at {
+                out.barge_in();
+            }
+        }
+    }
+    sent
+}
+
+#[test]
+fn prompts_go_on_the_grid_with_continuous_headers_then_keepalive_follows() {
+    let start = Instant::now();
+    let mut out = outbound(Codec::Pcmu, 0, None, start);
+    let greeting = out.play(prompt(tone(8000), 8000, true));
+    let beep = out.play(prompt(tone(2000), 8000, false));
+    let sent = run(&mut out, start, Duration::from_millis(1500), None);
+    // 50 + 13 prompt packets, then keep-alive silence to 1.5 s.
+    assert_eq!(out.poll_ended(), Some((greeting, PromptEnd::Finished)));
+    assert_eq!(out.poll_ended(), Some((beep, PromptEnd::Finished)));
+    for (i, (at, packet)) in sent.iter().enumerate().take(63) {
+        assert_eq!(*at, PTIME * i as u32, "prompt packet {i} not on the grid");
+        assert_eq!(packet.len(), 12 + 160);
+        assert_eq!(packet[1] >> 7, u8::from(i == 0), "marker on packet {i}");
+    }
+    assert!(sent.len() >= 74, "{}", sent.len());
+    for (i, (at, packet)) in sent.iter().enumerate().skip(63) {
+        let slot = PTIME * i as u32;
+        assert!(
+            *at >= slot && *at <= slot + KEEPALIVE_LATE,
+            "keep-alive {i} at {at:?}"
+        );
+        assert_eq!(&packet[12..], &[0xFF; 160][..], "μ-law silence");
+        assert_eq!(packet[1], 0, "PCMU, no marker");
+    }
+    for pair in sent.windows(2) {
+        assert_eq!(seq(&pair[1].1), seq(&pair[0].1).wrapping_add(1));
+        assert_eq!(ts(&pair[1].1), ts(&pair[0].1).wrapping_add(160));
+        assert_eq!(pair[1].1[8..12], pair[0].1[8..12], "one SSRC");
+    }
+}
+
+#[test]
+fn a_digit_stops_the_greeting_but_not_the_beep() {
+    let start = Instant::now();
+    let mut out = outbound(Codec::Pcmu, 0, None, start);
+    let greeting = out.play(prompt(tone(8000 * 5), 8000, true));
+    let beep = out.play(prompt(tone(2000), 8000, false));
+    let sent = run(&mut out, start, Duration::from_millis(460), Some(10));
+    assert_eq!(out.poll_ended(), Some((greeting, PromptEnd::Interrupted)));
+    assert_eq!(out.poll_ended(), Some((beep, PromptEnd::Finished)));
+    // 10 greeting packets, the 13 of the beep, then silence.
+    assert!(sent[..23].iter().all(|(_, p)| p[12..] != [0xFF; 160][..]));
+    assert!(sent[23..].iter().all(|(_, p)| p[12..] == [0xFF; 160][..]));
+}
+
+#[test]
+fn barge_in_takes_the_queued_clips_up_to_one_without_it() {
+    let start = Instant::now();
+    let mut out = outbound(Codec::Pcmu, 0, None, start);
+    let a = out.play(prompt(tone(800), 8000, true));
+    let b = out.play(prompt(tone(800), 8000, true));
+    let c = out.play(prompt(tone(800), 8000, false));
+    let d = out.play(prompt(tone(800), 8000, true));
+    assert!(out.barge_in());
+    assert_eq!(out.poll_ended(), Some((a, PromptEnd::Interrupted)));
+    assert_eq!(out.poll_ended(), Some((b, PromptEnd::Interrupted)));
+    assert_eq!(out.poll_ended(), None);
+    let mut buf = Vec::new();
+    assert!(out.poll(start, false, &mut buf).unwrap());
+    // `c` plays and cannot be stopped; `d` waits behind it.
+    assert!(!out.barge_in());
+    out.clear();
+    assert_eq!(out.poll_ended(), Some((c, PromptEnd::Interrupted)));
+    assert_eq!(out.poll_ended(), Some((d, PromptEnd::Interrupted)));
+}
+
+#[test]
+fn keepalive_rides_on_a_streaming_callers_wakes() {
+    let start = Instant::now();
+    let mut out = outbound(Codec::Pcmu, 0, None, start);
+    let mut buf = Vec::new();
+    assert!(out.poll(start, false, &mut buf).unwrap());
+    // The caller's packets arrive 7 ms before each of our slots: each
+    // arrival sends that slot's packet, so no timer is needed.
+    for n in 1..50u32 {
+        let arrival = start + PTIME * n - Duration::from_millis(7);
+        assert!(out.poll(arrival, true, &mut buf).unwrap(), "slot {n}");
+        assert!(!out.poll(arrival, false, &mut buf).unwrap());
+        assert!(out.poll_timeout().unwrap() > arrival + Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn nothing_is_sent_until_sending_is_on() {
+    let start = Instant::now();
+    let mut out =
+        Outbound::new(Codec::Pcmu, 0, None, start, &mut SmallRng::seed_from_u64(1)).unwrap();
+    out.play(prompt(tone(1600), 8000, true));
+    let mut buf = Vec::new();
+    assert_eq!(out.poll_timeout(), None);
+    assert!(!out
+        .poll(start + Duration::from_secs(3), false, &mut buf)
+        .unwrap());
+    out.set_sending(true);
+    let later = start + Duration::from_secs(3);
+    assert!(out.poll(later, false, &mut buf).unwrap());
+    // The stream starts on the current slot with the marker.
+    assert_eq!(buf[1] >> 7, 1);
+    assert!(out.poll_timeout().unwrap() > later);
+}
+
+#[test]
+fn comfort_noise_when_offered_then_audio_resumes_with_the_marker() {
+    let start = Instant::now();
+    let mut out = outbound(Codec::Pcmu, 0, Some(13), start);
+    let sent = run(&mut out, start, Duration::from_millis(1100), None);
+    // One CN packet per 200 ms: at 0, 200, ... 1000 ms.
+    assert_eq!(sent.len(), 6);
+    for (i, (at, p)) in sent.iter().enumerate() {
+        assert_eq!(p[1] & 0x7F, 13, "CN payload type");
+        assert_eq!(&p[12..], &[127], "level byte only (RFC 3389 §3)");
+        assert!(*at >= PTIME * (10 * i as u32));
+    }
+    assert_eq!(ts(&sent[1].1).wrapping_sub(ts(&sent[0].1)), 1600);
+    // A prompt starts at the next slot, with the marker.
+    let now = start + Duration::from_millis(1005);
+    out.play(prompt(tone(320), 8000, true));
+    let mut buf = Vec::new();
+    let due = out.poll_timeout().unwrap();
+    assert!(
+        due <= start + Duration::from_millis(1020),
+        "{:?}",
+        due - start
+    );
+    assert!(out.poll(due.max(now), false, &mut buf).unwrap());
+    assert_eq!(buf[1], 0x80, "PCMU with the marker");
+}
+
+#[test]
+fn opus_steps_the_48_khz_clock_and_a_prompt_of_another_rate_is_converted() {
+    let start = Instant::now();
+    let codec = Codec::Opus(OpusRate::Wideband);
+    let mut out = outbound(codec, 111, None, start);
+    // An 8 kHz clip (a PCMU-recorded message) on an Opus call.
+    out.play(prompt(tone(8000), 8000, false));
+    let sent = run(&mut out, start, Duration::from_millis(980), None);
+    assert_eq!(sent.len(), 50);
+    assert_eq!(ts(&sent[1].1).wrapping_sub(ts(&sent[0].1)), 960);
+    assert_eq!(sent[0].1[1] & 0x7F, 111);
+    for (_, p) in &sent {
+        assert_eq!(codec.samples_in(&p[12..]), Some(320));
+    }
+}
+
+#[test]
+fn a_starved_stream_skips_slots_instead_of_bursting() {
+    let start = Instant::now();
+    let mut out = outbound(Codec::Pcmu, 0, None, start);
+    out.play(prompt(tone(8000), 8000, false));
+    let mut buf = Vec::new();
+    assert!(out.poll(start, false, &mut buf).unwrap());
+    let first = ts(&buf);
+    let late = start + Duration::from_millis(200);
+    let mut burst = 0;
+    while out.poll(late, false, &mut buf).unwrap() {
+        burst += 1;
+    }
+    assert_eq!(burst, 1);
+    assert_eq!(ts(&buf).wrapping_sub(first), 10 * 160);
+    assert_eq!(buf[1] >> 7, 1, "marker after the gap");
+}
