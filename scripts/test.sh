@@ -16,6 +16,8 @@ declare -A marker=(
     [opus-tools]=/usr/bin/opusinfo
     [ffmpeg]=/usr/bin/ffprobe
     [kamailio]=/usr/sbin/kamailio
+    # baresip with its G.711, G.722 and Opus modules (all in -core).
+    [baresip-core]=/usr/lib/baresip/modules/g722.so
 )
 missing=()
 for package in "${!marker[@]}"; do
