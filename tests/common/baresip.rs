@@ -223,17 +223,13 @@ impl Softphone {
         self.send(&request);
         let deadline = Instant::now() + COMMAND_TIMEOUT;
         loop {
-            let message = self.receive(deadline).unwrap_or_else(|why| {
-                panic!(
-                    "baresip: no response to {command} {params}: {why}\n{}",
-                    self.log_tail()
-                )
-            });
+            let message = self
+                .receive(deadline)
+                .unwrap_or_else(|why| panic!("baresip: no response to {command} {params}: {why}"));
             if message["response"] == true && message["token"] == token.as_str() {
                 assert!(
                     message["ok"] == true,
-                    "baresip: {command} {params} failed: {message}\n{}",
-                    self.log_tail()
+                    "baresip: {command} {params} failed: {message}"
                 );
                 return message;
             }
@@ -242,7 +238,8 @@ impl Softphone {
     }
 
     /// Waits up to `timeout` for the next event of type `kind` (events of
-    /// other types before it are dropped); panics with the log if none.
+    /// other types before it are dropped); panics if none (the log is
+    /// printed when the `Softphone` is dropped).
     pub fn wait_event(&mut self, kind: &str, timeout: Duration) -> Event {
         let deadline = Instant::now() + timeout;
         loop {
@@ -256,9 +253,8 @@ impl Softphone {
             match self.receive(deadline) {
                 Ok(message) => self.queue_event(message),
                 Err(why) => panic!(
-                    "baresip: no {kind} event within {timeout:?}: {why} (other events: {:?})\n{}",
+                    "baresip: no {kind} event within {timeout:?}: {why} (other events: {:?})",
                     self.pending.iter().map(|e| &e.kind).collect::<Vec<_>>(),
-                    self.log_tail()
                 ),
             }
         }
@@ -281,17 +277,14 @@ impl Softphone {
             if Instant::now() > deadline {
                 child.kill().ok();
                 child.wait().ok();
-                panic!(
-                    "baresip did not exit within {COMMAND_TIMEOUT:?} of quit\n{}",
-                    self.log_tail()
-                );
+                panic!("baresip did not exit within {COMMAND_TIMEOUT:?} of quit");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// The SIP messages it sent and received, in order. Complete once it
-    /// has exited (its output is buffered until then).
+    /// The SIP messages it sent and received, in order (complete once it
+    /// has exited).
     pub fn sip_trace(&self) -> Vec<TracedSip> {
         parse_sip_trace(&self.log())
     }
@@ -308,7 +301,7 @@ impl Softphone {
 
     fn send(&mut self, request: &serde_json::Value) {
         if let Err(e) = self.control.write_all(&netstring(request)) {
-            panic!("baresip: send {request}: {e}\n{}", self.log_tail());
+            panic!("baresip: send {request}: {e}");
         }
     }
 
