@@ -38,6 +38,12 @@ speak() {
 speak speech 14.5 "$long_text"
 speak speech-short 3 "$short_text"
 
+# The long speech at 16 kHz for the wideband calls (G.722 plays it as it is;
+# the Opus test makes 48 kHz stereo of it). espeak-ng speaks at 22.05 kHz, so
+# this has content up to 8 kHz that a narrowband path would lose.
+sox -V1 -D "$tmp/speech.wav" -r 16000 -c 1 -b 16 -e signed-integer "$out/speech-16k.wav" \
+    gain -n -3 pad 0 2 trim 0 14.5
+
 # The short speech as a PCMU RTP stream, then a '#' (RFC 4733 event 11) that
 # continues its SSRC, sequence numbers and timestamps, so SIPp can play both
 # with play_pcap_audio from one media port as one consistent RTP stream.

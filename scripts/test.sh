@@ -21,6 +21,8 @@ declare -A marker=(
     [gcc]=/usr/bin/gcc
     [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
     [openssl]=/usr/bin/openssl
+    # baresip with its G.711, G.722 and Opus modules (all in -core).
+    [baresip-core]=/usr/lib/baresip/modules/g722.so
 )
 missing=()
 for package in "${!marker[@]}"; do

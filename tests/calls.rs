@@ -1,13 +1,15 @@
-//! Calls into voicemail through SIPp, end to end: what the caller sees on
-//! the wire and what vmesh stores.
+//! Calls into voicemail through SIPp and a real softphone (baresip), end
+//! to end: what the caller sees on the wire and what vmesh stores.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use common::baresip::{Softphone, SoftphoneConfig};
 use common::{
-    assert_duration_close, assert_recording_matches, call_timeout, field, number, Server,
-    ServerConfig, TestNet, SPEECH_MS, SPEECH_SHORT_MS, SPEECH_SHORT_ULAW, SPEECH_ULAW,
+    assert_audio_matches, assert_duration_close, assert_recording_matches, call_timeout, field,
+    number, read_wav_mono_i16, testdata, Server, ServerConfig, TestNet, SPEECH_MS, SPEECH_SHORT_MS,
+    SPEECH_SHORT_ULAW, SPEECH_ULAW,
 };
 
 /// How long a stored message may take to appear after the call ends.
@@ -182,6 +184,98 @@ fn hash_key_ends_the_message_and_vmesh_hangs_up() {
         0.1,
         0.9,
     );
+}
+
+/// When the softphone's caller presses '#', counted from the call's
+/// answer: well inside its 14.5 s of speech.
+const KEY_PRESS_MS: u64 = 5_000;
+/// How far the stored message's end may be from the key press. It may end
+/// a little early (vmesh trims the silence before the key) or late:
+/// baresip sends the digit as an RFC 4733 event of 180 ms alongside its
+/// audio (same SSRC), and the message may run to the event's end.
+const KEY_EARLY_MS: u64 = 200;
+const KEY_LATE_MS: u64 = 400;
+
+#[test]
+fn hash_key_from_a_softphone_ends_the_message_and_vmesh_hangs_up() {
+    let server = Server::start(TestNet::allocate());
+    let mut phone = Softphone::start(
+        SoftphoneConfig {
+            ip: server.net.peer_ip,
+            codec: "PCMU/8000/1".into(),
+            source: testdata("speech-8k.wav"),
+            user: "5551234".into(),
+            display_name: "Test Softphone".into(),
+            max_run: call_timeout(SPEECH_MS),
+        },
+        &server.dir().join("baresip"),
+    );
+    phone.dial(&format!("sip:1001@{}", server.net.sip_addr()));
+    let established = phone.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    // Speak for a while, then press '#' mid-sentence.
+    let press_at = established.at + Duration::from_millis(KEY_PRESS_MS);
+    if let Some(wait) = press_at.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+    let pressed = Instant::now();
+    phone.send_digit('#');
+    let closed = phone.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    let key_ms = (pressed - established.at).as_millis() as u64;
+    let bye_ms = (closed.at - pressed).as_millis() as u64;
+    assert_eq!(
+        closed.param, "Connection reset by peer",
+        "the call must end by vmesh's BYE, not baresip's"
+    );
+    assert!(phone.quit().success(), "baresip exit status");
+
+    let trace = phone.sip_trace();
+    let me = phone.sip_addr().to_string();
+    let vmesh = server.net.sip_addr().to_string();
+    let answer = trace
+        .iter()
+        .find(|m| {
+            m.from == vmesh
+                && m.start_line().starts_with("SIP/2.0 200")
+                && m.cseq_method() == Some("INVITE")
+        })
+        .expect("vmesh answered the INVITE with 200");
+    assert!(
+        answer.text.contains("telephone-event/8000"),
+        "vmesh accepts RFC 4733 events: {}",
+        answer.text
+    );
+    assert!(
+        trace
+            .iter()
+            .any(|m| m.from == vmesh && m.start_line().starts_with("BYE ")),
+        "vmesh sent the BYE"
+    );
+    assert!(
+        trace.iter().any(|m| m.from == me
+            && m.start_line().starts_with("SIP/2.0 200")
+            && m.cseq_method() == Some("BYE")),
+        "baresip answered vmesh's BYE with 200"
+    );
+    assert!(
+        !trace
+            .iter()
+            .any(|m| m.from == me && m.start_line().starts_with("BYE ")),
+        "baresip must not have hung up itself"
+    );
+
+    let message = one_message(&server);
+    let duration = number(&message, "duration_ms");
+    eprintln!("'#' pressed at {key_ms} ms, BYE {bye_ms} ms later, {duration} ms stored");
+    assert!(
+        duration + KEY_EARLY_MS >= key_ms && duration <= key_ms + KEY_LATE_MS,
+        "the message must end at the key press ({key_ms} ms): {duration} ms stored"
+    );
+    // It holds the speech up to the key press (and the duration bounds
+    // above allow for the event's length).
+    let (rate, mut speech) = read_wav_mono_i16(&testdata("speech-8k.wav"));
+    speech.truncate((key_ms * u64::from(rate) / 1000) as usize);
+    let tolerance = (KEY_EARLY_MS.max(KEY_LATE_MS) as f64) / key_ms as f64;
+    assert_audio_matches(&server, &message, rate, &speech, tolerance, 0.9);
 }
 
 #[test]

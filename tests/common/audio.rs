@@ -134,7 +134,7 @@ fn decimate(samples: &[i16]) -> Vec<i16> {
 }
 
 /// NCC of `recorded[n]` against `reference[n - lag]` over their overlap.
-fn ncc_at(reference: &[i16], recorded: &[i16], lag: i64) -> f64 {
+pub fn ncc_at(reference: &[i16], recorded: &[i16], lag: i64) -> f64 {
     let (mut cross, mut energy_ref, mut energy_rec) = (0f64, 0f64, 0f64);
     let start = lag.max(0) as usize;
     for (n, &rec) in recorded.iter().enumerate().skip(start) {

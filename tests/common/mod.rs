@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod audio;
+pub mod baresip;
 pub mod dialog;
 pub mod media;
 pub mod mesh;
@@ -81,6 +82,37 @@ pub fn assert_recording_matches(
     tolerance: f64,
     min_ncc: f64,
 ) -> (i64, f64) {
+    let (rate, mut reference) = read_wav_mono_i16(&testdata(sent_wav));
+    reference.truncate((sent_ms * u64::from(rate) / 1000) as usize);
+    let checked = assert_audio_matches(server, message, rate, &reference, tolerance, min_ncc);
+    (checked.lag, checked.ncc)
+}
+
+/// What [`assert_audio_matches`] measured.
+#[derive(Clone, Copy, Debug)]
+pub struct AudioMatch {
+    /// The exported recording's length.
+    pub recorded_ms: u64,
+    /// What it should be: the reference up to the end of its speech.
+    pub expected_ms: u64,
+    /// The aligning lag in samples (positive: the recording starts late).
+    pub lag: i64,
+    /// The normalized cross-correlation at that lag.
+    pub ncc: f64,
+}
+
+/// Checks a stored message against the 16-bit PCM `reference` at `rate`
+/// that was sent: the export is a 16-bit mono WAV at `rate`, its duration
+/// is within `tolerance` of the reference's up to the end of its speech,
+/// and aligned (lags of ±400 ms) its NCC exceeds `min_ncc`.
+pub fn assert_audio_matches(
+    server: &Server,
+    message: &serde_json::Value,
+    rate: u32,
+    reference: &[i16],
+    tolerance: f64,
+    min_ncc: f64,
+) -> AudioMatch {
     let id = field(message, "id");
     let exported = server.export(id);
     let spec = hound::WavReader::open(&exported)
@@ -88,36 +120,34 @@ pub fn assert_recording_matches(
         .spec();
     assert_eq!(
         (spec.channels, spec.bits_per_sample, spec.sample_rate),
-        (1, 16, 8000),
-        "export of {id}: want 16-bit mono 8000 Hz, got {spec:?}"
+        (1, 16, rate),
+        "export of {id}: want 16-bit mono {rate} Hz, got {spec:?}"
     );
-    let (rate, recorded) = read_wav_mono_i16(&exported);
-    let (ref_rate, mut reference) = read_wav_mono_i16(&testdata(sent_wav));
-    assert_eq!(rate, ref_rate, "sample rate of the recording");
-    reference.truncate((sent_ms * u64::from(rate) / 1000) as usize);
+    let (_, recorded) = read_wav_mono_i16(&exported);
     // vmesh trims a message's trailing silence (keeping a short hangover),
     // so what it should keep is what was sent up to the end of the speech.
     let trailing = vmesh::audio::silence::trailing_silence(
-        &reference,
+        reference,
         rate,
         vmesh::audio::silence::DEFAULT_THRESHOLD_DBFS,
     );
-    let sent_ms = duration_ms(reference.len() - trailing, rate);
-    assert_duration_close(
-        "recorded audio",
-        duration_ms(recorded.len(), rate),
-        sent_ms,
-        tolerance,
-    );
-    let (lag, ncc) = aligned_correlation(&reference, &recorded, MAX_LAG_SAMPLES);
+    let expected_ms = duration_ms(reference.len() - trailing, rate);
+    let recorded_ms = duration_ms(recorded.len(), rate);
+    assert_duration_close("recorded audio", recorded_ms, expected_ms, tolerance);
+    let max_lag = (rate as usize) * 400 / 1000;
+    let (lag, ncc) = aligned_correlation(reference, &recorded, max_lag);
     assert!(
         ncc > min_ncc,
-        "recording {id} does not match {sent_wav}: NCC {ncc:.3} at lag {lag} samples (want > {min_ncc})"
+        "recording {id} does not match what was sent: NCC {ncc:.3} at lag {lag} samples (want > {min_ncc})"
     );
-    let recorded_ms = duration_ms(recorded.len(), rate);
     eprintln!(
-        "recording {id}: {recorded_ms} ms for {sent_ms} ms sent ({:+.2}%), NCC {ncc:.4} at lag {lag} samples",
-        (recorded_ms as f64 - sent_ms as f64) * 100.0 / sent_ms as f64
+        "recording {id}: {recorded_ms} ms for {expected_ms} ms sent ({:+.2}%), NCC {ncc:.4} at lag {lag} samples",
+        (recorded_ms as f64 - expected_ms as f64) * 100.0 / expected_ms as f64
     );
-    (lag, ncc)
+    AudioMatch {
+        recorded_ms,
+        expected_ms,
+        lag,
+        ncc,
+    }
 }
