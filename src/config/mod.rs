@@ -1,7 +1,7 @@
 //! Profiles: the TOML files that configure one vmesh server.
 //!
-//! A profile has six sections, `[server]`, `[sip]`, `[mailboxes]`,
-//! `[media]`, `[storage]` and `[mesh]`, and every key has a default, so a small file (or none: see
+//! A profile has seven sections, `[server]`, `[sip]`, `[mailboxes]`,
+//! `[media]`, `[storage]`, `[mesh]` and `[tls]`, and every key has a default, so a small file (or none: see
 //! [`Profile::embedded_default`]) is a complete profile. Loading validates
 //! everything and reports every problem with its file, key and line
 //! ([`ConfigErrors`]), which is what `vmesh check` prints and why
@@ -20,7 +20,9 @@
 //! listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
 //! with `overlap.rs` deciding whether two patterns share a mailbox). The
 //! topology is read in `topology.rs`, its peer URIs in `peer_uri.rs`, and
-//! `membership.rs` checks a profile's place in it. `reader.rs` walks the
+//! `membership.rs` checks a profile's place in it. Mutual TLS between
+//! servers: `tls.rs` (the profile's `[tls]`), `trust.rs` (reading and
+//! checking the CA, certificate and key) and `mesh_ca.rs` (making them). `reader.rs` walks the
 //! parsed TOML collecting errors, `error.rs` holds them.
 
 mod error;
@@ -29,6 +31,7 @@ mod mailbox_set;
 mod media;
 mod membership;
 mod mesh;
+mod mesh_ca;
 mod overlap;
 mod peer_uri;
 mod profile;
@@ -36,7 +39,9 @@ mod reader;
 mod server;
 mod sip;
 mod storage;
+mod tls;
 mod topology;
+mod trust;
 
 pub use error::{ConfigError, ConfigErrors, TextPosition};
 pub use listen::{ListenAddr, ListenAddrError, ListenTransport};
@@ -55,11 +60,15 @@ pub use peer_uri::{PeerUri, PeerUriError, DEFAULT_SIPS_PORT, DEFAULT_SIP_PORT};
 pub use profile::{Profile, ProfileOrigin, DEFAULT_PROFILE_TOML};
 pub use server::{ServerConfig, DEFAULT_DATA_DIR, DEFAULT_SERVER_NAME};
 pub use sip::{
-    default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_MESSAGE_BYTES,
+    default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_DEADLINE,
     DEFAULT_TCP_IDLE_TIMEOUT, MAX_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES,
 };
 pub use storage::{StorageConfig, StorageFormat, DEFAULT_ENCODE_WORKERS, DEFAULT_OPUS_BITRATE};
+pub use mesh_ca::{CaError, MeshCa, CA_VALIDITY_DAYS, DEFAULT_SERVER_VALIDITY_DAYS};
+pub use tls::TlsFiles;
 pub use topology::{Topology, TopologyServer};
+pub use trust::{certificate_name, crypto_provider, TlsMaterial, TrustError};
 
 #[cfg(test)]
 mod tests;
