@@ -21,8 +21,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -111,17 +111,17 @@ impl MeshCa {
             reason: format!("not a private key: {e}"),
         })?;
         let ca_pem = read(&self.cert)?;
-        let issuer =
-            Issuer::from_ca_cert_pem(&ca_pem, &ca_key).map_err(|e| CaError::Unusable {
-                path: self.cert.clone(),
-                reason: format!("not a CA certificate: {e}"),
-            })?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).map_err(|e| CaError::Unusable {
+            path: self.cert.clone(),
+            reason: format!("not a CA certificate: {e}"),
+        })?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
         params.subject_alt_names = vec![SanType::DnsName(
-            name.try_into().map_err(|e| CaError::Name(format!("{name}: {e}")))?,
+            name.try_into()
+                .map_err(|e| CaError::Name(format!("{name}: {e}")))?,
         )];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![

@@ -56,6 +56,7 @@ pub use mesh::{
     DEFAULT_PING_IDLE_INTERVAL, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
     DEFAULT_RETENTION_DAYS, DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX, DEFAULT_TRANSFER_TIMEOUT,
 };
+pub use mesh_ca::{CaError, MeshCa, CA_VALIDITY_DAYS, DEFAULT_SERVER_VALIDITY_DAYS};
 pub use peer_uri::{PeerUri, PeerUriError, DEFAULT_SIPS_PORT, DEFAULT_SIP_PORT};
 pub use profile::{Profile, ProfileOrigin, DEFAULT_PROFILE_TOML};
 pub use server::{ServerConfig, DEFAULT_DATA_DIR, DEFAULT_SERVER_NAME};
@@ -65,7 +66,6 @@ pub use sip::{
     DEFAULT_TCP_IDLE_TIMEOUT, MAX_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES,
 };
 pub use storage::{StorageConfig, StorageFormat, DEFAULT_ENCODE_WORKERS, DEFAULT_OPUS_BITRATE};
-pub use mesh_ca::{CaError, MeshCa, CA_VALIDITY_DAYS, DEFAULT_SERVER_VALIDITY_DAYS};
 pub use tls::TlsFiles;
 pub use topology::{Topology, TopologyServer};
 pub use trust::{certificate_name, crypto_provider, TlsMaterial, TrustError};

@@ -126,7 +126,10 @@ fn the_shipped_mesh_example_loads_and_validates() {
         let me = topology.server(&p.server.name).unwrap();
         assert_eq!(me.addr, format!("127.0.0.1{n}:5061").parse().unwrap());
         assert_eq!(me.transport, ListenTransport::Tls);
-        assert!(p.tls_material().unwrap().is_some(), "site-{site} has no TLS");
+        assert!(
+            p.tls_material().unwrap().is_some(),
+            "site-{site} has no TLS"
+        );
         assert_eq!(
             topology.home_of(&format!("{n}500")).map(|s| &s.name),
             Some(&me.name)
@@ -196,7 +199,8 @@ fn each_error_is_reported_at_its_key() {
             vec!["server[0].uri", "server[0].mailboxes"],
         ),
         (
-            "[[server]]\nuri = \"sip:10.0.0.1;transport=tcp\"\ninsecure = true\nmailboxes = []\n".into(),
+            "[[server]]\nuri = \"sip:10.0.0.1;transport=tcp\"\ninsecure = true\nmailboxes = []\n"
+                .into(),
             vec!["server[0].name"],
         ),
         (
