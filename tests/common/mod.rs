@@ -17,6 +17,7 @@ pub mod raw_sip;
 pub mod relay;
 pub mod server;
 pub mod sipp;
+pub mod tls_sip;
 
 use std::path::PathBuf;
 use std::time::Duration;
