@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine with the Rust toolchain:
-# installs what the tests drive (SIPp, libopus for the build, the audio
+# installs what the tests drive (SIPp, libopus for the build, nftables for
+# the blackhole partition of the mesh tests, the audio
 # tools of scripts/make-testdata.sh, opusinfo and ffprobe that validate Ogg
 # Opus files), then format check, clippy, all tests.
 set -euo pipefail
@@ -16,6 +17,7 @@ declare -A marker=(
     [opus-tools]=/usr/bin/opusinfo
     [ffmpeg]=/usr/bin/ffprobe
     [kamailio]=/usr/sbin/kamailio
+    [nftables]=/usr/sbin/nft
 )
 missing=()
 for package in "${!marker[@]}"; do

@@ -30,8 +30,8 @@ use super::net::{RTP_PORT_MAX, RTP_PORT_MIN, SIP_PORT};
 use super::netns::{in_netns, NetnsPair};
 use super::raw_sip::options_udp;
 use super::server::{cli, cli_with_profile, json_of, poll_messages};
-use super::tls_sip::{ClientIdentity, SipTls};
 use super::sipp::{SippOutcome, SippRun, SippSetup};
+use super::tls_sip::{ClientIdentity, SipTls};
 
 /// How long a server may take to answer its first OPTIONS.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -299,6 +299,22 @@ impl MeshNet {
             .as_ref()
             .expect("cut: this mesh has no namespaces")
             .cut();
+    }
+
+    /// Drops every packet between the two namespaces, silently.
+    pub fn blackhole(&self) {
+        self.netns
+            .as_ref()
+            .expect("blackhole: this mesh has no namespaces")
+            .blackhole();
+    }
+
+    /// Ends the blackhole.
+    pub fn unblackhole(&self) {
+        self.netns
+            .as_ref()
+            .expect("unblackhole: this mesh has no namespaces")
+            .unblackhole();
     }
 
     /// Restores the link between the two namespaces.
