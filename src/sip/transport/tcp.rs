@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use super::admission::{Admission, AdmissionLimits, Pool, Refusal};
 use super::stream::{self, Connected, StreamContext};
 use super::tls::{identity_of, server_name, TlsSettings};
+use crate::sip::gate::{RefusalLog, LOG_INTERVAL};
 use crate::sip::identity::Identity;
 use crate::sip::SipError;
 
@@ -62,6 +63,8 @@ pub struct ListenerContext {
     pub stream: Arc<StreamContext>,
     pub peers: PeerDirectory,
     pub admission: Mutex<Admission>,
+    /// Refused connections, logged once per source and minute.
+    refusals: Mutex<RefusalLog>,
 }
 
 impl ListenerContext {
@@ -70,6 +73,7 @@ impl ListenerContext {
             stream,
             peers,
             admission: Mutex::new(Admission::new(limits)),
+            refusals: Mutex::new(RefusalLog::new(LOG_INTERVAL, 4096)),
         }
     }
 }
@@ -113,7 +117,15 @@ impl StreamListener {
                 Err(_) => Err(Refusal::GeneralFull),
             };
             if let Err(refusal) = admitted {
-                debug!(%remote, ?refusal, "connection refused: over the connection limits");
+                let log = context
+                    .refusals
+                    .lock()
+                    .ok()
+                    .and_then(|mut l| l.should_log(remote.ip(), std::time::Instant::now()));
+                if let Some(unlogged) = log {
+                    warn!(%remote, ?refusal, unlogged_since_last = unlogged,
+                          "connection refused: over the connection limits");
+                }
                 continue;
             }
             let context = context.clone();
