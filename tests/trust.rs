@@ -464,3 +464,70 @@ fn trickling_and_non_reading_clients_do_not_make_a_peer_look_down() {
         b.rss_kib()
     );
 }
+
+#[test]
+fn check_validates_the_tls_settings() {
+    let mesh = MeshNet::allocate(2);
+    let a = &mesh[0];
+    a.write_profile();
+    let check = |what: &str| {
+        let out = cli(&["check", "--profile", a.profile().to_str().unwrap()]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{what}: {text}");
+        (out.status.success(), text)
+    };
+    let (ok, text) = check("as made");
+    assert!(ok, "{text}");
+    assert!(text.contains("are issued by the mesh CA"), "{text}");
+
+    let profile = std::fs::read_to_string(a.profile()).unwrap();
+    let (cert, key) = a.cert_files();
+    let (b_cert, _) = mesh[1].cert_files();
+    let cases = [
+        (
+            "another server's certificate",
+            profile.replace("certs/site-a.pem", "certs/site-b.pem"),
+            "does not match the key",
+        ),
+        (
+            "no key",
+            profile.replace("key = \"certs/site-a.key\"\n", ""),
+            "tls.key: missing",
+        ),
+        (
+            "a missing file",
+            profile.replace("certs/site-a.pem", "certs/nowhere.pem"),
+            "cannot read",
+        ),
+    ];
+    for (what, text, expected) in cases {
+        std::fs::write(a.profile(), text).unwrap();
+        let (ok, out) = check(what);
+        assert!(!ok, "{what}: check passed\n{out}");
+        assert!(out.contains(expected), "{what}: {out}");
+    }
+    // The right pair for the wrong server: site-b's key and certificate.
+    let (_, b_key) = mesh[1].cert_files();
+    let swapped = profile
+        .replace("certs/site-a.pem", b_cert.to_str().unwrap())
+        .replace("certs/site-a.key", b_key.to_str().unwrap());
+    std::fs::write(a.profile(), swapped).unwrap();
+    let (ok, out) = check("site-b's pair");
+    assert!(!ok && out.contains("does not name server \"site-a\""), "{out}");
+    // A certificate of another CA.
+    let other = mesh.dir().join("other-ca");
+    let dir = other.to_str().unwrap();
+    assert!(cli(&["certs", "init", "--dir", dir]).status.success());
+    assert!(cli(&["certs", "issue", "site-a", "--dir", dir]).status.success());
+    let foreign = profile
+        .replace("certs/site-a.pem", other.join("site-a.pem").to_str().unwrap())
+        .replace("certs/site-a.key", other.join("site-a.key").to_str().unwrap());
+    std::fs::write(a.profile(), foreign).unwrap();
+    let (ok, out) = check("another CA");
+    assert!(!ok && out.contains("is not issued by the mesh CA"), "{out}");
+    let _ = (cert, key);
+}

@@ -520,9 +520,14 @@ impl Site {
     /// Writes its profile, starts `vmesh serve` (inside its namespace, if
     /// any, with `ip netns exec`, which execs the server in place so the
     /// pid is the server's) and waits until it answers OPTIONS with 200.
+    /// Writes its profile (as `start` does) without starting it.
+    pub fn write_profile(&self) {
+        std::fs::write(self.profile(), self.profile_toml()).expect("write the site profile");
+    }
+
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
-        std::fs::write(self.profile(), self.profile_toml()).expect("write the site profile");
+        self.write_profile();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
