@@ -517,15 +517,26 @@ fn check_validates_the_tls_settings() {
         .replace("certs/site-a.key", b_key.to_str().unwrap());
     std::fs::write(a.profile(), swapped).unwrap();
     let (ok, out) = check("site-b's pair");
-    assert!(!ok && out.contains("does not name server \"site-a\""), "{out}");
+    assert!(
+        !ok && out.contains("does not name server \"site-a\""),
+        "{out}"
+    );
     // A certificate of another CA.
     let other = mesh.dir().join("other-ca");
     let dir = other.to_str().unwrap();
     assert!(cli(&["certs", "init", "--dir", dir]).status.success());
-    assert!(cli(&["certs", "issue", "site-a", "--dir", dir]).status.success());
+    assert!(cli(&["certs", "issue", "site-a", "--dir", dir])
+        .status
+        .success());
     let foreign = profile
-        .replace("certs/site-a.pem", other.join("site-a.pem").to_str().unwrap())
-        .replace("certs/site-a.key", other.join("site-a.key").to_str().unwrap());
+        .replace(
+            "certs/site-a.pem",
+            other.join("site-a.pem").to_str().unwrap(),
+        )
+        .replace(
+            "certs/site-a.key",
+            other.join("site-a.key").to_str().unwrap(),
+        );
     std::fs::write(a.profile(), foreign).unwrap();
     let (ok, out) = check("another CA");
     assert!(!ok && out.contains("is not issued by the mesh CA"), "{out}");

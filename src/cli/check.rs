@@ -51,7 +51,11 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
                 } else {
                     ""
                 };
-                let insecure = if s.insecure { "  (insecure: plain TCP)" } else { "" };
+                let insecure = if s.insecure {
+                    "  (insecure: plain TCP)"
+                } else {
+                    ""
+                };
                 println!(
                     "  {:<16} {:<40} home of {}{me}{insecure}",
                     s.name, s.uri, s.mailboxes

@@ -83,7 +83,7 @@ impl Identities {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let key = (transport, canonical(remote));
         if let Ok(mut live) = self.live.lock() {
-            live.entry(key.clone()).or_default().push((id, identity));
+            live.entry(key).or_default().push((id, identity));
         }
         Registration {
             identities: self.clone(),

@@ -108,16 +108,22 @@ mod tests {
         let der = CertificateDer::from_pem_file(&cert).unwrap();
         let peers = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            identity_of(Some(&[der.clone()]), &peers(&["site-a", "site-b"])),
+            identity_of(
+                Some(std::slice::from_ref(&der)),
+                &peers(&["site-a", "site-b"])
+            ),
             Identity::Peer("site-b".into())
         );
         // Names compare as DNS names do, without regard to case.
         assert_eq!(
-            identity_of(Some(&[der.clone()]), &peers(&["SITE-B"])),
+            identity_of(Some(std::slice::from_ref(&der)), &peers(&["SITE-B"])),
             Identity::Peer("SITE-B".into())
         );
         assert_eq!(
-            identity_of(Some(&[der.clone()]), &peers(&["site-a", "site-c"])),
+            identity_of(
+                Some(std::slice::from_ref(&der)),
+                &peers(&["site-a", "site-c"])
+            ),
             Identity::Anonymous
         );
         assert_eq!(identity_of(None, &peers(&["site-b"])), Identity::Anonymous);
