@@ -453,3 +453,32 @@ fn parse_reads_the_topology_relative_to_the_origin() {
     let p = Profile::parse(CONTRACT_PROFILE, origin).unwrap();
     assert_eq!(p.topology.unwrap().servers[0].name, "site-a");
 }
+
+#[test]
+fn plain_tcp_needs_insecure_and_tls_needs_the_ca() {
+    let tcp = "[[server]]\nname = \"a\"\nuri = \"sip:10.0.0.1;transport=tcp\"\nmailboxes = []\n";
+    assert_eq!(error_keys(tcp), ["server[0].uri"]);
+    let e = parse(tcp).unwrap_err();
+    assert!(e.0[0].message.contains("insecure = true"), "{e}");
+    let insecure = parse(&format!("{tcp}insecure = true\n")).unwrap();
+    assert!(insecure.servers[0].insecure);
+    assert_eq!(insecure.ca, None);
+
+    let tls = "[[server]]\nname = \"a\"\nuri = \"sip:10.0.0.1;transport=tls\"\nmailboxes = []\n";
+    assert_eq!(error_keys(tls), ["tls.ca"]);
+    assert_eq!(
+        error_keys(&format!("[tls]\nca = \"ca.pem\"\n{tls}insecure = true\n")),
+        ["server[0].insecure"]
+    );
+    assert_eq!(
+        error_keys(&format!("[tls]\nca = \"ca.pem\"\ncolour = 1\n{tls}")),
+        ["tls.colour"]
+    );
+    let t = Topology::parse(
+        &format!("[tls]\nca = \"certs/ca.pem\"\n{tls}"),
+        Path::new("/etc/vmesh/topology.toml"),
+    )
+    .unwrap();
+    assert_eq!(t.ca, Some(PathBuf::from("/etc/vmesh/certs/ca.pem")));
+    assert!(!t.servers[0].insecure);
+}
