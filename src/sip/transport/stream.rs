@@ -84,9 +84,9 @@ pub struct Connected<S> {
 }
 
 /// Starts the receive and send loops of a connection and returns the
-/// connection rsipstack sends on (an error only if rsipstack refuses it). The loops end, and `cancel` is
-/// cancelled, when the connection closes for any reason; cancelling
-/// `cancel` closes it.
+/// connection rsipstack sends on (an error only if rsipstack refuses it).
+/// The loops end, and `cancel` is cancelled, when the connection closes for
+/// any reason; cancelling `cancel` closes it.
 pub async fn start<S>(
     context: Arc<StreamContext>,
     connected: Connected<S>,
@@ -129,7 +129,7 @@ where
     let registration = context
         .identities
         .register(transport, remote, identity.clone());
-    let receiver = Receiver {
+    let receiver = ReceiveSide {
         context,
         connection: connection.clone(),
         raw: raw_tx,
@@ -200,14 +200,14 @@ async fn send_loop<W: AsyncWrite + Send>(
 }
 
 /// The receive side of one connection.
-struct Receiver {
+struct ReceiveSide {
     context: Arc<StreamContext>,
     connection: SipConnection,
     raw: UnboundedSender<Vec<u8>>,
     origin: Origin,
 }
 
-impl Receiver {
+impl ReceiveSide {
     /// Frames and delivers what arrives until the connection ends.
     async fn run<R: AsyncRead + Send>(self, reader: R, cancel: CancellationToken) {
         let mut reader = std::pin::pin!(reader);
