@@ -418,6 +418,28 @@ fn partition_heals_and_delivers_each_once(what: &str, cut: fn(&MeshNet), heal: f
     }
     wait_peer_state(a, "site-b", "down", Duration::from_secs(20));
     wait_peer_state(b, "site-a", "down", Duration::from_secs(20));
+    // While its peer stays unreachable, site-a waits: no busy loop, however
+    // its connects and pings fail (at once, or after their timeouts).
+    let (cpu, since) = (a.cpu_seconds(), Instant::now());
+    let failures = |site: &Site| {
+        site.peer("site-b")
+            .and_then(|p| p.get("failures").and_then(Value::as_u64))
+            .unwrap_or(0)
+    };
+    let counted = failures(a);
+    wait_for(Duration::from_secs(20), || {
+        (failures(a) >= counted + 3).then_some(())
+    })
+    .unwrap_or_else(|| panic!("site-a stopped pinging site-b: {:?}", a.peer("site-b")));
+    let busy = (a.cpu_seconds() - cpu) / since.elapsed().as_secs_f64();
+    eprintln!(
+        "site-a used {:.1}% of a core while site-b was unreachable",
+        busy * 100.0
+    );
+    assert!(
+        busy < 0.25,
+        "site-a spins while its peer is unreachable: {busy:.2} of a core"
+    );
     assert_eq!(a.queue().len(), CALLS as usize, "site-a's queue");
     assert_eq!(b.queue().len(), CALLS as usize, "site-b's queue");
     assert!(
