@@ -322,7 +322,7 @@ bench_return() {
     return_of_site_b 60
     local bytes
     bytes=$(verify_delivery "$N")
-    printf '[%s] mesh return: %d messages (%.2f MB) queued for site-b; site-b started -> last delivered (polled every %d ms): %s s; first OPTIONS 200 from site-b -> last delivered: %s s; site-a log: site-b seen up %s s after its start, last delivery %s s after that; site-b holds %d, none twice, sha256 equal\n' \
+    printf '[%s] mesh return: %d messages (%.2f MB) queued for site-b; site-b started -> last delivered (polled every %d ms): %s s; first answer to OPTIONS from site-b -> last delivered: %s s; site-a log: site-b seen up %s s after its start, last delivery %s s after that; site-b holds %d, none twice, sha256 equal\n' \
         "$TRANSPORT" "$N" "$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" "$POLL_MS" "$(elapsed "$t0" "$t1")" \
         "$(elapsed "$t_ready" "$t1")" "$(elapsed "$t0" "$t_up")" "$(elapsed "$t_up" "$t_last")" "$N"
 }
