@@ -284,7 +284,7 @@ log_up_time() { log_time "$(grep -m1 'peer{name=site-b}.*to=up' "$dir/site-a.log
 log_last_delivery() { log_time "$(grep 'delivered to its home' "$dir/site-a.log" | tail -1)"; }
 
 # Starts site-b and measures until site-a's queue drains; sets t0 (start),
-# t_ready (first OPTIONS 200), t1 (queue seen empty), t_up and t_last
+# t_ready (first answer to OPTIONS), t1 (queue seen empty), t_up and t_last
 # (site-a's log: site-b seen up, last delivery), cpu_a and cpu_b (CPU
 # seconds each server used meanwhile; site-a's pid is a_pid).
 return_of_site_b() {
