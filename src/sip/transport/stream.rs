@@ -324,3 +324,47 @@ impl ReceiveSide {
         self.raw.send(bytes).ok();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_cut_off_at_the_send_deadline() {
+        // A pipe holding 1 KiB whose far end never reads.
+        let (ours, _theirs) = tokio::io::duplex(1024);
+        let (_events, events_rx) = unbounded_channel();
+        let (raw, raw_rx) = unbounded_channel();
+        let cancel = CancellationToken::new();
+        let remote: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let task = tokio::spawn(send_loop(ours, events_rx, raw_rx, cancel.clone(), remote));
+        let started = Instant::now();
+        raw.send(vec![b'x'; 200 * 1024]).unwrap();
+        cancel.cancelled().await;
+        let waited = started.elapsed();
+        assert_eq!(send_deadline(200 * 1024), Duration::from_secs(13));
+        assert!(
+            waited >= Duration::from_secs(13) && waited < Duration::from_secs(14),
+            "closed after {waited:?}"
+        );
+        task.await.unwrap();
+        // Nothing more can be queued for writing.
+        assert!(raw.send(vec![b'y']).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_keeps_up_is_never_cut_off() {
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let (_events, events_rx) = unbounded_channel();
+        let (raw, raw_rx) = unbounded_channel();
+        let cancel = CancellationToken::new();
+        let remote: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        tokio::spawn(send_loop(ours, events_rx, raw_rx, cancel.clone(), remote));
+        for _ in 0..50 {
+            raw.send(vec![b'x'; 4096]).unwrap();
+        }
+        let mut got = vec![0u8; 50 * 4096];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert!(!cancel.is_cancelled());
+    }
+}
