@@ -163,20 +163,22 @@ impl Profile {
         }
     }
 
-    /// Whether this server speaks TLS: a `tls:` listener, or a topology URI
-    /// of its own that says `transport=tls`.
+    /// Whether this server speaks TLS: a `tls:` listener, or any server of
+    /// its topology reached by `transport=tls` (itself, so peers dial it
+    /// with TLS, or a peer it dials with TLS, presenting its own
+    /// certificate).
     pub fn uses_tls(&self) -> bool {
         let listens = self
             .sip
             .listen
             .iter()
             .any(|l| l.transport == super::listen::ListenTransport::Tls);
-        let reached = self
-            .topology
-            .as_ref()
-            .and_then(|t| t.server(&self.server.name))
-            .is_some_and(|me| me.transport == super::listen::ListenTransport::Tls);
-        listens || reached
+        let meshed = self.topology.as_ref().is_some_and(|t| {
+            t.servers
+                .iter()
+                .any(|s| s.transport == super::listen::ListenTransport::Tls)
+        });
+        listens || meshed
     }
 
     /// Reads and checks this server's TLS material: the topology's CA, and

@@ -8,8 +8,9 @@
 //! key = "certs/site-a.key"
 //! ```
 //!
-//! Both are needed as soon as the server listens for TLS or its topology
-//! URI says `transport=tls`; the CA they chain to is the mesh's, named once
+//! Both are needed as soon as the server listens for TLS or any server of
+//! its topology (itself, or a peer it dials) is reached by `transport=tls`;
+//! the CA they chain to is the mesh's, named once
 //! in the topology file (`[tls] ca`). Reading and checking the files
 //! themselves is [`super::trust`]'s work.
 

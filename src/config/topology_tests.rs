@@ -403,11 +403,23 @@ fn the_profile_must_listen_where_peers_reach_it() {
 
 #[test]
 fn an_explicit_accept_list_is_kept_with_a_topology() {
+    // All by plain TCP, so that the profile needs no certificate.
+    let three_sites = THREE_SITES.replace(
+        "uri = \"sip:[::1]:5070;transport=tls\"",
+        "uri = \"sip:[::1]:5070;transport=tcp\"\ninsecure = true",
+    );
     let profile = format!("{CONTRACT_PROFILE}\n[mailboxes]\naccept = [\"1001\"]\n");
-    let (_dir, path) = mesh_dir(THREE_SITES, &profile);
+    let (_dir, path) = mesh_dir(&three_sites, &profile);
     let p = Profile::load(&path).unwrap();
     assert_eq!(p.mailboxes, MailboxSet::parse(&["1001".into()]).unwrap());
+    assert!(!p.uses_tls());
+    // A peer reached by TLS: this server dials it with its own
+    // certificate, which it then needs.
     let (_dir, path) = mesh_dir(THREE_SITES, CONTRACT_PROFILE);
+    let e = Profile::load(&path).unwrap_err();
+    let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["tls.cert", "tls.key"], "{e}");
+    let (_dir, path) = mesh_dir(&three_sites, CONTRACT_PROFILE);
     let p = Profile::load(&path).unwrap();
     assert!(p.mailboxes.contains("4299"));
     assert!(p.mailboxes.contains("3000"));

@@ -188,10 +188,11 @@ fn peer_directory(profile: &Profile) -> PeerDirectory {
         .filter(|s| s.name != profile.server.name)
     {
         peers.addresses.push(server.addr.ip());
+        // Any server may prove itself with a certificate; an insecure one
+        // may also be known by its address on plain TCP.
+        peers.names.push(server.name.clone());
         if server.insecure {
             peers.insecure.insert(server.addr.ip(), server.name.clone());
-        } else {
-            peers.names.push(server.name.clone());
         }
     }
     peers
