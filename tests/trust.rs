@@ -116,6 +116,23 @@ fn forged_tcp_message_from_a_peers_address_without_its_certificate_is_refused() 
         .transact(&options, Duration::from_secs(5))
         .expect("an answer to the TCP OPTIONS");
     assert_eq!(response.status, 403, "{}", response.raw);
+    // A stranger's transfer-sized body is refused on its head alone: 413
+    // before a byte of the body is sent, so nothing of it is buffered.
+    let mut big = SipTcp::connect_from(c_ip, b.sip_addr());
+    let head = transfer_request(big.local_addr(), b.sip_addr(), "TCP", &meta, &audio);
+    let head_end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block")
+        + 4;
+    let head = String::from_utf8_lossy(&head[..head_end]).replace(
+        &format!("Content-Length: {}\r\n", head.len() - head_end),
+        "Content-Length: 10000000\r\n",
+    );
+    let response = big
+        .transact(&head, Duration::from_secs(5))
+        .expect("an answer to the head alone");
+    assert_eq!(response.status, 413, "{}", response.raw);
     // TLS without a client certificate: refused in the handshake.
     let refused = b.tls_connect(c_ip, None);
     assert!(
