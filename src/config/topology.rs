@@ -326,8 +326,9 @@ fn check_unique_names(reader: &mut Reader<'_>, entries: &[Entry]) {
     }
 }
 
-/// A transfer is accepted only from a server of the topology, recognised by
-/// its source IP, so no two servers may share an IP.
+/// An `insecure` server is known by its source IP, and every server's
+/// connections count in the peers' pool by their IP, so no two servers may
+/// share an IP.
 fn check_unique_ips(reader: &mut Reader<'_>, entries: &[Entry]) {
     for (later, entry) in entries.iter().enumerate() {
         let Some((_, uri, span)) = &entry.uri else {
