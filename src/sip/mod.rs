@@ -219,6 +219,19 @@ impl SipStack {
         transport::tcp::connect(self.streams.clone(), local_ip, &target, cancel).await
     }
 
+    /// Opens a plain TCP connection from `local_ip` to `remote`, a server
+    /// that is no mesh peer (see [`transport::tcp::connect_anonymous`]). It
+    /// closes when `cancel` is cancelled, on error, or when idle. The caller
+    /// bounds the time it takes.
+    pub async fn connect_tcp(
+        &self,
+        local_ip: std::net::IpAddr,
+        remote: SocketAddr,
+        cancel: CancellationToken,
+    ) -> Result<SipConnection, SipError> {
+        transport::tcp::connect_anonymous(self.streams.clone(), local_ip, remote, cancel).await
+    }
+
     /// Where a server transaction's request came from and who sent it.
     pub fn origin_of(&self, tx: &rsipstack::transaction::transaction::Transaction) -> Origin {
         self.identities.origin_of(tx)

@@ -232,29 +232,19 @@ pub async fn connect(
     cancel: CancellationToken,
 ) -> Result<SipConnection, SipError> {
     let remote = target.addr;
-    let failed = |e: &dyn std::fmt::Display| SipError::Connect {
-        addr: remote.to_string(),
-        reason: e.to_string(),
-    };
-    let socket = match local_ip {
-        IpAddr::V4(_) => TcpSocket::new_v4(),
-        IpAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .map_err(|e| failed(&e))?;
-    socket
-        .bind(SocketAddr::new(local_ip, 0))
-        .map_err(|e| failed(&e))?;
-    let stream = socket.connect(remote).await.map_err(|e| failed(&e))?;
-    stream.set_nodelay(true).ok();
+    let stream = dial(local_ip, remote).await?;
     let identity = Identity::Peer(target.name.clone());
     match &target.tls {
         Some(tls) => {
             let name = server_name(&target.name)?;
-            let stream = tls
-                .connector
-                .connect(name, stream)
-                .await
-                .map_err(|e| failed(&format!("TLS handshake: {e}")))?;
+            let stream =
+                tls.connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| SipError::Connect {
+                        addr: remote.to_string(),
+                        reason: format!("TLS handshake: {e}"),
+                    })?;
             let connected = Connected {
                 stream: tokio_rustls::TlsStream::Client(stream),
                 remote,
@@ -273,4 +263,40 @@ pub async fn connect(
             stream::start(context, connected, cancel).await
         }
     }
+}
+
+/// Opens a plain TCP connection from `local_ip` to `remote`, a server that
+/// is no mesh peer (a registrar, a PBX), read like an accepted one. The
+/// caller bounds the time this takes.
+pub async fn connect_anonymous(
+    context: Arc<StreamContext>,
+    local_ip: IpAddr,
+    remote: SocketAddr,
+    cancel: CancellationToken,
+) -> Result<SipConnection, SipError> {
+    let stream = dial(local_ip, remote).await?;
+    let connected = Connected {
+        stream,
+        remote,
+        transport: Transport::Tcp,
+        identity: Identity::Anonymous,
+    };
+    stream::start(context, connected, cancel).await
+}
+
+/// A TCP connection from `local_ip` (any port) to `remote`.
+async fn dial(local_ip: IpAddr, remote: SocketAddr) -> Result<TcpStream, SipError> {
+    let failed = |e: std::io::Error| SipError::Connect {
+        addr: remote.to_string(),
+        reason: e.to_string(),
+    };
+    let socket = match local_ip {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(failed)?;
+    socket.bind(SocketAddr::new(local_ip, 0)).map_err(failed)?;
+    let stream = socket.connect(remote).await.map_err(failed)?;
+    stream.set_nodelay(true).ok();
+    Ok(stream)
 }
