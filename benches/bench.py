@@ -582,7 +582,7 @@ def cmd_render(a):
         rt=s.get("RT_PRIORITY", "10"), granularity=s.get("GRANULARITY_US", "500"), threads=s.get("SENDER_THREADS", "1"), sample=s.get("SAMPLE", "20"),
         step=s.get("CALLS_STEP", "2000"), max_late=s.get("MAX_LATE_MS", "10"), max_calls=s.get("MAX_CALLS", "10000"),
         hold=s.get("HOLD_MS", "100"), setup_s=s.get("SETUP_S", "10"), p99=s.get("SETUP_P99_MS", "20"),
-        count=s.get("TRANSFER_COUNT", "1000"), transfer_s=s.get("TRANSFER_S", "30"), transport=s.get("TRANSPORT", "tcp").upper(),
+        count=s.get("TRANSFER_COUNT", "1000"), transfer_s=s.get("TRANSFER_S", "30"), transport=s.get("TRANSPORT", "tls").upper(),
     )
     parts = [
         BEGIN,

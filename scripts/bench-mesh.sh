@@ -11,7 +11,13 @@
 #               last is delivered, as messages/s and MB/s (sum of the
 #               messages' size_bytes, 1 MB = 10^6 bytes).
 #
-#   scripts/bench-mesh.sh [return|throughput]...   (default: both)
+#   handshake   mutual-TLS handshakes per second against site-b's TLS
+#               listener, with site-a's certificate (openssl s_time, new
+#               session each time, for HANDSHAKE_S seconds).
+#
+#   scripts/bench-mesh.sh [return|throughput|handshake]...   (default: return throughput)
+#   TRANSPORT=tcp scripts/bench-mesh.sh throughput  (plain TCP between the
+#               servers, insecure = true, instead of the default mutual TLS)
 #   COUNT=50 scripts/bench-mesh.sh throughput      (a quick run)
 #
 # Settings (environment): N=20, COUNT=1000, MESSAGE_S=30 (not SECONDS,
@@ -20,10 +26,6 @@
 # so runs sample every point of site-a's ping cycle); addresses
 # A_IP=127.0.0.21, B_IP=127.0.0.22, CALLER_IP=127.0.0.20 (apart from the
 # example mesh of sip-profiles/mesh on .11-.13, so the demo can run too).
-# TRANSPORT=tcp (default) or tls: how the servers reach each other (the
-# topology's URIs and the listen entries; tls listens on port 5061 and
-# needs the profile keys of the TLS set-up, given in TLS_EXTRA, TOML
-# appended to both profiles).
 # RESULT_JSON=FILE also writes the throughput figures there as JSON.
 # VMESH_BIN=FILE runs that binary instead of building target/release/vmesh.
 # KEEP=1 keeps the working directory (profiles, data, logs). Both servers
@@ -47,13 +49,13 @@ CONCURRENCY=${CONCURRENCY:-200}
 RATE=${RATE:-50}
 POLL_MS=${POLL_MS:-50}
 RETURN_JITTER_MS=${RETURN_JITTER_MS:-2000}
+TRANSPORT=${TRANSPORT:-tls}
+HANDSHAKE_S=${HANDSHAKE_S:-10}
 A_IP=${A_IP:-127.0.0.21}
 B_IP=${B_IP:-127.0.0.22}
 CALLER_IP=${CALLER_IP:-127.0.0.20}
-TRANSPORT=${TRANSPORT:-tcp}
 case $TRANSPORT in
-    tcp) MESH_PORT=5060 ;;
-    tls) MESH_PORT=5061 ;;
+    tcp | tls) ;;
     *)
         echo "bench-mesh: TRANSPORT must be tcp or tls" >&2
         exit 2
@@ -62,8 +64,8 @@ esac
 parts=("$@")
 ((${#parts[@]})) || parts=(return throughput)
 for part in "${parts[@]}"; do
-    [[ $part == return || $part == throughput ]] || {
-        echo "usage: bench-mesh.sh [return|throughput]..." >&2
+    [[ $part == return || $part == throughput || $part == handshake ]] || {
+        echo "usage: bench-mesh.sh [return|throughput|handshake]..." >&2
         exit 2
     }
 done
@@ -118,7 +120,9 @@ options_ok() {
         reply=$(timeout 0.3 head -c 12 <&"$fd" 2>/dev/null) || true
     fi
     exec {fd}>&-
-    [[ $reply == "SIP/2.0 200"* ]]
+    # A mesh server answers 403 (OPTIONS gets 200 from its peers only):
+    # any answer shows it serves.
+    [[ $reply == "SIP/2.0 "[2-6]* ]]
 }
 
 # Polls OPTIONS until IP answers (10 s at most) while the server process
@@ -134,25 +138,39 @@ wait_ready() {
     now
 }
 
-# Writes the two-server topology and profiles into directory $1.
+# Writes the two-server topology, certificates (vmesh certs, for TLS) and
+# profiles into directory $1.
 write_profiles() {
+    local uri_a uri_b mesh_tls="" insecure="" listen_tls="" site ip
+    if [[ $TRANSPORT == tls ]]; then
+        "$vmesh" certs init --dir "$1/certs" >/dev/null
+        "$vmesh" certs issue site-a --dir "$1/certs" >/dev/null
+        "$vmesh" certs issue site-b --dir "$1/certs" >/dev/null
+        uri_a="sip:$A_IP:5061;transport=tls" uri_b="sip:$B_IP:5061;transport=tls"
+        mesh_tls=$'[tls]\nca = "certs/ca.pem"'
+    else
+        uri_a="sip:$A_IP:5060;transport=tcp" uri_b="sip:$B_IP:5060;transport=tcp"
+        insecure="insecure = true"
+    fi
     cat >"$1/topology.toml" <<EOF
+$mesh_tls
+
 [[server]]
 name = "site-a"
-uri = "sip:$A_IP:$MESH_PORT;transport=$TRANSPORT"
+uri = "$uri_a"
 mailboxes = ["1000-1999"]
+$insecure
 
 [[server]]
 name = "site-b"
-uri = "sip:$B_IP:$MESH_PORT;transport=$TRANSPORT"
+uri = "$uri_b"
 mailboxes = ["2000-2999"]
+$insecure
 EOF
-    local site ip stream
     for site in a b; do
         ip=$A_IP
         [[ $site == b ]] && ip=$B_IP
-        stream="\"tcp:$ip:5060\""
-        [[ $TRANSPORT == tls ]] && stream="$stream, \"tls:$ip:$MESH_PORT\""
+        [[ $TRANSPORT == tls ]] && listen_tls=", \"tls:$ip:5061\""
         cat >"$1/site-$site.toml" <<EOF
 [server]
 name = "site-$site"
@@ -160,7 +178,17 @@ topology = "topology.toml"
 data_dir = "data-$site"
 
 [sip]
-listen = ["udp:$ip:5060", $stream]
+listen = ["udp:$ip:5060", "tcp:$ip:5060"$listen_tls]
+EOF
+        if [[ $TRANSPORT == tls ]]; then
+            cat >>"$1/site-$site.toml" <<EOF
+
+[tls]
+cert = "certs/site-$site.pem"
+key = "certs/site-$site.key"
+EOF
+        fi
+        cat >>"$1/site-$site.toml" <<EOF
 
 [media]
 # The callers speak at once: no greeting, so each message is the whole
@@ -168,7 +196,6 @@ listen = ["udp:$ip:5060", $stream]
 prompts = false
 
 ${PROFILE_EXTRA:-}
-${TLS_EXTRA:-}
 EOF
     done
 }
@@ -266,7 +293,7 @@ log_up_time() { log_time "$(grep -m1 'peer{name=site-b}.*to=up' "$dir/site-a.log
 log_last_delivery() { log_time "$(grep 'delivered to its home' "$dir/site-a.log" | tail -1)"; }
 
 # Starts site-b and measures until site-a's queue drains; sets t0 (start),
-# t_ready (first OPTIONS 200), t1 (queue seen empty), t_up and t_last
+# t_ready (first answer to OPTIONS), t1 (queue seen empty), t_up and t_last
 # (site-a's log: site-b seen up, last delivery), cpu_a and cpu_b (CPU
 # seconds each server used meanwhile; site-a's pid is a_pid).
 return_of_site_b() {
@@ -304,8 +331,8 @@ bench_return() {
     return_of_site_b 60
     local bytes
     bytes=$(verify_delivery "$N")
-    printf 'mesh return: %d messages (%.2f MB) queued for site-b; site-b started -> last delivered (polled every %d ms): %s s; first OPTIONS 200 from site-b -> last delivered: %s s; site-a log: site-b seen up %s s after its start, last delivery %s s after that; site-b holds %d, none twice, sha256 equal\n' \
-        "$N" "$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" "$POLL_MS" "$(elapsed "$t0" "$t1")" \
+    printf '[%s] mesh return: %d messages (%.2f MB) queued for site-b; site-b started -> last delivered (polled every %d ms): %s s; first answer to OPTIONS from site-b -> last delivered: %s s; site-a log: site-b seen up %s s after its start, last delivery %s s after that; site-b holds %d, none twice, sha256 equal\n' \
+        "$TRANSPORT" "$N" "$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" "$POLL_MS" "$(elapsed "$t0" "$t1")" \
         "$(elapsed "$t_ready" "$t1")" "$(elapsed "$t0" "$t_up")" "$(elapsed "$t_up" "$t_last")" "$N"
 }
 
@@ -329,8 +356,8 @@ bench_throughput() {
     bytes=$(verify_delivery "$COUNT")
     e_start=$(elapsed "$t0" "$t1")
     e_up=$(elapsed "$t_up" "$t_last")
-    printf 'mesh throughput: %d messages of %d s (%.1f MB); site-b started -> queue seen empty: %s s = %.1f messages/s, %.1f MB/s; site-a saw site-b up -> last delivery (log): %s s = %.1f messages/s, %.1f MB/s; CPU used meanwhile: site-a %s s, site-b %s s; site-b holds %d, none twice, sha256 equal\n' \
-        "$COUNT" "$MESSAGE_S" "$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" \
+    printf '[%s] mesh throughput: %d messages of %d s (%.1f MB); site-b started -> queue seen empty: %s s = %.1f messages/s, %.1f MB/s; site-a saw site-b up -> last delivery (log): %s s = %.1f messages/s, %.1f MB/s; CPU used meanwhile: site-a %s s, site-b %s s; site-b holds %d, none twice, sha256 equal\n' \
+        "$TRANSPORT" "$COUNT" "$MESSAGE_S" "$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" \
         "$e_start" "$(awk -v n="$COUNT" -v e="$e_start" 'BEGIN { print n / e }')" \
         "$(awk -v b="$bytes" -v e="$e_start" 'BEGIN { print b / 1e6 / e }')" \
         "$e_up" "$(awk -v n="$COUNT" -v e="$e_up" 'BEGIN { print n / e }')" \
@@ -344,6 +371,29 @@ bench_throughput() {
             printf "\"cpu_a_s\": %s, \"cpu_b_s\": %s}\n", ca, cb
         }' >"$RESULT_JSON"
     fi
+}
+
+bench_handshake() {
+    [[ $TRANSPORT == tls ]] || die "handshake needs TRANSPORT=tls"
+    command -v openssl >/dev/null || die "openssl is missing (apt-get install openssl)"
+    dir=$work/handshake
+    mkdir -p "$dir"
+    write_profiles "$dir"
+    start_site b
+    b_pid=$started_pid
+    wait_ready "$B_IP" site-b "$b_pid" >/dev/null
+    local cpu_before out line
+    cpu_before=$(cpu_seconds "$b_pid")
+    say "handshake: full mutual-TLS handshakes with site-b for $HANDSHAKE_S s"
+    out=$(cd "$dir" && openssl s_time -connect "$B_IP:5061" -new -time "$HANDSHAKE_S" \
+        -cert certs/site-a.pem -key certs/site-a.key -CAfile certs/ca.pem 2>&1) ||
+        die "openssl s_time failed: $out"
+    # "N connections in Us; R connections/user sec, bytes read 0" (U: the
+    # client's user CPU time, not wall time).
+    line=$(grep -m1 -E '^[0-9]+ connections in' <<<"$out") || die "no result from openssl s_time: $out"
+    printf '[tls] handshake: %s; in %s s of wall time; site-b CPU %s s (openssl s_time -new, one client)\n' \
+        "$line" "$HANDSHAKE_S" \
+        "$(awk -v a="$cpu_before" -v b="$(cpu_seconds "$b_pid")" 'BEGIN { printf "%.2f", b - a }')"
 }
 
 for part in "${parts[@]}"; do

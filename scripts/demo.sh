@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The 3-site example mesh (sip-profiles/mesh: site-a, site-b, site-c on
-# 127.0.0.11, .12, .13) at work: site-b is down while callers leave
+# 127.0.0.11, .12, .13, talking mutual TLS on port 5061 with certificates
+# made here by `vmesh certs`) at work: site-b is down while callers leave
 # messages at site-a and site-c, some of them for site-b's mailboxes; they
 # wait in the senders' queues; site-b comes back and receives them; then
 # every site's messages, queue and peers are printed.
@@ -9,15 +10,16 @@
 #   KEEP=1 scripts/demo.sh   keeps the working directory (data, logs)
 #   VMESH_BIN=FILE scripts/demo.sh   runs that binary instead of building
 #
-# The servers run in a temporary directory, so their data directories
-# (data-a, data-b, data-c) land there; everything started is stopped on
-# exit. The calls are made with SIPp (tests/sipp/uac_bench_message.xml,
+# The servers run in a temporary directory with a copy of the profiles, so
+# their certificates (certs/: the mesh CA and one key and certificate per
+# site, by `vmesh certs init` and `vmesh certs issue`) and their data
+# directories (data-a, data-b, data-c) land there; everything started is
+# stopped on exit. The calls are made with SIPp (tests/sipp/uac_bench_message.xml,
 # streaming testdata/speech-short-ulaw.wav, 3 s of speech).
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
-profiles=$repo/sip-profiles/mesh
 
 bold="" plain=""
 [[ -t 1 ]] && bold=$'\033[1m' plain=$'\033[0m'
@@ -40,6 +42,9 @@ vmesh=$work/vmesh
 # The caller listens to the greeting and the beep (about 4.6 s), then
 # speaks: 5 s of silence, then the 3 s of speech.
 sox testdata/speech-short-ulaw.wav "$work/bench-ulaw.wav" pad 5 0
+mkdir "$work/mesh"
+cp sip-profiles/mesh/*.toml "$work/mesh/"
+profiles=$work/mesh
 cd "$work"
 
 declare -A ip=([a]=127.0.0.11 [b]=127.0.0.12 [c]=127.0.0.13)
@@ -56,9 +61,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# True when the server at IP:5060 answers an OPTIONS over UDP with 200 (one
-# write per request, since the server takes one datagram per request; head
-# reads the whole reply datagram).
+# True when the server at IP:5060 answers an OPTIONS over UDP (one write
+# per request, since the server takes one datagram per request; head reads
+# the whole reply datagram). A mesh server answers 403: OPTIONS gets 200
+# only from its authenticated peers, but any answer shows it serves.
 options_ok() {
     local to=$1 fd reply="" tag=$RANDOM$RANDOM
     printf 'OPTIONS sip:%s:5060 SIP/2.0\r\nVia: SIP/2.0/UDP %s:9;rport;branch=z9hG4bK-%s\r\nFrom: <sip:demo@%s>;tag=%s\r\nTo: <sip:%s:5060>\r\nCall-ID: %s@demo\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n' \
@@ -68,7 +74,7 @@ options_ok() {
         reply=$(timeout 0.3 head -c 12 <&"$fd" 2>/dev/null) || true
     fi
     exec {fd}>&-
-    [[ $reply == "SIP/2.0 200"* ]]
+    [[ $reply == "SIP/2.0 "[2-6]* ]]
 }
 
 start_site() {
@@ -112,6 +118,13 @@ waiting() {
     done
     echo "$n"
 }
+
+step "Making the mesh CA and a certificate per site (vmesh certs)"
+"$vmesh" certs init --dir "$profiles/certs"
+for site in a b c; do
+    "$vmesh" certs issue "site-$site" --dir "$profiles/certs"
+done
+"$vmesh" check --profile "$profiles/site-a.toml"
 
 step "Starting site-a and site-c; site-b stays down"
 start_site a

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine with the Rust toolchain:
-# installs what the tests drive (SIPp, libopus for the build, the audio
+# installs what the tests drive (SIPp, libopus for the build, nftables for
+# the blackhole partition of the mesh tests, the audio
 # tools of scripts/make-testdata.sh, opusinfo and ffprobe that validate Ogg
 # Opus files; gcc, numpy and openssl for the benchmark's smoke run), then
 # format check, clippy, all tests, and a few-second run of scripts/bench.sh
@@ -23,6 +24,7 @@ declare -A marker=(
     [openssl]=/usr/bin/openssl
     # baresip with its G.711, G.722 and Opus modules (all in -core).
     [baresip-core]=/usr/lib/baresip/modules/g722.so
+    [nftables]=/usr/sbin/nft
 )
 missing=()
 for package in "${!marker[@]}"; do

@@ -12,17 +12,18 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use common::mesh::{wait_for, MeshNet, Site};
-use common::raw_sip::{unique_token, SipResponse, SipTcp};
+use common::raw_sip::{SipResponse, SipTcp};
 use common::relay::Relay;
 use common::sipp::SippOutcome;
+use common::transfer::{tone_wav, transfer_meta, transfer_request};
 use common::{field, number, SPEECH_SHORT_MS};
 
 /// A 3 s spoken message for mailbox `-s`, SIPp's scenario for many calls.
@@ -253,43 +254,70 @@ fn home_down_twenty_messages_wait_then_arrive_once() {
 fn sender_killed_mid_transfer_then_restarted_delivers_each_once() {
     const CALLS: usize = 24;
     let mut mesh = MeshNet::allocate(2);
-    // One MESSAGE at a time, so that the kill lands between two of them.
+    // site-a reaches site-b through a relay that holds every answer of
+    // site-b for 1.5 s (TLS records untouched), so when site-b has stored
+    // a message, site-a cannot have seen its 200 yet: a kill then is a
+    // kill mid-transfer, and site-a must send that message again.
+    let relay_ip = mesh.spare_ip(0);
+    let relay = Relay::delaying(
+        SocketAddr::from((relay_ip, common::mesh::TLS_PORT)),
+        mesh[1].tls_addr(),
+        mesh[0].ip,
+        Duration::from_millis(1500),
+    );
+    let mut entries = mesh.entries();
+    entries[1].ip = relay_ip;
+    mesh[0].own_topology(&entries);
+    // One MESSAGE at a time, so that the kill lands before the others;
+    // pings and transfers wait out the relay's delay.
     mesh[0].timings.max_in_flight = 1;
+    mesh[0].timings.ping_timeout_s = 3;
+    mesh[0].timings.transfer_timeout_s = 6;
     mesh[0].start();
     leave_messages(&mesh[0], "2001", CALLS as u32);
     wait_count(&mesh[0], "2", CALLS, Duration::from_secs(10));
 
     mesh[1].start();
-    let first = wait_for(Duration::from_secs(10), || {
+    let first = wait_for(Duration::from_secs(20), || {
         (log_count(&mesh[1], STORED_LINE) > 0).then_some(())
     });
     mesh[0].kill9();
-    assert!(first.is_some(), "no message reached site-b");
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        first.is_some(),
+        "no message reached site-b\n{}",
+        mesh[1].log_tail()
+    );
+    assert!(relay.connections() >= 1);
     let at_kill = for_mailboxes(&mesh[1].messages(), "2").len();
     eprintln!("site-a killed with {at_kill} of {CALLS} messages at home");
-    if at_kill == CALLS {
-        eprintln!("note: every message had arrived before the kill");
-    }
+    assert!(
+        at_kill < CALLS,
+        "every message had arrived before the kill: the test proved nothing"
+    );
 
     mesh[0].start();
     let (a, b) = (&mesh[0], &mesh[1]);
-    wait_count(b, "2", CALLS, Duration::from_secs(20));
-    let delivered = wait_all_delivered(a, "2", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_secs(1));
+    wait_count(b, "2", CALLS, Duration::from_secs(60));
+    let delivered = wait_all_delivered(a, "2", Duration::from_secs(30));
     let at_home = for_mailboxes(&b.messages(), "2");
     assert_eq!(at_home.len(), CALLS, "exactly {CALLS} at home");
     assert_eq!(unique_ids(b, &at_home), unique_ids(a, &delivered));
-    eprintln!(
-        "site-b stored {} and absorbed {} duplicate(s)",
-        log_count(b, STORED_LINE),
-        log_count(b, DUPLICATE_LINE)
+    let (stored, absorbed) = (log_count(b, STORED_LINE), log_count(b, DUPLICATE_LINE));
+    eprintln!("site-b stored {stored} and absorbed {absorbed} duplicate(s)");
+    assert_eq!(stored, CALLS, "site-b stored a message twice or missed one");
+    assert!(
+        absorbed >= 1,
+        "the message whose 200 site-a never saw was not sent again (or not absorbed)"
     );
 }
 
 #[test]
 fn lost_200_is_retried_and_the_home_absorbs_the_copy() {
     let mut mesh = MeshNet::allocate(2);
+    // Over plain TCP (both sites insecure = true), which the relay reads to
+    // find the 200: this is also the insecure path's end-to-end test.
+    mesh.set_insecure(0);
+    mesh.set_insecure(1);
     let relay_ip = mesh.spare_ip(0);
     let relay = Relay::start(
         SocketAddr::from((relay_ip, 5060)),
@@ -340,67 +368,88 @@ fn lost_200_is_retried_and_the_home_absorbs_the_copy() {
 }
 
 #[test]
-fn partition_both_ways_heals_and_delivers_each_once() {
-    const CALLS: u32 = 3;
-    let (mut mesh, namespaces) = match MeshNet::allocate_netns() {
-        Ok(mesh) => (mesh, true),
-        Err(why) => {
-            eprintln!("network namespaces unavailable ({why}); partitioning by SIGSTOP");
-            (MeshNet::allocate(2), false)
-        }
-    };
-    eprintln!(
-        "partition made with {}",
-        if namespaces {
-            "network namespaces (veth link down/up)"
-        } else {
-            "SIGSTOP/SIGCONT"
-        }
+fn partition_by_link_down_heals_and_delivers_each_once() {
+    partition_heals_and_delivers_each_once("link down", MeshNet::cut, MeshNet::heal);
+}
+
+#[test]
+fn partition_by_silently_dropped_packets_heals_and_delivers_each_once() {
+    partition_heals_and_delivers_each_once(
+        "packets dropped (nftables)",
+        MeshNet::blackhole,
+        MeshNet::unblackhole,
     );
+}
+
+/// Two sites in two network namespaces; the link between them fails by
+/// `cut` while callers leave messages at each site for the other's
+/// mailboxes; both see the other down and queue; after `heal` every
+/// message reaches its home exactly once.
+fn partition_heals_and_delivers_each_once(what: &str, cut: fn(&MeshNet), heal: fn(&MeshNet)) {
+    const CALLS: u32 = 3;
+    let mut mesh = MeshNet::allocate_netns()
+        .unwrap_or_else(|why| panic!("network namespaces are needed for a partition: {why}"));
+    eprintln!("partition: {what}");
     mesh[0].start();
     mesh[1].start();
     wait_peer_state(&mesh[0], "site-b", "up", Duration::from_secs(10));
     wait_peer_state(&mesh[1], "site-a", "up", Duration::from_secs(10));
 
-    if namespaces {
-        mesh.cut();
-        let (a, b) = (&mesh[0], &mesh[1]);
-        let at_a = a.sipp_start(
-            SHORT_CALL,
-            &["-s", "2001", "-m", "3", "-l", "3"],
-            Duration::from_secs(60),
-        );
-        let at_b = b.sipp_start(
-            SHORT_CALL,
-            &["-s", "1001", "-m", "3", "-l", "3"],
-            Duration::from_secs(60),
-        );
-        for (site, outcome) in [(a, at_a.wait()), (b, at_b.wait())] {
-            assert_eq!(
-                (outcome.successful, outcome.failed),
-                (u64::from(CALLS), 0),
-                "{}: calls during the partition\n{}",
-                site.name,
-                outcome.errors_log
-            );
-        }
-        wait_peer_state(a, "site-b", "down", Duration::from_secs(15));
-        wait_peer_state(b, "site-a", "down", Duration::from_secs(15));
-        assert_eq!(a.queue().len(), CALLS as usize, "site-a's queue");
-        assert_eq!(b.queue().len(), CALLS as usize, "site-b's queue");
-        mesh.heal();
-    } else {
-        // Site-b hangs: site-a records for it; then site-a hangs and
-        // site-b, back, records for it; then both go on at once.
-        mesh[1].freeze();
-        leave_messages(&mesh[0], "2001", CALLS);
-        mesh[0].freeze();
-        mesh[1].thaw();
-        leave_messages(&mesh[1], "1001", CALLS);
-        mesh[0].thaw();
-    }
-    let healed = Instant::now();
+    cut(&mesh);
     let (a, b) = (&mesh[0], &mesh[1]);
+    let at_a = a.sipp_start(
+        SHORT_CALL,
+        &["-s", "2001", "-m", "3", "-l", "3"],
+        Duration::from_secs(60),
+    );
+    let at_b = b.sipp_start(
+        SHORT_CALL,
+        &["-s", "1001", "-m", "3", "-l", "3"],
+        Duration::from_secs(60),
+    );
+    for (site, outcome) in [(a, at_a.wait()), (b, at_b.wait())] {
+        assert_eq!(
+            (outcome.successful, outcome.failed),
+            (u64::from(CALLS), 0),
+            "{}: calls during the partition\n{}",
+            site.name,
+            outcome.errors_log
+        );
+    }
+    wait_peer_state(a, "site-b", "down", Duration::from_secs(20));
+    wait_peer_state(b, "site-a", "down", Duration::from_secs(20));
+    // While its peer stays unreachable, site-a waits: no busy loop, however
+    // its connects and pings fail (at once, or after their timeouts).
+    let (cpu, since) = (a.cpu_seconds(), Instant::now());
+    let failures = |site: &Site| {
+        site.peer("site-b")
+            .and_then(|p| p.get("failures").and_then(Value::as_u64))
+            .unwrap_or(0)
+    };
+    let counted = failures(a);
+    wait_for(Duration::from_secs(20), || {
+        (failures(a) >= counted + 3).then_some(())
+    })
+    .unwrap_or_else(|| panic!("site-a stopped pinging site-b: {:?}", a.peer("site-b")));
+    let busy = (a.cpu_seconds() - cpu) / since.elapsed().as_secs_f64();
+    eprintln!(
+        "site-a used {:.1}% of a core while site-b was unreachable",
+        busy * 100.0
+    );
+    assert!(
+        busy < 0.25,
+        "site-a spins while its peer is unreachable: {busy:.2} of a core"
+    );
+    assert_eq!(a.queue().len(), CALLS as usize, "site-a's queue");
+    assert_eq!(b.queue().len(), CALLS as usize, "site-b's queue");
+    assert!(
+        for_mailboxes(&b.messages(), "2").is_empty()
+            && for_mailboxes(&a.messages(), "1").is_empty(),
+        "a message crossed the partition"
+    );
+    heal(&mesh);
+
+    let healed = Instant::now();
     wait_count(b, "2", CALLS as usize, Duration::from_secs(30));
     wait_count(a, "1", CALLS as usize, Duration::from_secs(30));
     let from_a = wait_all_delivered(a, "2", Duration::from_secs(30));
@@ -409,7 +458,6 @@ fn partition_both_ways_heals_and_delivers_each_once() {
         "both ways delivered {:?} after the partition healed",
         healed.elapsed()
     );
-    std::thread::sleep(Duration::from_secs(1));
     for (home, sent, prefix, origin) in [(b, &from_a, "2", "site-a"), (a, &from_b, "1", "site-b")] {
         let at_home = for_mailboxes(&home.messages(), prefix);
         assert_eq!(at_home.len(), CALLS as usize, "{}: {at_home:#?}", home.name);
@@ -418,98 +466,29 @@ fn partition_both_ways_heals_and_delivers_each_once() {
     }
 }
 
-/// A 0.5 s WAV (8 kHz, 16-bit, mono) of a 1 kHz tone: the audio of the
-/// hand-made transfers, the same bytes as the SIPp scenario's attachment.
-/// `periods` of 8 samples each (500 for 0.5 s).
-fn tone_wav(periods: usize) -> Vec<u8> {
-    const PERIOD: [i16; 8] = [0, 5793, 8192, 5793, 0, -5793, -8192, -5793];
-    let data: Vec<u8> = PERIOD
-        .iter()
-        .cycle()
-        .take(8 * periods)
-        .flat_map(|s| s.to_le_bytes())
-        .collect();
-    let mut wav = Vec::with_capacity(44 + data.len());
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
-    wav.extend_from_slice(&8000u32.to_le_bytes());
-    wav.extend_from_slice(&16000u32.to_le_bytes());
-    wav.extend_from_slice(&2u16.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    wav.extend_from_slice(&data);
-    wav
-}
-
-/// Transfer metadata for `audio` (the wire contract of src/mesh/wire.rs).
-fn transfer_meta(id: &str, mailbox: &str, origin: &str, audio: &[u8]) -> Value {
-    json!({
-        "id": id,
-        "mailbox": mailbox,
-        "caller": "sip:5550100@pbx.example.com",
-        "caller_name": "Raw Transfer",
-        "called": format!("sip:{mailbox}@pbx.example.com"),
-        "reason": "user-busy",
-        "received_at": "2026-01-15T10:00:00Z",
-        "duration_ms": (audio.len().saturating_sub(44) / 16) as u64,
-        "codec": "PCMU",
-        "format": "wav",
-        "sample_rate": 8000,
-        "size_bytes": audio.len(),
-        "sha256": hex::encode(Sha256::digest(audio)),
-        "origin": origin,
-        "partial": false,
-        "call_id": format!("{id}@pbx.example.com"),
-    })
-}
-
-/// A transfer MESSAGE from `local` to `server`, written by hand: the JSON
-/// part, then the audio as raw octets (Content-Transfer-Encoding: binary).
-fn transfer_request(local: SocketAddr, server: SocketAddr, meta: &Value, audio: &[u8]) -> Vec<u8> {
-    let boundary = "raw-transfer-7c41d09a";
-    let mut body = Vec::new();
-    write!(
-        body,
-        "--{boundary}\r\nContent-Type: application/json\r\n\r\n{}\r\n\
-         --{boundary}\r\nContent-Type: audio/wav\r\n\
-         Content-Disposition: attachment; filename=\"{}.wav\"\r\n\
-         Content-Transfer-Encoding: binary\r\n\r\n",
-        serde_json::to_string_pretty(meta).expect("metadata as JSON"),
-        field(meta, "id"),
-    )
-    .expect("write to a Vec");
-    body.extend_from_slice(audio);
-    write!(body, "\r\n--{boundary}--\r\n").expect("write to a Vec");
-    let token = unique_token();
-    let mut request = format!(
-        "MESSAGE sip:{server};transport=tcp SIP/2.0\r\n\
-         Via: SIP/2.0/TCP {local};branch=z9hG4bK{token}\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:peer@{ip}>;tag=t{token}\r\n\
-         To: <sip:{server};transport=tcp>\r\n\
-         Call-ID: {token}@{ip}\r\n\
-         CSeq: 1 MESSAGE\r\n\
-         Message-Context: voice-message\r\n\
-         Content-Type: multipart/mixed; boundary={boundary}\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len(),
-        ip = local.ip(),
-    )
-    .into_bytes();
-    request.extend_from_slice(&body);
-    request
-}
-
-/// Sends one hand-made transfer to `site` from `from_ip` and returns the
+/// Sends one hand-made transfer to `site` over TLS from `from_ip`,
+/// presenting `cert` (its certificate and key files), and returns the
 /// final response.
-fn send_transfer(site: &Site, from_ip: Ipv4Addr, meta: &Value, audio: &[u8]) -> SipResponse {
+fn send_transfer(
+    site: &Site,
+    from_ip: Ipv4Addr,
+    cert: (&Path, &Path),
+    meta: &Value,
+    audio: &[u8],
+) -> SipResponse {
+    let mut client = site
+        .tls_connect(from_ip, Some(cert))
+        .unwrap_or_else(|e| panic!("TLS to {} from {from_ip}: {e}", site.name));
+    let request = transfer_request(client.local_addr(), site.tls_addr(), "TLS", meta, audio);
+    client
+        .transact_bytes(&request, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no answer to a transfer from {from_ip}"))
+}
+
+/// Sends one hand-made transfer to `site` over plain TCP from `from_ip`.
+fn send_transfer_tcp(site: &Site, from_ip: Ipv4Addr, meta: &Value, audio: &[u8]) -> SipResponse {
     let mut client = SipTcp::connect_from(from_ip, site.sip_addr());
-    let request = transfer_request(client.local_addr(), site.sip_addr(), meta, audio);
+    let request = transfer_request(client.local_addr(), site.sip_addr(), "TCP", meta, audio);
     client
         .transact_bytes(&request, Duration::from_secs(5))
         .unwrap_or_else(|| panic!("no answer to a transfer from {from_ip}"))
@@ -521,6 +500,8 @@ fn refused_transfers_store_nothing() {
     mesh[1].timings.max_transfer_bytes = 65_536;
     mesh[1].start();
     let (b, c_ip, stranger) = (&mesh[1], mesh[2].ip, mesh.spare_ip(0));
+    let (c_cert, c_key) = mesh[2].cert_files();
+    let c = (c_cert.as_path(), c_key.as_path());
     let audio = tone_wav(500);
     let id = |n: u8| format!("7a0c1e22-5b3d-4f10-8e2a-00000000000{n}");
     let expect = |what: &str, response: SipResponse, status: u16| {
@@ -534,24 +515,24 @@ fn refused_transfers_store_nothing() {
         assert!(b.messages().is_empty(), "{what}: something was stored");
     };
 
-    // Not a server of the topology: 403, whatever the body says.
+    // Not a peer (plain TCP, no certificate): 403, whatever the body says.
     let meta = transfer_meta(&id(1), "2001", "site-c", &audio);
     expect(
         "from a stranger",
-        send_transfer(b, stranger, &meta, &audio),
+        send_transfer_tcp(b, stranger, &meta, &audio),
         403,
     );
     // From a peer, for a mailbox homed elsewhere or nowhere: 404.
     let meta = transfer_meta(&id(2), "1001", "site-c", &audio);
     expect(
         "mailbox of site-a",
-        send_transfer(b, c_ip, &meta, &audio),
+        send_transfer(b, c_ip, c, &meta, &audio),
         404,
     );
     let meta = transfer_meta(&id(3), "9001", "site-c", &audio);
     expect(
         "mailbox homed nowhere",
-        send_transfer(b, c_ip, &meta, &audio),
+        send_transfer(b, c_ip, c, &meta, &audio),
         404,
     );
     // The audio does not match its checksum: 400.
@@ -559,7 +540,7 @@ fn refused_transfers_store_nothing() {
     meta["sha256"] = json!(hex::encode(Sha256::digest(b"other audio")));
     expect(
         "sha256 mismatch",
-        send_transfer(b, c_ip, &meta, &audio),
+        send_transfer(b, c_ip, c, &meta, &audio),
         400,
     );
     // Over max_transfer_bytes (65536): 413.
@@ -567,14 +548,14 @@ fn refused_transfers_store_nothing() {
     let meta = transfer_meta(&id(5), "2001", "site-c", &big);
     expect(
         "body over the limit",
-        send_transfer(b, c_ip, &meta, &big),
+        send_transfer(b, c_ip, c, &meta, &big),
         413,
     );
 
     // The same body, correct, from the same peer, is stored: the refusals
     // above were for the reasons named.
     let meta = transfer_meta(&id(6), "2001", "site-c", &audio);
-    let response = send_transfer(b, c_ip, &meta, &audio);
+    let response = send_transfer(b, c_ip, c, &meta, &audio);
     assert_eq!(response.status, 200, "{}", response.raw);
     let stored = b.messages();
     assert_eq!(stored.len(), 1);
@@ -586,7 +567,7 @@ fn refused_transfers_store_nothing() {
         "the stored audio differs from what was sent"
     );
     // Sent again: 200, nothing changes.
-    let response = send_transfer(b, c_ip, &meta, &audio);
+    let response = send_transfer(b, c_ip, c, &meta, &audio);
     assert_eq!(response.status, 200, "{}", response.raw);
     assert_eq!(b.messages().len(), 1, "a duplicate was stored");
 }
@@ -594,9 +575,12 @@ fn refused_transfers_store_nothing() {
 #[test]
 fn sipp_hand_made_transfer_with_base64_audio_is_stored() {
     let mut mesh = MeshNet::allocate(3);
+    // SIPp speaks no TLS here: site-c is an insecure (plain TCP) peer.
+    mesh.set_insecure(2);
     mesh[1].start();
     let (b, c_ip) = (&mesh[1], mesh[2].ip);
-    // SIPp poses as site-c (not running): its topology address, over TCP.
+    // SIPp poses as site-c (not running): its topology address, over TCP,
+    // which is how an insecure peer is known.
     let outcome = b
         .sipp_start_from(
             c_ip,

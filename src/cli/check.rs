@@ -25,6 +25,22 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
         listen.join(" "),
         p.server.data_dir.display()
     );
+    if let (Some((cert, key)), Some(ca)) = (
+        p.tls.pair(),
+        p.topology.as_ref().and_then(|t| t.ca.as_ref()),
+    ) {
+        if p.uses_tls() {
+            // Loading the profile checked them: they name this server and
+            // chain to the mesh CA.
+            println!(
+                "tls: {} and {} name {} and are issued by the mesh CA {}",
+                cert.display(),
+                key.display(),
+                p.server.name,
+                ca.display()
+            );
+        }
+    }
     match &p.topology {
         None => println!("single server; mailboxes {}", p.mailboxes),
         Some(t) => {
@@ -39,7 +55,15 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
                 } else {
                     ""
                 };
-                println!("  {:<16} {:<40} home of {}{me}", s.name, s.uri, s.mailboxes);
+                let insecure = if s.insecure {
+                    "  (insecure: plain TCP)"
+                } else {
+                    ""
+                };
+                println!(
+                    "  {:<16} {:<40} home of {}{me}{insecure}",
+                    s.name, s.uri, s.mailboxes
+                );
             }
         }
     }

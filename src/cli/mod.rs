@@ -4,6 +4,7 @@
 //! (default `./vmesh-data`); `--json` prints exactly one JSON document on
 //! stdout. Errors go to stderr with a non-zero exit (the binary's `main`).
 
+mod certs;
 mod check;
 mod mailbox;
 mod mesh;
@@ -73,6 +74,11 @@ pub enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// The mesh CA and the servers' certificates for mutual TLS.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// Messages waiting for their home server, and failed transfers.
     Queue {
         #[command(subcommand)]
@@ -81,6 +87,28 @@ pub enum Command {
         json: bool,
         #[command(flatten)]
         state: StateArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create the mesh CA: DIR/ca.pem and DIR/ca.key (never overwritten).
+    Init {
+        /// Directory for the CA files (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Issue a key and certificate for server NAME: DIR/NAME.pem, DIR/NAME.key.
+    Issue {
+        /// The server's name in the topology.
+        name: String,
+        /// Directory holding ca.pem and ca.key.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = crate::config::DEFAULT_SERVER_VALIDITY_DAYS,
+              value_parser = clap::value_parser!(i64).range(1..=36500))]
+        days: i64,
     },
 }
 
@@ -259,6 +287,8 @@ pub enum CliError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Registrations(#[from] crate::register::status::StatusError),
+    #[error(transparent)]
+    Certs(#[from] crate::config::CaError),
 }
 
 /// Runs a parsed command line.
@@ -271,6 +301,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Peers { json, state } => mesh::peers(json, &state),
         Command::Registrations { json, state } => registrations::run(json, &state),
         Command::Subscriptions { json, state } => subscriptions::run(json, &state),
+        Command::Certs { command } => match command {
+            CertsCommand::Init { dir } => certs::init(&dir),
+            CertsCommand::Issue { name, dir, days } => certs::issue(&name, &dir, days),
+        },
         Command::Queue {
             command,
             json,

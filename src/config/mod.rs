@@ -1,9 +1,9 @@
 //! Profiles: the TOML files that configure one vmesh server.
 //!
-//! A profile has eight sections, `[server]`, `[sip]`, `[mailboxes]`,
-//! `[media]`, `[storage]`, `[mesh]`, `[mwi]` and `[retrieval]`, plus any
-//! number of `[[register]]` tables (`register.rs`, registrar URIs in
-//! `registrar_uri.rs`), and every key has a default, so a small file (or
+//! A profile has nine sections, `[server]`, `[sip]`, `[mailboxes]`,
+//! `[media]`, `[storage]`, `[mesh]`, `[tls]`, `[mwi]` and `[retrieval]`,
+//! plus any number of `[[register]]` tables (`register.rs`, registrar URIs
+//! in `registrar_uri.rs`), and every key has a default, so a small file (or
 //! none: see [`Profile::embedded_default`]) is a complete profile. Loading
 //! validates
 //! everything and reports every problem with its file, key and line
@@ -23,7 +23,9 @@
 //! `mwi.rs`, `retrieval.rs`), as do listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
 //! with `overlap.rs` deciding whether two patterns share a mailbox). The
 //! topology is read in `topology.rs`, its peer URIs in `peer_uri.rs`, and
-//! `membership.rs` checks a profile's place in it. `reader.rs` walks the
+//! `membership.rs` checks a profile's place in it. Mutual TLS between
+//! servers: `tls.rs` (the profile's `[tls]`), `trust.rs` (reading and
+//! checking the CA, certificate and key) and `mesh_ca.rs` (making them). `reader.rs` walks the
 //! parsed TOML collecting errors, `error.rs` holds them.
 
 mod error;
@@ -32,6 +34,7 @@ mod mailbox_set;
 mod media;
 mod membership;
 mod mesh;
+mod mesh_ca;
 mod mwi;
 mod overlap;
 mod peer_uri;
@@ -43,7 +46,9 @@ mod retrieval;
 mod server;
 mod sip;
 mod storage;
+mod tls;
 mod topology;
+mod trust;
 
 pub use error::{ConfigError, ConfigErrors, TextPosition};
 pub use listen::{ListenAddr, ListenAddrError, ListenTransport};
@@ -58,6 +63,7 @@ pub use mesh::{
     DEFAULT_PING_IDLE_INTERVAL, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
     DEFAULT_RETENTION_DAYS, DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX, DEFAULT_TRANSFER_TIMEOUT,
 };
+pub use mesh_ca::{CaError, MeshCa, CA_VALIDITY_DAYS, DEFAULT_SERVER_VALIDITY_DAYS};
 pub use mwi::{
     DigestCredentials, MwiConfig, NotifyTemplate, DEFAULT_MAX_EXPIRES,
     DEFAULT_MAX_IN_FLIGHT as DEFAULT_MWI_MAX_IN_FLIGHT, DEFAULT_MIN_EXPIRES, DEFAULT_POLL_INTERVAL,
@@ -78,14 +84,17 @@ pub use retrieval::{
 };
 pub use server::{ServerConfig, DEFAULT_DATA_DIR, DEFAULT_SERVER_NAME};
 pub use sip::{
-    default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_MESSAGE_BYTES,
+    default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_DEADLINE,
     DEFAULT_TCP_IDLE_TIMEOUT, MAX_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES,
 };
 pub use storage::{
     StorageConfig, StorageFormat, DEFAULT_DELETED_RETENTION_DAYS, DEFAULT_ENCODE_WORKERS,
     DEFAULT_OPUS_BITRATE,
 };
+pub use tls::TlsFiles;
 pub use topology::{Topology, TopologyServer};
+pub use trust::{certificate_name, crypto_provider, TlsMaterial, TrustError};
 
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,13 @@
-//! The SIP URI that reaches a server of the mesh: `sip:IP:PORT;transport=tcp`.
+//! The SIP URI that reaches a server of the mesh: `sip:IP:PORT;transport=tls`
+//! (or `tcp`, for a server the topology marks `insecure`).
 //!
 //! Transfers between servers carry whole recordings in one MESSAGE, which
 //! RFC 3428 section 4 keeps off UDP, so a peer must be reachable by TCP or
 //! TLS and the URI must say which (RFC 3261 section 19.1.1, the `transport`
-//! parameter). The host is an IP address literal for now: servers identify
-//! a peer by the source address of its connection, which a name would hide.
+//! parameter). The host is an IP address literal for now: an `insecure`
+//! peer is identified by the source address of its connection, and every
+//! peer's connections are admitted by it, which a name would hide (a TLS
+//! peer is identified by its certificate, whatever its address).
 //!
 //! Hand-written rather than rsipstack's URI parser, which is lenient by
 //! design (it trims, strips angle brackets, accepts a missing scheme and

@@ -22,7 +22,9 @@ use super::retrieval::RetrievalConfig;
 use super::server::ServerConfig;
 use super::sip::SipConfig;
 use super::storage::StorageConfig;
+use super::tls::TlsFiles;
 use super::topology::Topology;
+use super::trust::{TlsMaterial, TrustError};
 
 /// The text of the embedded default profile, compiled in so `vmesh serve`
 /// runs with no file at all and `vmesh` can print it as a starting point.
@@ -88,6 +90,9 @@ pub struct Profile {
     pub retrieval: RetrievalConfig,
     /// `[mwi]`: message-waiting subscriptions and unsolicited NOTIFYs.
     pub mwi: MwiConfig,
+    /// `[tls]`: this server's certificate and key for mutual TLS with its
+    /// peers, checked against the topology's CA when the profile loads.
+    pub tls: TlsFiles,
 }
 
 impl Profile {
@@ -132,6 +137,8 @@ impl Profile {
                 Profile::read(&mut reader, document.get_ref(), origin);
             if let Err(e) = profile.attach_topology(&mut reader, document.get_ref(), accept_given) {
                 topology_errors = e.0;
+            } else if !reader.has_error_within("tls") && !reader.has_error_within("sip.listen") {
+                topology_errors = profile.check_trust(&mut reader);
             }
             profile
         } else {
@@ -164,6 +171,95 @@ impl Profile {
             register: Vec::new(),
             retrieval: RetrievalConfig::default(),
             mwi: MwiConfig::default(),
+            tls: TlsFiles::default(),
+        }
+    }
+
+    /// Whether this server speaks TLS: a `tls:` listener, or any server of
+    /// its topology reached by `transport=tls` (itself, so peers dial it
+    /// with TLS, or a peer it dials with TLS, presenting its own
+    /// certificate).
+    pub fn uses_tls(&self) -> bool {
+        let listens = self
+            .sip
+            .listen
+            .iter()
+            .any(|l| l.transport == super::listen::ListenTransport::Tls);
+        let meshed = self.topology.as_ref().is_some_and(|t| {
+            t.servers
+                .iter()
+                .any(|s| s.transport == super::listen::ListenTransport::Tls)
+        });
+        listens || meshed
+    }
+
+    /// Reads and checks this server's TLS material: the topology's CA, and
+    /// the profile's certificate and key, which must name this server and
+    /// chain to the CA. `None` when the server does not use TLS.
+    pub fn tls_material(&self) -> Result<Option<TlsMaterial>, TrustError> {
+        let (Some(ca), Some((cert, key))) = (
+            self.topology.as_ref().and_then(|t| t.ca.as_deref()),
+            self.tls.pair(),
+        ) else {
+            return Ok(None);
+        };
+        if !self.uses_tls() {
+            return Ok(None);
+        }
+        TlsMaterial::load(ca, cert, key, &self.server.name).map(Some)
+    }
+
+    /// The TLS checks of `vmesh check`: what TLS needs is given, and the
+    /// files are what peers will accept. Errors about the CA file name the
+    /// topology; the others are returned through `reader`, except that the
+    /// errors of a topology file are returned for the caller to append.
+    fn check_trust(&self, reader: &mut Reader<'_>) -> Vec<ConfigError> {
+        if !self.uses_tls() {
+            return Vec::new();
+        }
+        let ca = self.topology.as_ref().and_then(|t| t.ca.as_ref());
+        if ca.is_none() {
+            reader.error_unplaced(
+                "sip.listen",
+                "TLS authenticates mesh peers against the mesh CA: set server.topology to a \
+                 topology with [tls] ca",
+            );
+        }
+        let mut missing = false;
+        for (value, key) in [(&self.tls.cert, "tls.cert"), (&self.tls.key, "tls.key")] {
+            if value.is_none() {
+                missing = true;
+                reader.error_unplaced(
+                    key,
+                    format!(
+                        "missing; this server speaks TLS with its peers, so it needs its own \
+                         certificate and key (vmesh certs issue {})",
+                        self.server.name
+                    ),
+                );
+            }
+        }
+        if missing || ca.is_none() {
+            return Vec::new();
+        }
+        match self.tls_material() {
+            Ok(_) => Vec::new(),
+            Err(e @ TrustError::Ca { .. }) => {
+                let file = self
+                    .topology
+                    .as_ref()
+                    .map(|t| t.path.display().to_string())
+                    .unwrap_or_default();
+                vec![ConfigError::new(file, "tls.ca", e.to_string())]
+            }
+            Err(e @ TrustError::Key { .. }) => {
+                reader.error_unplaced("tls.key", e.to_string());
+                Vec::new()
+            }
+            Err(e) => {
+                reader.error_unplaced("tls.cert", e.to_string());
+                Vec::new()
+            }
         }
     }
 
@@ -203,11 +299,11 @@ impl Profile {
         origin: ProfileOrigin,
     ) -> (Profile, bool) {
         let empty = DeTable::new();
-        let (mut server, mut sip, mut mailboxes, mut media, mut storage, mut mesh) =
-            (&empty, &empty, &empty, &empty, &empty, &empty);
         let mut register: Option<&Node<'_>> = None;
         let mut retrieval = &empty;
         let mut mwi = &empty;
+        let (mut server, mut sip, mut mailboxes, mut media, mut storage, mut mesh, mut tls) =
+            (&empty, &empty, &empty, &empty, &empty, &empty, &empty);
         for (name, node) in document.iter() {
             let key = name.get_ref().as_ref();
             let slot = match key {
@@ -223,12 +319,13 @@ impl Profile {
                 "mesh" => &mut mesh,
                 "retrieval" => &mut retrieval,
                 "mwi" => &mut mwi,
+                "tls" => &mut tls,
                 _ => {
                     reader.error(
                         key,
                         name.span(),
                         "unknown section; expected server, sip, mailboxes, media, storage, mesh, \
-                         mwi, retrieval or register",
+                         tls, mwi, retrieval or register",
                     );
                     continue;
                 }
@@ -256,6 +353,7 @@ impl Profile {
         };
         let retrieval = RetrievalConfig::read(reader, retrieval, origin.base_dir());
         let mwi = MwiConfig::read(reader, mwi);
+        let tls = TlsFiles::read(reader, tls, origin.base_dir());
         let profile = Profile {
             origin,
             server,
@@ -268,6 +366,7 @@ impl Profile {
             register,
             retrieval,
             mwi,
+            tls,
         };
         (profile, accept.is_some())
     }

@@ -27,6 +27,18 @@ pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default number of concurrent calls.
 pub const DEFAULT_MAX_CALLS: usize = 1000;
 
+/// Default time a request on a stream may take from its first byte to its
+/// last: generous for any PBX, short enough that trickled requests cannot
+/// hold connections open.
+pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Default stream connections one source address may hold open at once.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 64;
+
+/// Default stream connections open at once from sources that are not mesh
+/// peers.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
 /// The SIP endpoint of one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipConfig {
@@ -45,6 +57,14 @@ pub struct SipConfig {
     pub max_calls: usize,
     /// How long to ring (180 Ringing) before answering; zero answers at once.
     pub answer_delay: Duration,
+    /// A request on TCP or TLS must arrive whole within this long of its
+    /// first byte, however it trickles in.
+    pub request_deadline: Duration,
+    /// Stream connections one source address may hold open at once.
+    pub max_connections_per_source: usize,
+    /// Stream connections open at once from sources that are not mesh
+    /// peers (peers have room of their own).
+    pub max_connections: usize,
 }
 
 impl Default for SipConfig {
@@ -56,6 +76,9 @@ impl Default for SipConfig {
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             max_calls: DEFAULT_MAX_CALLS,
             answer_delay: Duration::ZERO,
+            request_deadline: DEFAULT_REQUEST_DEADLINE,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -112,6 +135,21 @@ impl SipConfig {
                 "answer_delay_ms" => {
                     if let Some(n) = reader.integer(&key, node, 0..=60_000) {
                         sip.answer_delay = Duration::from_millis(n);
+                    }
+                }
+                "request_deadline_s" => {
+                    if let Some(n) = reader.integer(&key, node, 1..=3600) {
+                        sip.request_deadline = Duration::from_secs(n);
+                    }
+                }
+                "max_connections_per_source" => {
+                    if let Some(n) = reader.integer(&key, node, 1..=65_536) {
+                        sip.max_connections_per_source = usize::try_from(n).unwrap_or(usize::MAX);
+                    }
+                }
+                "max_connections" => {
+                    if let Some(n) = reader.integer(&key, node, 1..=1_000_000) {
+                        sip.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
                     }
                 }
                 _ => reader.unknown_key(&key, name.span()),

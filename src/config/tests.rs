@@ -44,6 +44,10 @@ fn embedded_default_is_valid_and_documents_the_defaults() {
     assert_eq!(profile.sip.tcp_idle_timeout, Duration::from_secs(60));
     assert_eq!(profile.sip.max_calls, 1000);
     assert_eq!(profile.sip.answer_delay, Duration::ZERO);
+    assert_eq!(profile.sip.request_deadline, Duration::from_secs(20));
+    assert_eq!(profile.sip.max_connections_per_source, 64);
+    assert_eq!(profile.sip.max_connections, 4096);
+    assert_eq!(profile.tls, TlsFiles::default());
     assert_eq!(profile.mailboxes, MailboxSet::any_digits());
     assert_eq!(profile.media.rtp_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
     assert_eq!(profile.media.rtp_ports, 20000..=29999);
@@ -519,7 +523,7 @@ fn load_reads_the_file_and_names_it_in_errors() {
     let path = dir.join("site.toml");
     std::fs::write(
         dir.join("topology.toml"),
-        "[[server]]\nname = \"vmesh\"\nuri = \"sip:127.0.0.1;transport=tcp\"\nmailboxes = []\n",
+        "[[server]]\nname = \"vmesh\"\nuri = \"sip:127.0.0.1;transport=tcp\"\ninsecure = true\nmailboxes = []\n",
     )
     .unwrap();
     std::fs::write(&path, "[server]\ntopology = \"topology.toml\"\n").unwrap();

@@ -5,18 +5,24 @@
 //! `server.topology`), so they agree on where each mailbox lives:
 //!
 //! ```toml
+//! [tls]
+//! ca = "certs/ca.pem"          # the mesh CA, relative to this file
+//!
 //! [[server]]
 //! name = "site-a"
-//! uri = "sip:127.0.0.11:5060;transport=tcp"
+//! uri = "sip:127.0.0.11:5061;transport=tls"
 //! mailboxes = ["1000-1999"]
 //! ```
 //!
 //! Validation makes the file safe to route by: names are unique, every URI
-//! reaches its server by TCP or TLS at an IP address no other server has (a
-//! peer is recognised by the source address of its connection), and no
-//! mailbox has two homes ([`MailboxPattern::overlaps`]). Errors name the
-//! topology file and keys such as `server[1].mailboxes[0]`, all at once, as
-//! for profiles.
+//! reaches its server by TCP or TLS at an IP address no other server has,
+//! and no mailbox has two homes ([`MailboxPattern::overlaps`]). Servers are
+//! reached over mutual TLS and known by the name in their certificate,
+//! issued by the mesh CA that `[tls] ca` names; plain TCP is allowed only
+//! for a server marked `insecure = true` (tests, demos, a trusted LAN), and
+//! such a server is known by the source address of its connections. Errors
+//! name the topology file and keys such as `server[1].mailboxes[0]`, all at
+//! once, as for profiles.
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -38,6 +44,9 @@ pub struct Topology {
     pub path: PathBuf,
     /// The servers, in file order; names, IPs and mailboxes are disjoint.
     pub servers: Vec<TopologyServer>,
+    /// The mesh CA (`[tls] ca`), resolved against the topology's directory;
+    /// present whenever a server is reached by TLS.
+    pub ca: Option<PathBuf>,
 }
 
 /// One server of the mesh, as its peers see it.
@@ -55,6 +64,9 @@ pub struct TopologyServer {
     /// The mailboxes it is home to; possibly none (a server that only takes
     /// calls for others while they are away).
     pub mailboxes: MailboxSet,
+    /// `insecure = true`: reached by plain TCP and known by its source
+    /// address instead of a certificate.
+    pub insecure: bool,
 }
 
 impl Topology {
@@ -78,16 +90,20 @@ impl Topology {
         for error in &syntax_errors {
             reader.syntax_error(error);
         }
-        let servers = if syntax_errors.is_empty() {
-            read_servers(&mut reader, document.get_ref())
+        let base_dir = path.parent().unwrap_or(Path::new(""));
+        let (servers, ca) = if syntax_errors.is_empty() {
+            let ca = read_tls(&mut reader, document.get_ref(), base_dir);
+            let servers = read_servers(&mut reader, document.get_ref(), ca.is_some());
+            (servers, ca)
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
         let errors = reader.finish();
         if errors.is_empty() {
             Ok(Topology {
                 path: path.to_path_buf(),
                 servers,
+                ca,
             })
         } else {
             Err(ConfigErrors(errors))
@@ -106,9 +122,9 @@ impl Topology {
         self.servers.iter().find(|s| s.name == name)
     }
 
-    /// The server at `ip`, to recognise a peer by the source address of its
-    /// connection. An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, as a
-    /// dual-stack socket reports IPv4 peers) is the IPv4 address.
+    /// The server at `ip`, whatever its transport: the pool a connection
+    /// from there draws on. An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`,
+    /// as a dual-stack socket reports IPv4 peers) is the IPv4 address.
     pub fn by_ip(&self, ip: IpAddr) -> Option<&TopologyServer> {
         let ip = ip.to_canonical();
         self.servers
@@ -135,6 +151,7 @@ struct Entry {
     name: Option<(String, Range<usize>)>,
     uri: Option<(String, PeerUri, Range<usize>)>,
     mailboxes: Option<Vec<PlacedPattern>>,
+    insecure: Option<(bool, Range<usize>)>,
 }
 
 /// A mailbox pattern with where it was written.
@@ -146,16 +163,23 @@ struct PlacedPattern {
 
 /// Reads `[[server]]` tables, checks them against each other and returns
 /// the complete ones (all of them when no error was recorded).
-fn read_servers(reader: &mut Reader<'_>, document: &DeTable<'_>) -> Vec<TopologyServer> {
+fn read_servers(
+    reader: &mut Reader<'_>,
+    document: &DeTable<'_>,
+    has_ca: bool,
+) -> Vec<TopologyServer> {
     let mut entries = Vec::new();
     let mut listed = false;
     for (name, node) in document.iter() {
         let key = name.get_ref().as_ref();
+        if key == "tls" {
+            continue;
+        }
         if key != "server" {
             reader.error(
                 key,
                 name.span(),
-                "unknown key; a topology holds [[server]] tables only",
+                "unknown key; a topology holds a [tls] table and [[server]] tables",
             );
             continue;
         }
@@ -184,6 +208,7 @@ fn read_servers(reader: &mut Reader<'_>, document: &DeTable<'_>) -> Vec<Topology
     check_unique_names(reader, &entries);
     check_unique_ips(reader, &entries);
     check_no_overlap(reader, &entries);
+    check_transports(reader, &entries, has_ca);
     entries.into_iter().filter_map(complete).collect()
 }
 
@@ -196,6 +221,7 @@ fn read_entry(reader: &mut Reader<'_>, index: usize, node: &Node<'_>) -> Option<
         name: None,
         uri: None,
         mailboxes: None,
+        insecure: None,
     };
     let (mut has_name, mut has_uri, mut has_mailboxes) = (false, false, false);
     for (name, value) in table.iter() {
@@ -224,6 +250,11 @@ fn read_entry(reader: &mut Reader<'_>, index: usize, node: &Node<'_>) -> Option<
             "mailboxes" => {
                 has_mailboxes = true;
                 entry.mailboxes = read_patterns(reader, &item_key, value);
+            }
+            "insecure" => {
+                if let Some(b) = reader.boolean(&item_key, value) {
+                    entry.insecure = Some((b, value.span()));
+                }
             }
             _ => reader.unknown_key(&item_key, name.span()),
         }
@@ -295,8 +326,9 @@ fn check_unique_names(reader: &mut Reader<'_>, entries: &[Entry]) {
     }
 }
 
-/// A transfer is accepted only from a server of the topology, recognised by
-/// its source IP, so no two servers may share an IP.
+/// An `insecure` server is known by its source IP, and every server's
+/// connections count in the peers' pool by their IP, so no two servers may
+/// share an IP.
 fn check_unique_ips(reader: &mut Reader<'_>, entries: &[Entry]) {
     for (later, entry) in entries.iter().enumerate() {
         let Some((_, uri, span)) = &entry.uri else {
@@ -375,7 +407,68 @@ fn complete(entry: Entry) -> Option<TopologyServer> {
         addr: peer.addr,
         transport: peer.transport,
         mailboxes: MailboxSet::from_patterns(patterns),
+        insecure: entry.insecure.is_some_and(|(b, _)| b),
     })
+}
+
+/// Reads `[tls]`: the mesh CA, resolved against `base_dir`.
+fn read_tls(reader: &mut Reader<'_>, document: &DeTable<'_>, base_dir: &Path) -> Option<PathBuf> {
+    let (_, node) = document.iter().find(|(k, _)| k.get_ref() == "tls")?;
+    let table = reader.table("tls", node)?;
+    let mut ca = None;
+    for (name, value) in table.iter() {
+        let key = format!("tls.{}", name.get_ref());
+        if name.get_ref() != "ca" {
+            reader.unknown_key(&key, name.span());
+            continue;
+        }
+        if let Some(s) = reader.string(&key, value) {
+            if s.is_empty() {
+                reader.error(&key, value.span(), "must not be empty");
+            } else {
+                ca = Some(base_dir.join(s));
+            }
+        }
+    }
+    ca
+}
+
+/// Plain TCP only where the file says `insecure = true`, never together
+/// with TLS; and a CA whenever a server is reached by TLS.
+fn check_transports(reader: &mut Reader<'_>, entries: &[Entry], has_ca: bool) {
+    let mut first_tls = None;
+    for entry in entries {
+        let Some((_, uri, uri_span)) = &entry.uri else {
+            continue;
+        };
+        let insecure = entry.insecure.clone();
+        match (uri.transport, insecure) {
+            (ListenTransport::Tls, Some((true, span))) => reader.error(
+                &format!("{}.insecure", entry.key),
+                span,
+                "this server is reached by TLS; insecure = true is for transport=tcp servers only",
+            ),
+            (ListenTransport::Tls, _) => {
+                first_tls.get_or_insert(uri_span.clone());
+            }
+            (_, Some((true, _))) => {}
+            _ => reader.error(
+                &format!("{}.uri", entry.key),
+                uri_span.clone(),
+                "plain TCP carries voicemail unauthenticated and unencrypted; use \
+                 transport=tls, or set insecure = true for this server (it is then known \
+                 by its IP address alone)",
+            ),
+        }
+    }
+    if let (Some(span), false) = (first_tls, has_ca) {
+        reader.error(
+            "tls.ca",
+            span,
+            "missing; servers reached by transport=tls need the mesh CA: add \
+             [tls] ca = \"certs/ca.pem\" (make one with vmesh certs init)",
+        );
+    }
 }
 
 #[cfg(test)]

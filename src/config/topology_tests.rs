@@ -10,6 +10,7 @@ const CONTRACT_TOPOLOGY: &str = r#"
 [[server]]
 name = "site-a"
 uri = "sip:127.0.0.11:5060;transport=tcp"
+insecure = true
 mailboxes = ["1000-1999"]
 "#;
 
@@ -24,14 +25,19 @@ listen = ["udp:127.0.0.11:5060", "tcp:127.0.0.11:5060"]
 "#;
 
 const THREE_SITES: &str = r#"
+[tls]
+ca = "certs/ca.pem"
+
 [[server]]
 name = "site-a"
 uri = "sip:127.0.0.11:5060;transport=tcp"
+insecure = true
 mailboxes = ["1000-1999"]
 
 [[server]]
 name = "site-b"
 uri = "sip:127.0.0.12;transport=tcp"
+insecure = true
 mailboxes = ["2000-2999", "42*"]
 
 [[server]]
@@ -59,7 +65,7 @@ fn error_keys(text: &str) -> Vec<String> {
 fn server(name: &str, ip: &str, mailboxes: &[&str]) -> String {
     let list: Vec<String> = mailboxes.iter().map(|m| format!("{m:?}")).collect();
     format!(
-        "[[server]]\nname = {name:?}\nuri = \"sip:{ip}:5060;transport=tcp\"\nmailboxes = [{}]\n\n",
+        "[[server]]\nname = {name:?}\nuri = \"sip:{ip}:5060;transport=tcp\"\ninsecure = true\nmailboxes = [{}]\n\n",
         list.join(", ")
     )
 }
@@ -96,7 +102,19 @@ fn the_contract_example_is_a_complete_profile() {
 
 #[test]
 fn the_shipped_mesh_example_loads_and_validates() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-profiles/mesh");
+    // A copy with its certificates made as the demo makes them (private
+    // keys are never committed).
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-profiles/mesh");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    for file in ["topology.toml", "site-a.toml", "site-b.toml", "site-c.toml"] {
+        std::fs::copy(shipped.join(file), dir.join(file)).unwrap();
+    }
+    let ca = crate::config::MeshCa::in_dir(&dir.join("certs"));
+    ca.init().unwrap();
+    for site in ["site-a", "site-b", "site-c"] {
+        ca.issue(site, 30).unwrap();
+    }
     let topology = Topology::load(&dir.join("topology.toml")).unwrap();
     let names: Vec<&str> = topology.servers.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["site-a", "site-b", "site-c"]);
@@ -106,7 +124,12 @@ fn the_shipped_mesh_example_loads_and_validates() {
         assert_eq!(p.server.data_dir, PathBuf::from(format!("data-{site}")));
         assert_eq!(p.topology.as_ref(), Some(&topology));
         let me = topology.server(&p.server.name).unwrap();
-        assert_eq!(me.addr, format!("127.0.0.1{n}:5060").parse().unwrap());
+        assert_eq!(me.addr, format!("127.0.0.1{n}:5061").parse().unwrap());
+        assert_eq!(me.transport, ListenTransport::Tls);
+        assert!(
+            p.tls_material().unwrap().is_some(),
+            "site-{site} has no TLS"
+        );
         assert_eq!(
             topology.home_of(&format!("{n}500")).map(|s| &s.name),
             Some(&me.name)
@@ -176,7 +199,8 @@ fn each_error_is_reported_at_its_key() {
             vec!["server[0].uri", "server[0].mailboxes"],
         ),
         (
-            "[[server]]\nuri = \"sip:10.0.0.1;transport=tcp\"\nmailboxes = []\n".into(),
+            "[[server]]\nuri = \"sip:10.0.0.1;transport=tcp\"\ninsecure = true\nmailboxes = []\n"
+                .into(),
             vec!["server[0].name"],
         ),
         (
@@ -303,7 +327,7 @@ fn every_error_is_reported_at_once_with_its_line() {
         e.0.iter()
             .filter_map(|e| e.position.map(|p| p.line))
             .collect();
-    assert_eq!(lines, [7, 9, 13, 14]);
+    assert_eq!(lines, [8, 11, 15, 16]);
 }
 
 #[test]
@@ -379,11 +403,23 @@ fn the_profile_must_listen_where_peers_reach_it() {
 
 #[test]
 fn an_explicit_accept_list_is_kept_with_a_topology() {
+    // All by plain TCP, so that the profile needs no certificate.
+    let three_sites = THREE_SITES.replace(
+        "uri = \"sip:[::1]:5070;transport=tls\"",
+        "uri = \"sip:[::1]:5070;transport=tcp\"\ninsecure = true",
+    );
     let profile = format!("{CONTRACT_PROFILE}\n[mailboxes]\naccept = [\"1001\"]\n");
-    let (_dir, path) = mesh_dir(THREE_SITES, &profile);
+    let (_dir, path) = mesh_dir(&three_sites, &profile);
     let p = Profile::load(&path).unwrap();
     assert_eq!(p.mailboxes, MailboxSet::parse(&["1001".into()]).unwrap());
+    assert!(!p.uses_tls());
+    // A peer reached by TLS: this server dials it with its own
+    // certificate, which it then needs.
     let (_dir, path) = mesh_dir(THREE_SITES, CONTRACT_PROFILE);
+    let e = Profile::load(&path).unwrap_err();
+    let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["tls.cert", "tls.key"], "{e}");
+    let (_dir, path) = mesh_dir(&three_sites, CONTRACT_PROFILE);
     let p = Profile::load(&path).unwrap();
     assert!(p.mailboxes.contains("4299"));
     assert!(p.mailboxes.contains("3000"));
@@ -428,4 +464,33 @@ fn parse_reads_the_topology_relative_to_the_origin() {
     let origin = ProfileOrigin::File(dir.path().join("elsewhere.toml"));
     let p = Profile::parse(CONTRACT_PROFILE, origin).unwrap();
     assert_eq!(p.topology.unwrap().servers[0].name, "site-a");
+}
+
+#[test]
+fn plain_tcp_needs_insecure_and_tls_needs_the_ca() {
+    let tcp = "[[server]]\nname = \"a\"\nuri = \"sip:10.0.0.1;transport=tcp\"\nmailboxes = []\n";
+    assert_eq!(error_keys(tcp), ["server[0].uri"]);
+    let e = parse(tcp).unwrap_err();
+    assert!(e.0[0].message.contains("insecure = true"), "{e}");
+    let insecure = parse(&format!("{tcp}insecure = true\n")).unwrap();
+    assert!(insecure.servers[0].insecure);
+    assert_eq!(insecure.ca, None);
+
+    let tls = "[[server]]\nname = \"a\"\nuri = \"sip:10.0.0.1;transport=tls\"\nmailboxes = []\n";
+    assert_eq!(error_keys(tls), ["tls.ca"]);
+    assert_eq!(
+        error_keys(&format!("[tls]\nca = \"ca.pem\"\n{tls}insecure = true\n")),
+        ["server[0].insecure"]
+    );
+    assert_eq!(
+        error_keys(&format!("[tls]\nca = \"ca.pem\"\ncolour = 1\n{tls}")),
+        ["tls.colour"]
+    );
+    let t = Topology::parse(
+        &format!("[tls]\nca = \"certs/ca.pem\"\n{tls}"),
+        Path::new("/etc/vmesh/topology.toml"),
+    )
+    .unwrap();
+    assert_eq!(t.ca, Some(PathBuf::from("/etc/vmesh/certs/ca.pem")));
+    assert!(!t.servers[0].insecure);
 }

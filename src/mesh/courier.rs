@@ -1,9 +1,15 @@
 //! The courier of one peer: watches its health and moves its outbox.
 //!
-//! One task per peer. It pings the peer with OPTIONS on the health
-//! machine's schedule ([`super::health`]: often while messages wait, rarely
-//! otherwise), and while the peer is Up it sends the due messages of its
-//! outbox, at most `max_in_flight` at a time on the peer's one connection.
+//! One task per peer, driven by one clock: the health machine's
+//! ([`super::health`]). Each turn hands it the time (`handle_timeout`: a
+//! ping left unanswered counts as a failure, and its task is abandoned),
+//! sends a ping when it asks for one (often while messages wait, rarely
+//! otherwise), and while the peer is Up sends the due messages of its
+//! outbox, at most `max_in_flight` at a time on the peer's one connection;
+//! then it sleeps until the machine's `poll_timeout` or the next message
+//! due, or until a ping or transfer ends, a message is queued or the peer
+//! shows it is alive. It never spins: a message already in flight or due
+//! while no room is free does not wake it, its transfer's end does.
 //! Each outcome goes through the retry policy ([`super::retry`]): delivered
 //! on 200 only, retried later with backoff, or parked as failed. Every state
 //! change is written to SQLite before the next step, so a crash at any
@@ -16,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rsipstack::sip::{Header, Method, Response};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
@@ -68,8 +74,20 @@ impl Courier {
         let mut in_flight: HashSet<String> = HashSet::new();
         let mut last_seen: Option<SystemTime> = None;
         let mut saved: Option<PeerRecord> = None;
+        let mut ping: Option<AbortHandle> = None;
         loop {
             let now = Instant::now();
+            if let Some(t) = health.handle_timeout(now) {
+                info!(from = %t.from, to = %t.to, "peer state changed (ping unanswered)");
+            }
+            if !health.snapshot().ping_in_flight {
+                // Timed out above (or finished): a late outcome must not
+                // count for the next ping.
+                if let Some(task) = ping.take() {
+                    task.abort();
+                }
+            }
+            self.save_health(&health, last_seen, &mut saved).await;
             let next_due = self
                 .blocking(|s, p| s.outbox_next_due(p))
                 .await
@@ -78,20 +96,26 @@ impl Courier {
             if health.poll_ping(now) {
                 let link = self.link.clone();
                 let timeout = self.config.ping_timeout;
-                tasks.spawn(async move {
+                ping = Some(tasks.spawn(async move {
                     let sent = link.request(Method::Options, vec![], vec![], timeout).await;
                     Event::Ping(
                         sent.map(|r| r.status_code.code())
                             .map_err(|e| e.to_string()),
                     )
-                });
+                }));
             }
             if health.state() == PeerState::Up {
                 self.dispatch_due(&mut tasks, &mut in_flight).await;
             }
-            let mut deadline = health.next_deadline();
+            let mut deadline = health.poll_timeout();
+            // A message due later wakes the courier then; one due now is in
+            // flight already or waits for room, which a transfer's end
+            // makes.
             if let (Some(due), PeerState::Up) = (next_due, health.state()) {
-                deadline = deadline.min(instant_of(due));
+                let at = instant_of(due);
+                if at > Instant::now() && in_flight.len() < self.config.max_in_flight {
+                    deadline = deadline.min(at);
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

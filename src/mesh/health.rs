@@ -23,7 +23,7 @@
 //!
 //! ```text
 //! loop {
-//!     sleep until health.next_deadline()
+//!     sleep until health.poll_timeout()
 //!     health.handle_timeout(now)         // a ping left unanswered -> failure
 //!     if health.poll_ping(now) { send OPTIONS; later on_response / on_failure }
 //! }
@@ -288,7 +288,7 @@ impl PeerHealth {
     /// When [`handle_timeout`](Self::handle_timeout) and
     /// [`poll_ping`](Self::poll_ping) next need calling: the timeout of the
     /// ping in flight, or else the moment the next ping is due.
-    pub fn next_deadline(&self) -> Instant {
+    pub fn poll_timeout(&self) -> Instant {
         match self.ping {
             Ping::Due(at) => at,
             Ping::Idle(since) => self.due_after(since),

@@ -31,7 +31,7 @@ fn first_ping_is_due_at_once() {
     let t0 = Instant::now();
     let mut peer = PeerHealth::new(HealthConfig::default(), t0);
     assert_eq!(peer.state(), PeerState::Unknown);
-    assert_eq!(peer.next_deadline(), t0);
+    assert_eq!(peer.poll_timeout(), t0);
     assert!(peer.poll_ping(t0));
     assert!(peer.snapshot().ping_in_flight);
 }
@@ -53,13 +53,13 @@ fn unknown_becomes_up_on_200_with_rtt() {
 fn down_after_the_third_consecutive_failure() {
     let t0 = Instant::now();
     let mut peer = up_peer(t0);
-    let mut at = peer.next_deadline();
+    let mut at = peer.poll_timeout();
     assert_eq!(fail_at(&mut peer, at), None);
-    at = peer.next_deadline();
+    at = peer.poll_timeout();
     assert_eq!(fail_at(&mut peer, at), None);
     assert_eq!(peer.state(), PeerState::Up);
     assert_eq!(peer.snapshot().failures, 2);
-    at = peer.next_deadline();
+    at = peer.poll_timeout();
     let down = Some(Transition {
         from: PeerState::Up,
         to: PeerState::Down,
@@ -68,7 +68,7 @@ fn down_after_the_third_consecutive_failure() {
     let snap = peer.snapshot();
     assert_eq!(snap.failures, 3);
     assert_eq!(snap.last_error.as_deref(), Some("connection refused"));
-    at = peer.next_deadline();
+    at = peer.poll_timeout();
     assert_eq!(fail_at(&mut peer, at), None, "already down");
 }
 
@@ -78,7 +78,7 @@ fn unknown_becomes_down_without_ever_being_up() {
     let mut peer = PeerHealth::new(HealthConfig::default(), t0);
     let mut last = None;
     for _ in 0..3 {
-        let at = peer.next_deadline();
+        let at = peer.poll_timeout();
         last = fail_at(&mut peer, at);
     }
     assert_eq!(
@@ -95,17 +95,17 @@ fn a_success_resets_the_failure_count() {
     let t0 = Instant::now();
     let mut peer = up_peer(t0);
     for _ in 0..2 {
-        let at = peer.next_deadline();
+        let at = peer.poll_timeout();
         fail_at(&mut peer, at);
     }
-    let at = peer.next_deadline();
+    let at = peer.poll_timeout();
     assert!(peer.poll_ping(at));
     assert_eq!(peer.on_response(200, at + MS), None, "still up");
     let snap = peer.snapshot();
     assert_eq!((snap.failures, snap.last_error), (0, None));
     // Two more failures are not enough for Down.
     for _ in 0..2 {
-        let at = peer.next_deadline();
+        let at = peer.poll_timeout();
         assert_eq!(fail_at(&mut peer, at), None);
     }
     assert_eq!(peer.state(), PeerState::Up);
@@ -116,10 +116,10 @@ fn down_peer_comes_back_up_and_says_so() {
     let t0 = Instant::now();
     let mut peer = up_peer(t0);
     for _ in 0..3 {
-        let at = peer.next_deadline();
+        let at = peer.poll_timeout();
         fail_at(&mut peer, at);
     }
-    let at = peer.next_deadline();
+    let at = peer.poll_timeout();
     assert!(peer.poll_ping(at));
     let back = peer.on_response(200, at + MS).unwrap();
     assert_eq!(back.from, PeerState::Down);
@@ -131,13 +131,13 @@ fn long_interval_when_idle_short_when_waiting() {
     let t0 = Instant::now();
     let mut peer = up_peer(t0);
     let answered = t0 + 10 * MS;
-    assert_eq!(peer.next_deadline(), answered + 30 * S);
+    assert_eq!(peer.poll_timeout(), answered + 30 * S);
     assert!(!peer.poll_ping(answered + 30 * S - MS));
     assert!(peer.poll_ping(answered + 30 * S));
 
     let mut peer = up_peer(t0);
     peer.set_waiting(true, answered);
-    assert_eq!(peer.next_deadline(), answered + 2 * S);
+    assert_eq!(peer.poll_timeout(), answered + 2 * S);
     assert!(!peer.poll_ping(answered + 2 * S - MS));
     assert!(peer.poll_ping(answered + 2 * S));
 }
@@ -149,7 +149,7 @@ fn set_waiting_pulls_an_overdue_ping_in() {
     let later = t0 + 10 * S;
     assert!(!peer.poll_ping(later));
     peer.set_waiting(true, later);
-    assert_eq!(peer.next_deadline(), later);
+    assert_eq!(peer.poll_timeout(), later);
     assert!(peer.poll_ping(later));
 }
 
@@ -160,7 +160,7 @@ fn set_waiting_false_goes_back_to_the_long_interval() {
     let answered = t0 + 10 * MS;
     peer.set_waiting(true, answered);
     peer.set_waiting(false, answered + S);
-    assert_eq!(peer.next_deadline(), answered + 30 * S);
+    assert_eq!(peer.poll_timeout(), answered + 30 * S);
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn no_second_ping_while_one_is_in_flight() {
     assert!(peer.poll_ping(t0));
     peer.set_waiting(true, t0 + 3 * S);
     assert!(!peer.poll_ping(t0 + 4 * S));
-    assert_eq!(peer.next_deadline(), t0 + 5 * S, "the ping timeout");
+    assert_eq!(peer.poll_timeout(), t0 + 5 * S, "the ping timeout");
 }
 
 #[test]
@@ -188,7 +188,7 @@ fn unanswered_ping_times_out_as_a_failure() {
         snap.last_error.as_deref(),
         Some("no response to OPTIONS within 5 s")
     );
-    assert_eq!(peer.next_deadline(), t0 + 35 * S);
+    assert_eq!(peer.poll_timeout(), t0 + 35 * S);
 }
 
 #[test]
@@ -199,7 +199,7 @@ fn late_response_proves_life_without_rtt() {
     peer.handle_timeout(t0 + 5 * S);
     assert_eq!(peer.on_response(200, t0 + 6 * S), up());
     assert_eq!(peer.snapshot().rtt, None);
-    assert_eq!(peer.next_deadline(), t0 + 35 * S, "schedule unchanged");
+    assert_eq!(peer.poll_timeout(), t0 + 35 * S, "schedule unchanged");
 }
 
 #[test]
@@ -246,14 +246,14 @@ fn traffic_brings_a_down_peer_up() {
     let t0 = Instant::now();
     let mut peer = PeerHealth::new(HealthConfig::default(), t0);
     for _ in 0..3 {
-        let at = peer.next_deadline();
+        let at = peer.poll_timeout();
         fail_at(&mut peer, at);
     }
     let seen = t0 + 100 * S;
-    let deadline = peer.next_deadline();
+    let deadline = peer.poll_timeout();
     assert!(peer.on_traffic(seen).unwrap().became_up());
     assert_eq!(peer.snapshot().last_seen, Some(seen));
-    assert_eq!(peer.next_deadline(), deadline);
+    assert_eq!(peer.poll_timeout(), deadline);
 }
 
 #[test]
@@ -267,12 +267,12 @@ fn absurd_config_is_sanitized() {
     };
     let mut peer = PeerHealth::new(config, t0);
     assert!(peer.poll_ping(t0));
-    assert_eq!(peer.next_deadline(), t0 + MAX_CONFIG_DURATION);
+    assert_eq!(peer.poll_timeout(), t0 + MAX_CONFIG_DURATION);
     assert_eq!(
         peer.on_failure("refused", t0).map(|t| t.to),
         Some(PeerState::Down)
     );
-    assert_eq!(peer.next_deadline(), t0 + MAX_CONFIG_DURATION);
+    assert_eq!(peer.poll_timeout(), t0 + MAX_CONFIG_DURATION);
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn long_random_run_keeps_invariants() {
         while now < t0 + Duration::from_secs(6 * 3600) {
             // Advance to the next deadline, sometimes a little earlier
             // (an early wake-up must be harmless).
-            let deadline = peer.next_deadline();
+            let deadline = peer.poll_timeout();
             assert!(
                 deadline >= now || sent_at.is_none(),
                 "timeout not in the past"
@@ -355,7 +355,7 @@ fn long_random_run_keeps_invariants() {
                 check(&peer, &mut state, transition, config);
                 if !peer.snapshot().ping_in_flight {
                     sent_at = None;
-                    assert!(peer.next_deadline() > now, "next ping after this one");
+                    assert!(peer.poll_timeout() > now, "next ping after this one");
                 }
             }
         }

@@ -1,8 +1,10 @@
 //! Receiving a voicemail from a peer: the home server's side of a transfer.
 //!
-//! The checks run in the order of the contract, each with its
-//! answer: the sender must be a server of our topology, known by the address
-//! its connection comes from (403, nothing stored); the body must be a
+//! The checks run in the order of the contract, each with its answer: the
+//! sender must be a server of our topology, authenticated by its connection
+//! (its certificate, or the address of an `insecure` server's TCP
+//! connection; [`crate::sip::identity`]), never by anything the request
+//! says (403, nothing stored); the body must be a
 //! voice-message multipart (400, or 413 over the limit); we must be the home
 //! of its mailbox (404); the audio must match its sha256 (400). Then the
 //! message is stored durably (file fsynced and renamed, row committed) and
@@ -20,7 +22,7 @@ use tracing::{info, warn, Instrument};
 
 use super::wire;
 use crate::config::Topology;
-use crate::sip::source_ip;
+use crate::sip::identity::Identity;
 use crate::store::{Received, Store, StoreError};
 
 /// What a receiver needs.
@@ -36,7 +38,7 @@ struct Refusal(StatusCode, String);
 
 impl Receiver {
     /// Answers one incoming MESSAGE transaction.
-    pub async fn handle(&self, mut tx: Transaction) {
+    pub async fn handle(&self, mut tx: Transaction, sender: Identity) {
         let call_id = tx
             .original
             .call_id_header()
@@ -44,7 +46,7 @@ impl Receiver {
             .unwrap_or_default();
         let span = tracing::info_span!("receive", %call_id, id = tracing::field::Empty);
         async {
-            let (status, warning) = match self.receive(&tx).await {
+            let (status, warning) = match self.receive(&tx, &sender).await {
                 Ok(()) => (StatusCode::OK, None),
                 Err(Refusal(status, why)) => {
                     warn!(%status, reason = %why, "transfer refused");
@@ -66,8 +68,8 @@ impl Receiver {
         .await
     }
 
-    async fn receive(&self, tx: &Transaction) -> Result<(), Refusal> {
-        let sender = self.sender(tx)?;
+    async fn receive(&self, tx: &Transaction, sender: &Identity) -> Result<(), Refusal> {
+        let sender = self.sender(sender)?;
         let req = &tx.original;
         if req.body.len() > self.max_body {
             return Err(Refusal(
@@ -142,18 +144,16 @@ impl Receiver {
         Ok(())
     }
 
-    /// The topology server this request comes from, by the address of its
-    /// connection; 403 for anyone else (or ourselves).
-    fn sender(&self, tx: &Transaction) -> Result<String, Refusal> {
-        let ip = source_ip(tx);
-        match ip.and_then(|ip| self.topology.by_ip(ip)) {
-            Some(server) if server.name != self.self_name => Ok(server.name.clone()),
+    /// The topology server the request's connection authenticated; 403
+    /// for anyone else (or ourselves).
+    fn sender(&self, identity: &Identity) -> Result<String, Refusal> {
+        match identity.peer() {
+            Some(name) if name != self.self_name && self.topology.server(name).is_some() => {
+                Ok(name.to_string())
+            }
             _ => Err(Refusal(
                 StatusCode::Forbidden,
-                format!(
-                    "{} is not a peer of this mesh",
-                    ip.map(|i| i.to_string()).unwrap_or_else(|| "sender".into())
-                ),
+                "the sender is not an authenticated peer of this mesh".into(),
             )),
         }
     }

@@ -1,11 +1,14 @@
 //! One peer's SIP connection: requests out, final responses back.
 //!
 //! Every request to a peer (OPTIONS pings, MESSAGE transfers) goes over one
-//! TCP connection from our own address, opened on first use and again after
-//! it breaks, so that messages to one peer share a connection (issue 3) and
-//! the peer recognizes us by our address. Each request is an rsipstack client
-//! transaction (RFC 3261 §17.1.2: Timer F bounds it; on TCP nothing is
-//! retransmitted); a stream write failure surfaces as a local 503.
+//! connection from our own address, opened on first use and again after it
+//! breaks, so that messages to one peer share a connection: mutual TLS
+//! (the peer's certificate must name it; ours names us), or plain TCP to a
+//! peer the topology marks `insecure` (which knows us by our address). Each
+//! request is an rsipstack client transaction (RFC 3261 §17.1.2; on a
+//! stream nothing is retransmitted). The caller's timeout bounds all of it,
+//! connecting and the TLS handshake included, so a peer whose packets are
+//! silently dropped costs a request its timeout and no more.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +41,10 @@ pub enum LinkError {
 /// The way to one peer.
 pub struct PeerLink {
     sip: Arc<SipStack>,
+    /// The peer's topology name, which its certificate must hold.
+    name: String,
+    /// Reached by TLS (else plain TCP: an insecure peer).
+    tls: bool,
     /// The peer's SIP URI from the topology (Request-URI and To).
     uri: Uri,
     remote: SocketAddr,
@@ -50,8 +57,11 @@ pub struct PeerLink {
 }
 
 impl PeerLink {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sip: Arc<SipStack>,
+        name: &str,
+        tls: bool,
         uri: &str,
         remote: SocketAddr,
         local: SocketAddr,
@@ -61,6 +71,8 @@ impl PeerLink {
         let uri = Uri::try_from(uri).map_err(|e| LinkError::Build(e.to_string()))?;
         Ok(PeerLink {
             sip,
+            name: name.to_string(),
+            tls,
             uri,
             remote,
             local,
@@ -82,9 +94,18 @@ impl PeerLink {
         let token = self.shutdown.child_token();
         let conn = self
             .sip
-            .connect_tcp(self.local.ip(), self.remote, token.clone())
+            .connect_peer(
+                self.local.ip(),
+                &self.name,
+                self.remote,
+                self.tls,
+                token.clone(),
+            )
             .await
-            .map_err(|e| LinkError::Connect(e.to_string()))?;
+            .map_err(|e| {
+                token.cancel();
+                LinkError::Connect(e.to_string())
+            })?;
         *open = Some((conn.clone(), token.clone()));
         Ok((conn, token))
     }
@@ -96,7 +117,8 @@ impl PeerLink {
         }
     }
 
-    /// Sends one request and waits for its final response.
+    /// Sends one request and waits for its final response, all of it
+    /// (connecting, the TLS handshake, sending, waiting) within `timeout`.
     pub async fn request(
         &self,
         method: Method,
@@ -104,10 +126,31 @@ impl PeerLink {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Response, LinkError> {
+        match tokio::time::timeout(timeout, self.exchange(method, headers, body)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // The connection may be half-open or its handshake stuck:
+                // the next request starts afresh.
+                self.reset().await;
+                Err(LinkError::Timeout(timeout))
+            }
+        }
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        headers: Vec<Header>,
+        body: Vec<u8>,
+    ) -> Result<Response, LinkError> {
         let (connection, closed) = self.connection().await?;
         let endpoint = self.sip.endpoint.inner.clone();
         let via_addr = SipAddr {
-            r#type: Some(Transport::Tcp),
+            r#type: Some(if self.tls {
+                Transport::Tls
+            } else {
+                Transport::Tcp
+            }),
             addr: self.local.into(),
         };
         let via = endpoint
@@ -132,30 +175,21 @@ impl PeerLink {
             .map_err(|e| LinkError::Build(e.to_string()))?;
         let mut tx = Transaction::new_client(key, req, endpoint, Some(connection));
         tx.send().await.map_err(|_| LinkError::Closed)?;
-        let wait = async {
-            loop {
-                // A closed connection can carry no answer: report it at once
-                // instead of waiting for Timer F (RFC 3261 §17.1.4).
-                let message = tokio::select! {
-                    m = tx.receive() => m,
-                    _ = closed.cancelled() => return Err(LinkError::Closed),
-                };
-                match message {
-                    Some(SipMessage::Response(r))
-                        if r.status_code.kind() != StatusCodeKind::Provisional =>
-                    {
-                        return Ok(r)
-                    }
-                    Some(_) => {}
-                    None => return Err(LinkError::Closed),
+        loop {
+            // A closed connection can carry no answer: report it at once
+            // instead of waiting for Timer F (RFC 3261 §17.1.4).
+            let message = tokio::select! {
+                m = tx.receive() => m,
+                _ = closed.cancelled() => return Err(LinkError::Closed),
+            };
+            match message {
+                Some(SipMessage::Response(r))
+                    if r.status_code.kind() != StatusCodeKind::Provisional =>
+                {
+                    return Ok(r)
                 }
-            }
-        };
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(result) => result,
-            Err(_) => {
-                self.reset().await;
-                Err(LinkError::Timeout(timeout))
+                Some(_) => {}
+                None => return Err(LinkError::Closed),
             }
         }
     }

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Profile, Topology};
+use crate::sip::identity::Identity;
 use crate::sip::SipStack;
 use crate::store::{Message, Route, Store};
 use courier::{now_ms, Courier};
@@ -88,6 +89,8 @@ impl Mesh {
         for peer in topology.servers.iter().filter(|s| s.name != self_name) {
             let link = PeerLink::new(
                 sip.clone(),
+                &peer.name,
+                peer.transport == crate::config::ListenTransport::Tls,
                 &peer.uri,
                 peer.addr,
                 local,
@@ -142,20 +145,18 @@ impl Mesh {
         }
     }
 
-    /// A request came from `ip`: if that is a peer, it is alive, and its
+    /// Peer `name` (authenticated) sent a request: it is alive, and its
     /// courier need not wait for its next ping to send what waits for it
     /// (a returning server pings its peers at once).
-    pub fn heard_from(&self, ip: std::net::IpAddr) {
-        if let Some(peer) = self.topology.by_ip(ip) {
-            if let Some(alive) = self.alive.get(&peer.name) {
-                alive.notify_one();
-            }
+    pub fn heard_from(&self, name: &str) {
+        if let Some(alive) = self.alive.get(name) {
+            alive.notify_one();
         }
     }
 
-    /// Answers an incoming MESSAGE (a transfer from a peer).
-    pub async fn receive(&self, tx: Transaction) {
-        self.receiver.handle(tx).await
+    /// Answers an incoming MESSAGE (a transfer) from `sender`.
+    pub async fn receive(&self, tx: Transaction, sender: Identity) {
+        self.receiver.handle(tx, sender).await
     }
 }
 

@@ -1,8 +1,16 @@
 //! What the sender does with each outcome of a voicemail transfer.
 //!
 //! A transfer is one SIP MESSAGE to the mailbox's home server, and only a
-//! 2xx means "durably stored at home" (the mesh's contract, like SMTP's
-//! 250), so only a 2xx marks the message delivered. Everything that may
+//! 200 means "durably stored at home" (the mesh's contract, like SMTP's
+//! 250), so only a 200 marks the message delivered. A 202 Accepted is what
+//! RFC 3428 §7 lets a store-and-forward relay answer: accepted for later
+//! delivery, not delivered; no vmesh home ever answers it, so it means
+//! something else holds the peer's address or stands in the path. It is
+//! retried, not parked: the message stays queued and is sent again with
+//! backoff until a real home answers 200 (which absorbs any copy the relay
+//! delivers meanwhile, by the message id), whereas parking it would stall
+//! delivery until an operator acted even once the path is right again. The
+//! other 2xx codes are treated the same way. Everything that may
 //! succeed later is retried with the message kept: a timeout, a lost
 //! connection, 408 Request Timeout, 429 Too Many Requests (RFC 6585 §4),
 //! 480 Temporarily Unavailable (RFC 3261 §21.4.18, temporary by
@@ -140,7 +148,9 @@ enum Class {
 
 fn classify(status: u16) -> Class {
     match status {
-        200..=299 => Class::Success,
+        200 => Class::Success,
+        // Accepted, or some other success, but not "stored at home".
+        201..=299 => Class::Transient,
         // A provisional response is not an answer: the transfer never
         // completed, so it is as good as a timeout.
         100..=199 => Class::Transient,

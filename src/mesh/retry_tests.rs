@@ -17,9 +17,19 @@ fn decide(outcome: &TransferOutcome) -> Disposition {
 }
 
 #[test]
-fn only_2xx_delivers() {
-    for status in [200, 202, 299] {
-        assert_eq!(decide(&response(status, "OK")), Disposition::Delivered);
+fn only_200_delivers() {
+    assert_eq!(decide(&response(200, "OK")), Disposition::Delivered);
+    // 202 Accepted (RFC 3428 §7) and any other 2xx promise no durable
+    // storage at home: the message is kept and sent again later.
+    for (status, reason) in [(202, "Accepted"), (204, "No Content"), (299, "Odd")] {
+        assert_eq!(
+            decide(&response(status, reason)),
+            Disposition::Retry {
+                after: S,
+                error: format!("{status} {reason}"),
+            },
+            "{status}"
+        );
     }
 }
 

@@ -6,9 +6,14 @@
 //! bytes. It is sans-IO: bytes go in with [`StreamFramer::push`], complete
 //! messages come out of [`StreamFramer::next_frame`]. Every buffer is bounded,
 //! so a peer that never sends CRLFCRLF or announces a huge body cannot make us
-//! hold more than its method's limit. rsipstack's own stream codec has a fixed
+//! hold more than its method's limit; and every message has a deadline
+//! counted from its first byte ([`StreamFramer::deadline`]), never reset by
+//! later bytes, so a client that trickles a request a byte at a time cannot
+//! hold a connection open past it. rsipstack's own stream codec has a fixed
 //! 64 KiB limit and closes the connection without an answer on any error,
 //! which is why the stream transports are ours (see `sip::transport`).
+
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 
@@ -47,25 +52,49 @@ pub struct StreamFramer {
     buf: BytesMut,
     limits: SizeLimits,
     failed: bool,
+    /// How long one message may take from its first byte to its last.
+    request_deadline: Duration,
+    /// When the first byte of the message being buffered arrived.
+    started: Option<Instant>,
+    /// When the last bytes arrived.
+    last_push: Option<Instant>,
 }
 
 impl StreamFramer {
     /// A framer that accepts messages within `limits`: the size allowed for
     /// its method once the headers are in (a MESSAGE may carry a voicemail),
     /// and headers of at most the general message limit.
-    pub fn new(limits: SizeLimits) -> Self {
+    pub fn new(limits: SizeLimits, request_deadline: Duration) -> Self {
         StreamFramer {
             buf: BytesMut::with_capacity(4096),
             limits,
             failed: false,
+            request_deadline,
+            started: None,
+            last_push: None,
         }
     }
 
-    /// Appends bytes read from the stream.
-    pub fn push(&mut self, data: &[u8]) {
-        if !self.failed {
-            self.buf.extend_from_slice(data);
+    /// Appends bytes read from the stream at `now`.
+    pub fn push(&mut self, data: &[u8], now: Instant) {
+        if self.failed || data.is_empty() {
+            return;
         }
+        if self.buf.is_empty() {
+            self.started = Some(now);
+        }
+        self.last_push = Some(now);
+        self.buf.extend_from_slice(data);
+    }
+
+    /// When the message being buffered must be complete: its first byte's
+    /// arrival plus the request deadline. `None` while nothing is pending.
+    /// The caller closes the connection when this passes.
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.failed {
+            return None;
+        }
+        self.started.map(|t| t + self.request_deadline)
     }
 
     /// Bytes buffered but not yet framed.
@@ -78,6 +107,23 @@ impl StreamFramer {
         if self.failed {
             return None;
         }
+        let frame = self.frame();
+        if self.buf.is_empty() || self.buf[..] == b"\r\n"[..] {
+            // A lone CRLF is a keep-alive pong (RFC 5626 §4.4.1), not the
+            // start of a request.
+            if !self.buf.is_empty() && frame.is_none() {
+                self.buf.clear();
+            }
+            self.started = None;
+        } else if frame.is_some() {
+            // What follows a framed message arrived with the last bytes at
+            // the latest.
+            self.started = self.last_push;
+        }
+        frame
+    }
+
+    fn frame(&mut self) -> Option<Frame> {
         // Leading CRLFs between messages are allowed (RFC 3261 §7.5); a
         // double CRLF on its own is a keep-alive ping.
         if self.buf.starts_with(b"\r\n\r\n") {
@@ -115,6 +161,7 @@ impl StreamFramer {
 
     fn fail(&mut self, error: FramingError) -> Frame {
         self.failed = true;
+        self.started = None;
         let head_len = self.buf.len().min(8192);
         let head = self.buf[..head_len].to_vec();
         self.buf.clear();
@@ -154,6 +201,46 @@ mod tests {
         }
     }
 
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    fn t0() -> Instant {
+        use std::sync::OnceLock;
+        static T0: OnceLock<Instant> = OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
+
+    #[test]
+    fn the_deadline_counts_from_the_first_byte_and_trickling_does_not_reset_it() {
+        let mut f = StreamFramer::new(limits(65536), DEADLINE);
+        assert_eq!(f.deadline(), None);
+        let start = t0();
+        let m = msg_with_body("0123456789");
+        for (i, b) in m[..m.len() - 1].iter().enumerate() {
+            f.push(&[*b], start + Duration::from_secs(3 * i as u64));
+            assert_eq!(f.next_frame(), None);
+            assert_eq!(f.deadline(), Some(start + DEADLINE), "after byte {i}");
+        }
+        f.push(&m[m.len() - 1..], start + Duration::from_secs(500));
+        assert_eq!(f.next_frame(), Some(Frame::Message(m.clone())));
+        assert_eq!(f.deadline(), None, "nothing pending after the message");
+        // The next message starts its own clock.
+        let later = start + Duration::from_secs(600);
+        f.push(&OPTIONS[..5], later);
+        assert_eq!(f.deadline(), Some(later + DEADLINE));
+    }
+
+    #[test]
+    fn keepalives_start_no_clock() {
+        let mut f = StreamFramer::new(limits(65536), DEADLINE);
+        f.push(b"\r\n\r\n", t0());
+        assert_eq!(f.next_frame(), Some(Frame::Ping));
+        assert_eq!(f.next_frame(), None);
+        assert_eq!(f.deadline(), None);
+        f.push(b"\r\n", t0());
+        assert_eq!(f.next_frame(), None);
+        assert_eq!(f.deadline(), None, "a lone CRLF is a pong");
+    }
+
     const OPTIONS: &[u8] =
         b"OPTIONS sip:vm@127.0.0.1 SIP/2.0\r\nCall-ID: a\r\nContent-Length: 0\r\n\r\n";
 
@@ -168,11 +255,11 @@ mod tests {
 
     #[test]
     fn frames_back_to_back_messages() {
-        let mut f = StreamFramer::new(limits(65536));
+        let mut f = StreamFramer::new(limits(65536), DEADLINE);
         let mut stream = OPTIONS.to_vec();
         stream.extend(msg_with_body("hello"));
         stream.extend(OPTIONS);
-        f.push(&stream);
+        f.push(&stream, t0());
         assert_eq!(f.next_frame(), Some(Frame::Message(OPTIONS.to_vec())));
         assert_eq!(f.next_frame(), Some(Frame::Message(msg_with_body("hello"))));
         assert_eq!(f.next_frame(), Some(Frame::Message(OPTIONS.to_vec())));
@@ -181,10 +268,10 @@ mod tests {
 
     #[test]
     fn waits_for_the_body_byte_by_byte() {
-        let mut f = StreamFramer::new(limits(65536));
+        let mut f = StreamFramer::new(limits(65536), DEADLINE);
         let m = msg_with_body("0123456789");
         for (i, b) in m.iter().enumerate() {
-            f.push(&[*b]);
+            f.push(&[*b], t0());
             let frame = f.next_frame();
             if i + 1 < m.len() {
                 assert_eq!(frame, None, "premature frame at byte {i}");
@@ -196,18 +283,21 @@ mod tests {
 
     #[test]
     fn keepalive_ping_and_leading_crlf() {
-        let mut f = StreamFramer::new(limits(65536));
-        f.push(b"\r\n\r\n");
+        let mut f = StreamFramer::new(limits(65536), DEADLINE);
+        f.push(b"\r\n\r\n", t0());
         assert_eq!(f.next_frame(), Some(Frame::Ping));
-        f.push(b"\r\n");
-        f.push(OPTIONS);
+        f.push(b"\r\n", t0());
+        f.push(OPTIONS, t0());
         assert_eq!(f.next_frame(), Some(Frame::Message(OPTIONS.to_vec())));
     }
 
     #[test]
     fn oversized_body_is_refused_before_it_is_buffered() {
-        let mut f = StreamFramer::new(limits(1024));
-        f.push(b"MESSAGE sip:x SIP/2.0\r\nContent-Length: 100000000\r\n\r\n");
+        let mut f = StreamFramer::new(limits(1024), DEADLINE);
+        f.push(
+            b"MESSAGE sip:x SIP/2.0\r\nContent-Length: 100000000\r\n\r\n",
+            t0(),
+        );
         match f.next_frame() {
             Some(Frame::Error {
                 error: FramingError::TooLarge { size, limit },
@@ -220,7 +310,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         // The stream is dead: nothing more comes out.
-        f.push(OPTIONS);
+        f.push(OPTIONS, t0());
         assert_eq!(f.next_frame(), None);
         assert_eq!(f.buffered(), 0);
     }
@@ -229,8 +319,11 @@ mod tests {
     fn only_a_message_may_be_large() {
         let body = "x".repeat(5000);
         for (method, ok) in [("MESSAGE", true), ("INVITE", false)] {
-            let mut f = StreamFramer::new(limits(4096));
-            f.push(format!("{method} sip:x SIP/2.0\r\nl: 5000\r\n\r\n{body}").as_bytes());
+            let mut f = StreamFramer::new(limits(4096), DEADLINE);
+            f.push(
+                format!("{method} sip:x SIP/2.0\r\nl: 5000\r\n\r\n{body}").as_bytes(),
+                t0(),
+            );
             match f.next_frame() {
                 Some(Frame::Message(m)) => assert!(ok, "{method} framed: {}", m.len()),
                 Some(Frame::Error {
@@ -246,9 +339,9 @@ mod tests {
 
     #[test]
     fn endless_headers_are_bounded() {
-        let mut f = StreamFramer::new(limits(2048));
+        let mut f = StreamFramer::new(limits(2048), DEADLINE);
         for _ in 0..100 {
-            f.push(b"X-Junk: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+            f.push(b"X-Junk: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", t0());
             if let Some(frame) = f.next_frame() {
                 assert!(matches!(
                     frame,
@@ -265,8 +358,8 @@ mod tests {
 
     #[test]
     fn bad_content_length() {
-        let mut f = StreamFramer::new(limits(2048));
-        f.push(b"INVITE sip:x SIP/2.0\r\nContent-Length: ten\r\n\r\n");
+        let mut f = StreamFramer::new(limits(2048), DEADLINE);
+        f.push(b"INVITE sip:x SIP/2.0\r\nContent-Length: ten\r\n\r\n", t0());
         assert!(matches!(
             f.next_frame(),
             Some(Frame::Error {

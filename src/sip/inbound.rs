@@ -28,12 +28,15 @@ pub enum Inbound {
 
 /// How large a message may be. Call signalling is small; a MESSAGE between
 /// vmesh servers carries a whole voicemail (RFC 3428 §7 keeps such bodies
-/// off UDP, but TCP has no such limit), so it has a limit of its own.
+/// off UDP, but TCP has no such limit), so it has a limit of its own, which
+/// applies only on a connection from an authenticated peer: anyone else is
+/// held to `message` whatever the method ([`SizeLimits::unauthenticated`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SizeLimits {
     /// Any request or response (the profile's `sip.max_message_bytes`).
     pub message: usize,
-    /// The body of a MESSAGE (the profile's `mesh.max_transfer_bytes`).
+    /// The body of a MESSAGE (the profile's `mesh.max_transfer_bytes`);
+    /// zero where no transfer may come from.
     pub transfer_body: usize,
 }
 
@@ -45,7 +48,7 @@ impl SizeLimits {
     /// something unparseable).
     pub fn for_method(&self, method: Option<&str>) -> usize {
         match method {
-            Some(m) if m.eq_ignore_ascii_case("MESSAGE") => self
+            Some(m) if m.eq_ignore_ascii_case("MESSAGE") && self.transfer_body > 0 => self
                 .message
                 .max(self.transfer_body.saturating_add(TRANSFER_HEADROOM)),
             _ => self.message,
@@ -55,6 +58,17 @@ impl SizeLimits {
     /// The largest message of any kind: the bound of a stream's buffer.
     pub fn largest(&self) -> usize {
         self.for_method(Some("MESSAGE"))
+    }
+
+    /// The limits for a sender that is not an authenticated peer (any UDP
+    /// datagram, any stream before or without authentication): no message
+    /// of any method above `message`, so no stranger's transfer-sized body
+    /// is ever buffered.
+    pub fn unauthenticated(&self) -> SizeLimits {
+        SizeLimits {
+            message: self.message,
+            transfer_body: 0,
+        }
     }
 }
 
@@ -200,6 +214,13 @@ mod tests {
             status_of(classify(raw.as_bytes(), limits(65536), false, "v")),
             "SIP/2.0 413 "
         );
+    }
+
+    #[test]
+    fn a_stranger_may_not_send_a_transfer_sized_message() {
+        let limits = limits(4096).unauthenticated();
+        assert_eq!(limits.for_method(Some("MESSAGE")), 4096);
+        assert_eq!(limits.largest(), 4096);
     }
 
     fn status_of(i: Inbound) -> String {

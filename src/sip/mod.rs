@@ -5,18 +5,23 @@
 //! transaction layer with Timers A–K (and RFC 6026's Accepted state, in which
 //! it retransmits a 2xx until the ACK), and its dialog layer. The sockets are
 //! read by our own loops in [`transport`], which check every message first
-//! ([`inbound`], [`malformed`], [`framing`]) and then hand it to the
-//! transaction layer. [`SipStack`] owns that assembly; the voicemail layer
-//! takes the new server transactions from it.
+//! ([`inbound`], [`malformed`], [`framing`], [`gate`]) and then hand it to
+//! the transaction layer; they also learn who each connection is
+//! ([`identity`]: a mesh peer by its certificate, or nobody). [`SipStack`]
+//! owns that assembly; the voicemail layer takes the new server
+//! transactions from it.
 
 pub mod digest;
 pub mod framing;
+pub mod gate;
+pub mod identity;
 pub mod inbound;
 pub mod malformed;
 pub mod responses;
 pub mod transport;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -25,7 +30,12 @@ use rsipstack::transaction::{EndpointBuilder, TransactionReceiver};
 use rsipstack::transport::{SipConnection, TransportLayer};
 use tokio_util::sync::CancellationToken;
 
-use transport::tcp::{TcpSettings, TcpTransport};
+use gate::Gate;
+use identity::{Identities, Origin};
+use transport::admission::AdmissionLimits;
+use transport::stream::StreamContext;
+use transport::tcp::{ListenerContext, PeerDirectory, PeerTarget, StreamListener};
+use transport::tls::TlsSettings;
 use transport::udp::UdpTransport;
 
 /// Errors of the SIP layer.
@@ -40,6 +50,9 @@ pub enum SipError {
     /// rsipstack refused something.
     #[error("SIP stack: {0}")]
     Stack(String),
+    /// The TLS configuration cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The methods vmesh answers, for Allow headers (RFC 3261 §20.5); INFO
@@ -62,9 +75,22 @@ pub const ALLOWED: [Method; 9] = [
 pub struct SipSettings {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
+    /// TLS listeners; they need `tls`.
+    pub tls_listen: Vec<SocketAddr>,
+    /// Mutual TLS with the mesh peers, when this server uses TLS.
+    pub tls: Option<TlsSettings>,
     pub user_agent: String,
     pub limits: inbound::SizeLimits,
     pub tcp_idle_timeout: Duration,
+    /// A request on a stream must be whole this long after its first byte.
+    pub request_deadline: Duration,
+    /// The same for an authenticated peer (transfers are large).
+    pub peer_request_deadline: Duration,
+    pub admission: AdmissionLimits,
+    /// The topology's servers, as the transports recognise them.
+    pub peers: PeerDirectory,
+    /// Whether this server has a topology (see [`gate`]).
+    pub mesh: bool,
 }
 
 /// A running SIP endpoint: transports, transaction layer, dialog layer.
@@ -73,7 +99,9 @@ pub struct SipStack {
     pub dialogs: DialogLayer,
     /// The UDP sockets, for building Contact/Via and sending.
     pub udp: Vec<SipConnection>,
-    tcp_settings: TcpSettings,
+    streams: Arc<StreamContext>,
+    identities: Arc<Identities>,
+    tls: Option<TlsSettings>,
     cancel: CancellationToken,
 }
 
@@ -91,9 +119,15 @@ impl SipStack {
         for addr in &settings.udp {
             udp.push(UdpTransport::bind(*addr, cancel.child_token()).await?);
         }
-        let mut tcp = Vec::new();
+        let mut listeners = Vec::new();
         for addr in &settings.tcp {
-            tcp.push(TcpTransport::bind(*addr).await?);
+            listeners.push(StreamListener::bind(*addr, None).await?);
+        }
+        for addr in &settings.tls_listen {
+            let tls = settings.tls.clone().ok_or_else(|| {
+                SipError::Tls(format!("tls:{addr} needs a certificate and the mesh CA"))
+            })?;
+            listeners.push(StreamListener::bind(*addr, Some(tls)).await?);
         }
         // Registered for sending only: the endpoint's own serve() (which
         // would start rsipstack's readers on them) is never called.
@@ -119,79 +153,98 @@ impl SipStack {
                 _ = inner.process_timer() => {}
             }
         });
+        let gate = Arc::new(Gate::new(settings.mesh));
+        let identities = Arc::new(Identities::default());
         let udp_connections = udp.iter().map(UdpTransport::connection).collect();
         for t in udp {
             tokio::spawn(t.serve(
                 endpoint.inner.clone(),
                 settings.limits,
                 settings.user_agent.clone(),
+                gate.clone(),
                 cancel.child_token(),
             ));
         }
-        let tcp_settings = TcpSettings {
+        let streams = Arc::new(StreamContext {
+            endpoint: endpoint.inner.clone(),
+            identities: identities.clone(),
+            gate,
             limits: settings.limits,
             idle_timeout: settings.tcp_idle_timeout,
+            request_deadline: settings.request_deadline,
+            peer_request_deadline: settings.peer_request_deadline,
             server: settings.user_agent.clone(),
-        };
-        for t in tcp {
-            tokio::spawn(t.serve(
-                endpoint.inner.clone(),
-                tcp_settings.clone(),
-                cancel.child_token(),
-            ));
+        });
+        let listener_context = Arc::new(ListenerContext::new(
+            streams.clone(),
+            settings.peers.clone(),
+            settings.admission,
+        ));
+        for listener in listeners {
+            tokio::spawn(listener.serve(listener_context.clone(), cancel.child_token()));
         }
         let stack = SipStack {
             endpoint,
             dialogs,
             udp: udp_connections,
-            tcp_settings,
+            streams,
+            identities,
+            tls: settings.tls.clone(),
             cancel,
         };
         Ok((stack, incoming))
     }
 
-    /// Opens a TCP connection from `local_ip` to `remote` that is read like
-    /// the accepted ones (see [`transport::tcp::connect`]). It closes when
-    /// `cancel` is cancelled, on error, or when idle.
+    /// Opens a connection from `local_ip` to mesh peer `name` at `remote`
+    /// (see [`transport::tcp::connect`]): TLS when this server uses TLS and
+    /// `tls` says the peer does, plain TCP for an insecure peer. It closes
+    /// when `cancel` is cancelled, on error, or when idle. The caller
+    /// bounds the time it takes.
+    pub async fn connect_peer(
+        &self,
+        local_ip: std::net::IpAddr,
+        name: &str,
+        remote: SocketAddr,
+        tls: bool,
+        cancel: CancellationToken,
+    ) -> Result<SipConnection, SipError> {
+        let tls = match (tls, &self.tls) {
+            (true, Some(settings)) => Some(settings.clone()),
+            (true, None) => {
+                return Err(SipError::Tls(format!(
+                    "{name} is reached by TLS but this server has no certificate"
+                )))
+            }
+            (false, _) => None,
+        };
+        let target = PeerTarget {
+            name: name.to_string(),
+            addr: remote,
+            tls,
+        };
+        transport::tcp::connect(self.streams.clone(), local_ip, &target, cancel).await
+    }
+
+    /// Opens a plain TCP connection from `local_ip` to `remote`, a server
+    /// that is no mesh peer (see [`transport::tcp::connect_anonymous`]). It
+    /// closes when `cancel` is cancelled, on error, or when idle. The caller
+    /// bounds the time it takes.
     pub async fn connect_tcp(
         &self,
         local_ip: std::net::IpAddr,
         remote: SocketAddr,
         cancel: CancellationToken,
     ) -> Result<SipConnection, SipError> {
-        transport::tcp::connect(
-            local_ip,
-            remote,
-            self.endpoint.inner.clone(),
-            self.tcp_settings.clone(),
-            cancel,
-        )
-        .await
+        transport::tcp::connect_anonymous(self.streams.clone(), local_ip, remote, cancel).await
+    }
+
+    /// Where a server transaction's request came from and who sent it.
+    pub fn origin_of(&self, tx: &rsipstack::transaction::transaction::Transaction) -> Origin {
+        self.identities.origin_of(tx)
     }
 
     /// Stops every loop and closes the sockets.
     pub fn shutdown(&self) {
         self.cancel.cancel();
     }
-}
-
-/// The address a request came from: the connection's peer, or on UDP the
-/// Via's `received` (set by our transport to the datagram's source, RFC 3261
-/// §18.2.1). This is how a mesh peer is recognized.
-pub fn source_ip(
-    tx: &rsipstack::transaction::transaction::Transaction,
-) -> Option<std::net::IpAddr> {
-    use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
-    tx.connection
-        .as_ref()
-        .and_then(|c| c.get_remote_addr())
-        .and_then(|a| a.get_socketaddr().ok())
-        .map(|a| a.ip())
-        .or_else(|| {
-            tx.original
-                .via_header()
-                .ok()
-                .and_then(|v| v.typed().ok())
-                .and_then(|v| v.received().and_then(Result::ok))
-        })
 }

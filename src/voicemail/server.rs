@@ -25,8 +25,12 @@ use crate::config::{ListenTransport, Profile};
 use crate::mesh::{route_of, Mesh};
 use crate::mwi::Mwi;
 use crate::register::Registrations;
+use crate::sip::identity::Identity;
 use crate::sip::inbound::SizeLimits;
-use crate::sip::{responses, source_ip, SipSettings, SipStack};
+use crate::sip::transport::admission::AdmissionLimits;
+use crate::sip::transport::tcp::PeerDirectory;
+use crate::sip::transport::tls::TlsSettings;
+use crate::sip::{responses, SipSettings, SipStack};
 use crate::store::{EncodePool, Store};
 
 /// How long shutdown waits for calls to be stored before giving up.
@@ -41,8 +45,8 @@ pub enum ServerError {
     Sip(#[from] crate::sip::SipError),
     #[error(transparent)]
     Mesh(#[from] crate::mesh::MeshError),
-    #[error("{0}: TLS listeners are not supported yet; use udp: or tcp:")]
-    TlsUnsupported(String),
+    #[error(transparent)]
+    Trust(#[from] crate::config::TrustError),
 }
 
 /// A running voicemail server.
@@ -73,15 +77,11 @@ impl Server {
         })
         .await
         .map_err(|e| ServerError::Sip(crate::sip::SipError::Stack(e.to_string())))??;
-        if let Some(tls) = profile
-            .sip
-            .listen
-            .iter()
-            .find(|l| l.transport == ListenTransport::Tls)
-        {
-            return Err(ServerError::TlsUnsupported(tls.to_string()));
-        }
-        let settings = sip_settings(&profile);
+        let tls = match profile.tls_material()? {
+            Some(material) => Some(TlsSettings::new(&material)?),
+            None => None,
+        };
+        let settings = sip_settings(&profile, tls);
         let (sip, incoming) = SipStack::start(&settings).await?;
         let sip = Arc::new(sip);
         let store = Arc::new(store);
@@ -160,7 +160,7 @@ impl Server {
     }
 }
 
-fn sip_settings(profile: &Profile) -> SipSettings {
+fn sip_settings(profile: &Profile, tls: Option<TlsSettings>) -> SipSettings {
     let pick = |t: ListenTransport| {
         profile
             .sip
@@ -173,13 +173,50 @@ fn sip_settings(profile: &Profile) -> SipSettings {
     SipSettings {
         udp: pick(ListenTransport::Udp),
         tcp: pick(ListenTransport::Tcp),
+        tls_listen: pick(ListenTransport::Tls),
+        tls,
         user_agent: profile.sip.user_agent.clone(),
         limits: SizeLimits {
             message: profile.sip.max_message_bytes,
             transfer_body: profile.mesh.max_transfer_bytes,
         },
         tcp_idle_timeout: profile.sip.tcp_idle_timeout,
+        request_deadline: profile.sip.request_deadline,
+        // A transfer may take as long as its sender waits for it.
+        peer_request_deadline: profile
+            .sip
+            .request_deadline
+            .max(profile.mesh.transfer_timeout),
+        admission: AdmissionLimits {
+            per_source: profile.sip.max_connections_per_source,
+            total: profile.sip.max_connections,
+        },
+        peers: peer_directory(profile),
+        mesh: profile.topology.is_some(),
     }
+}
+
+/// The other servers of the topology, as the transports recognise them:
+/// by certificate name (TLS) or by address (`insecure` TCP).
+fn peer_directory(profile: &Profile) -> PeerDirectory {
+    let mut peers = PeerDirectory::default();
+    let Some(topology) = &profile.topology else {
+        return peers;
+    };
+    for server in topology
+        .servers
+        .iter()
+        .filter(|s| s.name != profile.server.name)
+    {
+        peers.addresses.push(server.addr.ip());
+        // Any server may prove itself with a certificate; an insecure one
+        // may also be known by its address on plain TCP.
+        peers.names.push(server.name.clone());
+        if server.insecure {
+            peers.insecure.insert(server.addr.ip(), server.name.clone());
+        }
+    }
+    peers
 }
 
 async fn dispatch(ctx: &Arc<Context>, tasks: &TaskTracker, mut tx: Transaction) {
@@ -199,7 +236,8 @@ async fn dispatch(ctx: &Arc<Context>, tasks: &TaskTracker, mut tx: Transaction) 
         (Method::Message, false) => match &ctx.mesh {
             Some(mesh) => {
                 let mesh = mesh.clone();
-                tasks.spawn(async move { mesh.receive(tx).await });
+                let origin = ctx.sip.origin_of(&tx);
+                tasks.spawn(async move { mesh.receive(tx, origin.identity).await });
             }
             None => {
                 // RFC 3428 §7: a MESSAGE we do not take; without a topology
@@ -208,8 +246,11 @@ async fn dispatch(ctx: &Arc<Context>, tasks: &TaskTracker, mut tx: Transaction) 
             }
         },
         (Method::Options, false) => {
-            if let (Some(mesh), Some(ip)) = (&ctx.mesh, source_ip(&tx)) {
-                mesh.heard_from(ip);
+            // Only an authenticated peer's OPTIONS gets here in a mesh (the
+            // transports' gate answers anyone else 403).
+            if let (Some(mesh), Identity::Peer(peer)) = (&ctx.mesh, ctx.sip.origin_of(&tx).identity)
+            {
+                mesh.heard_from(&peer);
             }
             let headers = vec![
                 responses::allow(),

@@ -2,8 +2,10 @@
 //! server in a temporary directory, each server on an address of its own,
 //! started, stopped, killed, frozen and thawed one by one.
 //!
-//! A server recognises its peers by the source address of their TCP
-//! connections, so every server of a mesh needs its own IP. On loopback a
+//! Servers talk over mutual TLS (port 5061) with certificates made by the
+//! real `vmesh certs init` and `vmesh certs issue` in the mesh's `certs/`;
+//! a site marked insecure ([`MeshNet::set_insecure`]) is reached by plain
+//! TCP on 5060 and known by its address. Every server has its own IP. On loopback a
 //! mesh takes a fresh 127.x.y.0/24 block (servers at .11, .12, ..., their
 //! callers at .101, .102, ..., spare addresses for relays and strangers at
 //! .201 and up), so tests run in parallel without sharing anything. For a
@@ -29,11 +31,15 @@ use super::netns::{in_netns, NetnsPair};
 use super::raw_sip::options_udp;
 use super::server::{cli, cli_with_profile, json_of, poll_messages};
 use super::sipp::{SippOutcome, SippRun, SippSetup};
+use super::tls_sip::{ClientIdentity, SipTls};
 
 /// How long a server may take to answer its first OPTIONS.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server may take to exit after SIGTERM.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The TLS port of every server (RFC 3261 §19.1.2's default for sips).
+pub const TLS_PORT: u16 = 5061;
 
 /// Names of the servers of a mesh, in order.
 pub const SITE_NAMES: [&str; 4] = ["site-a", "site-b", "site-c", "site-d"];
@@ -89,18 +95,27 @@ pub struct TopologyEntry {
     pub ip: Ipv4Addr,
     /// `mailboxes`.
     pub mailboxes: Vec<String>,
+    /// `insecure = true`: reached by plain TCP, known by its IP.
+    pub insecure: bool,
 }
 
 impl TopologyEntry {
-    /// The entry's `uri`.
+    /// The entry's `uri`: TLS on 5061, or TCP on 5060 when insecure.
     pub fn uri(&self) -> String {
-        format!("sip:{}:{SIP_PORT};transport=tcp", self.ip)
+        if self.insecure {
+            format!("sip:{}:{SIP_PORT};transport=tcp", self.ip)
+        } else {
+            format!("sip:{}:{TLS_PORT};transport=tls", self.ip)
+        }
     }
 }
 
 /// Writes a topology file listing `entries`.
 pub fn write_topology(path: &Path, entries: &[TopologyEntry]) {
     let mut text = String::new();
+    if entries.iter().any(|e| !e.insecure) {
+        text.push_str("[tls]\nca = \"certs/ca.pem\"\n\n");
+    }
     for entry in entries {
         let mailboxes = entry
             .mailboxes
@@ -109,9 +124,14 @@ pub fn write_topology(path: &Path, entries: &[TopologyEntry]) {
             .collect::<Vec<_>>()
             .join(", ");
         text.push_str(&format!(
-            "[[server]]\nname = {:?}\nuri = {:?}\nmailboxes = [{mailboxes}]\n\n",
+            "[[server]]\nname = {:?}\nuri = {:?}\nmailboxes = [{mailboxes}]\n{}\n",
             entry.name,
-            entry.uri()
+            entry.uri(),
+            if entry.insecure {
+                "insecure = true\n"
+            } else {
+                ""
+            }
         ));
     }
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write topology {}: {e}", path.display()));
@@ -192,6 +212,8 @@ impl MeshNet {
                 mailboxes: vec![format!("{0}000-{0}999", i + 1)],
                 timings: MeshTimings::default(),
                 extra: String::new(),
+                insecure: false,
+                extra_sip: String::new(),
                 topology_file: "topology.toml".into(),
                 netns,
                 root: root.clone(),
@@ -206,8 +228,44 @@ impl MeshNet {
             dir: Some(dir),
             netns,
         };
+        mesh.make_certificates();
         write_topology(&mesh.root.join("topology.toml"), &mesh.entries());
         mesh
+    }
+
+    /// The mesh CA and one certificate per site, by the real `vmesh certs`.
+    fn make_certificates(&self) {
+        let certs = self.certs_dir();
+        let dir = certs.to_str().expect("UTF-8 temp path");
+        let run = |args: &[&str]| {
+            let out = cli(args);
+            assert!(
+                out.status.success(),
+                "vmesh {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["certs", "init", "--dir", dir]);
+        for site in &self.sites {
+            run(&["certs", "issue", &site.name, "--dir", dir]);
+        }
+    }
+
+    /// Where the mesh CA and the sites' certificates are.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.root.join("certs")
+    }
+
+    /// The mesh CA certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.certs_dir().join("ca.pem")
+    }
+
+    /// Marks site `i` insecure (plain TCP, known by its IP) and rewrites
+    /// the shared topology.
+    pub fn set_insecure(&mut self, i: usize) {
+        self.sites[i].insecure = true;
+        write_topology(&self.root.join("topology.toml"), &self.entries());
     }
 
     /// The shared topology: every site with its address and mailboxes.
@@ -218,6 +276,7 @@ impl MeshNet {
                 name: s.name.clone(),
                 ip: s.ip,
                 mailboxes: s.mailboxes.clone(),
+                insecure: s.insecure,
             })
             .collect()
     }
@@ -241,6 +300,22 @@ impl MeshNet {
             .as_ref()
             .expect("cut: this mesh has no namespaces")
             .cut();
+    }
+
+    /// Drops every packet between the two namespaces, silently.
+    pub fn blackhole(&self) {
+        self.netns
+            .as_ref()
+            .expect("blackhole: this mesh has no namespaces")
+            .blackhole();
+    }
+
+    /// Ends the blackhole.
+    pub fn unblackhole(&self) {
+        self.netns
+            .as_ref()
+            .expect("unblackhole: this mesh has no namespaces")
+            .unblackhole();
     }
 
     /// Restores the link between the two namespaces.
@@ -296,6 +371,10 @@ pub struct Site {
     /// Profile text appended as it is at each start: whole sections of
     /// their own, such as `[mwi]` or `[storage]`.
     pub extra: String,
+    /// Reached by plain TCP (see [`MeshNet::set_insecure`]).
+    pub insecure: bool,
+    /// Lines added to its profile's `[sip]` (keys under test).
+    pub extra_sip: String,
     topology_file: String,
     netns: Option<String>,
     root: PathBuf,
@@ -311,9 +390,39 @@ impl Site {
         write_topology(&self.root.join(&self.topology_file), entries);
     }
 
-    /// Its SIP address.
+    /// Its SIP address (UDP and TCP).
     pub fn sip_addr(&self) -> SocketAddr {
         SocketAddr::V4(SocketAddrV4::new(self.ip, SIP_PORT))
+    }
+
+    /// Its TLS address.
+    pub fn tls_addr(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.ip, TLS_PORT))
+    }
+
+    /// Its certificate and key.
+    pub fn cert_files(&self) -> (PathBuf, PathBuf) {
+        let certs = self.root.join("certs");
+        (
+            certs.join(format!("{}.pem", self.name)),
+            certs.join(format!("{}.key", self.name)),
+        )
+    }
+
+    /// A TLS connection to it from `local_ip`, presenting `client` (cert
+    /// and key files) or no certificate; the error says why it failed.
+    pub fn tls_connect(
+        &self,
+        local_ip: Ipv4Addr,
+        client: Option<(&Path, &Path)>,
+    ) -> Result<SipTls, String> {
+        SipTls::connect(
+            local_ip,
+            self.tls_addr(),
+            &self.name,
+            &self.root.join("certs").join("ca.pem"),
+            client.map(|(cert, key)| ClientIdentity { cert, key }),
+        )
     }
 
     /// Its profile file.
@@ -351,9 +460,21 @@ impl Site {
 
     fn profile_toml(&self) -> String {
         let t = &self.timings;
+        let (listen_tls, tls) = if self.insecure {
+            (String::new(), String::new())
+        } else {
+            (
+                format!(", \"tls:{}:{TLS_PORT}\"", self.ip),
+                format!(
+                    "[tls]\ncert = \"certs/{0}.pem\"\nkey = \"certs/{0}.key\"\n\n",
+                    self.name
+                ),
+            )
+        };
         format!(
             "[server]\nname = {name:?}\ntopology = {topology:?}\ndata_dir = {data:?}\n\n\
-             [sip]\nlisten = [\"udp:{ip}:{SIP_PORT}\", \"tcp:{ip}:{SIP_PORT}\"]\n\n\
+             [sip]\nlisten = [\"udp:{ip}:{SIP_PORT}\", \"tcp:{ip}:{SIP_PORT}\"{listen_tls}]\n\
+             {extra_sip}\n\n{tls}\
              [media]\nrtp_port_min = {RTP_PORT_MIN}\nrtp_port_max = {RTP_PORT_MAX}\n\
              prompts = false\n\n\
              [mesh]\nping_interval_s = {}\nping_idle_interval_s = {}\nping_timeout_s = {}\n\
@@ -373,12 +494,46 @@ impl Site {
             data = self.data_dir().display().to_string(),
             ip = self.ip,
             extra = self.extra,
+            extra_sip = self.extra_sip,
         )
     }
 
     /// Whether its process is running (possibly stopped by SIGSTOP).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Its resident memory (VmRSS, KiB) while it runs; 0 if unknown.
+    pub fn rss_kib(&self) -> u64 {
+        let Some(pid) = self.pid() else { return 0 };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// CPU seconds (user + system) its process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let Some(pid) = self.pid() else { return 0.0 };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): state is
+        // the 3rd field, utime and stime the 14th and 15th.
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        (ticks(11) + ticks(12)) / hz.max(1.0)
     }
 
     /// Its process id while it runs.
@@ -389,9 +544,14 @@ impl Site {
     /// Writes its profile, starts `vmesh serve` (inside its namespace, if
     /// any, with `ip netns exec`, which execs the server in place so the
     /// pid is the server's) and waits until it answers OPTIONS with 200.
+    /// Writes its profile (as `start` does) without starting it.
+    pub fn write_profile(&self) {
+        std::fs::write(self.profile(), self.profile_toml()).expect("write the site profile");
+    }
+
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
-        std::fs::write(self.profile(), self.profile_toml()).expect("write the site profile");
+        self.write_profile();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -435,12 +595,12 @@ impl Site {
                     );
                 }
             }
-            if self.options_ok(Duration::from_millis(200)) {
+            if self.answers_options(Duration::from_millis(200)) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not answer OPTIONS with 200 on {} within {READY_TIMEOUT:?}\n{}",
+                "{} did not answer OPTIONS on {} within {READY_TIMEOUT:?}\n{}",
                 self.name,
                 self.sip_addr(),
                 self.log_tail()
@@ -450,10 +610,11 @@ impl Site {
     }
 
     /// Whether it answers an OPTIONS over UDP from its callers' address
-    /// with 200 within `timeout`.
-    pub fn options_ok(&self, timeout: Duration) -> bool {
+    /// within `timeout`: with 403, since in a mesh OPTIONS is answered 200
+    /// to authenticated peers only, but an answer shows it serves.
+    pub fn answers_options(&self, timeout: Duration) -> bool {
         let (from, to) = (self.caller_ip, self.sip_addr());
-        let probe = move || options_udp(from, to, timeout).is_some_and(|r| r.status == 200);
+        let probe = move || options_udp(from, to, timeout).is_some_and(|r| r.status >= 200);
         match &self.netns {
             Some(ns) => in_netns(ns, probe),
             None => probe(),

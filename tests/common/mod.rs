@@ -18,6 +18,8 @@ pub mod raw_sip;
 pub mod relay;
 pub mod server;
 pub mod sipp;
+pub mod tls_sip;
+pub mod transfer;
 
 use std::path::PathBuf;
 use std::time::Duration;

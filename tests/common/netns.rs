@@ -105,6 +105,33 @@ impl NetnsPair {
         .unwrap_or_else(|e| panic!("cut the link: {e}"));
     }
 
+    /// Drops every packet between the two sides, silently, inside side
+    /// `a`'s namespace (an nftables rule on its input and output hooks):
+    /// the WAN failure where packets vanish and nothing says so, so
+    /// connects and requests hang until their own timeouts. The link stays
+    /// up.
+    pub fn blackhole(&self) {
+        let other = self.ips[1];
+        let rules = format!(
+            "table inet vmesh_blackhole {{\n\
+             chain input {{ type filter hook input priority 0; policy accept; ip saddr {other} drop; }}\n\
+             chain output {{ type filter hook output priority 0; policy accept; ip daddr {other} drop; }}\n\
+             }}\n"
+        );
+        nft(&self.names[0], &["-f", "-"], Some(&rules))
+            .unwrap_or_else(|e| panic!("blackhole the link: {e}"));
+    }
+
+    /// Removes the blackhole of [`NetnsPair::blackhole`].
+    pub fn unblackhole(&self) {
+        nft(
+            &self.names[0],
+            &["delete", "table", "inet", "vmesh_blackhole"],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("remove the blackhole: {e}"));
+    }
+
     /// Restores the link cut by [`NetnsPair::cut`].
     pub fn heal(&self) {
         ip(&["-n", &self.names[0], "link", "set", &self.devices[0], "up"])
@@ -133,6 +160,42 @@ fn ip(args: &[&str]) -> Result<(), String> {
     } else {
         Err(format!(
             "ip {}: {} {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// Runs `nft ARGS` inside namespace `ns`, with `stdin` as its input.
+fn nft(ns: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "nft {}: {e} (is the nftables package installed?)",
+                args.join(" ")
+            )
+        })?;
+    if let Some(mut input) = child.stdin.take() {
+        input
+            .write_all(stdin.unwrap_or("").as_bytes())
+            .map_err(|e| format!("nft stdin: {e}"))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("nft {}: {e}", args.join(" ")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft {}: {} {}",
             args.join(" "),
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()

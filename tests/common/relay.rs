@@ -1,4 +1,11 @@
-//! A TCP relay between two mesh servers that loses one answer on purpose.
+//! A TCP relay between two mesh servers that loses one answer on purpose,
+//! or delays every answer.
+//!
+//! Delaying ([`Relay::delaying`]) holds each chunk the home sends back for
+//! a fixed time before passing it on, bytes untouched (TLS records too):
+//! the home has stored a message and answered, but the sender cannot have
+//! seen the 200 yet, which is the window a kill must land in for the
+//! sender to send the message again.
 //!
 //! The case it makes: the home server stored a message and answered 200,
 //! but the 200 never reached the sender (the connection broke, or the home
@@ -30,6 +37,9 @@ struct Shared {
     swallowed: AtomicUsize,
     /// Connections accepted from the sender.
     connections: AtomicUsize,
+    /// Hold every chunk from the home this long (zero: swallow the first
+    /// 200 to a MESSAGE instead).
+    delay: Duration,
     /// Every socket of every relayed connection, shut down on drop so no
     /// pump thread outlives the test.
     sockets: Mutex<Vec<TcpStream>>,
@@ -48,12 +58,35 @@ impl Relay {
     /// Listens on `listen` and relays each connection to `upstream`,
     /// connecting from `upstream_from` (the sender's IP).
     pub fn start(listen: SocketAddr, upstream: SocketAddr, upstream_from: Ipv4Addr) -> Relay {
+        Relay::run(listen, upstream, upstream_from, Duration::ZERO)
+    }
+
+    /// Like [`Relay::start`], but passes everything and holds each chunk
+    /// from the home for `delay`.
+    pub fn delaying(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        upstream_from: Ipv4Addr,
+        delay: Duration,
+    ) -> Relay {
+        Relay::run(listen, upstream, upstream_from, delay)
+    }
+
+    fn run(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        upstream_from: Ipv4Addr,
+        delay: Duration,
+    ) -> Relay {
         let listener =
             TcpListener::bind(listen).unwrap_or_else(|e| panic!("relay: bind {listen}: {e}"));
         listener
             .set_nonblocking(true)
             .expect("relay: non-blocking listener");
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            delay,
+            ..Shared::default()
+        });
         let accept = {
             let shared = shared.clone();
             std::thread::spawn(move || accept_loop(listener, upstream, upstream_from, shared))
@@ -126,7 +159,11 @@ fn accept_loop(
         }
         std::thread::spawn(move || pump_raw(client_read, server_write));
         let shared = shared.clone();
-        std::thread::spawn(move || pump_responses(server, client, &shared));
+        if shared.delay.is_zero() {
+            std::thread::spawn(move || pump_responses(server, client, &shared));
+        } else {
+            std::thread::spawn(move || pump_delayed(server, client, shared.delay));
+        }
     }
 }
 
@@ -144,6 +181,43 @@ fn pump_raw(mut from: TcpStream, mut to: TcpStream) {
         }
     }
     from.shutdown(Shutdown::Both).ok();
+    to.shutdown(Shutdown::Both).ok();
+}
+
+/// Home to sender: every chunk as it came, `delay` after it came (a delay
+/// line: a reader thread stamps chunks, this thread writes them when due).
+fn pump_delayed(from: TcpStream, mut to: TcpStream, delay: Duration) {
+    let (tx, rx) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+    let mut reader = from;
+    let closer = reader.try_clone().ok();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx
+                        .send((std::time::Instant::now(), buf[..n].to_vec()))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    for (at, chunk) in rx {
+        let due = at + delay;
+        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        if to.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    if let Some(from) = closer {
+        from.shutdown(Shutdown::Both).ok();
+    }
     to.shutdown(Shutdown::Both).ok();
 }
 

@@ -1,135 +1,291 @@
-//! The TCP listener and per-connection receive loop (RFC 3261 §18.3).
+//! The stream listeners (TCP, and TLS over TCP) and outgoing stream
+//! connections to mesh peers (RFC 3261 §18.3, §26.2).
 //!
-//! One connection carries any number of requests, framed by Content-Length
-//! ([`crate::sip::framing`]). A connection is closed when it is idle for the
-//! profile's timeout, when its framing breaks (after a 400 or 413 when the
-//! head allows one), or at shutdown. The number of open connections is
-//! bounded so a flood of idle sockets cannot exhaust descriptors.
+//! A listener admits each new connection against the connection limits
+//! ([`super::admission`]: per source address, and a pool of its own for the
+//! topology's servers), then, for TLS, completes the handshake within the
+//! request deadline, learns who the other side is ([`super::tls`] for a
+//! certificate, the topology's `insecure` servers for plain TCP), and hands
+//! the stream to the loop every stream connection shares
+//! ([`super::stream`]).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rsipstack::sip::transport::Transport;
-use rsipstack::transaction::endpoint::EndpointInner;
-use rsipstack::transport::stream::StreamConnection;
-use rsipstack::transport::tcp::TcpConnection;
-use rsipstack::transport::{SipAddr, SipConnection};
-use tokio::io::{AsyncReadExt, ReadHalf};
+use rsipstack::sip::Transport;
+use rsipstack::transport::SipConnection;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use super::deliver;
-use crate::sip::framing::{Frame, FramingError, StreamFramer};
-use crate::sip::inbound::{classify, Inbound, SizeLimits};
-use crate::sip::malformed::error_response;
+use super::admission::{Admission, AdmissionLimits, Pool, Refusal};
+use super::stream::{self, Connected, StreamContext};
+use super::tls::{identity_of, server_name, TlsSettings};
+use crate::sip::gate::{RefusalLog, LOG_INTERVAL};
+use crate::sip::identity::Identity;
 use crate::sip::SipError;
 
-/// Open TCP connections accepted at once; more are refused until some close.
-const MAX_CONNECTIONS: usize = 4096;
-
-/// What a connection loop needs besides its socket.
-#[derive(Clone)]
-pub struct TcpSettings {
-    pub limits: SizeLimits,
-    pub idle_timeout: Duration,
-    pub server: String,
+/// The servers of the topology as the transports need them.
+#[derive(Debug, Clone, Default)]
+pub struct PeerDirectory {
+    /// Every other server's name: who a certificate may name.
+    pub names: Vec<String>,
+    /// The `insecure` servers by IP: who a plain TCP connection may be.
+    pub insecure: HashMap<IpAddr, String>,
+    /// Every other server's IP: whose connections count in the peers' pool.
+    pub addresses: Vec<IpAddr>,
 }
 
-/// A bound TCP SIP listener.
-pub struct TcpTransport {
+impl PeerDirectory {
+    fn pool_of(&self, ip: IpAddr) -> Pool {
+        let ip = ip.to_canonical();
+        if self.addresses.iter().any(|a| a.to_canonical() == ip) {
+            Pool::Peer
+        } else {
+            Pool::General
+        }
+    }
+
+    fn insecure_peer(&self, ip: IpAddr) -> Identity {
+        let ip = ip.to_canonical();
+        self.insecure
+            .iter()
+            .find(|(a, _)| a.to_canonical() == ip)
+            .map(|(_, name)| Identity::Peer(name.clone()))
+            .unwrap_or(Identity::Anonymous)
+    }
+}
+
+/// What the listeners of one endpoint share.
+pub struct ListenerContext {
+    pub stream: Arc<StreamContext>,
+    pub peers: PeerDirectory,
+    pub admission: Mutex<Admission>,
+    /// Refused connections, logged once per source and minute.
+    refusals: Mutex<RefusalLog>,
+}
+
+impl ListenerContext {
+    pub fn new(stream: Arc<StreamContext>, peers: PeerDirectory, limits: AdmissionLimits) -> Self {
+        ListenerContext {
+            stream,
+            peers,
+            admission: Mutex::new(Admission::new(limits)),
+            refusals: Mutex::new(RefusalLog::new(LOG_INTERVAL, 4096)),
+        }
+    }
+}
+
+/// A bound TCP or TLS listener.
+pub struct StreamListener {
     listener: TcpListener,
+    tls: Option<TlsSettings>,
 }
 
-impl TcpTransport {
-    /// Binds `addr`.
-    pub async fn bind(addr: SocketAddr) -> Result<Self, SipError> {
-        let bind_error = |e: std::io::Error| SipError::Bind {
-            addr: format!("tcp:{addr}"),
+impl StreamListener {
+    /// Binds `addr`, for TLS when `tls` is given.
+    pub async fn bind(addr: SocketAddr, tls: Option<TlsSettings>) -> Result<Self, SipError> {
+        let name = if tls.is_some() { "tls" } else { "tcp" };
+        let listener = TcpListener::bind(addr).await.map_err(|e| SipError::Bind {
+            addr: format!("{name}:{addr}"),
             reason: e.to_string(),
-        };
-        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
-        Ok(TcpTransport { listener })
+        })?;
+        Ok(StreamListener { listener, tls })
     }
 
     /// Accepts connections until cancelled.
-    pub async fn serve(
-        self,
-        endpoint: Arc<EndpointInner>,
-        settings: TcpSettings,
-        cancel: CancellationToken,
-    ) {
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    pub async fn serve(self, context: Arc<ListenerContext>, cancel: CancellationToken) {
         loop {
             let accepted = tokio::select! {
                 _ = cancel.cancelled() => return,
                 a = self.listener.accept() => a,
             };
-            let (stream, peer) = match accepted {
+            let (stream, remote) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    warn!(error = %e, "tcp accept failed");
+                    // Out of descriptors, say: wait a little rather than spin.
+                    warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                warn!(%peer, "too many tcp connections; refusing");
+            let pool = context.peers.pool_of(remote.ip());
+            let admitted = match context.admission.lock() {
+                Ok(mut a) => a.open(remote.ip(), pool),
+                Err(_) => Err(Refusal::GeneralFull),
+            };
+            if let Err(refusal) = admitted {
+                let log = context
+                    .refusals
+                    .lock()
+                    .ok()
+                    .and_then(|mut l| l.should_log(remote.ip(), std::time::Instant::now()));
+                if let Some(unlogged) = log {
+                    warn!(%remote, ?refusal, unlogged_since_last = unlogged,
+                          "connection refused: over the connection limits");
+                }
                 continue;
-            };
-            let connection = Connection {
-                endpoint: endpoint.clone(),
-                settings: settings.clone(),
-            };
+            }
+            let context = context.clone();
+            let tls = self.tls.clone();
             let cancel = cancel.child_token();
             tokio::spawn(async move {
-                connection.run(stream, peer, cancel).await;
-                drop(permit);
+                let closed = cancel.clone();
+                match tls {
+                    Some(tls) => accept_tls(&context, stream, remote, tls, cancel).await,
+                    None => accept_tcp(&context, stream, remote, cancel).await,
+                }
+                closed.cancelled().await;
+                if let Ok(mut a) = context.admission.lock() {
+                    a.close(remote.ip(), pool);
+                }
             });
         }
     }
 }
 
-struct Connection {
-    endpoint: Arc<EndpointInner>,
-    settings: TcpSettings,
-}
-
-/// rsipstack's connection (which sends) and the read half we read from.
-type Opened = (TcpConnection, ReadHalf<TcpStream>);
-
-/// Wraps a connected stream: rsipstack's connection keeps the write half for
-/// sending; we take the read half back for our own framing.
-async fn open(stream: TcpStream, cancel: &CancellationToken) -> Option<Opened> {
-    stream.set_nodelay(true).ok();
-    let local = SipAddr {
-        r#type: Some(Transport::Tcp),
-        addr: stream.local_addr().ok()?.into(),
-    };
-    let tcp = match TcpConnection::from_stream(stream, local, Some(cancel.clone())) {
-        Ok(c) => c,
-        Err(e) => {
-            debug!(error = %e, "cannot set up tcp connection");
-            return None;
-        }
-    };
-    let reader = tcp.inner.read_half.lock().await.take()?;
-    Some((tcp, reader))
-}
-
-/// Opens a TCP connection from `local_ip` (so the peer sees our own address,
-/// by which a mesh peer knows us) to `remote`, and reads it like an accepted
-/// one: responses go to their client transactions, requests to the server
-/// side. The connection ends when `cancel` is cancelled, on error, or idle.
-pub async fn connect(
-    local_ip: IpAddr,
+async fn accept_tcp(
+    context: &ListenerContext,
+    stream: TcpStream,
     remote: SocketAddr,
-    endpoint: Arc<EndpointInner>,
-    settings: TcpSettings,
+    cancel: CancellationToken,
+) {
+    stream.set_nodelay(true).ok();
+    let connected = Connected {
+        stream,
+        remote,
+        transport: Transport::Tcp,
+        identity: context.peers.insecure_peer(remote.ip()),
+    };
+    if stream::start(context.stream.clone(), connected, cancel.clone())
+        .await
+        .is_err()
+    {
+        cancel.cancel();
+    }
+}
+
+async fn accept_tls(
+    context: &ListenerContext,
+    stream: TcpStream,
+    remote: SocketAddr,
+    tls: TlsSettings,
+    cancel: CancellationToken,
+) {
+    stream.set_nodelay(true).ok();
+    let deadline = context.stream.request_deadline;
+    let handshake = tokio::time::timeout(deadline, tls.acceptor.accept(stream));
+    let stream = tokio::select! {
+        _ = cancel.cancelled() => return,
+        h = handshake => match h {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                info!(%remote, error = %e, "TLS handshake refused");
+                cancel.cancel();
+                return;
+            }
+            Err(_) => {
+                info!(%remote, ?deadline, "TLS handshake not complete within the deadline");
+                cancel.cancel();
+                return;
+            }
+        },
+    };
+    let identity = identity_of(stream.get_ref().1.peer_certificates(), &context.peers.names);
+    debug!(%remote, ?identity, "TLS connection");
+    let connected = Connected {
+        stream,
+        remote,
+        transport: Transport::Tls,
+        identity,
+    };
+    if stream::start(context.stream.clone(), connected, cancel.clone())
+        .await
+        .is_err()
+    {
+        cancel.cancel();
+    }
+}
+
+/// Where and how to reach a peer.
+#[derive(Debug, Clone)]
+pub struct PeerTarget {
+    /// Its topology name: the name its certificate must hold.
+    pub name: String,
+    pub addr: SocketAddr,
+    /// TLS when settings are given; plain TCP (an `insecure` peer) else.
+    pub tls: Option<TlsSettings>,
+}
+
+/// Opens a connection from `local_ip` (our own topology address, which an
+/// insecure peer knows us by) to `target`, with the TLS handshake when the
+/// peer is reached by TLS, and reads it like an accepted one: responses go
+/// to their client transactions, requests to the server side. The caller
+/// bounds the time this takes. The connection ends when `cancel` is
+/// cancelled, on error, or when idle.
+pub async fn connect(
+    context: Arc<StreamContext>,
+    local_ip: IpAddr,
+    target: &PeerTarget,
     cancel: CancellationToken,
 ) -> Result<SipConnection, SipError> {
+    let remote = target.addr;
+    let stream = dial(local_ip, remote).await?;
+    let identity = Identity::Peer(target.name.clone());
+    match &target.tls {
+        Some(tls) => {
+            let name = server_name(&target.name)?;
+            let stream =
+                tls.connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| SipError::Connect {
+                        addr: remote.to_string(),
+                        reason: format!("TLS handshake: {e}"),
+                    })?;
+            let connected = Connected {
+                stream: tokio_rustls::TlsStream::Client(stream),
+                remote,
+                transport: Transport::Tls,
+                identity,
+            };
+            stream::start(context, connected, cancel).await
+        }
+        None => {
+            let connected = Connected {
+                stream,
+                remote,
+                transport: Transport::Tcp,
+                identity,
+            };
+            stream::start(context, connected, cancel).await
+        }
+    }
+}
+
+/// Opens a plain TCP connection from `local_ip` to `remote`, a server that
+/// is no mesh peer (a registrar, a PBX), read like an accepted one. The
+/// caller bounds the time this takes.
+pub async fn connect_anonymous(
+    context: Arc<StreamContext>,
+    local_ip: IpAddr,
+    remote: SocketAddr,
+    cancel: CancellationToken,
+) -> Result<SipConnection, SipError> {
+    let stream = dial(local_ip, remote).await?;
+    let connected = Connected {
+        stream,
+        remote,
+        transport: Transport::Tcp,
+        identity: Identity::Anonymous,
+    };
+    stream::start(context, connected, cancel).await
+}
+
+/// A TCP connection from `local_ip` (any port) to `remote`.
+async fn dial(local_ip: IpAddr, remote: SocketAddr) -> Result<TcpStream, SipError> {
     let failed = |e: std::io::Error| SipError::Connect {
         addr: remote.to_string(),
         reason: e.to_string(),
@@ -141,103 +297,6 @@ pub async fn connect(
     .map_err(failed)?;
     socket.bind(SocketAddr::new(local_ip, 0)).map_err(failed)?;
     let stream = socket.connect(remote).await.map_err(failed)?;
-    let (tcp, reader) = open(stream, &cancel)
-        .await
-        .ok_or_else(|| SipError::Connect {
-            addr: remote.to_string(),
-            reason: "connection closed at once".into(),
-        })?;
-    let connection = Connection { endpoint, settings };
-    tokio::spawn(connection.read_loop(tcp.clone(), reader, remote, cancel));
-    Ok(SipConnection::Tcp(tcp))
-}
-
-impl Connection {
-    async fn run(self, stream: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
-        if let Some((tcp, reader)) = open(stream, &cancel).await {
-            self.read_loop(tcp, reader, peer, cancel).await;
-        }
-    }
-
-    /// Frames and delivers what arrives until the connection ends.
-    async fn read_loop(
-        self,
-        tcp: TcpConnection,
-        mut reader: ReadHalf<TcpStream>,
-        peer: SocketAddr,
-        cancel: CancellationToken,
-    ) {
-        // Not registered with the transport layer: that would start
-        // rsipstack's own reader on it. In-dialog requests find the
-        // connection through the dialog's flow affinity instead, and mesh
-        // senders hold it themselves; both stop using it once `cancel` is
-        // cancelled below.
-        let connection = SipConnection::Tcp(tcp.clone());
-        let from = SipAddr {
-            r#type: Some(Transport::Tcp),
-            addr: peer.into(),
-        };
-        let mut framer = StreamFramer::new(self.settings.limits);
-        let mut chunk = vec![0u8; 16 * 1024];
-        'read: loop {
-            let read = tokio::select! {
-                _ = cancel.cancelled() => break,
-                r = tokio::time::timeout(self.settings.idle_timeout, reader.read(&mut chunk)) => r,
-            };
-            let n = match read {
-                Err(_) => {
-                    debug!(%peer, "tcp connection idle; closing");
-                    break;
-                }
-                Ok(Ok(0)) => break,
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    debug!(%peer, error = %e, "tcp read error");
-                    break;
-                }
-            };
-            framer.push(chunk.get(..n).unwrap_or_default());
-            while let Some(frame) = framer.next_frame() {
-                match frame {
-                    Frame::Message(raw) => {
-                        match classify(&raw, self.settings.limits, false, &self.settings.server) {
-                            Inbound::Message(m) => {
-                                deliver(&self.endpoint, *m, connection.clone(), &from).await
-                            }
-                            Inbound::Reply(bytes) => {
-                                if tcp.send_raw(&bytes).await.is_err() {
-                                    break 'read;
-                                }
-                            }
-                            Inbound::Ignore => debug!(%peer, "ignored tcp message"),
-                        }
-                    }
-                    Frame::Ping => {
-                        if tcp.send_raw(b"\r\n").await.is_err() {
-                            break 'read;
-                        }
-                    }
-                    Frame::Error { error, head } => {
-                        debug!(%peer, %error, "tcp framing error; closing");
-                        let (status, reason) = match error {
-                            FramingError::TooLarge { .. }
-                            | FramingError::HeadersTooLarge { .. } => {
-                                (413, "Request Entity Too Large")
-                            }
-                            FramingError::BadContentLength { .. } => (400, "Bad Request"),
-                        };
-                        let why = error.to_string();
-                        if let Some(bytes) =
-                            error_response(&head, status, reason, &why, &self.settings.server, &[])
-                        {
-                            tcp.send_raw(&bytes).await.ok();
-                        }
-                        break 'read;
-                    }
-                }
-            }
-        }
-        cancel.cancel();
-        tcp.inner.close().await.ok();
-    }
+    stream.set_nodelay(true).ok();
+    Ok(stream)
 }

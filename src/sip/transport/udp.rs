@@ -1,4 +1,8 @@
 //! The UDP receive loop (RFC 3261 §18.2.1).
+//!
+//! A datagram authenticates nothing: every one is held to the limits of an
+//! unauthenticated sender and passes the gate as one (a MESSAGE over UDP is
+//! refused whatever its Via says).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +13,13 @@ use rsipstack::transport::SipConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use rsipstack::sip::{SipMessage, Transport};
+
 use super::deliver;
+use crate::sip::gate::Gate;
+use crate::sip::identity::{Identity, Origin};
 use crate::sip::inbound::{classify, Inbound, SizeLimits};
+use crate::sip::malformed::error_response;
 use crate::sip::SipError;
 
 /// A bound UDP SIP socket, registered with rsipstack for sending.
@@ -43,8 +52,10 @@ impl UdpTransport {
         endpoint: Arc<EndpointInner>,
         limits: SizeLimits,
         server: String,
+        gate: Arc<Gate>,
         cancel: CancellationToken,
     ) {
+        let limits = limits.unauthenticated();
         let mut buf = vec![0u8; limits.largest().min(65535) + 1];
         loop {
             let received = tokio::select! {
@@ -61,16 +72,44 @@ impl UdpTransport {
                 }
             };
             let Some(raw) = buf.get(..len) else { continue };
-            match classify(raw, limits, true, &server) {
+            let reply = match classify(raw, limits, true, &server) {
                 Inbound::Message(message) => {
-                    deliver(&endpoint, *message, self.connection(), &from).await;
-                }
-                Inbound::Reply(bytes) => {
-                    if let Err(e) = self.connection.send_raw(&bytes, &from).await {
-                        warn!(%from, error = %e, "cannot send error response");
+                    let refused = match (message.as_ref(), from.get_socketaddr()) {
+                        (SipMessage::Request(request), Ok(source)) => {
+                            let origin = Origin {
+                                source: Some(source),
+                                transport: Transport::Udp,
+                                identity: Identity::Anonymous,
+                            };
+                            gate.check(&request.method, &origin, std::time::Instant::now())
+                        }
+                        _ => None,
+                    };
+                    match refused {
+                        Some(why) => error_response(raw, 403, "Forbidden", &why, &server, &[]),
+                        None => {
+                            deliver(
+                                &endpoint,
+                                *message,
+                                self.connection(),
+                                &from,
+                                Transport::Udp,
+                            )
+                            .await;
+                            None
+                        }
                     }
                 }
-                Inbound::Ignore => debug!(%from, len, "ignored datagram"),
+                Inbound::Reply(bytes) => Some(bytes),
+                Inbound::Ignore => {
+                    debug!(%from, len, "ignored datagram");
+                    None
+                }
+            };
+            if let Some(bytes) = reply {
+                if let Err(e) = self.connection.send_raw(&bytes, &from).await {
+                    warn!(%from, error = %e, "cannot send error response");
+                }
             }
         }
     }
