@@ -722,6 +722,9 @@ fn in_folder(site: &Site, folder: &str) -> Vec<Value> {
 #[test]
 fn a_message_deleted_at_home_is_not_brought_back_by_a_late_retry() {
     let mut mesh = MeshNet::allocate(3);
+    // SIPp speaks no TLS: site-c is an insecure (plain TCP) peer, known by
+    // its address.
+    mesh.set_insecure(2);
     mesh[1].start();
     let c_ip = mesh[2].ip;
     // SIPp poses as site-c, the origin, sending the same transfer again and

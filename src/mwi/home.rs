@@ -82,8 +82,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("topology.toml"),
-            "[[server]]\nname = \"a\"\nuri = \"sip:127.0.0.11:5060;transport=tcp\"\nmailboxes = [\"1000-1999\"]\n\
-             [[server]]\nname = \"b\"\nuri = \"sip:127.0.0.12:5060;transport=tcp\"\nmailboxes = [\"2000-2999\"]\n",
+            "[[server]]\nname = \"a\"\nuri = \"sip:127.0.0.11:5060;transport=tcp\"\nmailboxes = [\"1000-1999\"]\ninsecure = true\n\
+             [[server]]\nname = \"b\"\nuri = \"sip:127.0.0.12:5060;transport=tcp\"\nmailboxes = [\"2000-2999\"]\ninsecure = true\n",
         )
         .unwrap();
         let path = dir.path().join("a.toml");

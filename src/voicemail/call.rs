@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{Header, Request, StatusCode, Uri};
+use rsipstack::sip::{Header, Request, StatusCode, Transport, Uri};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::SipConnection;
 use tracing::{info, warn, Instrument};
@@ -16,7 +16,7 @@ use tracing::{info, warn, Instrument};
 use super::session::Session;
 use super::Context;
 use crate::call::parties::mailbox_of;
-use crate::config::CodecOrder;
+use crate::config::{CodecOrder, ListenAddr, ListenTransport};
 use crate::media::{negotiate_in_order, Codec, Negotiated, RtpSocket, SdpError};
 use crate::sip::responses;
 
@@ -83,7 +83,7 @@ async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
         }
     };
     let (state_tx, state_rx) = ctx.sip.dialogs.new_dialog_state_channel();
-    let contact = contact_for(&tx);
+    let contact = contact_for(&tx, &ctx.profile.sip.listen);
     let dialog = match ctx
         .sip
         .dialogs
@@ -130,16 +130,38 @@ fn offer_of(
     negotiate_in_order(sdp, codecs, order).map(Some)
 }
 
-/// Our Contact for this dialog: the address the INVITE arrived on, with the
-/// transport when it is not UDP (RFC 3261 §12.1.1), so in-dialog requests
-/// come back the same way.
-fn contact_for(tx: &Transaction) -> Option<Uri> {
-    let conn = tx.connection.as_ref()?;
-    let transport = match conn {
-        SipConnection::Udp(_) => "",
-        _ => ";transport=tcp",
+/// Our Contact for this dialog (RFC 3261 §12.1.1): the listen address of
+/// the transport the INVITE arrived on, so in-dialog requests come back to
+/// a socket that accepts them. Not a stream connection's own address: a PBX
+/// may send the INVITE over a connection vmesh opened itself (a REGISTER's,
+/// from an ephemeral port that closes). Of several listeners of that
+/// transport, the one on the UDP socket's address or the one the
+/// Request-URI names, else the first.
+fn contact_for(tx: &Transaction, listen: &[ListenAddr]) -> Option<Uri> {
+    let connection = tx.connection.as_ref()?;
+    let (transport, param, local_ip) = match connection {
+        SipConnection::Udp(udp) => (
+            ListenTransport::Udp,
+            "",
+            udp.get_addr().get_socketaddr().ok().map(|a| a.ip()),
+        ),
+        other => match other.get_addr().r#type {
+            Some(Transport::Tls) => (ListenTransport::Tls, ";transport=tls", None),
+            _ => (ListenTransport::Tcp, ";transport=tcp", None),
+        },
     };
-    Uri::try_from(format!("sip:vmesh@{}{}", conn.get_addr().addr, transport).as_str()).ok()
+    let addressed =
+        local_ip.or_else(|| tx.original.uri.host_with_port.host.to_string().parse().ok());
+    let candidates = || listen.iter().filter(|l| l.transport == transport);
+    let entry = candidates()
+        .find(|l| Some(l.addr.ip()) == addressed)
+        .or_else(|| candidates().next())?;
+    let host = match (entry.addr.ip().is_unspecified(), addressed) {
+        (true, Some(ip)) => ip,
+        _ => entry.addr.ip(),
+    };
+    let addr = std::net::SocketAddr::new(host, entry.addr.port());
+    Uri::try_from(format!("sip:vmesh@{addr}{param}").as_str()).ok()
 }
 
 async fn reply(tx: &mut Transaction, status: StatusCode, headers: Vec<Header>) {
