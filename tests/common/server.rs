@@ -361,6 +361,8 @@ impl Server {
     /// Exports message `id` to a WAV file in the test directory.
     pub fn export(&self, id: &str) -> PathBuf {
         let out = self.root.join(format!("export-{id}.wav"));
+        // export keeps an existing file; a test may export one message twice.
+        std::fs::remove_file(&out).ok();
         let output = self.cli(&[
             "messages",
             "export",
