@@ -9,6 +9,7 @@
 //! transaction layer. [`SipStack`] owns that assembly; the voicemail layer
 //! takes the new server transactions from it.
 
+pub mod digest;
 pub mod framing;
 pub mod inbound;
 pub mod malformed;
