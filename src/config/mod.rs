@@ -23,6 +23,7 @@
 //! `membership.rs` checks a profile's place in it. `reader.rs` walks the
 //! parsed TOML collecting errors, `error.rs` holds them.
 
+mod callers;
 mod error;
 mod listen;
 mod mailbox_set;
@@ -38,6 +39,9 @@ mod sip;
 mod storage;
 mod topology;
 
+pub use callers::{
+    AuthUser, CallerPolicy, Password, DEFAULT_AUTH_ALGORITHMS, DEFAULT_NONCE_LIFETIME,
+};
 pub use error::{ConfigError, ConfigErrors, TextPosition};
 pub use listen::{ListenAddr, ListenAddrError, ListenTransport};
 pub use mailbox_set::{is_valid_mailbox, MailboxPattern, MailboxSet, MAX_MAILBOX_DIGITS};

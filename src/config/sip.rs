@@ -1,9 +1,11 @@
 //! The `[sip]` section: the SIP endpoint's sockets and limits.
 
+use std::path::Path;
 use std::time::Duration;
 
 use toml::de::DeTable;
 
+use super::callers::CallerPolicy;
 use super::listen::ListenAddr;
 use super::reader::{Node, Reader};
 
@@ -45,6 +47,9 @@ pub struct SipConfig {
     pub max_calls: usize,
     /// How long to ring (180 Ringing) before answering; zero answers at once.
     pub answer_delay: Duration,
+    /// Who may call: `allow`, `[[sip.auth]]` and the digest settings
+    /// (`callers.rs`).
+    pub callers: CallerPolicy,
 }
 
 impl Default for SipConfig {
@@ -56,6 +61,7 @@ impl Default for SipConfig {
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             max_calls: DEFAULT_MAX_CALLS,
             answer_delay: Duration::ZERO,
+            callers: CallerPolicy::default(),
         }
     }
 }
@@ -73,8 +79,8 @@ fn default_listen() -> Vec<ListenAddr> {
 }
 
 impl SipConfig {
-    /// Reads `[sip]`.
-    pub(super) fn read(reader: &mut Reader<'_>, table: &DeTable<'_>) -> Self {
+    /// Reads `[sip]`; relative paths in it are relative to `base_dir`.
+    pub(super) fn read(reader: &mut Reader<'_>, table: &DeTable<'_>, base_dir: &Path) -> Self {
         let mut sip = SipConfig::default();
         for (name, node) in table.iter() {
             let key = format!("sip.{}", name.get_ref());
@@ -114,7 +120,11 @@ impl SipConfig {
                         sip.answer_delay = Duration::from_millis(n);
                     }
                 }
-                _ => reader.unknown_key(&key, name.span()),
+                other => {
+                    if !sip.callers.read_key(reader, other, node, base_dir) {
+                        reader.unknown_key(&key, name.span());
+                    }
+                }
             }
         }
         sip

@@ -44,6 +44,11 @@ fn embedded_default_is_valid_and_documents_the_defaults() {
     assert_eq!(profile.sip.tcp_idle_timeout, Duration::from_secs(60));
     assert_eq!(profile.sip.max_calls, 1000);
     assert_eq!(profile.sip.answer_delay, Duration::ZERO);
+    assert_eq!(profile.sip.callers, CallerPolicy::default());
+    assert_eq!(profile.sip.callers.allow, None);
+    assert!(profile.sip.callers.auth.is_empty());
+    assert_eq!(profile.sip.callers.auth_algorithms, DEFAULT_AUTH_ALGORITHMS);
+    assert_eq!(profile.sip.callers.nonce_lifetime, DEFAULT_NONCE_LIFETIME);
     assert_eq!(profile.mailboxes, MailboxSet::any_digits());
     assert_eq!(profile.media.rtp_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
     assert_eq!(profile.media.rtp_ports, 20000..=29999);

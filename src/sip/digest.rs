@@ -223,7 +223,7 @@ impl DigestAuthenticator {
             Err(why) => return Verdict::BadRequest(why),
         };
         match Uri::try_from(fields.uri) {
-            Ok(uri) if uri == *request_uri => {}
+            Ok(uri) if names_request_uri(&uri, request_uri) => {}
             _ => {
                 return Verdict::BadRequest(format!(
                     "digest uri {:?} is not the Request-URI",
@@ -435,6 +435,18 @@ impl<'a> Credentials<'a> {
             qop,
         })
     }
+}
+
+/// Whether the digest `uri` names the Request-URI (RFC 7616 §3.4.6):
+/// the same URI, or the same scheme, host and port without a user part
+/// (what SIPp and some UAs send for every request). Each credential is
+/// single-use anyway (the nonce count), so the looser form lets no
+/// captured credential through that the strict one would stop.
+fn names_request_uri(uri: &Uri, request_uri: &Uri) -> bool {
+    uri == request_uri
+        || (uri.auth.is_none()
+            && uri.scheme == request_uri.scheme
+            && uri.host_with_port == request_uri.host_with_port)
 }
 
 fn param<'a>(params: &[(&'a str, &'a str)], name: &str) -> Option<&'a str> {

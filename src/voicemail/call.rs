@@ -1,11 +1,14 @@
 //! Admission of one voicemail call: from INVITE to an answered session.
 //!
-//! Each step can end the call with the response a PBX expects: capacity or
+//! Each step can end the call with the response a PBX expects: who may
+//! call (403 outside `sip.allow`, 401 without good digest credentials, see
+//! [`super::callers`]), capacity or
 //! shutdown (503 + Retry-After), mailbox (404), SDP (400 when unparseable,
 //! 488 when nothing in it is usable), RTP port (503). What passes becomes a
 //! dialog and a [`Session`] that records until the call ends.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Request, StatusCode, Uri};
@@ -13,6 +16,7 @@ use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::SipConnection;
 use tracing::{info, warn, Instrument};
 
+use super::callers::Admission;
 use super::session::Session;
 use super::Context;
 use crate::call::parties::mailbox_of;
@@ -36,6 +40,9 @@ pub async fn run(ctx: Arc<Context>, tx: Transaction) {
 }
 
 async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
+    if let Admission::Refuse { status, headers } = ctx.callers.check(&tx, Instant::now()) {
+        return reply(&mut tx, status, headers).await;
+    }
     let slot = match ctx.calls.clone().try_acquire_owned() {
         Ok(slot) if !ctx.shutdown.is_cancelled() => slot,
         _ => {

@@ -6,6 +6,7 @@
 //! message.
 
 pub mod call;
+pub mod callers;
 pub mod greetings;
 pub mod server;
 pub mod session;
@@ -37,6 +38,8 @@ pub struct Context {
     /// Where finished recordings are encoded and committed, at most
     /// `storage.encode_workers` at a time, off the call path.
     pub encoders: EncodePool,
+    /// Who may call: `sip.allow` and digest authentication of INVITEs.
+    pub callers: callers::CallerGate,
 }
 
 /// How the profile wants messages stored: format, minimum length, silence.

@@ -84,7 +84,11 @@ impl Server {
         let mesh = Mesh::start(&profile, sip.clone(), store.clone(), shutdown.child_token())?;
         info!(listen = ?profile.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
               data = %profile.server.data_dir.display(), "vmesh serving");
+        for open in profile.sip.open_listeners() {
+            warn!(listener = %open, "any host that reaches this listener may leave messages: set sip.allow or [[sip.auth]]");
+        }
         let ctx = Context {
+            callers: super::callers::CallerGate::new(&profile),
             calls: Arc::new(Semaphore::new(profile.sip.max_calls)),
             encoders: EncodePool::new(profile.storage.encode_workers),
             profile,

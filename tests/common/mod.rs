@@ -9,6 +9,7 @@
 
 pub mod audio;
 pub mod dialog;
+pub mod digest;
 pub mod media;
 pub mod mesh;
 pub mod net;

@@ -50,6 +50,10 @@ pub struct ServerConfig {
     /// `[storage] format` ("wav" or "opus"); `None` leaves the section out
     /// (the profile default applies).
     pub storage_format: Option<String>,
+    /// More `[sip]` keys, one `key = value` line each (e.g. `allow`).
+    pub sip_lines: Vec<String>,
+    /// More tables at the end of the profile (e.g. `[[sip.auth]]` entries).
+    pub extra_tables: String,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +70,8 @@ impl Default for ServerConfig {
             prompts: false,
             max_silence_s: None,
             storage_format: None,
+            sip_lines: Vec::new(),
+            extra_tables: String::new(),
         }
     }
 }
@@ -93,15 +99,16 @@ impl ServerConfig {
             .as_ref()
             .map(|f| format!("\n[storage]\nformat = {f:?}\n"))
             .unwrap_or_default();
+        let sip_lines: String = self.sip_lines.iter().map(|l| format!("{l}\n")).collect();
         format!(
             "[server]\nname = \"test-{ip}\"\ndata_dir = {data:?}\n\n\
              [sip]\nlisten = [\"udp:{ip}:{SIP_PORT}\", \"tcp:{ip}:{SIP_PORT}\"]\n\
-             answer_delay_ms = {delay}\nmax_calls = {max_calls}\n{tcp_idle}\n\
+             answer_delay_ms = {delay}\nmax_calls = {max_calls}\n{tcp_idle}{sip_lines}\n\
              [mailboxes]\naccept = [{accept}]\n\n\
              [media]\nrtp_port_min = {RTP_PORT_MIN}\nrtp_port_max = {RTP_PORT_MAX}\n\
              codecs = [{codecs}]\nrtp_timeout_s = {rtp_timeout}\n\
              max_message_s = {max_message}\nmin_message_ms = {min_message}\n\
-             prompts = {prompts}\n{max_silence}{storage}",
+             prompts = {prompts}\n{max_silence}{storage}\n{extra}",
             ip = net.ip,
             data = data_dir.display().to_string(),
             delay = self.answer_delay_ms,
@@ -112,6 +119,7 @@ impl ServerConfig {
             max_message = self.max_message_s,
             min_message = self.min_message_ms,
             prompts = self.prompts,
+            extra = self.extra_tables,
         )
     }
 }

@@ -17,7 +17,8 @@ pub mod udp;
 
 use std::sync::Arc;
 
-use rsipstack::sip::SipMessage;
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::{Param, SipMessage};
 use rsipstack::transaction::endpoint::EndpointInner;
 use rsipstack::transport::{SipAddr, SipConnection};
 use tracing::debug;
@@ -34,6 +35,7 @@ async fn deliver(
         return;
     };
     let transport = connection.transport();
+    let message = without_sender_received(message);
     let message = match SipConnection::update_msg_received(message, socket, transport) {
         Ok(m) => m,
         Err(e) => {
@@ -47,4 +49,27 @@ async fn deliver(
     {
         debug!(%from, error = %e, "message not taken by the transaction layer");
     }
+}
+
+/// The message with any `received` parameter of a request's top Via
+/// removed. Only the receiving server writes `received` (RFC 3261
+/// §18.2.1); rsipstack keeps one the sender wrote when its sent-by equals
+/// the source, which would let a sender name any address as its own. After
+/// this, the top Via's `received` (or, when absent, its sent-by) is the
+/// address the message really came from.
+fn without_sender_received(message: SipMessage) -> SipMessage {
+    let SipMessage::Request(mut req) = message else {
+        return message;
+    };
+    if let Ok(via) = req.via_header_mut() {
+        let stripped = via.update_first_value(|v| {
+            let mut typed = v.typed()?;
+            typed.params.retain(|p| !matches!(p, Param::Received(_)));
+            Ok(typed.into())
+        });
+        if let Err(e) = stripped {
+            debug!(error = %e, "cannot clean the top Via");
+        }
+    }
+    SipMessage::Request(req)
 }
