@@ -13,6 +13,7 @@ pub mod digest;
 pub mod framing;
 pub mod inbound;
 pub mod malformed;
+pub mod overload;
 pub mod responses;
 pub mod transport;
 

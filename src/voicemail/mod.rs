@@ -8,6 +8,7 @@
 pub mod call;
 pub mod callers;
 pub mod greetings;
+pub mod replies;
 pub mod server;
 pub mod session;
 

@@ -18,10 +18,13 @@ pub mod udp;
 use std::sync::Arc;
 
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
-use rsipstack::sip::{Param, SipMessage};
+use rsipstack::sip::{Param, Request, SipMessage, StatusCode};
 use rsipstack::transaction::endpoint::EndpointInner;
 use rsipstack::transport::{SipAddr, SipConnection};
 use tracing::debug;
+
+use super::overload::{self, Limits};
+use super::responses;
 
 /// Hands a checked message to the transaction layer. Errors there concern
 /// one message only (say, a response to no transaction) and are logged.
@@ -43,6 +46,15 @@ async fn deliver(
             return;
         }
     };
+    if let SipMessage::Request(req) = &message {
+        if overload::starts_transaction(endpoint, req)
+            && !Limits::default().admits(overload::load_of(endpoint))
+        {
+            debug!(%from, method = %req.method, "transaction tables full; 503");
+            refuse_overloaded(endpoint, req, &connection, from).await;
+            return;
+        }
+    }
     if let Err(e) = endpoint
         .on_received_message(message, connection, from)
         .await
@@ -72,4 +84,22 @@ fn without_sender_received(message: SipMessage) -> SipMessage {
         }
     }
     SipMessage::Request(req)
+}
+
+/// Answers a request that cannot become a transaction: 503 with
+/// Retry-After, statelessly (RFC 3261 §8.2.6).
+async fn refuse_overloaded(
+    endpoint: &EndpointInner,
+    req: &Request,
+    connection: &SipConnection,
+    from: &SipAddr,
+) {
+    let mut response = endpoint.make_response(req, StatusCode::ServiceUnavailable, None);
+    response
+        .headers
+        .push(responses::retry_after(overload::OVERLOAD_RETRY_AFTER_S));
+    let destination = (!connection.is_reliable()).then_some(from);
+    if let Err(e) = connection.send(response.into(), destination).await {
+        debug!(%from, error = %e, "cannot send 503");
+    }
 }
