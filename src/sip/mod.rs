@@ -15,9 +15,11 @@ pub mod inbound;
 pub mod malformed;
 pub mod overload;
 pub mod responses;
+pub mod transfer_bodies;
 pub mod transport;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -69,6 +71,8 @@ pub struct SipStack {
     pub dialogs: DialogLayer,
     /// The UDP sockets, for building Contact/Via and sending.
     pub udp: Vec<SipConnection>,
+    /// Bodies of large MESSAGEs kept aside from the transaction layer.
+    pub bodies: Arc<transfer_bodies::BodyStash>,
     tcp_settings: TcpSettings,
     cancel: CancellationToken,
 }
@@ -96,7 +100,9 @@ impl SipStack {
         for t in &udp {
             transports.add_transport(t.connection());
         }
+        let bodies = transfer_bodies::BodyStash::new();
         let endpoint = EndpointBuilder::new()
+            .with_inspector(bodies.inspector())
             .with_user_agent(&settings.user_agent)
             .with_transport_layer(transports)
             .with_cancel_token(cancel.child_token())
@@ -140,6 +146,7 @@ impl SipStack {
             endpoint,
             dialogs,
             udp: udp_connections,
+            bodies,
             tcp_settings,
             cancel,
         };

@@ -215,6 +215,8 @@ impl Dispatcher {
             (Method::Message, false) => match &ctx.mesh {
                 Some(mesh) => match self.transfers.clone().try_acquire_owned() {
                     Ok(slot) => {
+                        let mut tx = tx;
+                        ctx.sip.bodies.restore(&mut tx);
                         let mesh = mesh.clone();
                         self.tasks.spawn(async move {
                             mesh.receive(tx).await;
@@ -223,6 +225,7 @@ impl Dispatcher {
                     }
                     Err(_) => {
                         debug!("all transfer slots busy; 503");
+                        ctx.sip.bodies.discard(&tx);
                         let retry = vec![responses::retry_after(TRANSFER_RETRY_AFTER_S)];
                         self.replies
                             .answer(tx, StatusCode::ServiceUnavailable, retry);
@@ -231,6 +234,7 @@ impl Dispatcher {
                 None => {
                     // RFC 3428 §7: a MESSAGE we do not take; without a
                     // topology nobody is a peer.
+                    ctx.sip.bodies.discard(&tx);
                     self.replies.answer(tx, StatusCode::Forbidden, vec![]);
                 }
             },
@@ -248,6 +252,7 @@ impl Dispatcher {
             (_, true) => match ctx.sip.dialogs.match_dialog(&tx) {
                 Some(mut dialog) => {
                     let mut tx = tx;
+                    ctx.sip.bodies.restore(&mut tx);
                     tokio::spawn(async move {
                         if let Err(e) = dialog.handle(&mut tx).await {
                             debug!(error = %e, "in-dialog request failed");
@@ -255,6 +260,7 @@ impl Dispatcher {
                     });
                 }
                 None => {
+                    ctx.sip.bodies.discard(&tx);
                     self.replies
                         .answer(tx, StatusCode::CallTransactionDoesNotExist, vec![]);
                 }

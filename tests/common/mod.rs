@@ -11,6 +11,7 @@ pub mod audio;
 pub mod dialog;
 pub mod digest;
 pub mod media;
+pub mod memory;
 pub mod mesh;
 pub mod net;
 pub mod netns;
@@ -18,6 +19,7 @@ pub mod raw_sip;
 pub mod relay;
 pub mod server;
 pub mod sipp;
+pub mod transfer;
 
 use std::path::PathBuf;
 use std::time::Duration;
