@@ -145,3 +145,109 @@ fn a_client_that_stops_reading_does_not_hold_up_other_callers() {
         "the connection is still up"
     );
 }
+
+/// An INVITE over UDP from `local` that will never be acknowledged.
+fn half_open_invite(server: &Server, local: SocketAddr) -> String {
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        ip = local.ip()
+    );
+    request(
+        "INVITE",
+        &format!("sip:1001@{}", server.net.sip_addr()),
+        local,
+        "UDP",
+        &["Content-Type: application/sdp"],
+        &sdp,
+    )
+}
+
+/// How long the last half-open INVITE of a flood may hold state: Timer H
+/// ends its transaction (64·T1, RFC 3261 §17.2.1), then the transaction's
+/// last answer is kept as long again to absorb retransmissions.
+const HALF_OPEN_LIFETIME: Duration = Duration::from_secs(70);
+
+/// How far above its baseline "back near its baseline" may be.
+const NEAR_BASELINE: u64 = 8 * 1024 * 1024;
+
+#[test]
+fn memory_returns_near_its_baseline_after_a_half_open_invite_flood() {
+    let server = Server::start(TestNet::allocate());
+    let pid = server.pid().expect("the server runs");
+    // Warm up (first call, first transfer of each kind of work), then take
+    // the baseline.
+    server
+        .sipp(
+            "uac_pilot_diversion.xml",
+            &["-s", "1001"],
+            call_timeout(SPEECH_SHORT_MS),
+        )
+        .assert_success();
+    server.wait_messages(1, Duration::from_secs(10));
+    let baseline = common::memory::rss(pid);
+    common::memory::reset_peak(pid);
+
+    // 5,000 INVITEs that are never ACKed, from a socket that never reads.
+    let octets = server.net.peer_ip.octets();
+    let flooder_ip = Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3] + 1);
+    let flooder = std::net::UdpSocket::bind((flooder_ip, 0)).unwrap();
+    let local = flooder.local_addr().unwrap();
+    let started = Instant::now();
+    for _ in 0..50 {
+        for _ in 0..100 {
+            flooder
+                .send_to(
+                    half_open_invite(&server, local).as_bytes(),
+                    server.net.sip_addr(),
+                )
+                .unwrap();
+        }
+        // Paced by the server itself: an OPTIONS sent after the burst is
+        // answered once the burst has been read.
+        let answered = options_udp(
+            server.net.peer_ip,
+            server.net.sip_addr(),
+            Duration::from_secs(10),
+        );
+        assert!(
+            answered.is_some(),
+            "the server stopped answering during the flood"
+        );
+    }
+    let flood_time = started.elapsed();
+    let peak = common::memory::peak_rss(pid);
+
+    // Everything a half-open INVITE holds ends by 64*T1 after its last
+    // answer (Timer H, then the transaction's cleanup): poll until the
+    // server is back near its baseline.
+    let flood_end = Instant::now();
+    let deadline = flood_end + Duration::from_secs(150);
+    let near = baseline + NEAR_BASELINE;
+    let mut now = common::memory::rss(pid);
+    while (flood_end.elapsed() < HALF_OPEN_LIFETIME || now > near) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        now = common::memory::rss(pid);
+    }
+    eprintln!(
+        "half-open INVITE flood: 5000 in {flood_time:?}; RSS {:.1} MiB before, peak {:.1} MiB, {:.1} MiB after {:?}",
+        common::memory::mib(baseline),
+        common::memory::mib(peak),
+        common::memory::mib(now),
+        started.elapsed()
+    );
+    assert!(
+        now <= near,
+        "RSS stays at {:.1} MiB, {:.1} MiB over its baseline",
+        common::memory::mib(now),
+        common::memory::mib(now - baseline)
+    );
+    // And the server still takes calls.
+    server
+        .sipp(
+            "uac_pilot_diversion.xml",
+            &["-s", "1001"],
+            call_timeout(SPEECH_SHORT_MS),
+        )
+        .assert_success();
+}

@@ -5,6 +5,7 @@
 //! them; [`call`] admits one call and [`session`] runs it to a stored
 //! message.
 
+pub mod allocator;
 pub mod call;
 pub mod callers;
 pub mod greetings;

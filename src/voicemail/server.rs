@@ -115,6 +115,7 @@ impl Server {
             mut incoming,
             tasks,
         } = self;
+        tokio::spawn(super::allocator::trim_periodically(ctx.shutdown.clone()));
         let dispatcher = Dispatcher {
             ctx: ctx.clone(),
             tasks: tasks.clone(),
