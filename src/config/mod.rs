@@ -62,7 +62,10 @@ pub use sip::{
     default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TCP_IDLE_TIMEOUT, MAX_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES,
 };
-pub use storage::{StorageConfig, StorageFormat, DEFAULT_ENCODE_WORKERS, DEFAULT_OPUS_BITRATE};
+pub use storage::{
+    StorageConfig, StorageFormat, DEFAULT_ENCODE_WORKERS, DEFAULT_MIN_FREE_MB,
+    DEFAULT_OPUS_BITRATE,
+};
 pub use topology::{Topology, TopologyServer};
 
 #[cfg(test)]

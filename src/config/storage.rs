@@ -12,6 +12,10 @@ pub const DEFAULT_OPUS_BITRATE: u32 = 24_000;
 /// Default number of background encoders.
 pub const DEFAULT_ENCODE_WORKERS: usize = 2;
 
+/// Default free space, in MiB, under which new calls are refused: room for
+/// a few maximal messages (180 s at 16 kHz is 5.8 MB) to finish.
+pub const DEFAULT_MIN_FREE_MB: u64 = 64;
+
 /// The file format a stored message is kept in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StorageFormat {
@@ -42,6 +46,9 @@ pub struct StorageConfig {
     pub opus_bitrate: u32,
     /// Messages encoded at once, off the call path (1 to 64).
     pub encode_workers: usize,
+    /// Free space in the data directory's file system, in bytes, under
+    /// which new calls get 503 with Retry-After before they are answered.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -50,6 +57,7 @@ impl Default for StorageConfig {
             format: StorageFormat::Wav,
             opus_bitrate: DEFAULT_OPUS_BITRATE,
             encode_workers: DEFAULT_ENCODE_WORKERS,
+            min_free_bytes: DEFAULT_MIN_FREE_MB * 1024 * 1024,
         }
     }
 }
@@ -86,6 +94,11 @@ impl StorageConfig {
                     if let Some(n) = reader.integer(&key, node, 1..=64) {
                         storage.encode_workers =
                             usize::try_from(n).unwrap_or(DEFAULT_ENCODE_WORKERS);
+                    }
+                }
+                "min_free_mb" => {
+                    if let Some(n) = reader.integer(&key, node, 0..=1_048_576) {
+                        storage.min_free_bytes = n * 1024 * 1024;
                     }
                 }
                 _ => reader.unknown_key(&key, name.span()),

@@ -69,6 +69,7 @@ fn embedded_default_is_valid_and_documents_the_defaults() {
     assert_eq!(profile.storage.format, StorageFormat::Wav);
     assert_eq!(profile.storage.opus_bitrate, 24_000);
     assert_eq!(profile.storage.encode_workers, 2);
+    assert_eq!(profile.storage.min_free_bytes, 64 * 1024 * 1024);
     assert_eq!(profile.topology, None);
     let mesh = &profile.mesh;
     assert_eq!(mesh.ping_interval, Duration::from_secs(2));
@@ -113,7 +114,8 @@ fn codec_silence_prompt_and_storage_keys_are_read() {
         "[media]\ncodecs = [\"g722\", \"Opus\"]\ncodec_order = \"offerer\"\nopus_rate = 48000\n\
          max_silence_s = 0\nsilence_threshold_dbfs = -42.5\ndiscard_silent = false\n\
          prompts = false\nbeep_hz = 440\nbeep_ms = 500\n\
-         [storage]\nformat = \"opus\"\nopus_bitrate = 16000\nencode_workers = 8\n",
+         [storage]\nformat = \"opus\"\nopus_bitrate = 16000\nencode_workers = 8\n\
+         min_free_mb = 5\n",
     )
     .unwrap();
     let media = &p.media;
@@ -132,6 +134,7 @@ fn codec_silence_prompt_and_storage_keys_are_read() {
         format: StorageFormat::Opus,
         opus_bitrate: 16_000,
         encode_workers: 8,
+        min_free_bytes: 5 * 1024 * 1024,
     };
     assert_eq!(p.storage, expected);
     // A whole number is a valid threshold too.

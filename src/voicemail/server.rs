@@ -63,6 +63,9 @@ impl Server {
         let policy = storage_policy(&profile);
         let store = tokio::task::spawn_blocking(move || -> Result<Store, ServerError> {
             let store = Store::open(&data_dir)?;
+            if let Err(e) = store.hold_reserve() {
+                warn!(error = %e, "no space reserve for finishing calls when the disk fills");
+            }
             let route = |mailbox: &str| route_of(topology.as_ref(), &name, mailbox);
             let recovered = store.recover(&route, &policy)?;
             for m in &recovered {
