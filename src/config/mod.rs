@@ -63,8 +63,7 @@ pub use sip::{
     DEFAULT_TCP_IDLE_TIMEOUT, MAX_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES,
 };
 pub use storage::{
-    StorageConfig, StorageFormat, DEFAULT_ENCODE_WORKERS, DEFAULT_MIN_FREE_MB,
-    DEFAULT_OPUS_BITRATE,
+    StorageConfig, StorageFormat, DEFAULT_ENCODE_WORKERS, DEFAULT_MIN_FREE_MB, DEFAULT_OPUS_BITRATE,
 };
 pub use topology::{Topology, TopologyServer};
 

@@ -29,7 +29,10 @@ pub const RESERVE_BYTES: usize = 1024 * 1024;
 /// sparse file: its blocks must really be free to give back).
 pub fn take(data_dir: &Path) -> Result<(), StoreError> {
     let path = data_dir.join(RESERVE_FILE);
-    if path.metadata().is_ok_and(|m| m.len() == RESERVE_BYTES as u64) {
+    if path
+        .metadata()
+        .is_ok_and(|m| m.len() == RESERVE_BYTES as u64)
+    {
         return Ok(());
     }
     let written = OpenOptions::new()

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub sip_lines: Vec<String>,
     /// More tables at the end of the profile (e.g. `[[sip.auth]]` entries).
     pub extra_tables: String,
+    /// Where the data directory is; `None` for `data` in the test's
+    /// temporary directory.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             storage_format: None,
             sip_lines: Vec::new(),
             extra_tables: String::new(),
+            data_dir: None,
         }
     }
 }
@@ -130,6 +134,7 @@ pub struct Server {
     pub net: TestNet,
     dir: Option<tempfile::TempDir>,
     root: PathBuf,
+    data_dir: PathBuf,
     child: Option<Child>,
     next_sipp_port: AtomicU16,
 }
@@ -148,7 +153,7 @@ impl Server {
             .tempdir()
             .expect("create the test's temporary directory");
         let root = dir.path().to_path_buf();
-        let data_dir = root.join("data");
+        let data_dir = config.data_dir.clone().unwrap_or_else(|| root.join("data"));
         std::fs::write(
             root.join("profile.toml"),
             config.profile_toml(&net, &data_dir),
@@ -158,6 +163,7 @@ impl Server {
             net,
             dir: Some(dir),
             root,
+            data_dir,
             child: None,
             next_sipp_port: AtomicU16::new(0),
         };
@@ -172,7 +178,7 @@ impl Server {
 
     /// The server's data directory (`[server] data_dir`).
     pub fn data_dir(&self) -> PathBuf {
-        self.root.join("data")
+        self.data_dir.clone()
     }
 
     /// The test's temporary directory (exports and SIPp logs go here).
