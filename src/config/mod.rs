@@ -16,7 +16,8 @@
 //! profile (`vmesh check` reports the errors of both).
 //!
 //! Layout: [`Profile`] ties the sections together (`profile.rs`); each section
-//! has its own file (`server.rs`, `sip.rs`, `media.rs`, `storage.rs`, `mesh.rs`), as do
+//! has its own file (`server.rs`, `sip.rs` with `callers.rs` for who may
+//! call, `media.rs`, `storage.rs`, `mesh.rs`), as do
 //! listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
 //! with `overlap.rs` deciding whether two patterns share a mailbox). The
 //! topology is read in `topology.rs`, its peer URIs in `peer_uri.rs`, and

@@ -84,7 +84,8 @@ impl CallerGate {
     /// Decides on a new INVITE at `now`.
     pub fn check(&self, tx: &Transaction, now: Instant) -> Admission {
         let source = caller_source(tx);
-        if !source.is_some_and(|ip| self.policy.allows(ip)) {
+        let restricted = self.policy.allow.is_some();
+        if restricted && !source.is_some_and(|ip| self.policy.allows(ip)) {
             debug!(source = ?source, "INVITE from a source outside sip.allow");
             return refuse(
                 StatusCode::Forbidden,

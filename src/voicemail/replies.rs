@@ -9,7 +9,9 @@
 //! at once, at most [`MAX_PER_SOURCE`] of them to one source address, and
 //! each given [`SEND_TIMEOUT`]. Past the budget an answer is not sent: the
 //! client retransmits (UDP) or is not reading anyway (TCP). So one client
-//! that stops reading can only ever hold up its own answers.
+//! that stops reading can only ever hold up its own answers. An answer cut
+//! by the timeout may leave part of a response on that client's
+//! connection; it was not reading it anyway.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
