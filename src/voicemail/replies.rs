@@ -5,7 +5,9 @@
 //! The server loop must never wait for that, or one such client would hold
 //! up every other request (call admission included). So each answer the
 //! loop gives itself (OPTIONS, 403, 405, 481, 503) is sent from a task of
-//! its own, under a budget: at most [`MAX_IN_FLIGHT`] answers on their way
+//! its flow (one per TCP connection or UDP source with answers on their
+//! way, so a connection gets its answers in the order of its requests),
+//! under a budget: at most [`MAX_IN_FLIGHT`] answers on their way
 //! at once, at most [`MAX_PER_SOURCE`] of them to one source address, and
 //! each given [`SEND_TIMEOUT`]. Past the budget an answer is not sent: the
 //! client retransmits (UDP) or is not reading anyway (TCP). So one client
@@ -14,12 +16,13 @@
 //! connection; it was not reading it anyway.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rsipstack::sip::{Header, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
+use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::callers::caller_source;
@@ -33,17 +36,30 @@ pub const MAX_PER_SOURCE: usize = 64;
 /// How long one answer may take to leave.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Counts of answers in flight, in total and per source.
-#[derive(Debug, Default)]
-struct Counts {
+/// Where answers go in order: one TCP connection, or one UDP source host.
+type Flow = (Option<IpAddr>, Option<SocketAddr>);
+
+/// One answer waiting to leave.
+struct Job {
+    tx: Transaction,
+    status: StatusCode,
+    headers: Vec<Header>,
+    slot: Slot,
+}
+
+/// Counts of answers in flight, in total and per source, and the queue of
+/// each flow that has answers on their way.
+#[derive(Default)]
+struct State {
     total: usize,
     per_source: HashMap<Option<IpAddr>, usize>,
+    flows: HashMap<Flow, mpsc::UnboundedSender<Job>>,
 }
 
 /// The budget of answers in flight; cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Replies {
-    counts: Arc<Mutex<Counts>>,
+    state: Arc<Mutex<State>>,
 }
 
 /// One answer's place in the budget, given back when dropped.
@@ -58,23 +74,74 @@ impl Replies {
         Replies::default()
     }
 
-    /// Sends `status` (with `headers`) on `tx` from a task of its own, if
-    /// the budget allows; never waits.
-    pub fn answer(&self, mut tx: Transaction, status: StatusCode, headers: Vec<Header>) {
+    /// Sends `status` (with `headers`) on `tx` if the budget allows, after
+    /// the answers already on their way to the same flow (so one TCP
+    /// connection gets its answers in the order of its requests); never
+    /// waits.
+    pub fn answer(&self, tx: Transaction, status: StatusCode, headers: Vec<Header>) {
         let source = caller_source(&tx);
+        let connection = tx
+            .connection
+            .as_ref()
+            .and_then(|c| c.get_remote_addr())
+            .and_then(|a| a.get_socketaddr().ok());
         let Some(slot) = self.take(source) else {
             debug!(?source, %status, "answer budget spent; not answering");
             return;
         };
-        tokio::spawn(async move {
+        let job = Job {
+            tx,
+            status,
+            headers,
+            slot,
+        };
+        let flow = (source, connection);
+        let mut state = self.lock();
+        let job = match state.flows.get(&flow) {
+            Some(queue) => match queue.send(job) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (queue, jobs) = mpsc::unbounded_channel();
+        // Cannot fail: the receiver is alive.
+        let _ = queue.send(job);
+        state.flows.insert(flow, queue);
+        tokio::spawn(self.clone().drain(flow, jobs));
+    }
+
+    /// Sends a flow's answers one after the other until its queue is empty.
+    async fn drain(self, flow: Flow, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        loop {
+            let job = match jobs.try_recv() {
+                Ok(job) => job,
+                Err(_) => {
+                    // Under the lock no answer can be queued meanwhile.
+                    let mut state = self.lock();
+                    match jobs.try_recv() {
+                        Ok(job) => job,
+                        Err(_) => {
+                            state.flows.remove(&flow);
+                            return;
+                        }
+                    }
+                }
+            };
+            let Job {
+                mut tx,
+                status,
+                headers,
+                slot,
+            } = job;
             let sent = tokio::time::timeout(SEND_TIMEOUT, tx.reply_with(status, headers, None));
             match sent.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => debug!(error = %e, "cannot send answer"),
-                Err(_) => debug!(?source, "answer not sent in time; given up"),
+                Err(_) => debug!(source = ?flow.0, "answer not sent in time; given up"),
             }
             drop(slot);
-        });
+        }
     }
 
     /// Answers in flight now.
@@ -83,32 +150,32 @@ impl Replies {
     }
 
     fn take(&self, source: Option<IpAddr>) -> Option<Slot> {
-        let mut counts = self.lock();
-        let mine = counts.per_source.get(&source).copied().unwrap_or(0);
-        if counts.total >= MAX_IN_FLIGHT || mine >= MAX_PER_SOURCE {
+        let mut state = self.lock();
+        let mine = state.per_source.get(&source).copied().unwrap_or(0);
+        if state.total >= MAX_IN_FLIGHT || mine >= MAX_PER_SOURCE {
             return None;
         }
-        counts.total += 1;
-        counts.per_source.insert(source, mine + 1);
+        state.total += 1;
+        state.per_source.insert(source, mine + 1);
         Some(Slot {
             replies: self.clone(),
             source,
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut counts = self.replies.lock();
-        counts.total = counts.total.saturating_sub(1);
-        if let Some(n) = counts.per_source.get_mut(&self.source) {
+        let mut state = self.replies.lock();
+        state.total = state.total.saturating_sub(1);
+        if let Some(n) = state.per_source.get_mut(&self.source) {
             *n -= 1;
             if *n == 0 {
-                counts.per_source.remove(&self.source);
+                state.per_source.remove(&self.source);
             }
         }
     }
@@ -133,6 +200,7 @@ mod tests {
         drop(other);
         assert_eq!(replies.in_flight(), 0);
         assert!(replies.lock().per_source.is_empty());
+        assert!(replies.lock().flows.is_empty());
         assert!(replies.take(a).is_some());
     }
 }
