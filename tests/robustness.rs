@@ -235,3 +235,28 @@ fn bye_for_an_unknown_dialog_gets_481() {
     let response = udp.transact(&text, ANSWER).expect("an answer to the BYE");
     assert_eq!(response.status, 481, "{}", response.raw);
 }
+
+#[test]
+fn an_invite_without_contact_gets_400_saying_so() {
+    let server = Server::start(TestNet::allocate());
+    let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
+    let local = udp.local_addr();
+    let invite = invite_text(&server, local, "UDP");
+    let contact = format!("Contact: <sip:5551234@{local};transport=udp>\r\n");
+    let without = invite.replacen(&contact, "", 1);
+    assert!(!without.contains("Contact"));
+    let response = udp.transact(&without, ANSWER).expect("an answer");
+    // RFC 3261 8.1.1.8: a dialog-creating request must carry a Contact.
+    assert_eq!(response.status, 400, "{}", response.raw);
+    assert!(
+        response
+            .header("Warning")
+            .is_some_and(|w| w.contains("Contact")),
+        "{}",
+        response.raw
+    );
+    assert!(server.messages().is_empty());
+    // The same INVITE with its Contact is a call.
+    let response = udp.transact(&invite, ANSWER).expect("an answer");
+    assert_eq!(response.status, 200, "{}", response.raw);
+}

@@ -9,8 +9,9 @@
 //! from the first octet on, and `ezk-g722` brings a whole media framework
 //! with it. The encoder here is bit-identical to spandsp 0.0.6 and FFmpeg
 //! 5.1 on sweeps and on speech, the decoder to FFmpeg's (spandsp's wraps
-//! around on full-scale input where this one saturates); pinned checksums
-//! in the tests hold it there.
+//! around on full-scale input where this one saturates); the unit tests
+//! run FFmpeg's `g722` encoder and decoder on the same signals and compare
+//! octet for octet and sample for sample.
 //!
 //! Only mode 1 (64 kbit/s: 6 bits lower band, 2 bits upper band) is
 //! implemented: it is the only mode RTP uses (RFC 3551 §4.5.2). Sample pairs
@@ -379,6 +380,7 @@ impl Default for G722Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::external_tools::run_bytes;
     use crate::audio::test_signals::{ncc_at_best_lag, sine, snr_db, speech_16k, sweep};
 
     fn round_trip(pcm: &[i16]) -> Vec<i16> {
@@ -389,13 +391,6 @@ mod tests {
         G722Decoder::new().decode(&encoded, &mut decoded);
         assert_eq!(decoded.len(), pcm.len());
         decoded
-    }
-
-    /// FNV-1a, to pin a bitstream in one number.
-    fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
-        bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        })
     }
 
     /// The QMF pair and the ADPCM loops delay the output by 22 samples
@@ -436,33 +431,56 @@ mod tests {
         assert!(snr > 15.0, "SNR {snr:.1} dB");
     }
 
-    /// Encodes and decodes `pcm`, returning checksums of the octets and of
-    /// the decoded samples.
-    fn checksums(pcm: &[i16]) -> (u64, u64) {
-        let mut encoded = Vec::new();
-        G722Encoder::new().encode(pcm, &mut encoded);
-        let mut decoded = Vec::new();
-        G722Decoder::new().decode(&encoded, &mut decoded);
-        let samples = decoded.iter().flat_map(|s| s.to_le_bytes());
-        (fnv1a(encoded.iter().copied()), fnv1a(samples))
+    /// `pcm` encoded by FFmpeg's `g722` encoder (libavcodec's port of the
+    /// public-domain libg722 that spandsp and Asterisk carry).
+    fn ffmpeg_encode(pcm: &[i16]) -> Vec<u8> {
+        let input: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let args = [
+            "-v", "error", "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", "-", "-c:a", "g722",
+            "-f", "g722", "-",
+        ];
+        run_bytes("ffmpeg", &args, &input)
+    }
+
+    /// `octets` decoded by FFmpeg's `g722` decoder, as 16 kHz samples.
+    fn ffmpeg_decode(octets: &[u8]) -> Vec<i16> {
+        let args = [
+            "-v", "error", "-f", "g722", "-i", "-", "-f", "s16le", "-ac", "1", "-",
+        ];
+        run_bytes("ffmpeg", &args, octets)
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect()
     }
 
     #[test]
-    fn the_bitstream_matches_the_reference_implementations() {
-        // Octets from spandsp 0.0.6 `g722_encode` and FFmpeg 5.1's g722
-        // encoder (identical), samples from FFmpeg's g722 decoder.
-        let swept = sweep(50.0, 7000.0, SAMPLE_RATE, 32000, 0.3);
-        assert_eq!(
-            checksums(&swept),
-            (0x7a10_328d_f653_223a, 0x0803_1cdb_cb7e_466a)
-        );
-        // Full scale drives every limiter; spandsp's decoder wraps around
-        // here where FFmpeg's (and this one) saturates.
-        let loud = sweep(20.0, 7900.0, SAMPLE_RATE, 32000, 1.0);
-        assert_eq!(
-            checksums(&loud),
-            (0x84d5_16e2_fd41_5a69, 0x4bf6_6588_f2a7_0283)
-        );
+    fn the_bitstream_matches_ffmpeg_octet_for_octet_and_sample_for_sample() {
+        // Derived here from an independent implementation rather than
+        // pinned: the encoder must produce FFmpeg's octets, the decoder
+        // FFmpeg's samples, on a sweep, on full scale (which drives every
+        // limiter) and on speech.
+        let signals = [
+            ("sweep", sweep(50.0, 7000.0, SAMPLE_RATE, 32000, 0.3)),
+            (
+                "full-scale sweep",
+                sweep(20.0, 7900.0, SAMPLE_RATE, 32000, 1.0),
+            ),
+            ("speech", speech_16k()),
+        ];
+        for (name, pcm) in signals {
+            let mut ours = Vec::new();
+            G722Encoder::new().encode(&pcm, &mut ours);
+            let theirs = ffmpeg_encode(&pcm);
+            assert_eq!(ours.len(), theirs.len(), "{name}: length");
+            let first = ours.iter().zip(&theirs).position(|(a, b)| a != b);
+            assert_eq!(first, None, "{name}: octets differ from FFmpeg's");
+            let mut decoded = Vec::new();
+            G722Decoder::new().decode(&ours, &mut decoded);
+            let reference = ffmpeg_decode(&ours);
+            assert_eq!(decoded.len(), reference.len(), "{name}: decoded length");
+            let first = decoded.iter().zip(&reference).position(|(a, b)| a != b);
+            assert_eq!(first, None, "{name}: samples differ from FFmpeg's");
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub mod resample;
 pub mod silence;
 
 #[cfg(test)]
+mod external_tools;
+#[cfg(test)]
 mod test_signals;
 
 pub use self::g722::{G722Decoder, G722Encoder};

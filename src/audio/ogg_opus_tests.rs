@@ -2,11 +2,11 @@
 //! fields and granule positions, external validators, and bad input.
 
 use std::io::Cursor;
-use std::process::Command;
 
 use ogg::PacketReader;
 
 use super::*;
+use crate::audio::external_tools::{run, run_bytes};
 use crate::audio::test_signals::{ncc, sine, speech_16k};
 
 /// Writes `pcm` at `rate` to an in-memory Ogg Opus file.
@@ -199,38 +199,15 @@ fn fix_first_page_crc(file: &mut [u8]) {
     file[22..26].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Runs an external validator, or explains why not: the tools come from
-/// Debian's `opus-tools` and `ffmpeg` packages, which the test command
-/// installs and requires with `VMESH_REQUIRE_TOOLS=1`.
-fn run_tool(program: &str, args: &[&str]) -> Option<String> {
-    match Command::new(program).args(args).output() {
-        Ok(output) => {
-            let text = String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "{program} failed:\n{text}");
-            Some(text)
-        }
-        Err(err) if std::env::var("VMESH_REQUIRE_TOOLS").as_deref() == Ok("1") => {
-            panic!("{program} is required (VMESH_REQUIRE_TOOLS=1) but cannot run: {err}")
-        }
-        Err(err) => {
-            eprintln!(
-                "skipping the {program} check: {err} (set VMESH_REQUIRE_TOOLS=1 to require it)"
-            );
-            None
-        }
-    }
-}
-
 #[test]
 fn external_tools_accept_the_file() {
     let tags = [tag("MAILBOX", "1001")];
     let path = std::env::temp_dir().join(format!("vmesh-ogg-opus-{}.opus", std::process::id()));
     std::fs::write(&path, write(&ten_seconds(), 16_000, &tags)).unwrap();
     let file = path.to_string_lossy().into_owned();
-    let info = run_tool("opusinfo", &[&file]);
+    let report = run("opusinfo", &[&file]);
     let entries = "stream=codec_name,channels,duration_ts:format=format_name";
-    let probe = run_tool(
+    let probe = run(
         "ffprobe",
         &[
             "-v",
@@ -242,50 +219,33 @@ fn external_tools_accept_the_file() {
             &file,
         ],
     );
-    let decoded = run_tool_bytes(
+    let pcm = run_bytes(
         "ffmpeg",
         &[
             "-v", "error", "-i", &file, "-f", "s16le", "-ar", "16000", "-",
         ],
+        &[],
     );
     std::fs::remove_file(&path).unwrap();
 
-    if let Some(report) = info {
-        assert!(
-            !report.contains("WARNING") && !report.contains("ERROR"),
-            "{report}"
-        );
-        assert!(report.contains("Pre-skip: 312"), "{report}");
-        assert!(
-            report.contains("Original sample rate: 16000 Hz"),
-            "{report}"
-        );
-        assert!(report.contains("MAILBOX=1001"), "{report}");
-        assert!(report.contains("Playback length: 0m:10.000s"), "{report}");
-    }
-    if let Some(report) = probe {
-        assert!(report.contains("codec_name=opus"), "{report}");
-        assert!(report.contains("channels=1"), "{report}");
-        assert!(report.contains("format_name=ogg"), "{report}");
-        // ffprobe reports the last granule position, pre-skip included.
-        assert!(report.contains("duration_ts=480312"), "{report}");
-    }
-    if let Some(pcm) = decoded {
-        // FFmpeg applies pre-skip and end trimming: exactly 10 s again.
-        assert_eq!(pcm.len(), 160_000 * 2);
-    }
-}
-
-/// [`run_tool`] for a tool whose standard output is binary.
-fn run_tool_bytes(program: &str, args: &[&str]) -> Option<Vec<u8>> {
-    run_tool(program, &["-version"])?;
-    let output = Command::new(program).args(args).output().unwrap();
     assert!(
-        output.status.success(),
-        "{program}: {}",
-        String::from_utf8_lossy(&output.stderr)
+        !report.contains("WARNING") && !report.contains("ERROR"),
+        "{report}"
     );
-    Some(output.stdout)
+    assert!(report.contains("Pre-skip: 312"), "{report}");
+    assert!(
+        report.contains("Original sample rate: 16000 Hz"),
+        "{report}"
+    );
+    assert!(report.contains("MAILBOX=1001"), "{report}");
+    assert!(report.contains("Playback length: 0m:10.000s"), "{report}");
+    assert!(probe.contains("codec_name=opus"), "{probe}");
+    assert!(probe.contains("channels=1"), "{probe}");
+    assert!(probe.contains("format_name=ogg"), "{probe}");
+    // ffprobe reports the last granule position, pre-skip included.
+    assert!(probe.contains("duration_ts=480312"), "{probe}");
+    // FFmpeg applies pre-skip and end trimming: exactly 10 s again.
+    assert_eq!(pcm.len(), 160_000 * 2);
 }
 
 /// Encoding cost, for sizing: run with `cargo test --release -- --ignored

@@ -41,6 +41,11 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
             );
         }
     }
+    for open in p.sip.open_listeners() {
+        eprintln!(
+            "warning: {open} is not on loopback and neither sip.allow nor [[sip.auth]] guards it: any host that reaches it may leave messages"
+        );
+    }
     match &p.topology {
         None => println!("single server; mailboxes {}", p.mailboxes),
         Some(t) => {

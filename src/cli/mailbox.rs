@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
+use super::terminal::escape;
 use super::{CliError, StateArgs};
 use crate::voicemail::greetings::{valid_mailbox, GreetingInfo, GreetingKind, Greetings};
 
@@ -106,7 +107,7 @@ pub fn run(command: MailboxCommand) -> Result<(), CliError> {
                 info.duration_ms as f64 / 1000.0,
                 info.sample_rate,
                 info.size_bytes,
-                info.path.display()
+                escape(&info.path.display().to_string())
             );
         }
         MailboxCommand::Greetings {
@@ -175,7 +176,7 @@ fn print_table(mailbox: &str, list: &[GreetingInfo]) {
             g.kind.name(),
             g.duration_ms as f64 / 1000.0,
             g.sample_rate,
-            g.path.display()
+            escape(&g.path.display().to_string())
         );
     }
     println!("{} greeting(s)", list.len());

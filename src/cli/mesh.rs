@@ -1,5 +1,6 @@
 //! `vmesh peers` and `vmesh queue`: the mesh as this server sees it.
 
+use super::terminal::{escape, escape_or};
 use super::{CliError, QueueCommand, StateArgs};
 use crate::mesh::courier::now_ms;
 use crate::store::{OutboxEntry, PeerRecord};
@@ -24,7 +25,9 @@ pub fn queue(command: Option<QueueCommand>, json: bool, state: &StateArgs) -> Re
             let entry = store.outbox_retry(&id, now_ms())?;
             eprintln!(
                 "{} (mailbox {}) will be sent to {} at once",
-                entry.id, entry.mailbox, entry.peer
+                escape(&entry.id),
+                escape(&entry.mailbox),
+                escape(&entry.peer)
             );
         }
         None => {
@@ -47,14 +50,14 @@ fn print_peers(peers: &[PeerRecord]) {
     for p in peers {
         println!(
             "{:<16}  {:<8}  {:<25}  {:>8}  {:>8}  {}",
-            p.name,
-            p.state,
-            p.last_seen.as_deref().unwrap_or("never"),
+            escape(&p.name),
+            escape(&p.state),
+            escape_or(p.last_seen.as_deref(), "never"),
             p.rtt_ms
                 .map(|r| format!("{r:.1}"))
                 .unwrap_or_else(|| "-".into()),
             p.failures,
-            p.last_error.as_deref().unwrap_or("-")
+            escape_or(p.last_error.as_deref(), "-")
         );
     }
     println!("{} peer(s)", peers.len());
@@ -68,13 +71,13 @@ fn print_queue(entries: &[OutboxEntry]) {
     for e in entries {
         println!(
             "{:<36}  {:<8}  {:<16}  {:<8}  {:>8}  {:<25}  {}",
-            e.id,
-            e.mailbox,
-            e.peer,
-            e.state,
+            escape(&e.id),
+            escape(&e.mailbox),
+            escape(&e.peer),
+            escape(&e.state),
             e.attempts,
-            e.next_attempt_at.as_deref().unwrap_or("-"),
-            e.last_error.as_deref().unwrap_or("-")
+            escape_or(e.next_attempt_at.as_deref(), "-"),
+            escape_or(e.last_error.as_deref(), "-")
         );
     }
     println!("{} message(s) waiting or failed", entries.len());

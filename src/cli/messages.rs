@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use super::terminal::{escape, escape_or};
 use super::{CliError, FolderArg, MessagesCommand, MoveTarget};
 use crate::store::{Folder, FolderChange, Message, Store};
 
@@ -59,11 +60,12 @@ pub fn run(command: MessagesCommand) -> Result<(), CliError> {
             id,
             out,
             raw,
+            force,
             state,
         } => {
             let store = super::open_store(&state.data_dir()?)?;
             let m = store.get(&id)?;
-            export(&store, &m, &out, raw)?;
+            export(&store, &m, &out, raw, force)?;
             eprintln!(
                 "exported {} ({} ms) to {}",
                 m.id,
@@ -129,18 +131,21 @@ fn report(change: FolderChange, json: bool) -> Result<(), CliError> {
 /// message's rate, decoding Ogg Opus) so any player or analysis tool takes
 /// it, or with `raw` (`--raw`) the stored file byte for byte, so an Ogg
 /// Opus message stays Ogg Opus with its tags. Either way the stored bytes
-/// are checked against the message's SHA-256 first.
-pub fn export(store: &Store, m: &Message, out: &Path, raw: bool) -> Result<(), CliError> {
-    if raw {
-        let bytes = store.read_audio(m)?;
-        std::fs::write(out, bytes).map_err(|source| CliError::Io {
-            path: out.to_owned(),
-            source,
-        })?;
+/// are checked against the message's SHA-256 first. An existing `out` is
+/// replaced only with `force`, and a symbolic link never followed.
+pub fn export(
+    store: &Store,
+    m: &Message,
+    out: &Path,
+    raw: bool,
+    force: bool,
+) -> Result<(), CliError> {
+    let bytes = if raw {
+        store.read_audio(m)?
     } else {
-        store.export_wav(m, out)?;
-    }
-    Ok(())
+        store.export_wav(m)?
+    };
+    super::output::write_file(out, &bytes, force)
 }
 
 fn print_table(list: &[Message]) {
@@ -150,8 +155,8 @@ fn print_table(list: &[Message]) {
     );
     for m in list {
         let caller = match &m.caller_name {
-            Some(name) => format!("\"{name}\" <{}>", m.caller),
-            None => m.caller.clone(),
+            Some(name) => format!("\"{}\" <{}>", escape(name), escape(&m.caller)),
+            None => escape(&m.caller).into_owned(),
         };
         let folder = if m.partial {
             format!("{}*", m.folder)
@@ -160,17 +165,19 @@ fn print_table(list: &[Message]) {
         };
         println!(
             "{:<36}  {:<8}  {:<20}  {:>8.1}  {:<13}  {:<8}  {:<12}  {:<10}  {}",
-            m.id,
-            m.mailbox,
-            m.received_at
-                .get(..19)
-                .unwrap_or(&m.received_at)
-                .replace('T', " "),
+            escape(&m.id),
+            escape(&m.mailbox),
+            escape(
+                &m.received_at
+                    .get(..19)
+                    .unwrap_or(&m.received_at)
+                    .replace('T', " ")
+            ),
             m.duration_ms as f64 / 1000.0,
-            m.reason.as_deref().unwrap_or("-"),
+            escape_or(m.reason.as_deref(), "-"),
             folder,
-            m.origin,
-            m.delivery,
+            escape(&m.origin),
+            escape(&m.delivery),
             caller
         );
     }
@@ -207,7 +214,7 @@ fn print_one(m: &Message, store: &Store) {
         ("file", store.audio_path(m).display().to_string()),
     ];
     for (k, v) in rows {
-        println!("{k:<12} {v}");
+        println!("{k:<12} {}", escape(&v));
     }
 }
 
@@ -256,7 +263,7 @@ mod tests {
         let m = opus_message(&store);
 
         let wav = dir.path().join("m.wav");
-        export(&store, &m, &wav, false).unwrap();
+        export(&store, &m, &wav, false, false).unwrap();
         let reader = hound::WavReader::open(&wav).unwrap();
         assert_eq!(
             (
@@ -268,7 +275,7 @@ mod tests {
         );
 
         let raw = dir.path().join("m.opus");
-        export(&store, &m, &raw, true).unwrap();
+        export(&store, &m, &raw, true, false).unwrap();
         let raw = std::fs::read(raw).unwrap();
         assert_eq!(raw, std::fs::read(store.audio_path(&m)).unwrap());
         assert!(raw.starts_with(b"OggS"));

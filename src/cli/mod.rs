@@ -9,10 +9,12 @@ mod check;
 mod mailbox;
 mod mesh;
 mod messages;
+mod output;
 mod owner;
 mod registrations;
 mod serve;
 mod subscriptions;
+mod terminal;
 
 use std::path::PathBuf;
 
@@ -154,6 +156,9 @@ pub enum MessagesCommand {
         /// Copy the stored file as it is (Ogg Opus or WAV) instead of WAV.
         #[arg(long)]
         raw: bool,
+        /// Replace FILE if it exists (a symbolic link is never followed).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -279,6 +284,12 @@ pub enum CliError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0} exists; refusing to overwrite it (use --force to replace it)")]
+    OutputExists(PathBuf),
+    #[error("{0} is a symbolic link; refusing to write through it")]
+    OutputIsSymlink(PathBuf),
+    #[error("{0} is not a regular file; refusing to write to it")]
+    OutputNotRegular(PathBuf),
     #[error("no data directory at {0} (use --data DIR or --profile FILE)")]
     NoData(PathBuf),
     #[error("cannot start the runtime: {0}")]

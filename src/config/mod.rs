@@ -19,8 +19,9 @@
 //! profile (`vmesh check` reports the errors of both).
 //!
 //! Layout: [`Profile`] ties the sections together (`profile.rs`); each section
-//! has its own file (`server.rs`, `sip.rs`, `media.rs`, `storage.rs`, `mesh.rs`,
-//! `mwi.rs`, `retrieval.rs`), as do listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
+//! has its own file (`server.rs`, `sip.rs` with `callers.rs` for who may
+//! call, `media.rs`, `storage.rs`, `mesh.rs`, `mwi.rs`, `retrieval.rs`), as
+//! do listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
 //! with `overlap.rs` deciding whether two patterns share a mailbox). The
 //! topology is read in `topology.rs`, its peer URIs in `peer_uri.rs`, and
 //! `membership.rs` checks a profile's place in it. Mutual TLS between
@@ -28,6 +29,7 @@
 //! checking the CA, certificate and key) and `mesh_ca.rs` (making them). `reader.rs` walks the
 //! parsed TOML collecting errors, `error.rs` holds them.
 
+mod callers;
 mod error;
 mod listen;
 mod mailbox_set;
@@ -50,6 +52,7 @@ mod tls;
 mod topology;
 mod trust;
 
+pub use callers::{AuthUser, CallerPolicy, DEFAULT_AUTH_ALGORITHMS, DEFAULT_NONCE_LIFETIME};
 pub use error::{ConfigError, ConfigErrors, TextPosition};
 pub use listen::{ListenAddr, ListenAddrError, ListenTransport};
 pub use mailbox_set::{is_valid_mailbox, MailboxPattern, MailboxSet, MAX_MAILBOX_DIGITS};
@@ -90,7 +93,7 @@ pub use sip::{
 };
 pub use storage::{
     StorageConfig, StorageFormat, DEFAULT_DELETED_RETENTION_DAYS, DEFAULT_ENCODE_WORKERS,
-    DEFAULT_OPUS_BITRATE,
+    DEFAULT_MIN_FREE_MB, DEFAULT_OPUS_BITRATE,
 };
 pub use tls::TlsFiles;
 pub use topology::{Topology, TopologyServer};

@@ -335,7 +335,7 @@ impl Profile {
             }
         }
         let server = ServerConfig::read(reader, server, origin.base_dir());
-        let sip = SipConfig::read(reader, sip);
+        let sip = SipConfig::read(reader, sip, origin.base_dir());
         let accept = read_mailboxes(reader, mailboxes);
         let media = MediaConfig::read(reader, media, &sip.listen);
         let storage = StorageConfig::read(reader, storage);

@@ -1,9 +1,11 @@
 //! The `[sip]` section: the SIP endpoint's sockets and limits.
 
+use std::path::Path;
 use std::time::Duration;
 
 use toml::de::DeTable;
 
+use super::callers::CallerPolicy;
 use super::listen::ListenAddr;
 use super::reader::{Node, Reader};
 
@@ -65,6 +67,9 @@ pub struct SipConfig {
     /// Stream connections open at once from sources that are not mesh
     /// peers (peers have room of their own).
     pub max_connections: usize,
+    /// Who may call: `allow`, `[[sip.auth]]` and the digest settings
+    /// (`callers.rs`).
+    pub callers: CallerPolicy,
 }
 
 impl Default for SipConfig {
@@ -79,6 +84,7 @@ impl Default for SipConfig {
             request_deadline: DEFAULT_REQUEST_DEADLINE,
             max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            callers: CallerPolicy::default(),
         }
     }
 }
@@ -96,8 +102,8 @@ fn default_listen() -> Vec<ListenAddr> {
 }
 
 impl SipConfig {
-    /// Reads `[sip]`.
-    pub(super) fn read(reader: &mut Reader<'_>, table: &DeTable<'_>) -> Self {
+    /// Reads `[sip]`; relative paths in it are relative to `base_dir`.
+    pub(super) fn read(reader: &mut Reader<'_>, table: &DeTable<'_>, base_dir: &Path) -> Self {
         let mut sip = SipConfig::default();
         for (name, node) in table.iter() {
             let key = format!("sip.{}", name.get_ref());
@@ -152,7 +158,11 @@ impl SipConfig {
                         sip.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
                     }
                 }
-                _ => reader.unknown_key(&key, name.span()),
+                other => {
+                    if !sip.callers.read_key(reader, other, node, base_dir) {
+                        reader.unknown_key(&key, name.span());
+                    }
+                }
             }
         }
         sip

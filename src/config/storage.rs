@@ -18,6 +18,9 @@ pub const DEFAULT_ENCODE_WORKERS: usize = 2;
 pub const DEFAULT_DELETED_RETENTION_DAYS: u64 = 30;
 
 const SECONDS_PER_DAY: u64 = 86_400;
+/// Default free space, in MiB, under which new calls are refused: room for
+/// a few maximal messages (180 s at 16 kHz is 5.8 MB) to finish.
+pub const DEFAULT_MIN_FREE_MB: u64 = 64;
 
 /// The file format a stored message is kept in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +55,9 @@ pub struct StorageConfig {
     /// How long a deleted message stays restorable before it is purged
     /// (files and rows); zero purges at the next sweep.
     pub deleted_retention: Duration,
+    /// Free space in the data directory's file system, in bytes, under
+    /// which new calls get 503 with Retry-After before they are answered.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -63,6 +69,7 @@ impl Default for StorageConfig {
             deleted_retention: Duration::from_secs(
                 DEFAULT_DELETED_RETENTION_DAYS * SECONDS_PER_DAY,
             ),
+            min_free_bytes: DEFAULT_MIN_FREE_MB * 1024 * 1024,
         }
     }
 }
@@ -104,6 +111,11 @@ impl StorageConfig {
                 "deleted_retention_days" => {
                     if let Some(n) = reader.integer(&key, node, 0..=3650) {
                         storage.deleted_retention = Duration::from_secs(n * SECONDS_PER_DAY);
+                    }
+                }
+                "min_free_mb" => {
+                    if let Some(n) = reader.integer(&key, node, 0..=1_048_576) {
+                        storage.min_free_bytes = n * 1024 * 1024;
                     }
                 }
                 _ => reader.unknown_key(&key, name.span()),

@@ -48,6 +48,11 @@ fn embedded_default_is_valid_and_documents_the_defaults() {
     assert_eq!(profile.sip.max_connections_per_source, 64);
     assert_eq!(profile.sip.max_connections, 4096);
     assert_eq!(profile.tls, TlsFiles::default());
+    assert_eq!(profile.sip.callers, CallerPolicy::default());
+    assert_eq!(profile.sip.callers.allow, None);
+    assert!(profile.sip.callers.auth.is_empty());
+    assert_eq!(profile.sip.callers.auth_algorithms, DEFAULT_AUTH_ALGORITHMS);
+    assert_eq!(profile.sip.callers.nonce_lifetime, DEFAULT_NONCE_LIFETIME);
     assert_eq!(profile.mailboxes, MailboxSet::any_digits());
     assert_eq!(profile.media.rtp_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
     assert_eq!(profile.media.rtp_ports, 20000..=29999);
@@ -72,6 +77,7 @@ fn embedded_default_is_valid_and_documents_the_defaults() {
         profile.storage.deleted_retention,
         Duration::from_secs(30 * 86_400)
     );
+    assert_eq!(profile.storage.min_free_bytes, 64 * 1024 * 1024);
     assert_eq!(profile.topology, None);
     let mesh = &profile.mesh;
     assert_eq!(mesh.ping_interval, Duration::from_secs(2));
@@ -223,7 +229,7 @@ fn codec_silence_prompt_and_storage_keys_are_read() {
          max_silence_s = 0\nsilence_threshold_dbfs = -42.5\ndiscard_silent = false\n\
          prompts = false\nbeep_hz = 440\nbeep_ms = 500\n\
          [storage]\nformat = \"opus\"\nopus_bitrate = 16000\nencode_workers = 8\n\
-         deleted_retention_days = 0\n",
+         deleted_retention_days = 0\nmin_free_mb = 5\n",
     )
     .unwrap();
     let media = &p.media;
@@ -243,6 +249,7 @@ fn codec_silence_prompt_and_storage_keys_are_read() {
         opus_bitrate: 16_000,
         encode_workers: 8,
         deleted_retention: Duration::ZERO,
+        min_free_bytes: 5 * 1024 * 1024,
     };
     assert_eq!(p.storage, expected);
     // A whole number is a valid threshold too.

@@ -23,7 +23,12 @@ use tracing::{info, warn, Instrument};
 use super::wire;
 use crate::config::Topology;
 use crate::sip::identity::Identity;
+use crate::sip::responses;
 use crate::store::{Received, Store, StoreError};
+
+/// Seconds a sender should wait before sending again when this server
+/// cannot store (its disk is full) or is busy.
+pub const RETRY_AFTER_S: u32 = 30;
 
 /// What a receiver needs.
 pub struct Receiver {
@@ -53,13 +58,14 @@ impl Receiver {
                     (status, Some(why))
                 }
             };
-            let headers = warning
-                .map(|w| {
-                    vec![Header::Warning(
-                        format!("399 vmesh \"{}\"", w.replace('"', "'")).into(),
-                    )]
-                })
+            let mut headers: Vec<Header> = warning
+                .map(|w| vec![responses::warning(&w)])
                 .unwrap_or_default();
+            if status == StatusCode::ServiceUnavailable {
+                // RFC 3261 §21.5.4: when to try again; the sender's retry
+                // policy honours it.
+                headers.push(responses::retry_after(RETRY_AFTER_S));
+            }
             if let Err(e) = tx.reply_with(status, headers, None).await {
                 warn!(error = %e, "cannot answer the transfer");
             }
@@ -116,11 +122,10 @@ impl Receiver {
                 format!("origin {} sent by {sender}", meta.origin),
             ));
         }
-        let store = self.store.clone();
-        let audio = body.audio;
-        let stored = tokio::task::spawn_blocking(move || store.store_received(&meta, &audio))
-            .await
-            .map_err(|e| Refusal(StatusCode::ServerInternalError, e.to_string()))?;
+        // The audio is a slice of the request's body (no copy of up to
+        // 16 MiB), so the blocking store runs in place on this worker
+        // rather than on a thread that would need its own copy.
+        let stored = tokio::task::block_in_place(|| self.store.store_received(&meta, &body.audio));
         match stored {
             Ok(Received::Stored(m)) => {
                 info!(from = %sender, mailbox = %m.mailbox, duration_ms = m.duration_ms, "message received and stored")
@@ -134,11 +139,15 @@ impl Receiver {
             Err(e @ StoreError::Conflict { .. }) => {
                 return Err(Refusal(StatusCode::Conflict, e.to_string()))
             }
-            Err(
-                e @ (StoreError::Checksum { .. }
-                | StoreError::InvalidMailbox { .. }
-                | StoreError::InvalidId { .. }),
-            ) => return Err(Refusal(StatusCode::BadRequest, e.to_string())),
+            // Metadata that cannot be stored as sent (a time outside RFC
+            // 3339's years, an unknown format...): the same bytes can never
+            // succeed, so 400 makes the sender park it instead of retrying.
+            Err(e) if e.is_invalid_input() => {
+                return Err(Refusal(StatusCode::BadRequest, e.to_string()))
+            }
+            Err(e) if e.is_disk_full() => {
+                return Err(Refusal(StatusCode::ServiceUnavailable, e.to_string()))
+            }
             Err(e) => return Err(Refusal(StatusCode::ServerInternalError, e.to_string())),
         }
         Ok(())

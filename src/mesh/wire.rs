@@ -63,21 +63,31 @@
 //! the delimiter, not to the part (RFC 2046 §5.1.1), so the audio part holds
 //! exactly the file's octets.
 //!
-//! Parsing uses the `mailparse` crate, which splits multipart bodies on raw
-//! bytes and accepts preamble, epilogue, transport padding after delimiters
-//! and bare-LF line breaks, and decodes `base64` and `quoted-printable`
-//! parts, so bodies made by ordinary MIME tools are read too. On top of it
-//! this module checks what a transfer needs and the crate leaves lenient: a
-//! valid boundary, a close delimiter (a truncated body is refused rather
-//! than read as a shorter recording), and a known transfer encoding.
+//! Parsing accepts what ordinary MIME tools write: preamble, epilogue,
+//! transport padding after delimiters, bare-LF line breaks, and `base64` or
+//! `quoted-printable` parts. The body is split here, on its raw bytes with
+//! `memchr`'s substring search, into slices of the received body; each
+//! part's headers are parsed by the `mailparse` crate and its content
+//! decoded by it when it has a transfer encoding. Not by `mailparse::
+//! parse_mail` as a whole: it needs the body copied behind a header, copies
+//! each part's content again, and builds a tree node for every part, so a
+//! 16 MiB body of 2.4 million empty parts cost 800 MB. Here the audio of a
+//! `binary` part is never copied, at most [`MAX_PARTS`] parts are looked
+//! for, and a part's headers may take [`MAX_PART_HEADER_BYTES`]; nested
+//! multiparts are not parsed at all (a part must be JSON or audio). This
+//! module also checks what a transfer needs: a valid boundary, a close
+//! delimiter (a truncated body is refused rather than read as a shorter
+//! recording), and a known transfer encoding.
 //! Building is written here: it is a few lines, and it must stream the audio
 //! unchanged, which general MIME builders (that re-encode or re-wrap lines)
 //! do not promise.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use mailparse::{parse_content_type, MailHeaderMap, ParsedMail};
+use mailparse::body::Body;
+use mailparse::{parse_content_disposition, parse_content_type, MailHeaderMap};
+use memchr::memmem;
 use rand::distr::Alphanumeric;
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -96,6 +106,15 @@ const BOUNDARY_RANDOM_LEN: usize = 40;
 /// RFC 2046 §5.1.1: a boundary is 1 to 70 characters.
 const BOUNDARY_MAX_LEN: usize = 70;
 
+/// Parts looked for at most. A transfer has two; a few more are counted so
+/// that a body from an ordinary MIME tool with an extra part is refused
+/// with its count, but a body of millions of empty parts (16 MiB of them is
+/// 2.4 million) costs no more than these.
+pub const MAX_PARTS: usize = 16;
+
+/// Longest header block of one part. vmesh writes about 150 bytes.
+pub const MAX_PART_HEADER_BYTES: usize = 8192;
+
 /// The JSON metadata part: the store's [`IncomingMessage`], so what is sent
 /// and what the receiving store checks are one type. Field names are the
 /// wire contract. It mirrors the stored message row, plus what the receiver
@@ -106,17 +125,30 @@ pub use crate::store::IncomingMessage as TransferMeta;
 
 /// A decoded transfer body: the metadata and the audio exactly as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VoiceMessageBody {
+pub struct VoiceMessageBody<'a> {
     /// The metadata part.
     pub meta: TransferMeta,
-    /// The audio part's octets, transfer encoding undone.
-    pub audio: Vec<u8>,
+    /// The audio part's octets, transfer encoding undone: a slice of the
+    /// received body itself when it had none (`binary`, as vmesh sends).
+    pub audio: Cow<'a, [u8]>,
     /// The audio part's media type, lower-cased, without parameters
     /// (e.g. `audio/wav`).
     pub audio_content_type: String,
     /// The `filename` of the audio part's Content-Disposition, if any.
     /// Untrusted peer input: never use it as a path.
     pub filename: Option<String>,
+}
+
+impl VoiceMessageBody<'_> {
+    /// The same body holding its own copy of the audio.
+    pub fn into_owned(self) -> VoiceMessageBody<'static> {
+        VoiceMessageBody {
+            meta: self.meta,
+            audio: Cow::Owned(self.audio.into_owned()),
+            audio_content_type: self.audio_content_type,
+            filename: self.filename,
+        }
+    }
 }
 
 /// Why a transfer body was refused. Each variant says what was wrong so the
@@ -135,6 +167,10 @@ pub enum WireError {
     /// Not exactly two parts (the number found).
     #[error("transfer body must have 2 parts (metadata, audio), found {0}")]
     PartCount(usize),
+    /// Far more parts than a transfer has (the limit): refused before
+    /// they are looked at.
+    #[error("transfer body has more than {0} parts; it must have 2 (metadata, audio)")]
+    TooManyParts(usize),
     /// Part 1 is not `application/json` (the media type found).
     #[error("part 1 must be application/json, got {0:?}")]
     MetadataType(String),
@@ -230,8 +266,9 @@ pub fn encode_with_rng<R: Rng + ?Sized>(
 ///
 /// Refuses anything that is not a two-part `multipart/mixed` body with JSON
 /// metadata first and audio second. Does not check the audio against
-/// `meta.sha256`: the receiver does, to answer 400 with that reason.
-pub fn decode(content_type: &str, body: &[u8]) -> Result<VoiceMessageBody, WireError> {
+/// `meta.sha256`: the receiver does, to answer 400 with that reason. The
+/// audio borrows from `body` unless it had a transfer encoding to undo.
+pub fn decode<'a>(content_type: &str, body: &'a [u8]) -> Result<VoiceMessageBody<'a>, WireError> {
     let boundary = multipart_boundary(content_type)?;
     let mut parts = split_parts(&boundary, body)?;
     if parts.len() != 2 {
@@ -240,12 +277,14 @@ pub fn decode(content_type: &str, body: &[u8]) -> Result<VoiceMessageBody, WireE
     let audio = parts.pop().ok_or(WireError::PartCount(1))?;
     let metadata = parts.pop().ok_or(WireError::PartCount(0))?;
 
+    let metadata = part_of(metadata)?;
     if metadata.media_type != "application/json" {
         return Err(WireError::MetadataType(metadata.media_type));
     }
     let meta: TransferMeta = serde_json::from_slice(&metadata.content)
         .map_err(|e| WireError::Metadata(e.to_string()))?;
 
+    let audio = part_of(audio)?;
     if audio.media_type.len() <= "audio/".len() || !audio.media_type.starts_with("audio/") {
         return Err(WireError::AudioType(audio.media_type));
     }
@@ -259,14 +298,14 @@ pub fn decode(content_type: &str, body: &[u8]) -> Result<VoiceMessageBody, WireE
 
 /// One body part with its headers interpreted and its transfer encoding undone.
 #[derive(Debug)]
-struct Part {
+struct Part<'a> {
     /// Lower-cased media type without parameters; `text/plain` when the part
     /// has no Content-Type (RFC 2046 §5.1.1 default).
     media_type: String,
     /// The Content-Disposition `filename` parameter.
     filename: Option<String>,
-    /// Decoded content.
-    content: Vec<u8>,
+    /// Decoded content: the body's own bytes unless an encoding was undone.
+    content: Cow<'a, [u8]>,
 }
 
 /// Checks the top-level Content-Type and returns its boundary.
@@ -295,65 +334,149 @@ fn valid_boundary(boundary: &str) -> bool {
         && !boundary.ends_with(' ')
 }
 
-/// Splits `body` into its parts along `boundary`.
-///
-/// `mailparse` parses whole entities, so the body is given a one-line header
-/// built from the validated boundary (which cannot inject anything: bchars
-/// hold no CR, LF or quote).
-fn split_parts(boundary: &str, body: &[u8]) -> Result<Vec<Part>, WireError> {
-    let header = format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n");
-    let entity = [header.as_bytes(), body].concat();
-    let parsed = mailparse::parse_mail(&entity)
-        .map_err(|e| WireError::Malformed(format!("cannot parse MIME entity: {e}")))?;
-    if !parsed.subparts.is_empty() && !has_close_delimiter(body, boundary) {
+/// Splits `body` into its parts along `boundary` (RFC 2046 §5.1.1), as
+/// slices of `body`: a delimiter is `--boundary` at the start of the body
+/// or of a line, then optional transport padding (spaces and tabs) and the
+/// line end; `--boundary--` closes. The line break before a delimiter
+/// belongs to it. Bare LF line breaks are accepted like CRLF. At most
+/// [`MAX_PARTS`] parts are looked for: a body of millions of empty parts
+/// is refused after the first few, before anything is built for them.
+fn split_parts<'a>(boundary: &str, body: &'a [u8]) -> Result<Vec<&'a [u8]>, WireError> {
+    let dash_boundary = format!("--{boundary}");
+    let finder = memmem::Finder::new(dash_boundary.as_bytes());
+    let mut parts = Vec::new();
+    // The content of the part being read starts here, once a delimiter
+    // has been seen.
+    let mut open: Option<usize> = None;
+    let mut from = 0;
+    while let Some(found) = finder.find(&body[from..]) {
+        let at = from + found;
+        from = at + 1;
+        if at > 0 && body[at - 1] != b'\n' {
+            continue;
+        }
+        let after = at + dash_boundary.len();
+        let close = body[after..].starts_with(b"--");
+        let rest = if close { after + 2 } else { after };
+        let Some(next_line) = end_of_padding_line(body, rest, close) else {
+            continue;
+        };
+        if let Some(start) = open {
+            let end = line_break_start(body, start, at);
+            parts.push(&body[start..end]);
+            if parts.len() > MAX_PARTS {
+                return Err(WireError::TooManyParts(MAX_PARTS));
+            }
+        }
+        if close {
+            return Ok(parts);
+        }
+        open = Some(next_line);
+        from = next_line;
+    }
+    if open.is_some() {
         return Err(WireError::Malformed(
             "no close delimiter; the body is truncated (RFC 2046 §5.1.1)".to_string(),
         ));
     }
-    parsed.subparts.iter().map(part_of).collect()
+    Ok(parts)
 }
 
-/// Interprets one parsed part.
-fn part_of(mail: &ParsedMail<'_>) -> Result<Part, WireError> {
-    let encoding = mail
-        .headers
+/// Where the line after a delimiter begins: past transport padding (spaces,
+/// tabs) and the CRLF or LF; `None` if anything else follows the boundary
+/// (then it was not a delimiter). After a close delimiter the body may also
+/// simply end.
+fn end_of_padding_line(body: &[u8], from: usize, close: bool) -> Option<usize> {
+    let mut i = from;
+    while matches!(body.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    match (body.get(i), body.get(i + 1)) {
+        (Some(b'\r'), Some(b'\n')) => Some(i + 2),
+        (Some(b'\n'), _) => Some(i + 1),
+        (None, _) if close => Some(i),
+        _ => None,
+    }
+}
+
+/// Where the line break before a delimiter at `at` starts (it belongs to
+/// the delimiter), never before `start`.
+fn line_break_start(body: &[u8], start: usize, at: usize) -> usize {
+    let mut end = at;
+    if end > start && body[end - 1] == b'\n' {
+        end -= 1;
+        if end > start && body[end - 1] == b'\r' {
+            end -= 1;
+        }
+    }
+    end
+}
+
+/// The length of a part's header block, blank line included, if it ends
+/// within [`MAX_PART_HEADER_BYTES`].
+fn header_block_len(part: &[u8]) -> Result<usize, WireError> {
+    if part.starts_with(b"\r\n") {
+        return Ok(2);
+    }
+    if part.starts_with(b"\n") {
+        return Ok(1);
+    }
+    let window = &part[..part.len().min(MAX_PART_HEADER_BYTES)];
+    let crlf = memmem::find(window, b"\r\n\r\n").map(|i| i + 4);
+    let lf = memmem::find(window, b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Ok(a.min(b)),
+        (Some(a), None) | (None, Some(a)) => Ok(a),
+        (None, None) if part.len() <= MAX_PART_HEADER_BYTES => Ok(part.len()),
+        (None, None) => Err(WireError::Malformed(format!(
+            "part headers longer than {MAX_PART_HEADER_BYTES} bytes"
+        ))),
+    }
+}
+
+/// Interprets one part: its headers (parsed by `mailparse`), then its
+/// content with the transfer encoding undone. Only base64 and
+/// quoted-printable content is copied (decoded); anything else is the
+/// body's own bytes.
+fn part_of(raw: &[u8]) -> Result<Part<'_>, WireError> {
+    let head_len = header_block_len(raw)?;
+    let (headers, _) = mailparse::parse_headers(&raw[..head_len])
+        .map_err(|e| WireError::Malformed(format!("cannot parse part headers: {e}")))?;
+    let content = &raw[head_len..];
+    let ctype = headers
+        .get_first_value("Content-Type")
+        .map(|v| parse_content_type(&v))
+        .unwrap_or_default();
+    let encoding = headers
         .get_first_value("Content-Transfer-Encoding")
         .map(|e| e.trim().to_ascii_lowercase());
-    if let Some(encoding) = &encoding {
-        const KNOWN: [&str; 5] = ["7bit", "8bit", "binary", "base64", "quoted-printable"];
-        if !KNOWN.contains(&encoding.as_str()) {
-            return Err(WireError::Malformed(format!(
-                "unsupported Content-Transfer-Encoding {encoding:?} (RFC 2045 §6.1)"
-            )));
-        }
-    }
-    let content = mail
-        .get_body_raw()
-        .map_err(|e| WireError::Malformed(format!("cannot decode part content: {e}")))?;
-    let params: BTreeMap<String, String> = mail.get_content_disposition().params;
+    let content =
+        match encoding.as_deref() {
+            None | Some("7bit" | "8bit" | "binary") => Cow::Borrowed(content),
+            Some("base64" | "quoted-printable") => {
+                let decoded = match Body::new(content, &ctype, &encoding) {
+                    Body::Base64(b) | Body::QuotedPrintable(b) => b.get_decoded(),
+                    _ => Ok(content.to_vec()),
+                };
+                Cow::Owned(decoded.map_err(|e| {
+                    WireError::Malformed(format!("cannot decode part content: {e}"))
+                })?)
+            }
+            Some(other) => {
+                return Err(WireError::Malformed(format!(
+                    "unsupported Content-Transfer-Encoding {other:?} (RFC 2045 §6.1)"
+                )))
+            }
+        };
+    let filename = headers
+        .get_first_value("Content-Disposition")
+        .map(|v| parse_content_disposition(&v))
+        .and_then(|d| d.params.get("filename").cloned());
     Ok(Part {
-        media_type: mail.ctype.mimetype.clone(),
-        filename: params.get("filename").cloned(),
+        media_type: ctype.mimetype,
+        filename,
         content,
     })
-}
-
-/// True if a line of `body` starts with the close delimiter `--boundary--`.
-///
-/// The boundary never occurs inside a part (RFC 2046 §5.1.1), so such a line
-/// can only be the close delimiter; a body without one was cut short.
-fn has_close_delimiter(body: &[u8], boundary: &str) -> bool {
-    let close = format!("--{boundary}--");
-    let close = close.as_bytes();
-    let mut from = 0;
-    while let Some(at) = body.get(from..).and_then(|rest| find(rest, close)) {
-        let start = from + at;
-        if start == 0 || body.get(start - 1) == Some(&b'\n') {
-            return true;
-        }
-        from = start + 1;
-    }
-    false
 }
 
 /// The metadata as pretty JSON with non-ASCII escaped (RFC 8259 §7) and
@@ -404,17 +527,9 @@ fn draw_boundary<R: Rng + ?Sized>(rng: &mut R) -> String {
     format!("{BOUNDARY_PREFIX}{random}")
 }
 
-/// Position of the first occurrence of `needle` in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 /// True if `needle` occurs in `haystack`.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    find(haystack, needle).is_some()
+    memmem::find(haystack, needle).is_some()
 }
 
 #[cfg(test)]

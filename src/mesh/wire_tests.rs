@@ -83,7 +83,11 @@ fn random_audio_round_trips_byte_for_byte() {
         let (content_type, body) = encode_with_rng(&m, &audio, "audio/wav", "x.wav", &mut rng);
         let decoded = decode(&content_type, &body).unwrap();
         assert_eq!(decoded.meta, m);
-        assert_eq!(decoded.audio, audio, "audio of length {len} changed");
+        assert_eq!(
+            decoded.audio.to_vec(),
+            audio,
+            "audio of length {len} changed"
+        );
         assert_eq!(decoded.audio_content_type, "audio/wav");
         assert_eq!(decoded.filename.as_deref(), Some("x.wav"));
         assert_eq!(sha256_hex(&decoded.audio), m.sha256);
@@ -95,7 +99,7 @@ fn encode_with_thread_rng_round_trips_empty_and_ogg() {
     for audio in [&b""[..], b"\r\n", b"OggS\0\x02\r\n--"] {
         let (content_type, body) = encode(&meta(audio), audio, "audio/ogg", "m.opus");
         let decoded = decode(&content_type, &body).unwrap();
-        assert_eq!(decoded.audio, audio);
+        assert_eq!(decoded.audio.to_vec(), audio);
         assert_eq!(decoded.audio_content_type, "audio/ogg");
     }
 }
@@ -154,7 +158,7 @@ fn boundary_found_in_audio_is_drawn_again() {
             .count(),
         3
     );
-    assert_eq!(decode(&content_type, &body).unwrap().audio, audio);
+    assert_eq!(decode(&content_type, &body).unwrap().audio.to_vec(), audio);
 }
 
 #[test]
@@ -169,7 +173,7 @@ fn header_breaking_characters_are_replaced() {
     let decoded = decode(&content_type, &body).unwrap();
     assert_eq!(decoded.filename.as_deref(), Some("a_b_c__d_.wav"));
     assert_eq!(decoded.audio_content_type, "audio/wav__x: y");
-    assert_eq!(decoded.audio, audio);
+    assert_eq!(decoded.audio.to_vec(), audio);
 }
 
 #[test]
@@ -194,14 +198,15 @@ fn rfc_2046_example_splits_into_its_two_parts() {
                 This is the epilogue.  It is also to be ignored.\r\n";
     let parts = split_parts("simple boundary", body.as_bytes()).unwrap();
     assert_eq!(parts.len(), 2);
+    let parts: Vec<Part<'_>> = parts.into_iter().map(|p| part_of(p).unwrap()).collect();
     assert_eq!(parts[0].media_type, "text/plain");
     assert_eq!(
-        parts[0].content,
+        parts[0].content.to_vec(),
         b"This is implicitly typed plain US-ASCII text.\r\nIt does NOT end with a linebreak."
     );
     assert_eq!(parts[1].media_type, "text/plain");
     assert_eq!(
-        parts[1].content,
+        parts[1].content.to_vec(),
         b"This is explicitly typed plain US-ASCII text.\r\nIt DOES end with a linebreak.\r\n"
     );
     // As a transfer it is refused for its first part's type.
@@ -224,7 +229,7 @@ fn rfc_2046_shaped_body_with_transfer_parts_decodes() {
         &audio,
     );
     let decoded = decode(SIMPLE, &body).unwrap();
-    assert_eq!(decoded.audio, audio);
+    assert_eq!(decoded.audio.to_vec(), audio);
     assert_eq!(decoded.audio_content_type, "audio/wav");
     assert_eq!(decoded.meta, meta(b""));
 }
@@ -236,7 +241,7 @@ fn transport_padding_and_bare_lf_are_accepted() {
         json_part().replace("\r\n", "\n")
     );
     let decoded = decode("multipart/mixed; boundary=b", text.as_bytes()).unwrap();
-    assert_eq!(decoded.audio, b"AUDIO");
+    assert_eq!(decoded.audio.to_vec(), b"AUDIO");
     assert_eq!(decoded.filename, None);
 }
 
@@ -246,7 +251,7 @@ fn python_email_base64_body_decodes() {
     let body = include_bytes!("../../testdata/mesh/python-base64.body");
     let payload = include_bytes!("../../testdata/mesh/payload.bin");
     let decoded = decode(content_type.trim(), body).unwrap();
-    assert_eq!(decoded.audio, payload);
+    assert_eq!(decoded.audio.to_vec(), payload);
     assert_eq!(decoded.audio_content_type, "audio/wav");
     assert_eq!(
         decoded.filename.as_deref(),
@@ -261,7 +266,7 @@ fn python_email_binary_body_with_preamble_decodes() {
     let body = include_bytes!("../../testdata/mesh/python-binary.body");
     let payload = include_bytes!("../../testdata/mesh/payload-crlf.bin");
     let decoded = decode(content_type.trim(), body).unwrap();
-    assert_eq!(decoded.audio, payload);
+    assert_eq!(decoded.audio.to_vec(), payload);
     assert_eq!(decoded.meta, python_meta(payload.len()));
 }
 
@@ -337,7 +342,9 @@ fn part_count_must_be_two() {
 #[test]
 fn part_types_and_metadata_are_checked() {
     let wav = "Content-Type: audio/wav";
-    let decode_parts = |part1: &str, part2: &str| decode(SIMPLE, &hand_made(part1, part2, b"A"));
+    let decode_parts = |part1: &str, part2: &str| {
+        decode(SIMPLE, &hand_made(part1, part2, b"A")).map(VoiceMessageBody::into_owned)
+    };
     assert!(decode_parts(&json_part(), wav).is_ok());
     assert_eq!(
         decode_parts(&json_part().replace("application/json", "text/plain"), wav).unwrap_err(),
@@ -405,6 +412,7 @@ fn truncated_body_and_bad_encodings_are_malformed() {
                 content,
             ),
         )
+        .map(VoiceMessageBody::into_owned)
     };
     assert!(matches!(
         encoded("x-gzip", b"A"),
@@ -415,11 +423,14 @@ fn truncated_body_and_bad_encodings_are_malformed() {
         Err(WireError::Malformed(_))
     ));
     assert_eq!(
-        encoded("BASE64", b"AAEC/w==").unwrap().audio,
+        encoded("BASE64", b"AAEC/w==").unwrap().audio.to_vec(),
         [0, 1, 2, 255]
     );
     assert_eq!(
-        encoded("quoted-printable", b"a=00=FF").unwrap().audio,
+        encoded("quoted-printable", b"a=00=FF")
+            .unwrap()
+            .audio
+            .to_vec(),
         b"a\0\xff"
     );
 }
@@ -434,10 +445,59 @@ fn nested_multipart_is_refused_without_overflowing_the_stack() {
         );
     }
     let text = format!("--b\r\n{}\r\n--b\r\n{nested}\r\n--b--\r\n", json_part());
+    // Never descended into: a part must be audio.
+    assert_eq!(
+        decode("multipart/mixed; boundary=b", text.as_bytes()).unwrap_err(),
+        WireError::AudioType("multipart/mixed".to_string())
+    );
+}
+
+#[test]
+fn millions_of_empty_parts_are_refused_after_the_first_few() {
+    let mut bomb = b"--b\r\n\r\n".repeat(2_400_000);
+    bomb.extend_from_slice(b"--b--\r\n");
+    assert_eq!(
+        decode("multipart/mixed; boundary=b", &bomb).unwrap_err(),
+        WireError::TooManyParts(MAX_PARTS)
+    );
+    // Up to the limit they are counted.
+    let mut some = b"--b\r\n\r\n".repeat(MAX_PARTS);
+    some.extend_from_slice(b"--b--\r\n");
+    assert_eq!(
+        decode("multipart/mixed; boundary=b", &some).unwrap_err(),
+        WireError::PartCount(MAX_PARTS)
+    );
+}
+
+#[test]
+fn part_headers_are_bounded() {
+    let audio = b"A".to_vec();
+    let long = format!(
+        "Content-Type: audio/wav\r\nX-Pad: {}",
+        "p".repeat(MAX_PART_HEADER_BYTES)
+    );
     assert!(matches!(
-        decode("multipart/mixed; boundary=b", text.as_bytes()),
-        Err(WireError::Malformed(_))
+        decode(SIMPLE, &hand_made(&json_part(), &long, &audio)),
+        Err(WireError::Malformed(reason)) if reason.contains("headers longer")
     ));
+    let fits = format!(
+        "Content-Type: audio/wav\r\nX-Pad: {}",
+        "p".repeat(MAX_PART_HEADER_BYTES - 100)
+    );
+    assert!(decode(SIMPLE, &hand_made(&json_part(), &fits, &audio)).is_ok());
+}
+
+#[test]
+fn binary_audio_is_a_slice_of_the_body_not_a_copy() {
+    let audio = vec![0x5au8; 100_000];
+    let (content_type, body) = encode(&meta(&audio), &audio, "audio/wav", "a.wav");
+    let decoded = decode(&content_type, &body).unwrap();
+    let Cow::Borrowed(slice) = &decoded.audio else {
+        panic!("the audio was copied");
+    };
+    let inside = body.as_ptr_range();
+    assert!(inside.contains(&slice.as_ptr()));
+    assert_eq!(*slice, &audio[..]);
 }
 
 #[test]

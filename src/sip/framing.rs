@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::inbound::SizeLimits;
 use super::malformed::method_of;
@@ -38,8 +38,9 @@ pub enum FramingError {
 /// One framing step's result.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
-    /// A complete message (headers and body), ready for the parser.
-    Message(Vec<u8>),
+    /// A complete message (headers and body), ready for the parser: the
+    /// stream's own bytes, not a copy.
+    Message(Bytes),
     /// A keep-alive (RFC 5626 §3.5.1 CRLFCRLF ping); answer with CRLF.
     Ping,
     /// The stream is broken; `head` is what was buffered, for an error reply.
@@ -156,7 +157,13 @@ impl StreamFramer {
         if self.buf.len() < size {
             return None;
         }
-        Some(Frame::Message(self.buf.split_to(size).to_vec()))
+        let message = self.buf.split_to(size).freeze();
+        if self.buf.is_empty() {
+            // Let go of the allocation, so it is freed with the message
+            // (a transfer may have grown it to megabytes).
+            self.buf = BytesMut::new();
+        }
+        Some(Frame::Message(message))
     }
 
     fn fail(&mut self, error: FramingError) -> Frame {
@@ -221,7 +228,7 @@ mod tests {
             assert_eq!(f.deadline(), Some(start + DEADLINE), "after byte {i}");
         }
         f.push(&m[m.len() - 1..], start + Duration::from_secs(500));
-        assert_eq!(f.next_frame(), Some(Frame::Message(m.clone())));
+        assert_eq!(f.next_frame(), Some(Frame::Message(Bytes::from(m.clone()))));
         assert_eq!(f.deadline(), None, "nothing pending after the message");
         // The next message starts its own clock.
         let later = start + Duration::from_secs(600);
@@ -260,9 +267,18 @@ mod tests {
         stream.extend(msg_with_body("hello"));
         stream.extend(OPTIONS);
         f.push(&stream, t0());
-        assert_eq!(f.next_frame(), Some(Frame::Message(OPTIONS.to_vec())));
-        assert_eq!(f.next_frame(), Some(Frame::Message(msg_with_body("hello"))));
-        assert_eq!(f.next_frame(), Some(Frame::Message(OPTIONS.to_vec())));
+        assert_eq!(
+            f.next_frame(),
+            Some(Frame::Message(Bytes::from(OPTIONS.to_vec())))
+        );
+        assert_eq!(
+            f.next_frame(),
+            Some(Frame::Message(Bytes::from(msg_with_body("hello"))))
+        );
+        assert_eq!(
+            f.next_frame(),
+            Some(Frame::Message(Bytes::from(OPTIONS.to_vec())))
+        );
         assert_eq!(f.next_frame(), None);
     }
 
@@ -276,7 +292,7 @@ mod tests {
             if i + 1 < m.len() {
                 assert_eq!(frame, None, "premature frame at byte {i}");
             } else {
-                assert_eq!(frame, Some(Frame::Message(m.clone())));
+                assert_eq!(frame, Some(Frame::Message(Bytes::from(m.clone()))));
             }
         }
     }
@@ -288,7 +304,10 @@ mod tests {
         assert_eq!(f.next_frame(), Some(Frame::Ping));
         f.push(b"\r\n", t0());
         f.push(OPTIONS, t0());
-        assert_eq!(f.next_frame(), Some(Frame::Message(OPTIONS.to_vec())));
+        assert_eq!(
+            f.next_frame(),
+            Some(Frame::Message(Bytes::from(OPTIONS.to_vec())))
+        );
     }
 
     #[test]

@@ -157,8 +157,16 @@ pub fn check_request(req: &Request) -> Result<(), String> {
             req.method
         ));
     }
-    if let Ok(contact) = req.contact_header() {
-        contact.typed().map_err(|e| format!("bad Contact: {e}"))?;
+    match req.contact_header() {
+        Ok(contact) => {
+            contact.typed().map_err(|e| format!("bad Contact: {e}"))?;
+        }
+        // RFC 3261 §8.1.1.8: a request that can establish a dialog MUST
+        // carry a Contact (the remote target of every later request).
+        Err(_) if req.method == Method::Invite => {
+            return Err("INVITE without Contact (RFC 3261 8.1.1.8)".to_string());
+        }
+        Err(_) => {}
     }
     if matches!(req.method, Method::Invite) && !req.body.is_empty() {
         std::str::from_utf8(&req.body).map_err(|_| "SDP body is not UTF-8".to_string())?;
@@ -300,6 +308,33 @@ mod tests {
             status_of(classify(raw.as_bytes(), limits(65536), true, "v")),
             "SIP/2.0 400 "
         );
+    }
+
+    #[test]
+    fn an_invite_without_contact_gets_400() {
+        let invite = options("CSeq: 1 INVITE\r\n").replace("OPTIONS sip:", "INVITE sip:");
+        match classify(invite.as_bytes(), limits(65536), true, "v") {
+            Inbound::Reply(b) => {
+                let text = String::from_utf8_lossy(&b);
+                assert!(text.starts_with("SIP/2.0 400 "), "{text}");
+                assert!(text.contains("Warning: 399 vmesh \"INVITE without Contact"));
+            }
+            other => panic!("expected 400, got {other:?}"),
+        }
+        let with_contact = invite.replace(
+            "Max-Forwards",
+            "Contact: <sip:a@127.0.0.1:5070>\r\nMax-Forwards",
+        );
+        assert!(matches!(
+            classify(with_contact.as_bytes(), limits(65536), true, "v"),
+            Inbound::Message(_)
+        ));
+        // Other requests need none.
+        let options = options("CSeq: 1 OPTIONS\r\n");
+        assert!(matches!(
+            classify(options.as_bytes(), limits(65536), true, "v"),
+            Inbound::Message(_)
+        ));
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub mod gate;
 pub mod identity;
 pub mod inbound;
 pub mod malformed;
+pub mod overload;
 pub mod responses;
+pub mod transfer_bodies;
 pub mod transport;
 
 use std::net::SocketAddr;
@@ -99,6 +101,8 @@ pub struct SipStack {
     pub dialogs: DialogLayer,
     /// The UDP sockets, for building Contact/Via and sending.
     pub udp: Vec<SipConnection>,
+    /// Bodies of large MESSAGEs kept aside from the transaction layer.
+    pub bodies: Arc<transfer_bodies::BodyStash>,
     streams: Arc<StreamContext>,
     identities: Arc<Identities>,
     tls: Option<TlsSettings>,
@@ -134,7 +138,9 @@ impl SipStack {
         for t in &udp {
             transports.add_transport(t.connection());
         }
+        let bodies = transfer_bodies::BodyStash::new();
         let endpoint = EndpointBuilder::new()
+            .with_inspector(bodies.inspector())
             .with_user_agent(&settings.user_agent)
             .with_transport_layer(transports)
             .with_cancel_token(cancel.child_token())
@@ -187,6 +193,7 @@ impl SipStack {
             endpoint,
             dialogs,
             udp: udp_connections,
+            bodies,
             streams,
             identities,
             tls: settings.tls.clone(),

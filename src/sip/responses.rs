@@ -41,3 +41,16 @@ pub fn retry_after(seconds: u32) -> Header {
 pub fn sdp_content_type() -> Header {
     Header::ContentType("application/sdp".into())
 }
+
+/// `Warning: 399 vmesh "TEXT"` (RFC 3261 §20.43): why a request was
+/// refused, for the operator at the other end. Controls and quotes are
+/// dropped and the text is cut at 200 characters, so any reason (even
+/// one quoting peer input) stays one well-formed header.
+pub fn warning(text: &str) -> Header {
+    let text: String = text
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+        .take(200)
+        .collect();
+    Header::Warning(format!("399 vmesh \"{text}\"").into())
+}

@@ -80,6 +80,16 @@ pub enum StoreError {
         source: time::error::Format,
     },
 
+    /// A receive time that is valid RFC 3339 but whose UTC form has no
+    /// four-digit year (RFC 3339 §5.6), so it cannot be stored.
+    #[error("receive time {time} of message {id} is outside the years 0000 to 9999 in UTC")]
+    TimeOutOfRange {
+        /// The message.
+        id: String,
+        /// The time as given.
+        time: String,
+    },
+
     /// A file system operation failed.
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -246,9 +256,35 @@ impl StoreError {
                 | StoreError::InvalidFolder { .. }
                 | StoreError::InvalidSampleRate { .. }
                 | StoreError::InvalidMetadata { .. }
+                | StoreError::TimeOutOfRange { .. }
                 | StoreError::InvalidPeer { .. }
                 | StoreError::Checksum { .. }
         )
+    }
+
+    /// True when the file system is out of space (ENOSPC) or quota
+    /// (EDQUOT): nothing is wrong with the request, so it may be tried
+    /// again once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        let io = match self {
+            StoreError::Io { source, .. } => Some(source),
+            StoreError::Wav {
+                source: hound::Error::IoError(source),
+                ..
+            } => Some(source),
+            _ => None,
+        };
+        if let Some(e) = io {
+            return matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+                || e.kind() == io::ErrorKind::StorageFull;
+        }
+        match self {
+            StoreError::Database { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DiskFull)
+            ),
+            _ => false,
+        }
     }
 
     /// Builds an [`StoreError::Io`] for `op` on `path`; used with `map_err`.

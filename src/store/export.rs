@@ -1,8 +1,7 @@
 //! `vmesh messages export`: a stored message as a WAV file, whatever its
 //! stored format, for any player and for tools that expect PCM.
 
-use std::fs;
-use std::path::Path;
+use std::io::Cursor;
 
 use hound::WavWriter;
 
@@ -15,15 +14,17 @@ use super::recording::wav_spec;
 use super::Store;
 
 impl Store {
-    /// Writes `msg` to `out` as 16-bit mono PCM WAV. A WAV message is
-    /// copied byte for byte; an Ogg Opus one is decoded (RFC 7845 pre-skip
-    /// and end trimming applied) at the message's sample rate. The stored
-    /// bytes are checked against the row's SHA-256 first, so a damaged file
-    /// is reported rather than exported.
-    pub fn export_wav(&self, msg: &Message, out: &Path) -> Result<(), StoreError> {
+    /// `msg` as a 16-bit mono PCM WAV file, in memory (a maximal message is
+    /// a few megabytes): a WAV message byte for byte; an Ogg Opus one
+    /// decoded (RFC 7845 pre-skip and end trimming applied) at the
+    /// message's sample rate. The stored bytes are checked against the
+    /// row's SHA-256 first, so a damaged file is reported rather than
+    /// exported. Writing the result is the caller's: where it goes (and
+    /// whether an existing file may be replaced) is the user's decision.
+    pub fn export_wav(&self, msg: &Message) -> Result<Vec<u8>, StoreError> {
         let bytes = self.read_audio(msg)?;
         match msg.format.as_str() {
-            FORMAT_WAV => fs::write(out, &bytes).map_err(StoreError::io("write", out)),
+            FORMAT_WAV => Ok(bytes),
             FORMAT_OPUS => {
                 let source = self.audio_path(msg);
                 let audio = encode::decode(bytes, &source)?;
@@ -40,12 +41,12 @@ impl Store {
                     resample(&audio.pcm, audio.sample_rate, rate).map_err(|source_err| {
                         StoreError::Audio {
                             what: "resample decoded Ogg Opus",
-                            path: source,
+                            path: source.clone(),
                             source: source_err,
                         }
                     })?
                 };
-                write_wav(out, rate, &pcm)
+                wav_bytes(rate, &pcm).map_err(StoreError::wav(source))
             }
             other => Err(StoreError::InvalidMetadata {
                 id: msg.id.clone(),
@@ -56,11 +57,13 @@ impl Store {
     }
 }
 
-/// Writes mono 16-bit PCM at `rate` to a new WAV file at `path`.
-fn write_wav(path: &Path, rate: u32, pcm: &[i16]) -> Result<(), StoreError> {
-    let mut writer = WavWriter::create(path, wav_spec(rate)).map_err(StoreError::wav(path))?;
+/// Mono 16-bit PCM at `rate` as the bytes of a WAV file.
+fn wav_bytes(rate: u32, pcm: &[i16]) -> Result<Vec<u8>, hound::Error> {
+    let mut out = Cursor::new(Vec::with_capacity(44 + pcm.len() * 2));
+    let mut writer = WavWriter::new(&mut out, wav_spec(rate))?;
     for &sample in pcm {
-        writer.write_sample(sample).map_err(StoreError::wav(path))?;
+        writer.write_sample(sample)?;
     }
-    writer.finalize().map_err(StoreError::wav(path))
+    writer.finalize()?;
+    Ok(out.into_inner())
 }

@@ -29,6 +29,7 @@ use super::error::StoreError;
 use super::message::{validate_peer, Message, FORMAT_OPUS, FORMAT_WAV};
 use super::outbox::Route;
 use super::recording::{samples_duration, ClosedRecording, Recording};
+use super::reserve;
 use super::wav_header;
 use super::Store;
 
@@ -187,8 +188,45 @@ impl Store {
         if let Route::Forward { peer } = route {
             validate_peer(peer)?;
         }
-        let closed = rec.close()?;
-        self.settle(&closed, policy, policy.min_duration, partial, route)
+        let id = rec.id().to_string();
+        let finished = rec
+            .close()
+            .and_then(|closed| self.settle(&closed, policy, policy.min_duration, partial, route));
+        match finished {
+            Err(error) if error.is_disk_full() => {
+                tracing::warn!(%id, %error, "disk full: storing the call with what fits");
+                self.finish_what_fits(&id, policy, route)
+            }
+            other => other,
+        }
+    }
+
+    /// Stores what a recording holds on disk after the file system filled
+    /// up under it: the space reserve is given back (see `reserve.rs`), a
+    /// half-made Opus file removed, and the recording finished the way
+    /// recovery finishes one cut by a crash (header rebuilt from the file's
+    /// length, listed as `partial`), as WAV, which needs no new space. The
+    /// message is listed now, not after a restart.
+    fn finish_what_fits(
+        &self,
+        id: &str,
+        policy: &StoragePolicy,
+        route: &Route,
+    ) -> Result<Finished, StoreError> {
+        reserve::release(&self.data_dir);
+        let _ = fs::remove_file(self.encode_tmp_path(id));
+        let wav = StoragePolicy {
+            format: StoreFormat::Wav,
+            ..*policy
+        };
+        let route = route.clone();
+        match self.recover_sidecar(&self.sidecar_path(id), &|_| route.clone(), &wav)? {
+            Some(message) => Ok(Finished::Stored(message)),
+            None => Ok(Finished::Discarded {
+                duration: Duration::ZERO,
+                reason: DiscardReason::TooShort,
+            }),
+        }
     }
 
     /// Judges a closed recording and stores or discards it; shared by

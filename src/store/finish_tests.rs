@@ -367,16 +367,14 @@ fn export_gives_wav_for_both_formats() {
         &speech,
         &StoragePolicy::wav(MIN),
     ));
-    let out = dir.path().join("wav-out.wav");
-    store.export_wav(&wav, &out).unwrap();
     assert_eq!(
-        fs::read(&out).unwrap(),
+        store.export_wav(&wav).unwrap(),
         fs::read(store.audio_path(&wav)).unwrap()
     );
 
     let opus = stored(finish(&store, wide_meta("1001"), &speech, &opus()));
     let out = dir.path().join("opus-out.wav");
-    store.export_wav(&opus, &out).unwrap();
+    fs::write(&out, store.export_wav(&opus).unwrap()).unwrap();
     let (spec, pcm) = read_wav(&out);
     assert_eq!(
         (spec.sample_rate, spec.channels, spec.bits_per_sample),
@@ -388,7 +386,7 @@ fn export_gives_wav_for_both_formats() {
     // A damaged file is reported, not exported.
     fs::write(store.audio_path(&opus), b"OggS").unwrap();
     assert!(matches!(
-        store.export_wav(&opus, &out),
+        store.export_wav(&opus),
         Err(StoreError::Checksum { .. })
     ));
 }
@@ -422,7 +420,7 @@ fn export_of_a_peers_opus_file_follows_the_rows_rate() {
         panic!("not stored");
     };
     let out = dir.path().join("out.wav");
-    store.export_wav(&m, &out).unwrap();
+    fs::write(&out, store.export_wav(&m).unwrap()).unwrap();
     let (spec, samples) = read_wav(&out);
     assert_eq!((spec.sample_rate, samples.len()), (8000, 8000));
 }

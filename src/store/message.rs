@@ -176,10 +176,22 @@ pub fn validate_mailbox(mailbox: &str) -> Result<(), StoreError> {
 }
 
 /// Formats a receive time the way the index stores it (see
-/// [`RECEIVED_AT_FORMAT`]): converted to UTC, milliseconds, `Z`.
+/// [`RECEIVED_AT_FORMAT`]): converted to UTC, milliseconds, `Z`. A time
+/// whose UTC form falls outside the years 0000 to 9999 (RFC 3339 §5.6
+/// writes four digits; `9999-12-31T23:59:59-23:59` is in year 10000 in
+/// UTC) cannot be stored and is an error, never a panic.
 pub fn format_received_at(id: &Uuid, at: OffsetDateTime) -> Result<String, StoreError> {
-    at.to_offset(UtcOffset::UTC)
-        .format(RECEIVED_AT_FORMAT)
+    let out_of_range = || StoreError::TimeOutOfRange {
+        id: id.to_string(),
+        time: at.to_string(),
+    };
+    let utc = at
+        .checked_to_offset(UtcOffset::UTC)
+        .ok_or_else(out_of_range)?;
+    if !(0..=9999).contains(&utc.year()) {
+        return Err(out_of_range());
+    }
+    utc.format(RECEIVED_AT_FORMAT)
         .map_err(|source| StoreError::Timestamp {
             id: id.to_string(),
             source,
@@ -269,5 +281,26 @@ mod tests {
         let parsed =
             OffsetDateTime::parse(&b, &time::format_description::well_known::Rfc3339).unwrap();
         assert_eq!(parsed, datetime!(2024-05-01 10:00:00.5 UTC));
+    }
+
+    #[test]
+    fn times_outside_rfc_3339_years_in_utc_are_refused_not_a_panic() {
+        let id = Uuid::nil();
+        let rfc3339 = time::format_description::well_known::Rfc3339;
+        for text in ["9999-12-31T23:59:59.999-23:59", "0000-01-01T00:00:00+23:59"] {
+            let at = OffsetDateTime::parse(text, &rfc3339).unwrap();
+            assert!(
+                matches!(
+                    format_received_at(&id, at),
+                    Err(StoreError::TimeOutOfRange { .. })
+                ),
+                "{text}"
+            );
+        }
+        let edge = OffsetDateTime::parse("9999-12-31T23:59:59.999Z", &rfc3339).unwrap();
+        assert_eq!(
+            format_received_at(&id, edge).unwrap(),
+            "9999-12-31T23:59:59.999Z"
+        );
     }
 }

@@ -57,6 +57,7 @@ mod pool;
 mod received;
 mod recording;
 mod recovery;
+mod reserve;
 mod schema;
 mod sidecar;
 mod subscriptions;
@@ -125,6 +126,37 @@ pub struct Store {
     /// messages, so a [`ChangeWatcher`]'s owner can look at once instead
     /// of at its next poll (other processes' commits are seen by polling).
     changed: Arc<Notify>,
+}
+
+impl Store {
+    /// Whether the data directory has at least `min_free` bytes free (and,
+    /// if a full disk took it, the space reserve back): new calls are
+    /// refused before they are answered when it has not (see `reserve.rs`).
+    pub fn has_room(&self, min_free: u64) -> bool {
+        match reserve::free_bytes(&self.data_dir) {
+            Ok(free) if free >= min_free.saturating_add(reserve::RESERVE_BYTES as u64) => {
+                if let Err(error) = reserve::take(&self.data_dir) {
+                    tracing::warn!(%error, "cannot take the space reserve back");
+                }
+                true
+            }
+            Ok(free) => free >= min_free && self.holds_reserve(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell the free space; assuming there is room");
+                true
+            }
+        }
+    }
+
+    /// Sets space aside for finishing calls when the disk fills; the server
+    /// does it at start-up (the CLI never does).
+    pub fn hold_reserve(&self) -> Result<(), StoreError> {
+        reserve::take(&self.data_dir)
+    }
+
+    fn holds_reserve(&self) -> bool {
+        self.data_dir.join(reserve::RESERVE_FILE).exists()
+    }
 }
 
 /// How a user-typed message id is looked up (see [`Store::get`]).

@@ -88,7 +88,27 @@ pub enum Received {
     },
 }
 
+/// Longest text field of received metadata (a URI, a display name, a
+/// Call-ID): far above any real one, and it bounds what one transfer can
+/// make the index hold.
+const MAX_TEXT_FIELD_BYTES: usize = 4096;
+
 impl IncomingMessage {
+    /// The free-text fields, by their wire names.
+    fn text_fields(&self) -> [(&'static str, &str); 6] {
+        [
+            ("caller", &self.caller),
+            (
+                "caller_name",
+                self.caller_name.as_deref().unwrap_or_default(),
+            ),
+            ("called", &self.called),
+            ("reason", self.reason.as_deref().unwrap_or_default()),
+            ("codec", &self.codec),
+            ("call_id", &self.call_id),
+        ]
+    }
+
     /// The index row this metadata describes, for `size_bytes` of audio.
     /// Every field that reaches a path, an ordering or a later check is
     /// validated: id, mailbox, format, time, sample rate, hash, origin.
@@ -109,6 +129,19 @@ impl IncomingMessage {
         if self.sample_rate == 0 {
             return Err(invalid("sample_rate", "must not be zero".into()));
         }
+        // SQLite integers are signed 64-bit: a larger duration is no real
+        // one and could not be stored as sent.
+        if i64::try_from(self.duration_ms).is_err() {
+            return Err(invalid("duration_ms", "over 2^63-1".into()));
+        }
+        for (field, value) in self.text_fields() {
+            if value.len() > MAX_TEXT_FIELD_BYTES {
+                return Err(invalid(
+                    field,
+                    format!("{} bytes, over {MAX_TEXT_FIELD_BYTES}", value.len()),
+                ));
+            }
+        }
         if self.size_bytes != size_bytes {
             return Err(invalid(
                 "size_bytes",
@@ -127,7 +160,8 @@ impl IncomingMessage {
             called: self.called.clone(),
             reason: self.reason.clone(),
             // Rewritten in the index's fixed-width UTC form, which sorts.
-            received_at: format_received_at(&uuid, at)?,
+            received_at: format_received_at(&uuid, at)
+                .map_err(|e| invalid("received_at", e.to_string()))?,
             duration_ms: self.duration_ms,
             codec: self.codec.clone(),
             format: format.to_owned(),

@@ -179,6 +179,13 @@ fn bad_metadata_is_refused_before_touching_disk() {
         (|m| m.format = "mp3".into(), "format"),
         (|m| m.format = "../wav".into(), "format"),
         (|m| m.received_at = "yesterday".into(), "received_at"),
+        (
+            |m| m.received_at = "9999-12-31T23:59:59.999-23:59".into(),
+            "received_at",
+        ),
+        (|m| m.duration_ms = u64::MAX, "duration_ms"),
+        (|m| m.caller_name = Some("x".repeat(5000)), "caller_name"),
+        (|m| m.call_id = "c".repeat(4097), "call_id"),
         (|m| m.sample_rate = 0, "sample_rate"),
         (|m| m.sha256 = "zz".into(), "sha256"),
         (|m| m.origin = "site a".into(), "origin"),

@@ -95,7 +95,7 @@ impl Store {
     }
 
     /// Handles one sidecar; `Some` when a message was added to the index.
-    fn recover_sidecar(
+    pub(super) fn recover_sidecar(
         &self,
         sidecar_path: &Path,
         route_of: &dyn Fn(&str) -> Route,

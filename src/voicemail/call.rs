@@ -1,11 +1,15 @@
 //! Admission of one voicemail call: from INVITE to an answered session.
 //!
-//! Each step can end the call with the response a PBX expects: capacity or
+//! Each step can end the call with the response a PBX expects: who may
+//! call (403 outside `sip.allow`, 401 without good digest credentials, see
+//! [`super::callers`]), a nearly full disk (503 + Retry-After, before the
+//! answer), capacity or
 //! shutdown (503 + Retry-After), mailbox (404), SDP (400 when unparseable,
 //! 488 when nothing in it is usable), RTP port (503). What passes becomes a
 //! dialog and a [`Session`] that records until the call ends.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Request, StatusCode, Transport, Uri};
@@ -13,6 +17,7 @@ use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::SipConnection;
 use tracing::{info, warn, Instrument};
 
+use super::callers::Admission;
 use super::session::Session;
 use super::Context;
 use crate::call::parties::mailbox_of;
@@ -22,6 +27,10 @@ use crate::sip::responses;
 
 /// Seconds a PBX should wait before retrying when vmesh is full or stopping.
 const RETRY_AFTER_S: u32 = 5;
+
+/// Seconds a PBX should wait before retrying when the disk is full: space
+/// comes back when an operator acts, not in seconds.
+const DISK_FULL_RETRY_AFTER_S: u32 = 300;
 
 /// Runs one call to its end, inside a span naming its Call-ID and mailbox.
 /// Every failure is answered on `tx` or ends the dialog.
@@ -36,6 +45,9 @@ pub async fn run(ctx: Arc<Context>, tx: Transaction) {
 }
 
 async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
+    if let Admission::Refuse { status, headers } = ctx.callers.check(&tx, Instant::now()) {
+        return reply(&mut tx, status, headers).await;
+    }
     let slot = match ctx.calls.clone().try_acquire_owned() {
         Ok(slot) if !ctx.shutdown.is_cancelled() => slot,
         _ => {
@@ -44,6 +56,20 @@ async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
             return reply(&mut tx, StatusCode::ServiceUnavailable, retry).await;
         }
     };
+    // A full disk is found before the call is answered: the PBX can send
+    // the caller elsewhere, and nothing recorded is lost (RFC 3261
+    // §21.5.4).
+    let store = ctx.store.clone();
+    let min_free = ctx.profile.storage.min_free_bytes;
+    let room = tokio::task::spawn_blocking(move || store.has_room(min_free)).await;
+    if !room.unwrap_or(true) {
+        warn!("data directory nearly full; refusing call");
+        let retry = vec![
+            responses::retry_after(DISK_FULL_RETRY_AFTER_S),
+            responses::warning("voicemail storage full"),
+        ];
+        return reply(&mut tx, StatusCode::ServiceUnavailable, retry).await;
+    }
     let target = match mailbox_of(&tx.original) {
         Ok(t) if ctx.profile.mailboxes.contains(&t.mailbox) => t,
         Ok(t) => {

@@ -5,9 +5,12 @@
 //! them; [`call`] admits one call and [`session`] runs it to a stored
 //! message.
 
+pub mod allocator;
 pub mod call;
+pub mod callers;
 pub mod flow;
 pub mod greetings;
+pub mod replies;
 pub mod retention;
 pub mod server;
 pub mod session;
@@ -45,6 +48,8 @@ pub struct Context {
     /// mailbox's folders may call `mailbox_changed` (changes through the
     /// store are seen without it).
     pub mwi: Arc<Mwi>,
+    /// Who may call: `sip.allow` and digest authentication of INVITEs.
+    pub callers: callers::CallerGate,
 }
 
 /// How the profile wants messages stored: format, minimum length, silence.

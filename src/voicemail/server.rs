@@ -4,6 +4,9 @@
 //! (RFC 3261 §11.2); a request with a To tag belongs to a dialog and is
 //! handed to it (BYE, re-INVITE, INFO...), or gets 481 when there is none
 //! (§12.2.2); a method vmesh does not implement gets 405 with Allow (§8.2.1).
+//! The loop itself never waits on a client: answers and calls run in tasks
+//! of their own, within bounds ([`super::replies`], the transfer slots,
+//! and the transaction bounds of [`crate::sip::overload`]).
 //! Shutdown is a feature: on SIGINT/SIGTERM new calls get 503, calls in
 //! progress are ended with BYE and their messages stored, registrations
 //! with PBXs are removed (Expires: 0), then `run` returns.
@@ -20,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::replies::Replies;
 use super::{call, storage_policy, Context};
 use crate::config::{ListenTransport, Profile};
 use crate::mesh::{route_of, Mesh};
@@ -68,6 +72,9 @@ impl Server {
         let policy = storage_policy(&profile);
         let store = tokio::task::spawn_blocking(move || -> Result<Store, ServerError> {
             let store = Store::open(&data_dir)?;
+            if let Err(e) = store.hold_reserve() {
+                warn!(error = %e, "no space reserve for finishing calls when the disk fills");
+            }
             let route = |mailbox: &str| route_of(topology.as_ref(), &name, mailbox);
             let recovered = store.recover(&route, &policy)?;
             for m in &recovered {
@@ -96,7 +103,11 @@ impl Server {
         ));
         info!(listen = ?profile.sip.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
               data = %profile.server.data_dir.display(), "vmesh serving");
+        for open in profile.sip.open_listeners() {
+            warn!(listener = %open, "any host that reaches this listener may leave messages: set sip.allow or [[sip.auth]]");
+        }
         let ctx = Context {
+            callers: super::callers::CallerGate::new(&profile),
             calls: Arc::new(Semaphore::new(profile.sip.max_calls)),
             encoders: EncodePool::new(profile.storage.encode_workers),
             profile,
@@ -122,12 +133,19 @@ impl Server {
             tasks,
             registrations,
         } = self;
+        tokio::spawn(super::allocator::trim_periodically(ctx.shutdown.clone()));
+        let dispatcher = Dispatcher {
+            ctx: ctx.clone(),
+            tasks: tasks.clone(),
+            replies: Replies::new(),
+            transfers: Arc::new(Semaphore::new(MAX_TRANSFERS_RECEIVING)),
+        };
         loop {
             let tx = tokio::select! {
                 _ = stop.cancelled() => break,
                 tx = incoming.recv() => match tx { Some(tx) => tx, None => break },
             };
-            dispatch(&ctx, &tasks, tx).await;
+            dispatcher.dispatch(tx);
         }
         info!(
             calls = tasks.len(),
@@ -140,7 +158,7 @@ impl Server {
         // are removed (that started with the shutdown signal; bounded).
         let drain = async {
             while let Some(tx) = incoming.recv().await {
-                dispatch(&ctx, &tasks, tx).await;
+                dispatcher.dispatch(tx);
             }
         };
         let calls = async {
@@ -219,67 +237,111 @@ fn peer_directory(profile: &Profile) -> PeerDirectory {
     peers
 }
 
-async fn dispatch(ctx: &Arc<Context>, tasks: &TaskTracker, mut tx: Transaction) {
-    let in_dialog = tx
-        .original
-        .to_header()
-        .and_then(|t| t.tag())
-        .map(|t| t.is_some())
-        .unwrap_or(false);
-    let method = tx.original.method;
-    debug!(%method, in_dialog, "request");
-    match (method, in_dialog) {
-        (Method::Ack, _) | (Method::Cancel, _) => {}
-        (Method::Invite, false) => {
-            tasks.spawn(call::run(ctx.clone(), tx));
-        }
-        (Method::Message, false) => match &ctx.mesh {
-            Some(mesh) => {
-                let mesh = mesh.clone();
-                let origin = ctx.sip.origin_of(&tx);
-                tasks.spawn(async move { mesh.receive(tx, origin.identity).await });
+/// Most transfers from peers received at once; each holds its body (up to
+/// `mesh.max_transfer_bytes`) in memory, so this bounds what receiving
+/// takes. Beyond it a MESSAGE gets 503 with Retry-After and the sender
+/// tries again later.
+const MAX_TRANSFERS_RECEIVING: usize = 4;
+
+/// Seconds a peer is asked to wait when all transfer slots are taken.
+const TRANSFER_RETRY_AFTER_S: u32 = 2;
+
+/// What the server loop hands work to: its call and transfer tasks, and
+/// the budgets that keep them bounded.
+struct Dispatcher {
+    ctx: Arc<Context>,
+    tasks: TaskTracker,
+    replies: Replies,
+    transfers: Arc<Semaphore>,
+}
+
+impl Dispatcher {
+    /// Routes one new server transaction. Never waits: every answer leaves
+    /// from a task of its own ([`Replies`]), so a client that stops reading
+    /// cannot hold up the requests of others.
+    fn dispatch(&self, tx: Transaction) {
+        let ctx = &self.ctx;
+        let in_dialog = tx
+            .original
+            .to_header()
+            .and_then(|t| t.tag())
+            .map(|t| t.is_some())
+            .unwrap_or(false);
+        let method = tx.original.method;
+        debug!(%method, in_dialog, "request");
+        match (method, in_dialog) {
+            (Method::Ack, _) | (Method::Cancel, _) => {}
+            (Method::Invite, false) => {
+                self.tasks.spawn(call::run(ctx.clone(), tx));
             }
-            None => {
-                // RFC 3428 §7: a MESSAGE we do not take; without a topology
-                // nobody is a peer.
-                tx.reply(StatusCode::Forbidden).await.ok();
-            }
-        },
-        (Method::Options, false) => {
-            // Only an authenticated peer's OPTIONS gets here in a mesh (the
-            // transports' gate answers anyone else 403).
-            if let (Some(mesh), Identity::Peer(peer)) = (&ctx.mesh, ctx.sip.origin_of(&tx).identity)
-            {
-                mesh.heard_from(&peer);
-            }
-            let headers = vec![
-                responses::allow(),
-                responses::accept(),
-                responses::supported(),
-            ];
-            tx.reply_with(StatusCode::OK, headers, None).await.ok();
-        }
-        // In a dialog or not: subscription dialogs are the MWI service's.
-        (Method::Subscribe, _) => ctx.mwi.handle_subscribe(tx),
-        (_, true) => match ctx.sip.dialogs.match_dialog(&tx) {
-            Some(mut dialog) => {
-                tokio::spawn(async move {
-                    if let Err(e) = dialog.handle(&mut tx).await {
-                        debug!(error = %e, "in-dialog request failed");
+            (Method::Message, false) => match &ctx.mesh {
+                Some(mesh) => match self.transfers.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let mut tx = tx;
+                        ctx.sip.bodies.restore(&mut tx);
+                        let mesh = mesh.clone();
+                        let origin = ctx.sip.origin_of(&tx);
+                        self.tasks.spawn(async move {
+                            mesh.receive(tx, origin.identity).await;
+                            drop(slot);
+                        });
                     }
-                });
+                    Err(_) => {
+                        debug!("all transfer slots busy; 503");
+                        ctx.sip.bodies.discard(&tx);
+                        let retry = vec![responses::retry_after(TRANSFER_RETRY_AFTER_S)];
+                        self.replies
+                            .answer(tx, StatusCode::ServiceUnavailable, retry);
+                    }
+                },
+                None => {
+                    // RFC 3428 §7: a MESSAGE we do not take; without a
+                    // topology nobody is a peer.
+                    ctx.sip.bodies.discard(&tx);
+                    self.replies.answer(tx, StatusCode::Forbidden, vec![]);
+                }
+            },
+            (Method::Options, false) => {
+                // Only an authenticated peer's OPTIONS gets here in a mesh
+                // (the transports' gate answers anyone else 403).
+                if let (Some(mesh), Identity::Peer(peer)) =
+                    (&ctx.mesh, ctx.sip.origin_of(&tx).identity)
+                {
+                    mesh.heard_from(&peer);
+                }
+                let headers = vec![
+                    responses::allow(),
+                    responses::accept(),
+                    responses::supported(),
+                ];
+                self.replies.answer(tx, StatusCode::OK, headers);
             }
-            None => {
-                tx.reply(StatusCode::CallTransactionDoesNotExist).await.ok();
+            // In a dialog or not: subscription dialogs are the MWI service's.
+            (Method::Subscribe, _) => ctx.mwi.handle_subscribe(tx),
+            (_, true) => match ctx.sip.dialogs.match_dialog(&tx) {
+                Some(mut dialog) => {
+                    let mut tx = tx;
+                    ctx.sip.bodies.restore(&mut tx);
+                    tokio::spawn(async move {
+                        if let Err(e) = dialog.handle(&mut tx).await {
+                            debug!(error = %e, "in-dialog request failed");
+                        }
+                    });
+                }
+                None => {
+                    ctx.sip.bodies.discard(&tx);
+                    self.replies
+                        .answer(tx, StatusCode::CallTransactionDoesNotExist, vec![]);
+                }
+            },
+            (Method::Bye, false) => {
+                self.replies
+                    .answer(tx, StatusCode::CallTransactionDoesNotExist, vec![]);
             }
-        },
-        (Method::Bye, false) => {
-            tx.reply(StatusCode::CallTransactionDoesNotExist).await.ok();
-        }
-        _ => {
-            tx.reply_with(StatusCode::MethodNotAllowed, vec![responses::allow()], None)
-                .await
-                .ok();
+            _ => {
+                self.replies
+                    .answer(tx, StatusCode::MethodNotAllowed, vec![responses::allow()]);
+            }
         }
     }
 }

@@ -719,6 +719,8 @@ impl Site {
     /// Exports message `id` into the mesh directory; returns the file.
     pub fn export(&self, id: &str) -> PathBuf {
         let out = self.root.join(format!("export-{}-{id}.wav", self.name));
+        // export keeps an existing file; a test may export one message twice.
+        std::fs::remove_file(&out).ok();
         let output = self.cli(&[
             "messages",
             "export",

@@ -10,7 +10,9 @@
 pub mod audio;
 pub mod baresip;
 pub mod dialog;
+pub mod digest;
 pub mod media;
+pub mod memory;
 pub mod mesh;
 pub mod net;
 pub mod netns;

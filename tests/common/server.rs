@@ -54,6 +54,11 @@ pub struct ServerConfig {
     /// of their own, such as `[mwi]`, or arrays of tables such as
     /// `[[register]]`.
     pub extra: String,
+    /// More `[sip]` keys, one `key = value` line each (e.g. `allow`).
+    pub sip_lines: Vec<String>,
+    /// Where the data directory is; `None` for `data` in the test's
+    /// temporary directory.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +76,8 @@ impl Default for ServerConfig {
             max_silence_s: None,
             storage_format: None,
             extra: String::new(),
+            sip_lines: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -98,10 +105,11 @@ impl ServerConfig {
             .as_ref()
             .map(|f| format!("\n[storage]\nformat = {f:?}\n"))
             .unwrap_or_default();
+        let sip_lines: String = self.sip_lines.iter().map(|l| format!("{l}\n")).collect();
         format!(
             "[server]\nname = \"test-{ip}\"\ndata_dir = {data:?}\n\n\
              [sip]\nlisten = [\"udp:{ip}:{SIP_PORT}\", \"tcp:{ip}:{SIP_PORT}\"]\n\
-             answer_delay_ms = {delay}\nmax_calls = {max_calls}\n{tcp_idle}\n\
+             answer_delay_ms = {delay}\nmax_calls = {max_calls}\n{tcp_idle}{sip_lines}\n\
              [mailboxes]\naccept = [{accept}]\n\n\
              [media]\nrtp_port_min = {RTP_PORT_MIN}\nrtp_port_max = {RTP_PORT_MAX}\n\
              codecs = [{codecs}]\nrtp_timeout_s = {rtp_timeout}\n\
@@ -128,6 +136,7 @@ pub struct Server {
     pub net: TestNet,
     dir: Option<tempfile::TempDir>,
     root: PathBuf,
+    data_dir: PathBuf,
     child: Option<Child>,
     next_sipp_port: AtomicU16,
 }
@@ -146,7 +155,7 @@ impl Server {
             .tempdir()
             .expect("create the test's temporary directory");
         let root = dir.path().to_path_buf();
-        let data_dir = root.join("data");
+        let data_dir = config.data_dir.clone().unwrap_or_else(|| root.join("data"));
         std::fs::write(
             root.join("profile.toml"),
             config.profile_toml(&net, &data_dir),
@@ -156,6 +165,7 @@ impl Server {
             net,
             dir: Some(dir),
             root,
+            data_dir,
             child: None,
             next_sipp_port: AtomicU16::new(0),
         };
@@ -170,7 +180,7 @@ impl Server {
 
     /// The server's data directory (`[server] data_dir`).
     pub fn data_dir(&self) -> PathBuf {
-        self.root.join("data")
+        self.data_dir.clone()
     }
 
     /// The test's temporary directory (exports and SIPp logs go here).
@@ -367,6 +377,8 @@ impl Server {
     /// Exports message `id` to a WAV file in the test directory.
     pub fn export(&self, id: &str) -> PathBuf {
         let out = self.root.join(format!("export-{id}.wav"));
+        // export keeps an existing file; a test may export one message twice.
+        std::fs::remove_file(&out).ok();
         let output = self.cli(&[
             "messages",
             "export",

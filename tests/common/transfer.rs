@@ -104,3 +104,38 @@ pub fn transfer_request(
     request.extend_from_slice(&body);
     request
 }
+/// A two-part body (the JSON metadata, the audio as raw octets) with
+/// boundary `b`.
+pub fn body(meta: &Value, audio: &[u8]) -> Vec<u8> {
+    let mut body = format!(
+        "--b\r\nContent-Type: application/json\r\n\r\n{meta}\r\n\
+         --b\r\nContent-Type: audio/wav\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(audio);
+    body.extend_from_slice(b"\r\n--b--\r\n");
+    body
+}
+
+/// A MESSAGE over TCP from `local` to `server` carrying `body` as
+/// `multipart/mixed; boundary=b`.
+pub fn request(local: SocketAddr, server: SocketAddr, body: &[u8]) -> Vec<u8> {
+    let token = unique_token();
+    let mut request = format!(
+        "MESSAGE sip:{server};transport=tcp SIP/2.0\r\n\
+         Via: SIP/2.0/TCP {local};branch=z9hG4bK{token}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:peer@{ip}>;tag=t{token}\r\n\
+         To: <sip:{server};transport=tcp>\r\n\
+         Call-ID: {token}@{ip}\r\n\
+         CSeq: 1 MESSAGE\r\n\
+         Message-Context: voice-message\r\n\
+         Content-Type: multipart/mixed; boundary=b\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len(),
+        ip = local.ip(),
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}

@@ -23,10 +23,14 @@ pub mod udp;
 
 use std::sync::Arc;
 
-use rsipstack::sip::{SipMessage, Transport};
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::{Param, Request, SipMessage, StatusCode, Transport};
 use rsipstack::transaction::endpoint::EndpointInner;
 use rsipstack::transport::{SipAddr, SipConnection};
 use tracing::debug;
+
+use super::overload::{self, Limits};
+use super::responses;
 
 /// Hands a checked message, received over `transport`, to the transaction
 /// layer. Errors there concern one message only (say, a response to no
@@ -41,6 +45,7 @@ async fn deliver(
     let Ok(socket) = from.get_socketaddr() else {
         return;
     };
+    let message = without_sender_received(message);
     let message = match SipConnection::update_msg_received(message, socket, transport) {
         Ok(m) => m,
         Err(e) => {
@@ -48,10 +53,60 @@ async fn deliver(
             return;
         }
     };
+    if let SipMessage::Request(req) = &message {
+        if overload::starts_transaction(endpoint, req)
+            && !Limits::default().admits(overload::load_of(endpoint))
+        {
+            debug!(%from, method = %req.method, "transaction tables full; 503");
+            refuse_overloaded(endpoint, req, &connection, from).await;
+            return;
+        }
+    }
     if let Err(e) = endpoint
         .on_received_message(message, connection, from)
         .await
     {
         debug!(%from, error = %e, "message not taken by the transaction layer");
+    }
+}
+
+/// The message with any `received` parameter of a request's top Via
+/// removed. Only the receiving server writes `received` (RFC 3261
+/// §18.2.1); rsipstack keeps one the sender wrote when its sent-by equals
+/// the source, which would let a sender name any address as its own. After
+/// this, the top Via's `received` (or, when absent, its sent-by) is the
+/// address the message really came from.
+fn without_sender_received(message: SipMessage) -> SipMessage {
+    let SipMessage::Request(mut req) = message else {
+        return message;
+    };
+    if let Ok(via) = req.via_header_mut() {
+        let stripped = via.update_first_value(|v| {
+            let mut typed = v.typed()?;
+            typed.params.retain(|p| !matches!(p, Param::Received(_)));
+            Ok(typed.into())
+        });
+        if let Err(e) = stripped {
+            debug!(error = %e, "cannot clean the top Via");
+        }
+    }
+    SipMessage::Request(req)
+}
+
+/// Answers a request that cannot become a transaction: 503 with
+/// Retry-After, statelessly (RFC 3261 §8.2.6).
+async fn refuse_overloaded(
+    endpoint: &EndpointInner,
+    req: &Request,
+    connection: &SipConnection,
+    from: &SipAddr,
+) {
+    let mut response = endpoint.make_response(req, StatusCode::ServiceUnavailable, None);
+    response
+        .headers
+        .push(responses::retry_after(overload::OVERLOAD_RETRY_AFTER_S));
+    let destination = (!connection.is_reliable()).then_some(from);
+    if let Err(e) = connection.send(response.into(), destination).await {
+        debug!(%from, error = %e, "cannot send 503");
     }
 }

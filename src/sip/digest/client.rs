@@ -321,5 +321,5 @@ fn quoted(text: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "digest_tests.rs"]
+#[path = "client_tests.rs"]
 mod tests;

@@ -1,0 +1,223 @@
+//! A data directory whose disk fills up, through the real binary, on a
+//! small tmpfs the test mounts (and unmounts, also on failure): the call
+//! recording at that moment is stored with what fit and listed at once,
+//! new INVITEs get 503 with Retry-After before they are answered, every
+//! message stored earlier is intact (its sha256), and calls are taken
+//! again once space is freed.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::dialog::ack_for_failure;
+use common::raw_sip::request;
+use common::{call_timeout, field, Server, ServerConfig, SipUdp, TestNet, SPEECH_SHORT_MS};
+use sha2::{Digest, Sha256};
+
+/// A tmpfs mounted for one test; unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("vmesh-tmpfs-")
+            .tempdir()
+            .expect("a mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount (the test needs root)");
+        assert!(
+            status.success(),
+            "mount a tmpfs on {}",
+            dir.path().display()
+        );
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Writes zeros to `path` until the file system is full; returns how much.
+fn fill(path: &Path) -> u64 {
+    let mut file = std::fs::File::create(path).expect("create the filler");
+    let block = vec![0u8; 64 * 1024];
+    let mut written = 0u64;
+    loop {
+        match file.write(&block) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("fill {}: {e}", path.display()),
+        }
+    }
+    // The last partial blocks too.
+    for size in [4096, 512, 1] {
+        while file.write(&block[..size]).is_ok_and(|n| n > 0) {
+            written += size as u64;
+        }
+    }
+    written
+}
+
+fn sha256_of(path: &Path) -> String {
+    hex::encode(Sha256::digest(
+        std::fs::read(path).expect("read an exported message"),
+    ))
+}
+
+/// The recording in progress, once it holds at least `bytes`.
+fn wait_recording(data: &Path, bytes: u64, timeout: Duration) -> PathBuf {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = std::fs::read_dir(data.join("recording"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.extension().is_some_and(|e| e == "wav")
+                    && p.metadata().is_ok_and(|m| m.len() >= bytes)
+            });
+        if let Some(path) = found {
+            return path;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recording of {bytes} bytes in progress"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing() {
+    let tmpfs = Tmpfs::mount("8m");
+    let data = tmpfs.path().join("data");
+    let config = ServerConfig {
+        data_dir: Some(data.clone()),
+        extra: "[storage]\nmin_free_mb = 1\n".into(),
+        ..ServerConfig::default()
+    };
+    let server = Server::start_with(TestNet::allocate(), config);
+    assert!(
+        data.join("reserve").is_file(),
+        "the server holds its space reserve"
+    );
+
+    // Two messages stored before the disk fills.
+    for _ in 0..2 {
+        server
+            .sipp(
+                "uac_pilot_diversion.xml",
+                &["-s", "1001"],
+                call_timeout(SPEECH_SHORT_MS),
+            )
+            .assert_success();
+    }
+    let earlier = server.wait_messages(2, Duration::from_secs(10));
+    assert_eq!(earlier.len(), 2);
+    let before: Vec<(String, String)> = earlier
+        .iter()
+        .map(|m| {
+            let id = field(m, "id").to_string();
+            assert_eq!(sha256_of(&server.export(&id)), field(m, "sha256"));
+            (id, field(m, "sha256").to_string())
+        })
+        .collect();
+
+    // A caller talks; the disk fills under the recording.
+    let talking = server.sipp_start("uac_wait_bye.xml", &["-s", "1001"], Duration::from_secs(40));
+    let recording = wait_recording(&data, 44 + 2 * 8000 * 2, Duration::from_secs(10));
+    let filler = tmpfs.path().join("filler");
+    let filled = fill(&filler);
+    eprintln!("filled {filled} bytes; recording {}", recording.display());
+
+    // The call ends (vmesh hangs up: it cannot record more) and is listed
+    // at once, as partial, with the audio that fit.
+    let listed = server.wait_messages(3, Duration::from_secs(10));
+    assert_eq!(
+        listed.len(),
+        3,
+        "the call in progress is listed: {listed:?}"
+    );
+    let new = listed
+        .iter()
+        .find(|m| !before.iter().any(|(id, _)| id == field(m, "id")))
+        .expect("the new message");
+    assert_eq!(new["partial"], serde_json::json!(true), "{new}");
+    assert!(new["duration_ms"].as_u64().unwrap_or(0) >= 1500, "{new}");
+    assert_eq!(
+        sha256_of(&server.export(field(new, "id"))),
+        field(new, "sha256")
+    );
+    assert!(
+        server
+            .log()
+            .contains("disk full: storing the call with what fits"),
+        "the recording hit the full disk:\n{}",
+        server.log_tail()
+    );
+    let outcome = talking.wait();
+    assert!(
+        outcome.messages_log.contains("BYE sip:"),
+        "vmesh hung up: {}",
+        outcome.messages_log
+    );
+
+    // New calls are refused before they are answered, with Retry-After.
+    let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n",
+        ip = server.net.peer_ip
+    );
+    let invite = request(
+        "INVITE",
+        &format!("sip:1001@{}", server.net.sip_addr()),
+        udp.local_addr(),
+        "UDP",
+        &["Content-Type: application/sdp"],
+        &sdp,
+    );
+    let refused = udp
+        .transact(&invite, Duration::from_secs(5))
+        .expect("an answer");
+    udp.send(ack_for_failure(&invite, &refused).as_bytes());
+    assert_eq!(refused.status, 503, "{}", refused.raw);
+    assert!(refused.header("Retry-After").is_some(), "{}", refused.raw);
+
+    // Nothing stored earlier was damaged.
+    for (id, sha) in &before {
+        assert_eq!(&sha256_of(&server.export(id)), sha, "message {id}");
+    }
+
+    // Space comes back: calls are taken again.
+    std::fs::remove_file(&filler).expect("remove the filler");
+    server
+        .sipp(
+            "uac_pilot_diversion.xml",
+            &["-s", "1001"],
+            call_timeout(SPEECH_SHORT_MS),
+        )
+        .assert_success();
+    assert_eq!(server.wait_messages(4, Duration::from_secs(10)).len(), 4);
+    assert!(data.join("reserve").is_file(), "the reserve is taken back");
+    drop(server);
+}
