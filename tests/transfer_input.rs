@@ -38,6 +38,9 @@ fn part_bomb(len: usize) -> Vec<u8> {
 #[test]
 fn a_part_bomb_is_refused_within_twice_its_size() {
     let mut mesh = MeshNet::allocate(2);
+    // The test poses as site-a over plain TCP: an insecure peer, known by
+    // its address.
+    mesh.set_insecure(0);
     mesh[1].start();
     let (b, a_ip) = (&mesh[1], mesh[0].ip);
     let pid = b.pid().expect("site-b runs");
@@ -86,6 +89,9 @@ fn a_part_bomb_is_refused_within_twice_its_size() {
 #[test]
 fn metadata_that_cannot_be_stored_gets_400_with_a_warning() {
     let mut mesh = MeshNet::allocate(2);
+    // The test poses as site-a over plain TCP: an insecure peer, known by
+    // its address.
+    mesh.set_insecure(0);
     mesh[1].start();
     let (b, a_ip) = (&mesh[1], mesh[0].ip);
     let audio = b"RIFF\x24\0\0\0WAVEfmt ".to_vec();
@@ -144,6 +150,9 @@ fn metadata_that_cannot_be_stored_gets_400_with_a_warning() {
 #[test]
 fn a_maximal_transfer_is_stored_within_twice_its_size() {
     let mut mesh = MeshNet::allocate(2);
+    // The test poses as site-a over plain TCP: an insecure peer, known by
+    // its address.
+    mesh.set_insecure(0);
     mesh[1].start();
     let (b, a_ip) = (&mesh[1], mesh[0].ip);
     let pid = b.pid().expect("site-b runs");
