@@ -281,8 +281,14 @@ impl DispatchedSite {
     /// by `configure` first.
     pub fn start_with(calls: usize, configure: impl FnOnce(&mut MeshNet)) -> DispatchedSite {
         let mut mesh = MeshNet::allocate(3);
+        let kamailio_addr = SocketAddrV4::new(mesh.spare_ip(0), KAMAILIO_PORT);
+        let phone_addr = SocketAddrV4::new(mesh.spare_ip(1), PHONE_PORT);
+        let caller_ip = mesh.spare_ip(2);
         configure(&mut mesh);
         for i in 0..3 {
+            // Calls from Kamailio only, as README advises.
+            let allow = format!("allow = [\"{}\"]", kamailio_addr.ip());
+            mesh[i].extra_sip = format!("{}\n{allow}", mesh[i].extra_sip);
             mesh[i].start();
         }
         let uris: Vec<String> = mesh
@@ -290,9 +296,6 @@ impl DispatchedSite {
             .iter()
             .map(|s| format!("sip:{}", s.sip_addr()))
             .collect();
-        let kamailio_addr = SocketAddrV4::new(mesh.spare_ip(0), KAMAILIO_PORT);
-        let phone_addr = SocketAddrV4::new(mesh.spare_ip(1), PHONE_PORT);
-        let caller_ip = mesh.spare_ip(2);
 
         let list_template = repo_root().join("sip-profiles/kamailio/dispatcher.list");
         let list = fill_placeholders(
