@@ -352,7 +352,7 @@ impl Profile {
             None => Vec::new(),
         };
         let retrieval = RetrievalConfig::read(reader, retrieval, origin.base_dir());
-        let mwi = MwiConfig::read(reader, mwi);
+        let mwi = MwiConfig::read(reader, mwi, origin.base_dir());
         let tls = TlsFiles::read(reader, tls, origin.base_dir());
         let profile = Profile {
             origin,

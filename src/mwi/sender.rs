@@ -339,7 +339,7 @@ fn with_credentials(
     let value = challenge.authorization(
         &Credentials {
             username: &credentials.username,
-            password: &credentials.password,
+            password: credentials.password.expose(),
         },
         &DigestRequest {
             method: &request.method.to_string(),
@@ -380,6 +380,7 @@ fn unspecified(remote: SocketAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Password;
 
     fn notify() -> Request {
         let text = "NOTIFY sip:1001@192.0.2.5 SIP/2.0\r\n\
@@ -394,7 +395,7 @@ mod tests {
     fn credentials() -> DigestCredentials {
         DigestCredentials {
             username: "vmesh".into(),
-            password: "s3cret".into(),
+            password: Password::new("s3cret"),
         }
     }
 
