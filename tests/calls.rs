@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use common::baresip::{Softphone, SoftphoneConfig};
 use common::{
-    assert_audio_matches, assert_duration_close, assert_recording_matches, call_timeout, field,
-    number, read_wav_mono_i16, testdata, Server, ServerConfig, TestNet, SPEECH_MS, SPEECH_SHORT_MS,
-    SPEECH_SHORT_ULAW, SPEECH_ULAW,
+    assert_audio_matches, assert_duration_close, assert_recording_matches,
+    assert_short_speech_recorded, call_timeout, field, number, read_wav_mono_i16, testdata, Server,
+    ServerConfig, TestNet, SPEECH_MS, SPEECH_SHORT_MS, SPEECH_SHORT_ULAW, SPEECH_ULAW,
 };
 
 /// How long a stored message may take to appear after the call ends.
@@ -95,14 +95,7 @@ fn pilot_call(scenario: &str) -> serde_json::Value {
         "sip:1001@pbx.example",
         "{scenario}: called is the diverted-from party, not the pilot"
     );
-    assert_recording_matches(
-        &server,
-        &message,
-        SPEECH_SHORT_ULAW,
-        SPEECH_SHORT_MS,
-        0.05,
-        0.9,
-    );
+    assert_short_speech_recorded(&server, &message);
     message
 }
 

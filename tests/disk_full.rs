@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::dialog::ack_for_failure;
 use common::raw_sip::request;
-use common::{call_timeout, field, Server, ServerConfig, SipUdp, TestNet, SPEECH_SHORT_MS};
+use common::{field, Server, ServerConfig, SipUdp, TestNet};
 use sha2::{Digest, Sha256};
 
 /// A tmpfs mounted for one test; unmounted when dropped.
@@ -124,13 +124,7 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
 
     // Two messages stored before the disk fills.
     for _ in 0..2 {
-        server
-            .sipp(
-                "uac_pilot_diversion.xml",
-                &["-s", "1001"],
-                call_timeout(SPEECH_SHORT_MS),
-            )
-            .assert_success();
+        server.leave_short_message("1001");
     }
     let earlier = server.wait_messages(2, Duration::from_secs(10));
     assert_eq!(earlier.len(), 2);
@@ -210,13 +204,7 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
 
     // Space comes back: calls are taken again.
     std::fs::remove_file(&filler).expect("remove the filler");
-    server
-        .sipp(
-            "uac_pilot_diversion.xml",
-            &["-s", "1001"],
-            call_timeout(SPEECH_SHORT_MS),
-        )
-        .assert_success();
+    server.leave_short_message("1001");
     assert_eq!(server.wait_messages(4, Duration::from_secs(10)).len(), 4);
     assert!(data.join("reserve").is_file(), "the reserve is taken back");
     drop(server);

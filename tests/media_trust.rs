@@ -19,7 +19,7 @@ use common::media::{sdp, sdp_audio_addr, RtpSender, FRAME_BYTES};
 use common::net::{RTP_PORT_MAX, RTP_PORT_MIN};
 use common::raw_sip::request;
 use common::{
-    assert_recording_matches, testdata, Server, ServerConfig, SipUdp, TestNet, SPEECH_SHORT_MS,
+    assert_short_speech_recorded, testdata, Server, ServerConfig, SipUdp, TestNet,
     SPEECH_SHORT_ULAW,
 };
 
@@ -126,14 +126,7 @@ fn a_stranger_before_and_during_the_call_takes_nothing() {
     let sent = stranger.join().expect("the stranger thread");
     eprintln!("stranger: {sent} packets of noise and a # every 10");
     let message = one_message(&server);
-    assert_recording_matches(
-        &server,
-        &message,
-        SPEECH_SHORT_ULAW,
-        SPEECH_SHORT_MS,
-        0.05,
-        0.9,
-    );
+    assert_short_speech_recorded(&server, &message);
 }
 
 /// Issue 9: a spray over the whole RTP port range during four calls (a
@@ -204,14 +197,7 @@ fn spraying_the_port_range_loses_no_message() {
         "every call kept its message: {messages:?}"
     );
     for message in &messages {
-        assert_recording_matches(
-            &server,
-            message,
-            SPEECH_SHORT_ULAW,
-            SPEECH_SHORT_MS,
-            0.05,
-            0.9,
-        );
+        assert_short_speech_recorded(&server, message);
     }
 }
 
@@ -276,14 +262,7 @@ fn rtcp_on_the_rtp_port_is_not_audio_and_vmesh_reports() {
     let (reports, rtp_packets) = listen.join().expect("the listener");
     hang_up(&udp, &dialog);
     let message = one_message(&server);
-    assert_recording_matches(
-        &server,
-        &message,
-        SPEECH_SHORT_ULAW,
-        SPEECH_SHORT_MS,
-        0.05,
-        0.9,
-    );
+    assert_short_speech_recorded(&server, &message);
 
     // What a PBX sees while vmesh records.
     assert!(reports.len() >= 2, "RTCP reports: {reports:?}");
@@ -417,12 +396,5 @@ fn an_info_hash_ends_the_message_and_an_update_refresh_is_answered() {
     assert_eq!(bye.method, "BYE", "{}", bye.raw);
     udp.send(bye.response(200, "OK").as_bytes());
     let message = one_message(&server);
-    assert_recording_matches(
-        &server,
-        &message,
-        SPEECH_SHORT_ULAW,
-        SPEECH_SHORT_MS,
-        0.05,
-        0.9,
-    );
+    assert_short_speech_recorded(&server, &message);
 }

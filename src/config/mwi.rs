@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
-use super::mailbox_set::{MailboxPattern, MailboxSet};
+use super::mailbox_set::{read_patterns, MailboxSet};
 use super::reader::Reader;
 use super::secret::{Password, PasswordKeys};
 
@@ -167,14 +167,7 @@ impl MwiConfig {
                     let Some(entries) = reader.strings(&key, node) else {
                         continue;
                     };
-                    let mut patterns = Vec::with_capacity(entries.len());
-                    for entry in entries {
-                        match entry.value.parse::<MailboxPattern>() {
-                            Ok(p) => patterns.push(p),
-                            Err(message) => reader.error(&entry.key, entry.span, message),
-                        }
-                    }
-                    mwi.mailboxes = Some(MailboxSet::from_patterns(patterns));
+                    mwi.mailboxes = Some(MailboxSet::from_placed(read_patterns(reader, entries)));
                 }
                 "username" => {
                     username_span = Some(node.span());
