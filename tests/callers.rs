@@ -178,8 +178,12 @@ fn digest_challenge_accept_and_refusals_with_sha_256_and_md5() {
         assert!(refused.header("Warning").is_some(), "{}", refused.raw);
     }
     // Nothing was recorded by any refused INVITE, and the accepted calls
-    // hung up at once (under the minimum length).
+    // (two per algorithm) hung up at once, under the minimum length: once
+    // each of their sessions has said its last word, the list is final.
+    assert_eq!(server.calls_answered(), 4, "{}", server.log_tail());
+    server.wait_calls_ended(4, ANSWER);
     assert!(server.messages().is_empty());
+    assert_eq!(server.log_count("message stored"), 0);
 }
 
 #[test]

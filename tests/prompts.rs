@@ -908,10 +908,17 @@ fn an_all_silent_message_is_discarded() {
         call.silence_frame();
     }
     call.hang_up();
-    let messages = server.wait_messages(1, Duration::from_secs(3));
+    // The session's last word on the call: its recording was discarded.
+    server.wait_calls_ended(1, Duration::from_secs(5));
+    let messages = server.messages();
     assert!(
         messages.is_empty(),
         "3 s of silence was stored: {messages:?}"
+    );
+    assert!(
+        server.log().contains("reason=Silent"),
+        "discarded for its silence:\n{}",
+        server.log_tail()
     );
 }
 

@@ -301,6 +301,44 @@ impl SipUdp {
         final_response(|left| self.recv(left), timeout)
     }
 
+    /// Sends `request` and returns its final response (`None` if none came
+    /// within `timeout`) with the requests the server sent before it (its
+    /// own BYE, say), in order. A server's datagrams arrive over loopback
+    /// in the order it sent them, so the response marks that nothing it
+    /// sent earlier is still on its way.
+    pub fn transact_noting_requests(
+        &self,
+        request: &str,
+        timeout: Duration,
+    ) -> (Vec<SipRequest>, Option<SipResponse>) {
+        let method = request.split(' ').next().unwrap_or_default().to_string();
+        self.send(request.as_bytes());
+        let deadline = Instant::now() + timeout;
+        let mut requests = Vec::new();
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return (requests, None);
+            };
+            let received = self.recv_parsed(left, |text| {
+                SipRequest::parse(text)
+                    .map(Ok)
+                    .or_else(|| SipResponse::parse(text).map(Err))
+            });
+            match received {
+                None => return (requests, None),
+                Some(Ok(request)) => requests.push(request),
+                Some(Err(response)) => {
+                    let cseq = response
+                        .header("CSeq")
+                        .and_then(|c| c.split_whitespace().nth(1));
+                    if response.status >= 200 && cseq == Some(method.as_str()) {
+                        return (requests, Some(response));
+                    }
+                }
+            }
+        }
+    }
+
     /// The next SIP request within `timeout` (a request vmesh sends in a
     /// dialog, such as its BYE), skipping datagrams that are not requests.
     pub fn recv_request(&self, timeout: Duration) -> Option<SipRequest> {

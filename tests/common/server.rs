@@ -195,6 +195,80 @@ impl Server {
         process::read_log(&self.log_path())
     }
 
+    /// How many lines of the server log contain `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(text)).count()
+    }
+
+    /// Polls the log until `text` shows in at least `count` lines: the
+    /// server says it got that far. Panics with the log's tail after
+    /// `timeout`.
+    pub fn wait_log(&self, text: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log_count(text) < count {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not log {text:?} {count} times within {timeout:?}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Call sessions that answered so far, by the line each logs as it
+    /// answers.
+    pub fn calls_answered(&self) -> usize {
+        self.log_count(ANSWERING_LINE)
+    }
+
+    /// Call sessions that are over, by the last line each logs: its message
+    /// stored, discarded, or never recorded.
+    pub fn calls_ended(&self) -> usize {
+        CALL_END_LINES.iter().map(|l| self.log_count(l)).sum()
+    }
+
+    /// Polls the log until at least `count` call sessions are over: after
+    /// that, nothing more is stored for them. Panics after `timeout`.
+    pub fn wait_calls_ended(&self, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.calls_ended() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} calls ended within {timeout:?}\n{}",
+                self.calls_ended(),
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The recording in progress, once its file holds at least `bytes`:
+    /// a call is being recorded. Panics after `timeout`.
+    pub fn wait_recording(&self, bytes: u64, timeout: Duration) -> PathBuf {
+        let dir = self.data_dir.join("recording");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.extension().is_some_and(|e| e == "wav")
+                        && p.metadata().is_ok_and(|m| m.len() >= bytes)
+                });
+            if let Some(path) = found {
+                return path;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no recording of {bytes} bytes in progress within {timeout:?}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The server's process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -379,6 +453,12 @@ pub fn export_message(profile: &Path, id: &str, out: &Path) -> PathBuf {
     );
     out.to_path_buf()
 }
+
+/// What the server logs for each call session as it answers.
+pub const ANSWERING_LINE: &str = ": answering ";
+/// The last line a call session logs: its message stored, discarded (too
+/// short or silent), or never recorded (no ACK came).
+pub const CALL_END_LINES: [&str; 3] = ["message stored", "message discarded", "nothing stored"];
 
 /// Starts `vmesh serve --profile PROFILE`, its output appended to `log`
 /// (over all its runs), inside network namespace `netns` when given. Its
