@@ -8,13 +8,13 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::dialog::ack_for_failure;
 use common::raw_sip::request;
-use common::{call_timeout, field, Server, ServerConfig, SipUdp, TestNet, SPEECH_SHORT_MS};
+use common::{field, Server, ServerConfig, SipUdp, TestNet};
 use sha2::{Digest, Sha256};
 
 /// A tmpfs mounted for one test; unmounted when dropped.
@@ -83,30 +83,6 @@ fn sha256_of(path: &Path) -> String {
     ))
 }
 
-/// The recording in progress, once it holds at least `bytes`.
-fn wait_recording(data: &Path, bytes: u64, timeout: Duration) -> PathBuf {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let found = std::fs::read_dir(data.join("recording"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.extension().is_some_and(|e| e == "wav")
-                    && p.metadata().is_ok_and(|m| m.len() >= bytes)
-            });
-        if let Some(path) = found {
-            return path;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recording of {bytes} bytes in progress"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing() {
     let tmpfs = Tmpfs::mount("8m");
@@ -124,13 +100,7 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
 
     // Two messages stored before the disk fills.
     for _ in 0..2 {
-        server
-            .sipp(
-                "uac_pilot_diversion.xml",
-                &["-s", "1001"],
-                call_timeout(SPEECH_SHORT_MS),
-            )
-            .assert_success();
+        server.leave_short_message("1001");
     }
     let earlier = server.wait_messages(2, Duration::from_secs(10));
     assert_eq!(earlier.len(), 2);
@@ -145,7 +115,7 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
 
     // A caller talks; the disk fills under the recording.
     let talking = server.sipp_start("uac_wait_bye.xml", &["-s", "1001"], Duration::from_secs(40));
-    let recording = wait_recording(&data, 44 + 2 * 8000 * 2, Duration::from_secs(10));
+    let recording = server.wait_recording(44 + 2 * 8000 * 2, Duration::from_secs(10));
     let filler = tmpfs.path().join("filler");
     let filled = fill(&filler);
     eprintln!("filled {filled} bytes; recording {}", recording.display());
@@ -210,13 +180,7 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
 
     // Space comes back: calls are taken again.
     std::fs::remove_file(&filler).expect("remove the filler");
-    server
-        .sipp(
-            "uac_pilot_diversion.xml",
-            &["-s", "1001"],
-            call_timeout(SPEECH_SHORT_MS),
-        )
-        .assert_success();
+    server.leave_short_message("1001");
     assert_eq!(server.wait_messages(4, Duration::from_secs(10)).len(), 4);
     assert!(data.join("reserve").is_file(), "the reserve is taken back");
     drop(server);

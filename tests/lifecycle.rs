@@ -20,8 +20,9 @@ fn kill9_during_a_call_keeps_a_partial_message_after_restart() {
         &["-s", "1001"],
         common::call_timeout(SPEECH_MS),
     );
-    // Six seconds into the 14.5 s message, the server dies.
-    std::thread::sleep(Duration::from_secs(6));
+    // Three seconds into the 14.5 s message (its recording holds 3 s of
+    // 16-bit audio at 8 kHz), the server dies.
+    server.wait_recording(44 + 3 * 8000 * 2, Duration::from_secs(10));
     server.kill9();
     drop(call);
 
@@ -48,7 +49,7 @@ fn kill9_during_a_call_keeps_a_partial_message_after_restart() {
     let recorded_ms = duration_ms(recorded.len(), rate);
     assert!(
         (1000..=7000).contains(&recorded_ms),
-        "about 6 s were sent before the crash, {recorded_ms} ms were kept"
+        "about 3 s were recorded before the crash, {recorded_ms} ms were kept"
     );
     // What was kept is what was sent so far.
     let (_, mut reference) = read_wav_mono_i16(&testdata(SPEECH_ULAW));
@@ -64,7 +65,8 @@ fn kill9_during_a_call_keeps_a_partial_message_after_restart() {
 fn sigterm_hangs_up_stores_the_call_and_exits_0() {
     let mut server = Server::start(TestNet::allocate());
     let call = server.sipp_start("uac_wait_bye.xml", &["-s", "1001"], Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(4));
+    // The call is being recorded (4 s of audio so far) when SIGTERM comes.
+    server.wait_recording(44 + 4 * 8000 * 2, Duration::from_secs(10));
     server.send_sigterm();
     // Signals are handled asynchronously: an INVITE sent before the server
     // has seen SIGTERM is a call like any other. Wait until it is stopping.
