@@ -200,13 +200,19 @@ async fn load_prompts(profile: &Profile) -> Result<Arc<Prompts>, ServerError> {
     rates.dedup();
     let warm = prompts.clone();
     tokio::task::spawn_blocking(move || {
-        for rate in rates {
+        let started = std::time::Instant::now();
+        for &rate in &rates {
             for clip in Clip::all() {
                 if let Err(e) = warm.clip(clip, rate) {
                     warn!(error = %e, "cannot prepare a prompt");
                 }
             }
         }
+        debug!(
+            ?rates,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "prompts ready"
+        );
     });
     Ok(prompts)
 }

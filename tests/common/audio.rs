@@ -182,11 +182,13 @@ pub fn locate(reference: &[i16], heard: &[i16], from: usize, to: usize) -> (usiz
     };
     let (coarse_ref, coarse_heard) = (decimated(reference), decimated(heard));
     let best = |candidates: &mut dyn Iterator<Item = (usize, f64)>| {
-        candidates.fold((0, f64::MIN), |best, cur| if cur.1 > best.1 { cur } else { best })
+        candidates.fold(
+            (0, f64::MIN),
+            |best, cur| if cur.1 > best.1 { cur } else { best },
+        )
     };
-    let (coarse, _) = best(
-        &mut (from / 8..=to / 8).map(|o| (o, ncc_at(&coarse_ref, &coarse_heard, o as i64))),
-    );
+    let (coarse, _) =
+        best(&mut (from / 8..=to / 8).map(|o| (o, ncc_at(&coarse_ref, &coarse_heard, o as i64))));
     let centre = coarse * 8;
     best(
         &mut (centre.saturating_sub(16).max(from)..=(centre + 16).min(to))

@@ -191,6 +191,16 @@ impl Phone {
         })
     }
 
+    /// Sends later keys another way (an INFO body type; RFC 4733 only if
+    /// it was offered).
+    pub fn set_keys(&mut self, keys: Keys) {
+        assert!(
+            keys != Keys::Rfc4733 || self.setup.keys == Keys::Rfc4733,
+            "telephone-event was not offered"
+        );
+        self.setup.keys = keys;
+    }
+
     /// Presses `keys` one after the other; returns when each was sent (its
     /// first telephone-event packet, or its INFO).
     pub fn press(&mut self, keys: &str) -> Vec<Instant> {
@@ -391,7 +401,11 @@ impl Heard {
 
     /// The sample index where the first packet arriving after `at` begins.
     pub fn index_at(&self, at: Instant) -> usize {
-        let packet = self.times.iter().position(|&t| t > at).unwrap_or(self.times.len());
+        let packet = self
+            .times
+            .iter()
+            .position(|&t| t > at)
+            .unwrap_or(self.times.len());
         (packet * self.frame()).min(self.pcm.len())
     }
 

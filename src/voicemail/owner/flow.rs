@@ -12,12 +12,13 @@
 //!
 //! Besides the phase, the flow keeps two small machines of its own:
 //!
-//! - **what plays for the menu** ([`Output`]): a playback is asked for
-//!   ([`Effect::Say`], or a message or recorded greeting to load first,
-//!   [`Job::Load`]), queued in the media core under a prompt id the shell
-//!   reports back ([`OwnerEvent::Queued`]), and its end is told to the
-//!   menu only when it is the current one, so a late load or the end of a
-//!   stopped prompt is never mistaken for the end of the one playing;
+//! - **what plays for the menu** ([`Output`]): a playback (clips to say,
+//!   a message, the greeting just recorded) is loaded first, off the
+//!   call's task ([`Job::Load`]: clips rendered, a message decoded), then
+//!   queued in the media core under a prompt id the shell reports back
+//!   ([`OwnerEvent::Queued`]); its end is told to the menu only when it is
+//!   the current one, so a late load or the end of a stopped prompt is
+//!   never mistaken for the end of the one playing;
 //! - **the greeting take** ([`Take`]): the recording tone, then the
 //!   recording (`#` or any key stops it), then the take written to its
 //!   temporary file ([`Job::SaveTake`]), whose length the menu is told.
@@ -46,8 +47,8 @@ pub enum OwnerEvent {
     Confirmed,
     /// The media core's event (digits from RFC 4733 and SIP INFO alike).
     Media(MediaEvent),
-    /// An [`Effect::Say`], [`Effect::PlayAudio`] or [`Effect::Tone`] was
-    /// queued in the media core as `prompt`.
+    /// An [`Effect::PlayAudio`] or [`Effect::Tone`] was queued in the
+    /// media core as `prompt`.
     Queued {
         /// What was queued.
         sound: Sound,
@@ -96,6 +97,8 @@ pub enum Sound {
 /// Where the audio of a [`Job::Load`] comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audio {
+    /// Clips of the prompts, said one after the other.
+    Clips(Vec<Clip>),
     /// A stored message, by id.
     Message(String),
     /// The greeting take just recorded (not yet accepted).
@@ -125,8 +128,9 @@ pub enum Job {
         /// The mailbox.
         mailbox: String,
     },
-    /// Decodes audio to play; reports [`OwnerEvent::Loaded`] or
-    /// [`OwnerEvent::LoadFailed`].
+    /// Renders or decodes audio to play; reports [`OwnerEvent::Loaded`]
+    /// or [`OwnerEvent::LoadFailed`]. Only the latest load matters: the
+    /// shell may run loads beside the other jobs.
     Load {
         /// The playback it is for.
         playback: PlaybackId,
@@ -187,14 +191,6 @@ pub enum Job {
 /// What the shell must do, in the order polled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Stop what plays, then say these clips; report
-    /// [`OwnerEvent::Queued`].
-    Say {
-        /// The playback.
-        playback: PlaybackId,
-        /// What to say.
-        clips: Vec<Clip>,
-    },
     /// Stop what plays, then play this audio; report
     /// [`OwnerEvent::Queued`].
     PlayAudio {
@@ -241,7 +237,7 @@ enum Output {
     Silent,
     /// Being loaded ([`Job::Load`]).
     Loading(PlaybackId),
-    /// Handed to the shell; its prompt id not yet known.
+    /// Loaded and handed to the shell; its prompt id not yet known.
     Requested(PlaybackId),
     /// Playing as this prompt.
     Playing {
@@ -273,8 +269,8 @@ pub struct OwnerFlow {
     phase: Phase,
     output: Output,
     take: Take,
-    /// The message being loaded, and those that could not be: a message
-    /// nobody could hear is not marked heard.
+    /// The message of the current load, and those that could not be
+    /// loaded: a message nobody could hear is not marked heard.
     loading: Option<String>,
     unplayable: Vec<String>,
     effects: VecDeque<Effect>,
@@ -491,11 +487,10 @@ impl OwnerFlow {
         let job = |job| Effect::Job(job);
         let effect = match action {
             Action::Play { playback, clips } => {
-                self.output = Output::Requested(playback);
-                Effect::Say { playback, clips }
+                self.load(playback, Audio::Clips(clips));
+                return;
             }
             Action::PlayMessage { playback, id } => {
-                self.loading = Some(id.clone());
                 self.load(playback, Audio::Message(id));
                 return;
             }
@@ -566,8 +561,14 @@ impl OwnerFlow {
 
     /// Stops what plays and loads `audio` for `playback`.
     fn load(&mut self, playback: PlaybackId, audio: Audio) {
+        self.loading = match &audio {
+            Audio::Message(id) => Some(id.clone()),
+            Audio::Clips(_) | Audio::Take { .. } => None,
+        };
         self.output = Output::Loading(playback);
-        self.effects.push_back(Effect::Stop);
+        if self.effects.back() != Some(&Effect::Stop) {
+            self.effects.push_back(Effect::Stop);
+        }
         self.effects
             .push_back(Effect::Job(Job::Load { playback, audio }));
     }

@@ -54,12 +54,23 @@ impl Shell {
         })
     }
 
-    /// Queues what `effect` plays, as the shell does; its prompt id.
+    /// Plays what `effect` asks for, as the shell does (a load is loaded,
+    /// then played); its prompt id and the effects of queueing it.
     fn queue(&mut self, effect: &Effect) -> (PromptId, Vec<Effect>) {
         let sound = match effect {
-            Effect::Say { playback, .. } | Effect::PlayAudio { playback, .. } => {
+            Effect::Job(Job::Load { playback, .. }) => {
+                let play = self.handle(OwnerEvent::Loaded {
+                    playback: *playback,
+                    pcm: vec![0; 160],
+                    rate: 8000,
+                });
+                assert!(
+                    matches!(&play[..], [Effect::PlayAudio { playback: p, .. }] if p == playback),
+                    "{play:?}"
+                );
                 Sound::Menu(*playback)
             }
+            Effect::PlayAudio { playback, .. } => Sound::Menu(*playback),
             Effect::Tone => Sound::Tone,
             other => panic!("{other:?} plays nothing"),
         };
@@ -82,7 +93,7 @@ impl Shell {
     /// the counts sentence and the effects of loading.
     fn log_in(&mut self, messages: Vec<MessageSummary>) -> (PromptId, Vec<Clip>) {
         let first = self.handle(OwnerEvent::Confirmed);
-        let (prompt, _) = self.queue(&first[0]);
+        let (prompt, _) = self.queue(saying(&first, Phrase::EnterPin));
         assert_eq!(
             self.key('2'),
             [Effect::Stop],
@@ -115,11 +126,16 @@ impl Shell {
             messages,
             temporary_greeting: false,
         })));
-        let [say @ Effect::Say { clips, .. }] = &counts[..] else {
-            panic!("{counts:?}")
+        let say = saying(&counts, Phrase::YouHave).clone();
+        let Effect::Job(Job::Load {
+            audio: Audio::Clips(clips),
+            ..
+        }) = &say
+        else {
+            unreachable!()
         };
         let clips = clips.clone();
-        let (prompt, _) = self.queue(say);
+        let (prompt, _) = self.queue(&say);
         assert_eq!(self.flow.mailbox(), Some(MAILBOX));
         (prompt, clips)
     }
@@ -134,8 +150,18 @@ fn message(id: &str, folder: Folder) -> MessageSummary {
     }
 }
 
+/// Whether `effect` loads clips that say `phrase`.
 fn says(effect: &Effect, phrase: Phrase) -> bool {
-    matches!(effect, Effect::Say { clips, .. } if clips.contains(&Clip::Phrase(phrase)))
+    matches!(effect, Effect::Job(Job::Load { audio: Audio::Clips(clips), .. })
+        if clips.contains(&Clip::Phrase(phrase)))
+}
+
+/// The effect among `effects` that says `phrase`.
+fn saying(effects: &[Effect], phrase: Phrase) -> &Effect {
+    effects
+        .iter()
+        .find(|e| says(e, phrase))
+        .unwrap_or_else(|| panic!("nothing says {phrase:?}: {effects:?}"))
 }
 
 #[test]
@@ -144,7 +170,8 @@ fn nothing_plays_before_the_ack_or_the_callers_media() {
     assert!(shell.effects().is_empty());
     assert_eq!(shell.flow.poll_timeout(), None);
     let first = shell.media(MediaEvent::CallerMedia);
-    assert!(says(&first[0], Phrase::EnterMailbox), "{first:?}");
+    assert_eq!(first[0], Effect::Stop);
+    assert!(says(&first[1], Phrase::EnterMailbox), "{first:?}");
     assert!(shell.handle(OwnerEvent::Confirmed).is_empty(), "once only");
 }
 
@@ -197,7 +224,7 @@ fn login_counts_envelope_message_then_heard() {
     assert!(shell.key('2').is_empty());
     let after = shell.finished(audio_prompt);
     assert_eq!(after[0], Effect::Job(Job::MarkHeard { id: "m-new".into() }));
-    assert!(says(&after[1], Phrase::MessageOptions), "{after:?}");
+    saying(&after, Phrase::MessageOptions);
     assert!(
         shell.flow.poll_timeout().is_none(),
         "no deadline while a prompt plays"
@@ -243,7 +270,7 @@ fn a_late_load_is_dropped_and_an_unplayable_message_stays_unheard() {
             .any(|e| matches!(e, Effect::Job(Job::MarkHeard { .. }))),
         "{after:?}"
     );
-    assert!(says(&after[0], Phrase::MessageOptions), "{after:?}");
+    saying(&after, Phrase::MessageOptions);
 }
 
 #[test]
@@ -255,11 +282,10 @@ fn delete_and_save_are_jobs_in_key_order() {
     let deleted = shell.key('7');
     assert_eq!(deleted[0], Effect::Stop);
     assert_eq!(deleted[1], Effect::Job(Job::Delete { id: "a".into() }));
-    assert!(says(&deleted[2], Phrase::MessageDeleted), "{deleted:?}");
-    shell.queue(&deleted[2]);
+    shell.queue(saying(&deleted, Phrase::MessageDeleted));
     let saved = shell.key('9');
     assert_eq!(saved[1], Effect::Job(Job::Save { id: "b".into() }));
-    assert!(says(&saved[2], Phrase::NoMoreMessages), "{saved:?}");
+    saying(&saved, Phrase::NoMoreMessages);
 }
 
 /// Options, 1: instructions, tone, recording until `#`, the take saved,
@@ -312,8 +338,7 @@ fn a_greeting_is_recorded_after_the_tone_played_back_and_accepted() {
     });
     let (take, _) = shell.queue(&play[0]);
     let review = shell.finished(take);
-    assert!(says(&review[0], Phrase::ReviewGreeting), "{review:?}");
-    shell.queue(&review[0]);
+    shell.queue(saying(&review, Phrase::ReviewGreeting));
     let accept = shell.key('1');
     assert_eq!(accept[0], Effect::Stop);
     assert_eq!(
@@ -323,7 +348,7 @@ fn a_greeting_is_recorded_after_the_tone_played_back_and_accepted() {
             kind: GreetingKind::Unavailable
         })
     );
-    assert!(says(&accept[2], Phrase::GreetingSaved), "{accept:?}");
+    saying(&accept, Phrase::GreetingSaved);
 }
 
 #[test]
@@ -331,9 +356,9 @@ fn a_key_during_the_tone_records_nothing() {
     let mut shell = Shell::new(PilotKind::CallerMailbox, Some(MAILBOX));
     shell.log_in(Vec::new());
     let options = shell.key('0');
-    shell.queue(&options[1]);
+    shell.queue(saying(&options, Phrase::MailboxOptions));
     let instruct = shell.key('2');
-    let (instructions, _) = shell.queue(&instruct[1]);
+    let (instructions, _) = shell.queue(saying(&instruct, Phrase::RecordBusy));
     assert_eq!(shell.finished(instructions), [Effect::Tone]);
     shell.queue(&Effect::Tone);
     let stopped = shell.key('#');
@@ -354,9 +379,9 @@ fn hanging_up_while_recording_discards_the_take() {
     let mut shell = Shell::new(PilotKind::CallerMailbox, Some(MAILBOX));
     shell.log_in(Vec::new());
     let options = shell.key('0');
-    shell.queue(&options[1]);
+    shell.queue(saying(&options, Phrase::MailboxOptions));
     let instruct = shell.key('1');
-    let (instructions, _) = shell.queue(&instruct[1]);
+    let (instructions, _) = shell.queue(saying(&instruct, Phrase::RecordUnavailable));
     shell.finished(instructions);
     let (tone, _) = shell.queue(&Effect::Tone);
     shell.finished(tone);
@@ -380,23 +405,20 @@ fn hanging_up_while_recording_discards_the_take() {
 fn three_wrong_pins_say_goodbye_then_hang_up() {
     let mut shell = Shell::new(PilotKind::CallerMailbox, Some(MAILBOX));
     let first = shell.handle(OwnerEvent::Confirmed);
-    shell.queue(&first[0]);
+    shell.queue(saying(&first, Phrase::EnterPin));
     let mut last = Vec::new();
     for attempt in 0..3 {
         for digit in ['1', '3', '5', '7', '#'] {
             shell.key(digit);
         }
         last = shell.handle(OwnerEvent::Answer(Event::PinVerdict(PinVerdict::Rejected)));
-        assert!(
-            says(&last[0], Phrase::LoginIncorrect),
-            "{attempt}: {last:?}"
-        );
-        let (prompt, _) = shell.queue(&last[0]);
+        let incorrect = saying(&last, Phrase::LoginIncorrect).clone();
+        let (prompt, _) = shell.queue(&incorrect);
         if attempt < 2 {
-            assert!(says(&last[0], Phrase::EnterPin));
+            assert!(says(&incorrect, Phrase::EnterPin), "{attempt}: {last:?}");
             shell.finished(prompt);
         } else {
-            assert!(says(&last[0], Phrase::Goodbye));
+            assert!(says(&incorrect, Phrase::Goodbye), "{last:?}");
             // Keys do not cut the goodbye short.
             assert!(shell.key('1').is_empty());
             assert_eq!(shell.finished(prompt), [Effect::Finish { hang_up: true }]);
@@ -410,7 +432,7 @@ fn three_wrong_pins_say_goodbye_then_hang_up() {
 fn a_silent_caller_is_reprompted_then_hung_up_on() {
     let mut shell = Shell::new(PilotKind::AskMailbox, None);
     let first = shell.handle(OwnerEvent::Confirmed);
-    let (prompt, _) = shell.queue(&first[0]);
+    let (prompt, _) = shell.queue(saying(&first, Phrase::EnterMailbox));
     assert!(shell.finished(prompt).is_empty());
     let mut reprompts = 0;
     loop {
@@ -418,14 +440,13 @@ fn a_silent_caller_is_reprompted_then_hung_up_on() {
         shell.now = deadline;
         shell.flow.handle_timeout(deadline);
         let effects = shell.effects();
-        if says(&effects[0], Phrase::Goodbye) {
-            let (goodbye, _) = shell.queue(&effects[0]);
+        if let Some(goodbye) = effects.iter().find(|e| says(e, Phrase::Goodbye)) {
+            let (goodbye, _) = shell.queue(goodbye);
             assert_eq!(shell.finished(goodbye), [Effect::Finish { hang_up: true }]);
             break;
         }
-        assert!(says(&effects[0], Phrase::EnterMailbox), "{effects:?}");
         reprompts += 1;
-        let (prompt, _) = shell.queue(&effects[0]);
+        let (prompt, _) = shell.queue(saying(&effects, Phrase::EnterMailbox));
         shell.finished(prompt);
     }
     assert_eq!(reprompts, 2);
@@ -452,7 +473,7 @@ fn no_rtp_or_a_shutdown_ends_the_call_with_bye() {
 fn a_prompt_cut_by_the_media_path_counts_as_ended() {
     let mut shell = Shell::new(PilotKind::AskMailbox, None);
     let first = shell.handle(OwnerEvent::Confirmed);
-    let (prompt, _) = shell.queue(&first[0]);
+    let (prompt, _) = shell.queue(saying(&first, Phrase::EnterMailbox));
     assert!(shell
         .media(MediaEvent::PromptEnded {
             id: prompt,

@@ -1,7 +1,8 @@
 //! The owner's call's work off its task: the PIN check, the store, the
-//! greetings' files, decoding a message. Each [`Job`] becomes one future
-//! that the session runs after the ones before it; blocking work goes to
-//! tokio's blocking pool, so the call's task keeps its 20 ms pacing.
+//! greetings' files, rendering prompts and decoding messages. Each [`Job`]
+//! becomes one future that the session runs in its lane; blocking work
+//! goes to tokio's blocking pool, so the call's task keeps its 20 ms
+//! pacing.
 //!
 //! Folder changes go through the store (one SQLite transaction each) and
 //! then tell the message-waiting service, so the lamps change at once
@@ -44,7 +45,17 @@ impl JobEnv {
     /// recorded (at `rate`) for [`Job::SaveTake`].
     pub fn start(&self, job: Job, rate: u32, recorded: Vec<i16>) -> JobFuture {
         let env = self.clone();
-        Box::pin(async move { env.run(job, rate, recorded).await })
+        Box::pin(async move {
+            let what = format!("{job:?}");
+            let started = std::time::Instant::now();
+            let reported = env.run(job, rate, recorded).await;
+            tracing::debug!(
+                job = what,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "job done"
+            );
+            reported
+        })
     }
 
     async fn run(self, job: Job, rate: u32, recorded: Vec<i16>) -> Option<OwnerEvent> {
@@ -158,9 +169,15 @@ impl JobEnv {
         self.ctx.profile.server.data_dir.clone()
     }
 
-    /// Decodes what is to be played, at `rate`.
+    /// Renders or decodes what is to be played, at `rate`.
     fn load(&self, audio: &Audio, rate: u32) -> Result<Vec<i16>, String> {
         match audio {
+            // Cached per clip and rate: after the first calls, a copy.
+            Audio::Clips(clips) => self
+                .ctx
+                .prompts
+                .render(clips, rate)
+                .map_err(|e| e.to_string()),
             Audio::Message(id) => {
                 let store = &self.ctx.store;
                 let message = store.get(id).map_err(|e| e.to_string())?;

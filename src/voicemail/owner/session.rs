@@ -4,11 +4,14 @@
 //! the dialog's events ([`CallLeg`]), the job that is running and the
 //! server's shutdown, and feeds each to the sans-IO cores: the media core
 //! ([`CallMedia`]) and the owner's flow ([`OwnerFlow`]), whose effects it
-//! carries out at once: prompts rendered from the clips loaded at
-//! start-up (`Context::prompts`) and queued in the media core, which
-//! converts any rate and encodes the call's codec; the greeting take
-//! recorded after the tone; jobs queued to run in order ([`JobQueue`]).
-//! One timer serves both cores: the earlier of their deadlines.
+//! carries out at once: audio queued in the media core, which converts
+//! any rate and encodes the call's codec; the greeting take recorded
+//! after the tone; jobs run off the call's task in two lanes
+//! ([`JobQueue`]): what changes the store or checks a PIN, in order, and
+//! what is loaded to play (prompts rendered from the clips loaded at
+//! start-up, `Context::prompts`; messages decoded), so a prompt never
+//! waits for a write and the call's task never renders or decodes. One
+//! timer serves both cores: the earlier of their deadlines.
 //!
 //! When the call ends, the jobs already asked for still run (a message
 //! heard just before the caller hung up is still marked heard; an
@@ -84,7 +87,7 @@ impl OwnerSession {
             return;
         };
         let mut port = MediaPort::new(socket);
-        let mut jobs = JobQueue::default();
+        let mut jobs = Lanes::default();
         let hang_up = self.drive(&mut media, &mut port, &mut jobs).await;
         info!(
             hang_up,
@@ -98,7 +101,8 @@ impl OwnerSession {
         }
         drop(port);
         drop(slot);
-        if tokio::time::timeout(JOBS_GRACE, jobs.finish())
+        // What was asked of the store still happens; nothing more plays.
+        if tokio::time::timeout(JOBS_GRACE, jobs.ordered.finish())
             .await
             .is_err()
         {
@@ -111,7 +115,7 @@ impl OwnerSession {
         &mut self,
         media: &mut CallMedia,
         port: &mut MediaPort,
-        jobs: &mut JobQueue,
+        jobs: &mut Lanes,
     ) -> bool {
         let mut flow = OwnerFlow::new(self.config.clone(), self.start.clone());
         let mut recorded: Vec<i16> = Vec::new();
@@ -178,7 +182,12 @@ impl OwnerSession {
                         None => {}
                     }
                 }
-                done = jobs.next(), if jobs.is_busy() => {
+                done = jobs.ordered.next(), if jobs.ordered.is_busy() => {
+                    if let Some(event) = done {
+                        flow.handle(event, now());
+                    }
+                }
+                done = jobs.loads.next(), if jobs.loads.is_busy() => {
                     if let Some(event) = done {
                         flow.handle(event, now());
                     }
@@ -198,27 +207,12 @@ impl OwnerSession {
         effect: Effect,
         flow: &mut OwnerFlow,
         media: &mut CallMedia,
-        jobs: &mut JobQueue,
+        jobs: &mut Lanes,
         recorded: &mut Vec<i16>,
         now: Instant,
     ) -> Option<bool> {
         let rate = media.negotiated().codec.audio_rate();
         match effect {
-            Effect::Say { playback, clips } => {
-                let pcm = self.ctx.prompts.render(&clips, rate).unwrap_or_else(|e| {
-                    // Nothing to say ends at once: the menu goes on.
-                    warn!(error = %e, "cannot render a prompt");
-                    Vec::new()
-                });
-                let prompt = play(media, pcm, rate);
-                flow.handle(
-                    OwnerEvent::Queued {
-                        sound: Sound::Menu(playback),
-                        prompt,
-                    },
-                    now,
-                );
-            }
             Effect::PlayAudio {
                 playback,
                 pcm,
@@ -251,12 +245,15 @@ impl OwnerSession {
                 media.record(&self.greeting_limits(), Some(END_KEY), now);
             }
             Effect::StopRecording => media.stop_recording(),
+            Effect::Job(job @ Job::Load { .. }) => {
+                jobs.loads.push(self.env.start(job, rate, Vec::new()));
+            }
             Effect::Job(job) => {
                 let take = match job {
                     Job::SaveTake { .. } => std::mem::take(recorded),
                     _ => Vec::new(),
                 };
-                jobs.push(self.env.start(job, rate, take));
+                jobs.ordered.push(self.env.start(job, rate, take));
             }
             Effect::Finish { hang_up } => return Some(hang_up),
         }
@@ -290,7 +287,16 @@ fn play(media: &mut CallMedia, pcm: Vec<i16>, rate: u32) -> u64 {
     })
 }
 
-/// The jobs of one call, run one after the other.
+/// The two lanes of a call's jobs.
+#[derive(Default)]
+pub struct Lanes {
+    /// PIN checks, the store, the greetings' files: in the order asked.
+    pub ordered: JobQueue,
+    /// Audio to play: the flow takes only the latest.
+    pub loads: JobQueue,
+}
+
+/// Jobs run one after the other.
 #[derive(Default)]
 pub struct JobQueue {
     running: Option<JobFuture>,
