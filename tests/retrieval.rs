@@ -811,3 +811,48 @@ fn listen_to_the_message(server: &Server, codec: PhoneCodec, message: &serde_jso
     );
     phone.hang_up();
 }
+
+/// A prompt folder that lacks a clip keeps the server from starting,
+/// with the clip named: owners' calls would otherwise be silent.
+#[test]
+fn the_server_refuses_to_start_without_its_prompts() {
+    let net = TestNet::allocate();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let prompts = dir.path().join("prompts");
+    std::fs::create_dir_all(prompts.join("en")).expect("an empty prompt folder");
+    let config = ServerConfig {
+        extra: format!("[retrieval]\nprompts_dir = {:?}\n", prompts.display().to_string()),
+        ..ServerConfig::default()
+    };
+    let profile = dir.path().join("profile.toml");
+    std::fs::write(&profile, config.profile_toml(&net, &dir.path().join("data")))
+        .expect("write the profile");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmesh"))
+        .arg("serve")
+        .arg("--profile")
+        .arg(&profile)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vmesh serve");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for vmesh") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("vmesh serve kept running without its prompts");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().expect("vmesh's output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success(), "vmesh serve succeeded: {stderr}");
+    assert!(
+        stderr.contains("prompt you-have") && stderr.contains("you-have.opus"),
+        "the error names the missing clip: {stderr}"
+    );
+}

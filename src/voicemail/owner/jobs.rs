@@ -283,3 +283,69 @@ fn summary(message: &Message) -> Option<MessageSummary> {
         caller: caller_number(&message.caller),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{IncomingMessage, Received};
+    use sha2::{Digest, Sha256};
+
+    fn wav(rate: u32, pcm: &[i16]) -> Vec<u8> {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
+        for &s in pcm {
+            writer.write_sample(s).unwrap();
+        }
+        writer.finalize().unwrap();
+        out.into_inner()
+    }
+
+    /// A message recorded at another site and delivered here, its home,
+    /// is listed and played like a local one.
+    #[test]
+    fn a_message_from_another_site_is_at_home_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let pcm: Vec<i16> = (0..8000).map(|i| ((i % 40) * 500 - 10_000) as i16).collect();
+        let bytes = wav(8000, &pcm);
+        let meta = IncomingMessage {
+            id: uuid::Uuid::new_v4().to_string(),
+            mailbox: "2001".into(),
+            caller: "sip:+1-555-0100@pbx-a.example".into(),
+            caller_name: None,
+            called: "sip:2001@pbx-a.example".into(),
+            reason: Some("no-answer".into()),
+            received_at: "2026-11-30T09:41:00.000Z".into(),
+            duration_ms: 1000,
+            codec: "PCMU".into(),
+            format: "wav".into(),
+            sample_rate: 8000,
+            size_bytes: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            origin: "site-a".into(),
+            partial: false,
+            call_id: "c@pbx-a".into(),
+        };
+        let Received::Stored(stored) = store.store_received(&meta, &bytes).unwrap() else {
+            panic!("not stored");
+        };
+        let listed = contents(&store, &Greetings::new(dir.path()), "2001").unwrap();
+        assert_eq!(
+            listed.messages,
+            [MessageSummary {
+                id: stored.id.clone(),
+                folder: Folder::New,
+                received_at: "2026-11-30T09:41:00Z".parse().unwrap(),
+                caller: Some("15550100".into()),
+            }]
+        );
+        assert!(!listed.temporary_greeting);
+        assert_eq!(store.message_pcm(&stored).unwrap(), (pcm, 8000));
+    }
+}
