@@ -13,6 +13,9 @@
 //! by normalized cross-correlation.
 
 mod common;
+#[allow(dead_code)]
+#[path = "kamailio/proxy.rs"]
+mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -203,7 +206,9 @@ fn hear(
             panic!(
                 "the phone did not hear {name:?} of {clips:?} (NCC {ncc:.3} at +{:?}; the \
                  first sound after the key at +{:?} came at +{:?}); what it heard is in {}",
-                heard.time_of(found).saturating_duration_since(phone.answered_at),
+                heard
+                    .time_of(found)
+                    .saturating_duration_since(phone.answered_at),
                 after.saturating_duration_since(phone.answered_at),
                 sound.saturating_duration_since(phone.answered_at),
                 kept.display()
@@ -821,12 +826,18 @@ fn the_server_refuses_to_start_without_its_prompts() {
     let prompts = dir.path().join("prompts");
     std::fs::create_dir_all(prompts.join("en")).expect("an empty prompt folder");
     let config = ServerConfig {
-        extra: format!("[retrieval]\nprompts_dir = {:?}\n", prompts.display().to_string()),
+        extra: format!(
+            "[retrieval]\nprompts_dir = {:?}\n",
+            prompts.display().to_string()
+        ),
         ..ServerConfig::default()
     };
     let profile = dir.path().join("profile.toml");
-    std::fs::write(&profile, config.profile_toml(&net, &dir.path().join("data")))
-        .expect("write the profile");
+    std::fs::write(
+        &profile,
+        config.profile_toml(&net, &dir.path().join("data")),
+    )
+    .expect("write the profile");
     let mut child = Command::new(env!("CARGO_BIN_EXE_vmesh"))
         .arg("serve")
         .arg("--profile")
@@ -855,4 +866,37 @@ fn the_server_refuses_to_start_without_its_prompts() {
         stderr.contains("prompt you-have") && stderr.contains("you-have.opus"),
         "the error names the missing clip: {stderr}"
     );
+}
+
+/// Behind Kamailio (sip-profiles/kamailio/voicemail.cfg): `*97` and
+/// `8500` (vmesh's pilot `voicemail-main`) reach the owner's menu through
+/// the proxy, which Record-Routes, so the keys, the ACK and the BYE take
+/// the same way.
+#[test]
+fn owners_call_in_through_kamailio() {
+    let server = Server::start(TestNet::allocate());
+    add_owner(&server, "1001", Some(PIN));
+    let net = server.net;
+    let listen = std::net::SocketAddrV4::new(net.ip, 5080);
+    let _kamailio = proxy::Kamailio::start(
+        proxy::KamailioConfig {
+            listen,
+            phone: std::net::SocketAddr::from((net.peer_ip, 5090)),
+            vmesh: net.sip_addr(),
+            no_answer_ms: 2000,
+            pilot: false,
+            registrar: None,
+        },
+        server.dir(),
+    );
+    let dir = server.dir();
+    let via_proxy = std::net::SocketAddr::V4(listen);
+    let mut phone = Phone::call(via_proxy, PhoneSetup::new(net.peer_ip, "*97", "1001"));
+    log_in(&mut phone, dir, 8000, &["you-have", "no", "messages"]);
+    phone.hang_up();
+    let main = Phone::call(via_proxy, PhoneSetup::new(net.peer_ip, "8500", "1001"));
+    hear(&main, dir, 8000, main.answered_at, &["enter-pin"]);
+    main.hang_up();
+    let log = server.log();
+    assert_eq!(log.matches("owner calling in").count(), 2, "{log}");
 }

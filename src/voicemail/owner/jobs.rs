@@ -312,7 +312,9 @@ mod tests {
     fn a_message_from_another_site_is_at_home_here() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let pcm: Vec<i16> = (0..8000).map(|i| ((i % 40) * 500 - 10_000) as i16).collect();
+        let pcm: Vec<i16> = (0..8000)
+            .map(|i| ((i % 40) * 500 - 10_000) as i16)
+            .collect();
         let bytes = wav(8000, &pcm);
         let meta = IncomingMessage {
             id: uuid::Uuid::new_v4().to_string(),
