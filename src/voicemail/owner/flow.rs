@@ -348,16 +348,16 @@ impl OwnerFlow {
                 if self.output == Output::Loading(playback) {
                     self.output = Output::Silent;
                     self.unplayable.extend(self.loading.take());
-                    self.to_menu(Event::PlaybackFinished(playback), now);
+                    self.tell_menu(Event::PlaybackFinished(playback), now);
                 }
             }
             OwnerEvent::TakeSaved { length } => {
                 if self.take == Take::Saving {
                     self.take = Take::Idle;
-                    self.to_menu(Event::RecordingFinished { length }, now);
+                    self.tell_menu(Event::RecordingFinished { length }, now);
                 }
             }
-            OwnerEvent::Answer(event) => self.to_menu(event, now),
+            OwnerEvent::Answer(event) => self.tell_menu(event, now),
             OwnerEvent::CallerLeft => self.end(false, now),
             OwnerEvent::Shutdown => self.end(true, now),
         }
@@ -376,7 +376,7 @@ impl OwnerFlow {
 
     fn media(&mut self, event: MediaEvent, now: Instant) {
         match event {
-            MediaEvent::Digit { digit, .. } => self.to_menu(Event::Digit(digit), now),
+            MediaEvent::Digit { digit, .. } => self.tell_menu(Event::Digit(digit), now),
             MediaEvent::PromptEnded { id, end } => self.prompt_ended(id, end, now),
             MediaEvent::RecordingEnded(RecordEnd::RtpTimeout) | MediaEvent::RtpTimeout => {
                 tracing::info!("no RTP from the caller: ending the call");
@@ -421,7 +421,7 @@ impl OwnerFlow {
                     tracing::debug!(%playback, "prompt cut short by the media path");
                 }
                 self.output = Output::Silent;
-                self.to_menu(Event::PlaybackFinished(playback), now);
+                self.tell_menu(Event::PlaybackFinished(playback), now);
             }
         }
     }
@@ -442,7 +442,7 @@ impl OwnerFlow {
     }
 
     /// Hands an event to the menu, if it runs.
-    fn to_menu(&mut self, event: Event, now: Instant) {
+    fn tell_menu(&mut self, event: Event, now: Instant) {
         if let Phase::InMenu(menu) = &mut self.phase {
             menu.handle(event, now);
         }
@@ -517,7 +517,7 @@ impl OwnerFlow {
                 Take::Tone { .. } => {
                     // Stopped during the tone: nothing was recorded.
                     self.effects.push_back(Effect::Stop);
-                    self.to_menu(
+                    self.tell_menu(
                         Event::RecordingFinished {
                             length: Duration::ZERO,
                         },
