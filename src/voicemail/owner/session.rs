@@ -246,7 +246,8 @@ impl OwnerSession {
             }
             Effect::StopRecording => media.stop_recording(),
             Effect::Job(job @ Job::Load { .. }) => {
-                jobs.loads.push(self.env.start(job, rate, Vec::new()));
+                jobs.loads
+                    .push_latest(self.env.start(job, rate, Vec::new()));
             }
             Effect::Job(job) => {
                 let take = match job {
@@ -313,6 +314,13 @@ impl JobQueue {
         }
     }
 
+    /// Queues a job that makes the waiting ones moot: they are dropped
+    /// unstarted (the running one ends; what it reports is stale).
+    pub fn push_latest(&mut self, job: JobFuture) {
+        self.waiting.clear();
+        self.push(job);
+    }
+
     /// Whether a job is running.
     pub fn is_busy(&self) -> bool {
         self.running.is_some()
@@ -338,4 +346,48 @@ impl JobQueue {
 /// Now, on tokio's clock (paused in tests), as the cores take it.
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retrieval::menu::{Event, PinVerdict};
+
+    fn job(verdict: PinVerdict, log: &Arc<std::sync::Mutex<Vec<PinVerdict>>>) -> JobFuture {
+        let log = log.clone();
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            log.lock().unwrap().push(verdict);
+            Some(OwnerEvent::Answer(Event::PinVerdict(verdict)))
+        })
+    }
+
+    #[tokio::test]
+    async fn jobs_run_in_order_and_a_newer_load_drops_the_waiting_ones() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut queue = JobQueue::default();
+        queue.push(job(PinVerdict::Accepted, &log));
+        queue.push(job(PinVerdict::Rejected, &log));
+        queue.push_latest(job(PinVerdict::Locked, &log));
+        let mut reported = Vec::new();
+        while queue.is_busy() {
+            reported.push(queue.next().await);
+        }
+        assert_eq!(
+            *log.lock().unwrap(),
+            [PinVerdict::Accepted, PinVerdict::Locked],
+            "the running job ends, the one waiting is dropped"
+        );
+        assert_eq!(reported.len(), 2);
+
+        let mut ordered = JobQueue::default();
+        for verdict in [PinVerdict::Rejected, PinVerdict::Accepted] {
+            ordered.push(job(verdict, &log));
+        }
+        ordered.finish().await;
+        assert_eq!(
+            log.lock().unwrap()[2..],
+            [PinVerdict::Rejected, PinVerdict::Accepted]
+        );
+    }
 }
