@@ -900,3 +900,23 @@ fn owners_call_in_through_kamailio() {
     let log = server.log();
     assert_eq!(log.matches("owner calling in").count(), 2, "{log}");
 }
+
+/// A server told to stop ends an owner's call with BYE, and exits 0.
+#[test]
+fn a_stopping_server_hangs_up_on_owners() {
+    let mut server = Server::start(TestNet::allocate());
+    add_owner(&server, "1001", Some(PIN));
+    let dir = server.dir().to_path_buf();
+    let mut phone = Phone::call(
+        server.net.sip_addr(),
+        PhoneSetup::new(server.net.peer_ip, "*97", "1001"),
+    );
+    log_in(&mut phone, &dir, 8000, &["you-have", "no", "messages"]);
+    server.send_sigterm();
+    assert!(
+        phone.wait_bye(Duration::from_secs(10)),
+        "no BYE from a stopping server"
+    );
+    let status = server.wait_exit();
+    assert!(status.success(), "vmesh exited with {status}");
+}
