@@ -29,6 +29,7 @@ use crate::config::{ListenTransport, Profile};
 use crate::mesh::{route_of, Mesh};
 use crate::mwi::Mwi;
 use crate::register::Registrations;
+use crate::retrieval::{Clip, LockoutPolicy, Prompts};
 use crate::sip::identity::Identity;
 use crate::sip::inbound::SizeLimits;
 use crate::sip::transport::admission::AdmissionLimits;
@@ -51,6 +52,10 @@ pub enum ServerError {
     Mesh(#[from] crate::mesh::MeshError),
     #[error(transparent)]
     Trust(#[from] crate::config::TrustError),
+    /// The owners' prompts (`retrieval.language`, `retrieval.prompts_dir`)
+    /// are missing or unreadable: owners' calls would be silent.
+    #[error(transparent)]
+    Prompts(#[from] crate::retrieval::PromptError),
 }
 
 /// A running voicemail server.
@@ -84,6 +89,7 @@ impl Server {
         })
         .await
         .map_err(|e| ServerError::Sip(crate::sip::SipError::Stack(e.to_string())))??;
+        let prompts = load_prompts(&profile).await?;
         let tls = match profile.tls_material()? {
             Some(material) => Some(TlsSettings::new(&material)?),
             None => None,
@@ -106,6 +112,7 @@ impl Server {
         for open in profile.sip.open_listeners() {
             warn!(listener = %open, "any host that reaches this listener may leave messages: set sip.allow or [[sip.auth]]");
         }
+        let retrieval = profile.retrieval.clone();
         let ctx = Context {
             callers: super::callers::CallerGate::new(&profile),
             calls: Arc::new(Semaphore::new(profile.sip.max_calls)),
@@ -116,6 +123,8 @@ impl Server {
             mesh,
             shutdown,
             mwi,
+            prompts,
+            logins: super::owner::LoginGate::new(LockoutPolicy::from_config(&retrieval)),
         };
         Ok(Server {
             ctx: Arc::new(ctx),
@@ -176,6 +185,36 @@ impl Server {
         ctx.sip.shutdown();
         info!("stopped");
     }
+}
+
+/// The owners' prompts of the profile, every clip decoded once to check
+/// the set is complete; then decoded again at the calls' usual rates in the
+/// background, so the first owner's call does not wait for it.
+async fn load_prompts(profile: &Profile) -> Result<Arc<Prompts>, ServerError> {
+    let retrieval = profile.retrieval.clone();
+    let prompts = tokio::task::spawn_blocking(move || Prompts::for_profile(&retrieval))
+        .await
+        .map_err(|e| ServerError::Sip(crate::sip::SipError::Stack(e.to_string())))??;
+    let prompts = Arc::new(prompts);
+    let mut rates = vec![8000, 16_000, profile.media.opus_rate];
+    rates.dedup();
+    let warm = prompts.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        for &rate in &rates {
+            for clip in Clip::all() {
+                if let Err(e) = warm.clip(clip, rate) {
+                    warn!(error = %e, "cannot prepare a prompt");
+                }
+            }
+        }
+        debug!(
+            ?rates,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "prompts ready"
+        );
+    });
+    Ok(prompts)
 }
 
 fn sip_settings(profile: &Profile, tls: Option<TlsSettings>) -> SipSettings {

@@ -16,6 +16,7 @@ pub mod memory;
 pub mod mesh;
 pub mod net;
 pub mod netns;
+pub mod phone;
 pub mod process;
 pub mod raw_sip;
 pub mod relay;
