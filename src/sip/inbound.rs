@@ -140,9 +140,16 @@ pub fn check_request(req: &Request) -> Result<(), String> {
     req.via_header()
         .and_then(|v| v.typed())
         .map_err(|e| format!("bad Via: {e}"))?;
-    req.from_header()
-        .and_then(|f| f.uri())
-        .map_err(|e| format!("bad From: {e}"))?;
+    let from = req.from_header().map_err(|e| format!("bad From: {e}"))?;
+    from.uri().map_err(|e| format!("bad From: {e}"))?;
+    // RFC 3261 §8.1.1.3: the From tag is mandatory. The transaction layer
+    // keys every transaction on it and drops a request without one without
+    // a word, so it is refused here, where it can still be answered.
+    match from.tag() {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err("From without a tag (RFC 3261 8.1.1.3)".to_string()),
+        Err(e) => return Err(format!("bad From tag: {e}")),
+    }
     req.to_header()
         .and_then(|t| t.uri())
         .map_err(|e| format!("bad To: {e}"))?;
@@ -335,6 +342,45 @@ mod tests {
             classify(options.as_bytes(), limits(65536), true, "v"),
             Inbound::Message(_)
         ));
+    }
+
+    /// Found by fuzzing (sip_datagram): a request whose From had no tag
+    /// passed these checks, and rsipstack, which keys its transactions on
+    /// the tag, then dropped it without an answer.
+    #[test]
+    fn a_request_without_a_from_tag_gets_400() {
+        let raw = options("CSeq: 1 OPTIONS\r\n").replace(";tag=1", "");
+        match classify(raw.as_bytes(), limits(65536), true, "v") {
+            Inbound::Reply(b) => {
+                let text = String::from_utf8_lossy(&b);
+                assert!(text.starts_with("SIP/2.0 400 "), "{text}");
+                assert!(text.contains("From without a tag"), "{text}");
+            }
+            other => panic!("expected 400, got {other:?}"),
+        }
+        // The fuzzer's input: a SIPp BYE whose tag parameter lost its name.
+        let bye = "BYE sip:vmesh@127.0.77.10:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.77.11:5070;branch=z9hG4bK-29298-1-8\r\n\
+             From: \"Test Caller\" <sip:5551234@127.0.77.11:5070>;t\0\0\0\0\0\0\0\0SIPpTag001\r\n\
+             To: <sip:1001@127.0.77.10:5060>;tag=cLrT4wMT\r\n\
+             Call-ID: 1-29298@127.0.77.11\r\n\
+             CSeq: 2 BYE\r\n\
+             Max-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n";
+        assert_eq!(
+            status_of(classify(bye.as_bytes(), limits(65536), true, "v")),
+            "SIP/2.0 400 "
+        );
+        // What passes has a transaction key.
+        let good = options("CSeq: 1 OPTIONS\r\n");
+        let Inbound::Message(message) = classify(good.as_bytes(), limits(65536), true, "v") else {
+            panic!("a good request is refused");
+        };
+        let rsipstack::sip::SipMessage::Request(req) = *message else {
+            panic!("not a request");
+        };
+        use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+        assert!(TransactionKey::from_request(&req, TransactionRole::Server).is_ok());
     }
 
     #[test]
