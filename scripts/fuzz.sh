@@ -85,7 +85,7 @@ for target in "${TARGETS[@]}"; do
         executions=$(sed -n 's/^#\([0-9]*\).*/\1/p' "$log" | tail -1)
     fi
     corpus_files=$(find "$corpus" -type f | wc -l)
-    corpus_kb=$(du -sk "$corpus" | cut -f1)
+    corpus_kb=$(du -sk --apparent-size "$corpus" | cut -f1)
     if ((status == 0)); then
         result="nothing found"
     else

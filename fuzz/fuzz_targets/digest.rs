@@ -73,7 +73,9 @@ fuzz_target!(|data: &[u8]| {
 
     // Our challenge, answered by our client: authorized once, then a replay.
     let now = origin + Duration::from_secs(1);
-    for value in digest.challenge(false, now) {
+    // One nonce for all algorithms: a client answering them in turn counts
+    // its uses of that nonce (RFC 7616 §3.4).
+    for (nc, value) in (1..).zip(digest.challenge(false, now)) {
         let challenge = Challenge::parse(&value).expect("our own challenge parses");
         let credentials = Credentials { username, password };
         let request = DigestRequest {
@@ -81,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
             uri,
             body: b"",
         };
-        let answer = challenge.authorization(&credentials, &request, 1, "0a4f113b");
+        let answer = challenge.authorization(&credentials, &request, nc, "0a4f113b");
         let verdict = digest.verify("INVITE", &request_uri, &[&answer], now);
         if !plain(username) || !plain(uri) {
             // Quoted with escapes (RFC 3261 §25.1): not every peer reads

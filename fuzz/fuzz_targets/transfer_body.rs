@@ -77,7 +77,13 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or_else(|e| panic!("our own body does not decode: {e}"));
     assert_eq!(back.meta, decoded.meta);
     assert_eq!(back.audio, decoded.audio);
-    assert_eq!(back.audio_content_type, decoded.audio_content_type);
+    // Characters a header cannot hold are written as `_` (wire::encode).
+    let written: String = decoded
+        .audio_content_type
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' })
+        .collect();
+    assert_eq!(back.audio_content_type, written.to_ascii_lowercase());
 
     let audio = decoded.audio.as_ref();
     with_store(|store, dir| {
