@@ -229,8 +229,9 @@ fn credentials_never_print_the_password() {
     assert!(!format!("{:?}", vm()).contains("s3cret"));
 }
 
-/// Found by the digest fuzz target's round trip: an unquoted `realm=a"b` was taken, and the
-/// Authorization written for it (`realm="a"b"`) read back as realm `a`.
+/// Found by the digest fuzz target's round trip: an unquoted `realm=a"b`
+/// was taken, and the Authorization written for it (`realm="a"b"`) read
+/// back as realm `a`.
 #[test]
 fn refuses_a_challenge_whose_values_cannot_be_quoted_back() {
     for value in [
