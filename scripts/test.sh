@@ -63,4 +63,4 @@ cargo test
 # run for a few seconds from its seeds, so none rots and a regression of a
 # fixed finding shows up at once.
 cargo fmt --check --manifest-path fuzz/Cargo.toml
-scripts/fuzz.sh 5
+scripts/fuzz.sh --dev 5
