@@ -137,7 +137,12 @@ fn datagram_body_problem(raw: &[u8]) -> Option<String> {
 /// The checks of RFC 3261 §8.2 that the parser leaves to us: the headers
 /// every request must carry, in a form the transaction layer can use.
 pub fn check_request(req: &Request) -> Result<(), String> {
-    req.via_header()
+    // The top Via as the transaction layer reads it: the first of possibly
+    // comma-separated values (RFC 3261 §7.3.1). A header whose first value
+    // cannot be split off (an unclosed quote) parses as a whole, but the
+    // layer cannot mark its `received` nor key its transaction, and drops
+    // the request without an answer.
+    req.top_via_header()
         .and_then(|v| v.typed())
         .map_err(|e| format!("bad Via: {e}"))?;
     let from = req.from_header().map_err(|e| format!("bad From: {e}"))?;
@@ -367,8 +372,15 @@ mod tests {
              CSeq: 2 BYE\r\n\
              Max-Forwards: 70\r\n\
              Content-Length: 0\r\n\r\n";
+        // The NULs make it unanswerable (see `malformed`); it must not
+        // reach the transaction layer either way.
+        assert!(matches!(
+            classify(bye.as_bytes(), limits(65536), true, "v"),
+            Inbound::Ignore
+        ));
+        let printable = bye.replace('\0', "x");
         assert_eq!(
-            status_of(classify(bye.as_bytes(), limits(65536), true, "v")),
+            status_of(classify(printable.as_bytes(), limits(65536), true, "v")),
             "SIP/2.0 400 "
         );
         // What passes has a transaction key.
@@ -381,6 +393,40 @@ mod tests {
         };
         use rsipstack::transaction::key::{TransactionKey, TransactionRole};
         assert!(TransactionKey::from_request(&req, TransactionRole::Server).is_ok());
+    }
+
+    /// Found by fuzzing (sip_datagram): a Via with an unclosed quote
+    /// parsed, but rsipstack could not split off its first value to mark
+    /// `received`, and dropped the INVITE without an answer.
+    #[test]
+    fn a_via_whose_first_value_cannot_be_split_off_gets_400() {
+        let raw = options("CSeq: 1 OPTIONS\r\n").replace(
+            "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1",
+            "Via: SIP/2.0/UDP 127.0.waller\" <0;branch=z9hG4bK-29298-1-0",
+        );
+        match classify(raw.as_bytes(), limits(65536), true, "v") {
+            Inbound::Reply(b) => {
+                let text = String::from_utf8_lossy(&b);
+                assert!(text.starts_with("SIP/2.0 400 "), "{text}");
+                assert!(text.contains("bad Via"), "{text}");
+            }
+            other => panic!("expected 400, got {other:?}"),
+        }
+        // Two values in one header are fine, the first one counts.
+        let two = options("CSeq: 1 OPTIONS\r\n").replace(
+            "branch=z9hG4bK-1\r\n",
+            "branch=z9hG4bK-1, SIP/2.0/UDP 192.0.2.4;branch=z9hG4bK-0\r\n",
+        );
+        let Inbound::Message(message) = classify(two.as_bytes(), limits(65536), true, "v") else {
+            panic!("two Via values refused");
+        };
+        let source = "192.0.2.9:5060".parse().unwrap();
+        rsipstack::transport::SipConnection::update_msg_received(
+            *message,
+            source,
+            rsipstack::sip::Transport::Udp,
+        )
+        .expect("the transaction layer can mark it");
     }
 
     #[test]
