@@ -279,6 +279,7 @@ impl Harness {
     }
 
     fn check_destination(&self, channel: Channel, to: SocketAddr) {
+        assert_ne!(to.port(), 0, "sent to port 0");
         if self.caller_sent && channel == Channel::Rtp {
             assert_eq!(Some(to), self.signalled, "RTP taken away from the caller");
         }

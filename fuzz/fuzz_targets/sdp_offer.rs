@@ -6,6 +6,7 @@
 //! for every offer that is accepted:
 //! - the codec is one we support, on a payload type the chosen `m=` line
 //!   offers, and telephone-event and comfort noise only on offered types;
+//!   neither RTP nor RTCP goes to port 0;
 //! - the answer parses, has one `m=` line per offered one (RFC 3264 §6),
 //!   the others with port 0 and their own media type, and the chosen
 //!   stream lists only payload types the offer listed on it;
@@ -67,6 +68,9 @@ fn check(offer: &str, supported: &[Codec], n: &vmesh::media::sdp::Negotiated) {
         assert!(is_offered(*pt), "PT {pt} not offered");
     }
     assert_eq!(n.declined.len() + 1, streams);
+    for addr in n.remote_rtp.iter().chain(n.remote_rtcp.iter()) {
+        assert_ne!(addr.port(), 0, "media to port 0");
+    }
     assert!(n.ptime_ms > 0);
 
     let local: SocketAddr = "203.0.113.5:40000".parse().unwrap();
