@@ -4,8 +4,9 @@
 # the blackhole partition of the mesh tests, the audio
 # tools of scripts/make-testdata.sh, opusinfo and ffprobe that validate Ogg
 # Opus files; gcc, numpy and openssl for the benchmark's smoke run), then
-# format check, clippy, all tests, and a few-second run of scripts/bench.sh
-# so the benchmark never rots.
+# format check, clippy, all tests, a few-second run of scripts/bench.sh
+# so the benchmark never rots, and a few seconds of every fuzz target
+# (scripts/fuzz.sh, which installs cargo-fuzz when missing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -57,3 +58,9 @@ cargo build --quiet
 VMESH_BIN=target/debug/vmesh scripts/bench.sh --quick --no-write >/dev/null
 
 cargo test
+
+# The fuzz targets (their own crate in fuzz/): formatted, built, and each
+# run for a few seconds from its seeds, so none rots and a regression of a
+# fixed finding shows up at once.
+cargo fmt --check --manifest-path fuzz/Cargo.toml
+scripts/fuzz.sh --dev 5

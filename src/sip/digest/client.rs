@@ -131,6 +131,20 @@ impl Challenge {
         };
         let realm = param("realm").ok_or(ChallengeError::Missing("realm"))?;
         let nonce = param("nonce").ok_or(ChallengeError::Missing("nonce"))?;
+        // These go back verbatim inside quotes in the Authorization; a
+        // value that cannot stand there (an unquoted `realm=a"b`, a
+        // control character) would be read back as another value.
+        for (name, value) in [
+            ("realm", Some(realm)),
+            ("nonce", Some(nonce)),
+            ("opaque", param("opaque")),
+        ] {
+            if value.is_some_and(|v| v.chars().any(|c| c == '"' || c == '\\' || c.is_control())) {
+                return Err(ChallengeError::Malformed(format!(
+                    "{name} {value:?} cannot be quoted back"
+                )));
+            }
+        }
         let algorithm = match param("algorithm") {
             None => DigestAlgorithm::MD5,
             Some(token) => DigestAlgorithm::from_token(token)
