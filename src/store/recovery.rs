@@ -11,6 +11,7 @@
 //! | sidecar + row                                         | remove the recording WAV, then sidecar  |
 //! | sidecar + `messages/<mb>/<id>.{wav,opus}`, no row     | index it (`partial = false`)            |
 //! | sidecar + `recording/<id>.wav`, no row, no final file | repair header, finish again, `partial`  |
+//! |                                                       | (kept even if empty, short or silent)   |
 //! | any of the three above, mailbox homed on a peer       | also queue it, in the same transaction  |
 //! | sidecar alone                                         | remove it, warn                         |
 //! | row without its file                                  | keep the row, warn                      |
@@ -25,6 +26,10 @@
 //! [`StoragePolicy`] (silence trimmed, encoded) and listed as `partial`: a
 //! call cut by the crash cannot be told from one that had ended and was
 //! waiting to be encoded, and `partial` errs on the side of saying so.
+//! Like every partial message it is kept whatever it holds, even nothing
+//! (a crash in the call's first second leaves no audio on disk): the
+//! sidecar exists only once the ACK confirmed the call, so the caller was
+//! answered and the owner sees the call (see [`StoragePolicy::for_partial`]).
 //!
 //! A message received from a peer is never acknowledged before its row is
 //! committed, so removing a received file that has no row is safe: the
@@ -175,12 +180,6 @@ impl Store {
     ) -> Result<Option<Message>, StoreError> {
         let id = sidecar.id.to_string();
         let samples = repair_header(&wav_path, sidecar.sample_rate)?;
-        if samples == 0 {
-            tracing::warn!(%id, path = %wav_path.display(), "recording cut by a crash holds no audio; removed");
-            fs::remove_file(&wav_path).map_err(StoreError::io("remove", &wav_path))?;
-            self.remove_sidecar(&id);
-            return Ok(None);
-        }
         let closed = ClosedRecording {
             sidecar,
             wav_path,
