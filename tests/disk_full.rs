@@ -221,3 +221,79 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
     assert!(data.join("reserve").is_file(), "the reserve is taken back");
     drop(server);
 }
+
+/// A server stopped while its disk is full (its SQLite files are removed
+/// by the clean close) is started again before any space returns: it must
+/// start, refuse calls with 503 rather than be absent, and take calls again
+/// once space is freed.
+#[test]
+fn a_server_started_on_a_full_disk_serves_and_refuses_calls_until_space_returns() {
+    let tmpfs = Tmpfs::mount("8m");
+    let data = tmpfs.path().join("data");
+    let config = ServerConfig {
+        data_dir: Some(data.clone()),
+        extra: "[storage]\nmin_free_mb = 1\n".into(),
+        ..ServerConfig::default()
+    };
+    let mut server = Server::start_with(TestNet::allocate(), config);
+    server
+        .sipp(
+            "uac_pilot_diversion.xml",
+            &["-s", "1001"],
+            call_timeout(SPEECH_SHORT_MS),
+        )
+        .assert_success();
+    let earlier = server.wait_messages(1, Duration::from_secs(10));
+    assert_eq!(earlier.len(), 1);
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0), "{status}");
+
+    let filler = tmpfs.path().join("filler");
+    fill(&filler);
+    // Waits until it answers OPTIONS; fails if it exits at start-up.
+    server.restart();
+    assert!(
+        server
+            .log()
+            .contains("the space reserve is given up to open the store"),
+        "{}",
+        server.log_tail()
+    );
+
+    let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n",
+        ip = server.net.peer_ip
+    );
+    let invite = request(
+        "INVITE",
+        &format!("sip:1001@{}", server.net.sip_addr()),
+        udp.local_addr(),
+        "UDP",
+        &["Content-Type: application/sdp"],
+        &sdp,
+    );
+    let refused = udp
+        .transact(&invite, Duration::from_secs(5))
+        .expect("an answer");
+    udp.send(ack_for_failure(&invite, &refused).as_bytes());
+    assert_eq!(refused.status, 503, "{}", refused.raw);
+    assert!(refused.header("Retry-After").is_some(), "{}", refused.raw);
+
+    std::fs::remove_file(&filler).expect("remove the filler");
+    server
+        .sipp(
+            "uac_pilot_diversion.xml",
+            &["-s", "1001"],
+            call_timeout(SPEECH_SHORT_MS),
+        )
+        .assert_success();
+    let listed = server.wait_messages(2, Duration::from_secs(10));
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(
+        sha256_of(&server.export(field(&earlier[0], "id"))),
+        field(&earlier[0], "sha256")
+    );
+    assert!(data.join("reserve").is_file(), "the reserve is taken back");
+    drop(server);
+}

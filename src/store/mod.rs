@@ -225,6 +225,22 @@ impl Store {
         })
     }
 
+    /// Opens the store for `vmesh serve`: [`Store::open`], but if the file
+    /// system is too full for SQLite to make its write-ahead log and its
+    /// index (the server was stopped, or crashed, while the disk was
+    /// full), the space reserve is given up and the store opened again. The
+    /// server then starts, refuses new calls with 503 until there is room,
+    /// and recovers what a crash left, instead of not starting at all.
+    pub fn open_for_serving(data_dir: &Path) -> Result<Store, StoreError> {
+        match Store::open(data_dir) {
+            Err(error) if error.is_disk_full() && reserve::release(data_dir) => {
+                tracing::warn!(%error, "disk full: the space reserve is given up to open the store");
+                Store::open(data_dir)
+            }
+            other => other,
+        }
+    }
+
     /// Starts recording a message: validates the metadata, writes the
     /// sidecar durably, then creates `recording/<id>.wav` with its header.
     /// After this returns, a crash can no longer lose the call's audio.

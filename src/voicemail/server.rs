@@ -71,7 +71,7 @@ impl Server {
         let name = profile.server.name.clone();
         let policy = storage_policy(&profile);
         let store = tokio::task::spawn_blocking(move || -> Result<Store, ServerError> {
-            let store = Store::open(&data_dir)?;
+            let store = Store::open_for_serving(&data_dir)?;
             if let Err(e) = store.hold_reserve() {
                 warn!(error = %e, "no space reserve for finishing calls when the disk fills");
             }
