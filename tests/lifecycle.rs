@@ -153,9 +153,17 @@ fn wait_recording_opened(server: &Server) {
 
 /// The one message listed: partial, for mailbox 1001, with no audio.
 fn assert_one_empty_partial(messages: &[serde_json::Value]) {
-    assert_eq!(messages.len(), 1, "the answered call is listed: {messages:?}");
+    assert_eq!(
+        messages.len(),
+        1,
+        "the answered call is listed: {messages:?}"
+    );
     let message = &messages[0];
-    assert_eq!(message["partial"], serde_json::Value::Bool(true), "{message}");
+    assert_eq!(
+        message["partial"],
+        serde_json::Value::Bool(true),
+        "{message}"
+    );
     assert_eq!(field(message, "mailbox"), "1001");
     assert_eq!(number(message, "duration_ms"), 0, "{message}");
     assert_eq!(field(message, "format"), "wav", "{message}");
@@ -199,7 +207,11 @@ fn sigterm_stores_a_call_it_cut_short_as_partial() {
     );
     wait_recording_opened(&server);
     let status = server.terminate();
-    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
     // The caller's scenario succeeds only if vmesh sent its BYE.
     call.wait().assert_success();
     assert_one_empty_partial(&server.messages());

@@ -9,7 +9,7 @@
 //! | `recording/<id>.opus.tmp`                             | an encode cut short: remove it          |
 //! | `recording/<id>.tmp` (sidecar never renamed)          | remove it                               |
 //! | sidecar + row                                         | remove the recording WAV, then sidecar  |
-//! | sidecar + `messages/<mb>/<id>.{wav,opus}`, no row     | index it (`partial = false`)            |
+//! | sidecar + `messages/<mb>/<id>.{wav,opus}`, no row     | index it (`partial` as the sidecar says)|
 //! | sidecar + `recording/<id>.wav`, no row, no final file | repair header, finish again, `partial`  |
 //! |                                                       | (kept even if empty, short or silent)   |
 //! | any of the three above, mailbox homed on a peer       | also queue it, in the same transaction  |
@@ -70,7 +70,8 @@ impl Store {
     /// Run it once at start-up before any recording starts or message is
     /// received (it treats every file in `recording/` and every `.tmp` file
     /// as abandoned). Idempotent. A file that cannot be recovered is logged
-    /// and left in place for the operator; only database failures abort.
+    /// and left in place for the operator; only database failures and a
+    /// full disk abort.
     pub fn recover(
         &self,
         route_of: &dyn Fn(&str) -> Route,
@@ -87,7 +88,13 @@ impl Store {
             match self.recover_sidecar(path, route_of, policy) {
                 Ok(Some(message)) => recovered.push(message),
                 Ok(None) => {}
-                Err(error @ StoreError::Database { .. }) => return Err(error),
+                // A full disk is no fault of the file: the caller may
+                // make room and run recovery again.
+                Err(error)
+                    if matches!(error, StoreError::Database { .. }) || error.is_disk_full() =>
+                {
+                    return Err(error)
+                }
                 Err(error) => {
                     tracing::error!(path = %path.display(), %error, "cannot recover recording; left in place");
                 }
@@ -164,7 +171,7 @@ impl Store {
             };
             let facts = sync_and_measure(&path, samples, sidecar.sample_rate, format)?;
             return self
-                .index_and_release(sidecar, facts, false, route)
+                .index_and_release(sidecar, facts, sidecar.partial, route)
                 .map(Some);
         }
         Ok(None)
