@@ -25,6 +25,11 @@ CLIP_SECONDS = (1.5, 2.0, 3.0)
 # A call's SIPp runs at most this long after its start, whatever happens.
 CALL_TIMEOUT_S = 40
 
+# Set by the run's cleanup: no call starts any more. The lock makes the
+# check and the start one step, so kill_calls() sees every SIPp started.
+STOPPING = threading.Event()
+_STARTING = threading.Lock()
+
 
 class Call:
     """One planned call and, once run, what SIPp saw."""
@@ -116,7 +121,10 @@ def run_call(call, scenarios, trial_dir, t0):
     site_ip = net.service_ip(call.site)
     base = os.path.join(trial_dir, f"sipp-{call.n}")
     call.log_file = base + ".log"
-    out = open(base + ".out", "wb")
+    try:
+        out = open(base + ".out", "wb")
+    except OSError:
+        return  # the trial is being torn down
     # Each call of a site gets SIP and media ports of its own.
     port = 5070 + 2 * call.n
     media_port = 16000 + 10 * call.n
@@ -130,9 +138,13 @@ def run_call(call, scenarios, trial_dir, t0):
         "-trace_err", "-error_file", base + ".errors",
         "-timeout", f"{CALL_TIMEOUT_S - 5}s",
     ]
-    call.started_at = time.time()
-    call.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+    with _STARTING:
+        if STOPPING.is_set():
+            out.close()
+            return
+        call.started_at = time.time()
+        call.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
     out.close()
     try:
         call.exit = call.process.wait(timeout=CALL_TIMEOUT_S)
@@ -158,8 +170,16 @@ def wait_calls(calls, timeout_s):
     return all(c.thread is None or not c.thread.is_alive() for c in calls)
 
 
+def stop_all(calls):
+    """The run is ending: no call starts any more, and every SIPp still
+    running is killed."""
+    with _STARTING:
+        STOPPING.set()
+    kill_calls(calls)
+
+
 def kill_calls(calls):
-    """Ends the SIPp of every call still running (cleanup)."""
+    """Ends the SIPp of every call still running."""
     for call in calls:
         p = call.process
         if p is not None and p.poll() is None:

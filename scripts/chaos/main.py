@@ -447,10 +447,9 @@ def main(argv):
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if trial is not None:
-            calls_mod.kill_calls(trial.calls)
+        calls_mod.stop_all(trial.calls if trial is not None else [])
         for site in sites.values():
-            site.kill9()
+            site.close()
         errors = remove_leftovers(verbose=False)
         for e in errors:
             say(f"chaos: cleanup: {e}")

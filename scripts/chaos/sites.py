@@ -81,6 +81,8 @@ class Site:
         self.process_log_offset = 0
         # Serializes start, kill and stop between fault threads.
         self.lock = threading.RLock()
+        # Set by the run's cleanup: no fault thread may start it again.
+        self.closed = False
 
     # --- the file system ------------------------------------------------------
 
@@ -162,6 +164,8 @@ min_free_mb = {min_free_mb}
         """Starts the server and waits until it serves (its "vmesh serving"
         line: the SIP sockets are bound); returns that moment (epoch)."""
         with self.lock:
+            if self.closed:
+                raise SiteError(f"{self.name}: the run is stopping")
             if self.running():
                 raise SiteError(f"{self.name} is already running")
             offset = self.log_size()
@@ -186,6 +190,12 @@ min_free_mb = {min_free_mb}
                     raise SiteError(f"{self.name} did not serve within {READY_TIMEOUT_S} s; "
                                     f"log: {self.log_path}")
                 time.sleep(0.01)
+
+    def close(self):
+        """Kills the server for good: the run is ending."""
+        with self.lock:
+            self.closed = True
+            self.kill9()
 
     def kill9(self):
         """SIGKILL (a crash, a power cut of the process) and reap."""
