@@ -180,8 +180,7 @@ def evaluate(sites, answered, excused):
     return figures, violations
 
 
-_DELIVERED = re.compile(r"peer\{name=site-([abc])\}.*transfer\{id=([0-9a-f-]{36}).*"
-                        r"delivered to its home")
+_DELIVERED = re.compile(r"peer\{name=site-([abc])\}.*delivered to its home id=([0-9a-f-]{36})")
 _STORED = re.compile(r"message stored id=([0-9a-f-]{36}).*home=Some\(\"site-([abc])\"\)")
 _RECOVERED = re.compile(r"recovered a message after a crash id=([0-9a-f-]{36}) mailbox=(\d+)")
 

@@ -140,18 +140,21 @@ def _plan_one(rng, kind, calls, formats):
             return None
         call = rng.choice(fitting)
         victim = call.site if kind.endswith("sender") else call.home
-        return Fault(kind, site=victim, call=call.n, delay_s=rng.uniform(0.0, 0.02),
+        return Fault(kind, site=victim, call=call.n, delay_s=rng.uniform(0.0, 0.012),
                      down_s=rng.uniform(0.2, 1.5))
     if kind == "restart":
         return Fault(kind, site=rng.choice(sites), at=rng.uniform(0.2, 4.0),
                      down_s=rng.uniform(0.0, 1.0))
+    # Messages are stored from about 1.5 s on (calls start in the first
+    # 3.5 s and last 2 to 3.5 s): partitions and full disks fall in that
+    # span, so they meet transfers.
     if kind in ("blackhole", "link-down"):
         pair = tuple(sorted(rng.sample(sites, 2)))
-        return Fault(kind, pair=pair, side=rng.choice(pair), at=rng.uniform(0.2, 4.0),
+        return Fault(kind, pair=pair, side=rng.choice(pair), at=rng.uniform(0.5, 5.0),
                      for_s=rng.uniform(0.5, 3.0))
     if kind == "disk-full":
         leave = rng.choice(["nothing", "a little", "under the minimum"])
-        return Fault(kind, site=rng.choice(sites), at=rng.uniform(0.2, 4.0),
+        return Fault(kind, site=rng.choice(sites), at=rng.uniform(0.5, 5.0),
                      for_s=rng.uniform(0.5, 3.0), leave=leave)
     raise ValueError(kind)
 
@@ -362,7 +365,7 @@ def _run(state, fault):
         fault.injected_at = time.time()
         active = [c.n for c in state.calls if c.site == site.letter and c.in_progress()]
         fault.landed = "during a call" if active else "between calls"
-        fault.note = f"calls in progress {active}, filler {size // 1024} KiB, left {p['leave']}"
+        fault.note = f"filler {size // 1024} KiB, left {p['leave']}"
         time.sleep(p["for_s"])
         site.unfill()
         fault.healed_at = time.time()

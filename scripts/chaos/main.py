@@ -453,7 +453,8 @@ def main(argv):
         errors = remove_leftovers(verbose=False)
         for e in errors:
             say(f"chaos: cleanup: {e}")
-        keep = args.keep or totals.failed or status != 0
+        # An interrupted run keeps its directory only if a trial failed.
+        keep = args.keep or totals.failed or status == 3
         if keep:
             say(f"chaos: working directory kept: {work}")
         else:
