@@ -76,12 +76,8 @@ impl Server {
         let name = profile.server.name.clone();
         let policy = storage_policy(&profile);
         let store = tokio::task::spawn_blocking(move || -> Result<Store, ServerError> {
-            let store = Store::open(&data_dir)?;
-            if let Err(e) = store.hold_reserve() {
-                warn!(error = %e, "no space reserve for finishing calls when the disk fills");
-            }
             let route = |mailbox: &str| route_of(topology.as_ref(), &name, mailbox);
-            let recovered = store.recover(&route, &policy)?;
+            let (store, recovered) = Store::open_for_serving(&data_dir, &route, &policy)?;
             for m in &recovered {
                 warn!(id = %m.id, mailbox = %m.mailbox, partial = m.partial, "recovered a message after a crash");
             }

@@ -138,7 +138,7 @@ impl Session {
                         warn!(error = %e, "cannot record the codec");
                     }
                 }
-                self.store(recording).await;
+                self.store(recording, &end).await;
             }
             None => info!("the call was never confirmed by an ACK: nothing stored"),
         }
@@ -363,8 +363,9 @@ impl Session {
     /// Makes the message durable, queued for its home in the same
     /// transaction when that is another server, and wakes that courier.
     /// Encoding and committing run on the bounded encoder pool; the call's
-    /// slot is already free by then.
-    async fn store(&self, mut recording: Recording) {
+    /// slot is already free by then. A call the server cut (`end`) is
+    /// stored as partial, whatever it holds.
+    async fn store(&self, mut recording: Recording, end: &RecordEnd) {
         // What the caller said is in the kernel before the job may wait
         // for a worker; a crash meanwhile leaves a recoverable recording.
         if let Err(e) = recording.flush() {
@@ -372,6 +373,7 @@ impl Session {
         }
         let store = self.ctx.store.clone();
         let policy = storage_policy(&self.ctx.profile);
+        let partial = cut_by_server(end);
         let route = self.ctx.route_of(&self.target.mailbox);
         let queued_for = match &route {
             Route::Forward { peer } => Some(peer.clone()),
@@ -380,7 +382,7 @@ impl Session {
         let finished = self
             .ctx
             .encoders
-            .run(move || store.finish(recording, &policy, false, &route))
+            .run(move || store.finish(recording, &policy, partial, &route))
             .await;
         match finished {
             Ok(Ok(Finished::Stored(m))) => {
@@ -395,6 +397,14 @@ impl Session {
             Ok(Err(e)) | Err(e) => warn!(error = %e, "cannot store the message"),
         }
     }
+}
+
+/// Whether the server, not the caller, cut the recording: it is stopping,
+/// or the disk refused the audio. The caller was answered and meant to
+/// leave a message, so what was recorded is kept as partial, never judged
+/// as a hang-up (too short, silent).
+fn cut_by_server(end: &RecordEnd) -> bool {
+    matches!(end, RecordEnd::Shutdown | RecordEnd::SinkFailed(_))
 }
 
 /// The key that ends a recording ("press # when done").
