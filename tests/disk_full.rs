@@ -282,7 +282,7 @@ fn a_crash_then_a_full_disk_the_restarted_server_lists_the_cut_call() {
     );
     let talking = server.sipp_start("uac_wait_bye.xml", &["-s", "1001"], Duration::from_secs(40));
     // Two seconds of audio reached the disk.
-    wait_recording(&data, 44 + 2 * 8000 * 2, Duration::from_secs(10));
+    server.wait_recording(44 + 2 * 8000 * 2, Duration::from_secs(10));
     server.kill9();
     drop(talking);
 

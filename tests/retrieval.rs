@@ -13,7 +13,6 @@
 //! by normalized cross-correlation.
 
 mod common;
-#[allow(dead_code)]
 #[path = "kamailio/proxy.rs"]
 mod proxy;
 
