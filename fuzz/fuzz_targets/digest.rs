@@ -57,8 +57,8 @@ fuzz_target!(|data: &[u8]| {
             realm: "vm.example".into(),
             users: vec![(username.to_string(), password.to_string())],
             algorithms: vec![
-                server::DigestAlgorithm::Sha256,
-                server::DigestAlgorithm::Md5,
+                server::DigestAlgorithm::SHA_256,
+                server::DigestAlgorithm::MD5,
             ],
             nonce_lifetime: Duration::from_secs(300),
         },

@@ -83,7 +83,9 @@ fn check(offer: &str, supported: &[Codec], n: &vmesh::media::sdp::Negotiated) {
         if index == n.media_index {
             assert_eq!(media.media_name.port.value, 40000);
             for f in &media.media_name.formats {
-                let pt = f.parse::<u8>().expect("we answer with payload type numbers");
+                let pt = f
+                    .parse::<u8>()
+                    .expect("we answer with payload type numbers");
                 assert!(is_offered(pt), "answer lists {f}, offer {offered:?}");
             }
         } else {

@@ -159,7 +159,7 @@ fn invite(req: &Request) {
         DigestSettings {
             realm: "vm.example".into(),
             users: vec![("pbx".into(), "secret".into())],
-            algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            algorithms: vec![DigestAlgorithm::SHA_256, DigestAlgorithm::MD5],
             nonce_lifetime: Duration::from_secs(300),
         },
         [7; 32],

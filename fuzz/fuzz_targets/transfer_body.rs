@@ -81,7 +81,13 @@ fuzz_target!(|data: &[u8]| {
     let written: String = decoded
         .audio_content_type
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     assert_eq!(back.audio_content_type, written.to_ascii_lowercase());
 
