@@ -147,7 +147,7 @@ def log_totals(path):
             plain = re.sub(r"\x1b\[[0-9;]*m", "", line)
             if " WARN " in plain or " ERROR " in plain:
                 warnings.append(plain.strip())
-            if "recording ended" not in plain:
+            if "call media ended" not in plain and "recording ended" not in plain:
                 continue
             m = STATS.search(plain)
             if not m:
