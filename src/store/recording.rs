@@ -1,23 +1,33 @@
-//! The in-progress recording: a hound WAV writer on `recording/<id>.wav`.
+//! The in-progress recording: 16-bit PCM appended to `recording/<id>.wav`.
 //!
-//! This is the hot path (up to a thousand concurrent calls, one frame every
-//! 20 ms each), so a write only copies samples into a per-call `BufWriter`;
-//! there is no fsync and no database work until [`super::Store::finish`].
-//! About once a second of audio the WAV header is rewritten and the buffer
-//! handed to the kernel (`WavWriter::flush`), so if the process dies the file
-//! is a valid WAV up to the last second; recovery rebuilds the header from
-//! the file length anyway, which also covers a machine crash.
+//! This is the hot path (thousands of concurrent calls), so a write only
+//! converts the media core's blocks (a tenth of a second each) to
+//! little-endian bytes in a per-call buffer; there is no fsync and no
+//! database work until [`super::Store::finish`]. About once a second of
+//! audio the buffer is appended to the file with one `write(2)` and the
+//! header's two sizes are brought up to date with one positioned write
+//! (`pwrite(2)`, no seek), so if the process dies the file is a valid WAV
+//! up to the last second; recovery rebuilds the header from the file
+//! length anyway, which also covers a machine crash.
+//!
+//! The header is the canonical 44-byte one that hound writes for the spec
+//! ([`super::wav_header`]); the samples are written here directly rather
+//! than through hound's per-sample writer, which cost more than the rest
+//! of the media path's work per packet together (see BENCHMARKS.md,
+//! "Performance work").
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hound::{SampleFormat, WavSpec, WavWriter};
+use hound::{SampleFormat, WavSpec};
 use uuid::Uuid;
 
 use super::error::StoreError;
 use super::sidecar::Sidecar;
+use super::wav_header::{canonical_header, set_sizes};
 
 /// Bytes per stored sample: 16-bit PCM.
 pub const BYTES_PER_SAMPLE: u64 = 2;
@@ -25,13 +35,6 @@ pub const BYTES_PER_SAMPLE: u64 = 2;
 /// Size of the canonical header hound writes for 16-bit mono PCM
 /// (RIFF + WAVE + 16-byte `fmt ` chunk + `data` chunk header).
 pub const WAV_HEADER_LEN: u64 = 44;
-
-/// Per-call write buffer: a second of 16 kHz audio, so at most one write
-/// system call per second per call at the rates we record.
-const WRITE_BUFFER_BYTES: usize = 32 * 1024;
-
-/// Samples handed to hound's 16-bit writer at once; bounds its scratch buffer.
-const CHUNK_SAMPLES: usize = 4096;
 
 /// Largest data chunk a RIFF file can describe (32-bit sizes).
 const MAX_DATA_BYTES: u64 = u32::MAX as u64 - WAV_HEADER_LEN;
@@ -62,9 +65,13 @@ pub fn samples_duration(samples: u64, sample_rate: u32) -> Duration {
 pub struct Recording {
     sidecar: Sidecar,
     wav_path: PathBuf,
-    writer: WavWriter<BufWriter<File>>,
+    file: File,
+    /// The file's header, whose sizes are updated at each flush.
+    header: Vec<u8>,
+    /// Audio not yet handed to the kernel, as little-endian bytes: at most
+    /// a second of it (and one block).
+    buffer: Vec<u8>,
     samples_written: u64,
-    samples_since_flush: u64,
 }
 
 /// What [`Recording::close`] leaves for the commit step.
@@ -81,19 +88,20 @@ impl Recording {
     /// Creates the WAV file and puts its header on disk. The sidecar must
     /// already be durable.
     pub(super) fn create(sidecar: Sidecar, wav_path: PathBuf) -> Result<Recording, StoreError> {
-        let file = File::create(&wav_path).map_err(StoreError::io("create", &wav_path))?;
-        let buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
-        let mut writer = WavWriter::new(buffered, wav_spec(sidecar.sample_rate))
-            .map_err(StoreError::wav(&wav_path))?;
+        let header = canonical_header(&wav_path, sidecar.sample_rate, 0)?;
+        let mut file = File::create(&wav_path).map_err(StoreError::io("create", &wav_path))?;
         // Header on disk now, so even a crash before the first second of
         // audio leaves a recognizable file.
-        writer.flush().map_err(StoreError::wav(&wav_path))?;
+        file.write_all(&header)
+            .map_err(StoreError::io("write", &wav_path))?;
+        let second = sidecar.sample_rate as usize * BYTES_PER_SAMPLE as usize;
         Ok(Recording {
             sidecar,
             wav_path,
-            writer,
+            file,
+            header,
+            buffer: Vec::with_capacity(second + second / 4),
             samples_written: 0,
-            samples_since_flush: 0,
         })
     }
 
@@ -107,8 +115,8 @@ impl Recording {
         &self.wav_path
     }
 
-    /// Appends decoded mono PCM. Buffered: about once per second of audio the
-    /// header is updated and the buffer flushed to the kernel (no fsync).
+    /// Appends decoded mono PCM. Buffered: about once per second of audio
+    /// the buffer goes to the kernel and the header is updated (no fsync).
     pub fn write(&mut self, samples: &[i16]) -> Result<(), StoreError> {
         let total = self.samples_written + samples.len() as u64;
         if total * BYTES_PER_SAMPLE > MAX_DATA_BYTES {
@@ -119,32 +127,36 @@ impl Recording {
                 ),
             });
         }
-        for chunk in samples.chunks(CHUNK_SAMPLES) {
-            // A chunk is at most CHUNK_SAMPLES long, which fits u32.
-            let mut out = self.writer.get_i16_writer(chunk.len() as u32);
-            for &sample in chunk {
-                out.write_sample(sample);
-            }
-            out.flush().map_err(StoreError::wav(&self.wav_path))?;
+        let start = self.buffer.len();
+        self.buffer.resize(start + samples.len() * 2, 0);
+        for (bytes, sample) in self.buffer[start..].chunks_exact_mut(2).zip(samples) {
+            bytes.copy_from_slice(&sample.to_le_bytes());
         }
         self.samples_written = total;
-        self.samples_since_flush += samples.len() as u64;
-        if self.samples_since_flush >= u64::from(self.sidecar.sample_rate) {
-            self.writer
-                .flush()
-                .map_err(StoreError::wav(&self.wav_path))?;
-            self.samples_since_flush = 0;
+        let second = self.sidecar.sample_rate as usize * BYTES_PER_SAMPLE as usize;
+        if self.buffer.len() >= second {
+            self.flush()?;
         }
         Ok(())
     }
 
-    /// Brings the header up to date and hands buffered audio to the kernel,
+    /// Hands buffered audio to the kernel and brings the header up to date,
     /// as [`Recording::write`] does every second. Call it at hang-up when
     /// [`super::Store::finish`] may wait for a worker: a process crash in
     /// the meantime then loses nothing of the call.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        self.samples_since_flush = 0;
-        self.writer.flush().map_err(StoreError::wav(&self.wav_path))
+        if !self.buffer.is_empty() {
+            self.file
+                .write_all(&self.buffer)
+                .map_err(StoreError::io("write", &self.wav_path))?;
+            self.buffer.clear();
+        }
+        // `write` keeps the data within the RIFF limit, so it fits 32 bits.
+        let data_bytes = u32::try_from(self.samples_written * BYTES_PER_SAMPLE).unwrap_or(u32::MAX);
+        set_sizes(&mut self.header, data_bytes);
+        self.file
+            .write_all_at(&self.header, 0)
+            .map_err(StoreError::io("write header of", &self.wav_path))
     }
 
     /// Records the codec the call settled on when it differs from the one
@@ -165,15 +177,14 @@ impl Recording {
     }
 
     /// Writes the final header and closes the file.
-    pub(super) fn close(self) -> Result<ClosedRecording, StoreError> {
+    pub(super) fn close(mut self) -> Result<ClosedRecording, StoreError> {
+        self.flush()?;
         let Recording {
             sidecar,
             wav_path,
-            writer,
             samples_written,
             ..
         } = self;
-        writer.finalize().map_err(StoreError::wav(&wav_path))?;
         Ok(ClosedRecording {
             sidecar,
             wav_path,

@@ -137,6 +137,30 @@ fn header_is_valid_on_disk_while_recording() {
     store.finish(rec, &wav(), false, &Route::Home).unwrap();
 }
 
+/// Blocks of a tenth of a second reach the kernel a second at a time, each
+/// time with the header's sizes, and the rest at the explicit flush.
+#[test]
+fn blocks_reach_the_file_every_second_with_the_header() {
+    let (_dir, store) = open_tmp();
+    let mut rec = store.start_recording(new_meta("1001")).unwrap();
+    let audio = samples(2 * RATE as usize + 400, 5);
+    for block in audio.chunks(RATE as usize / 10) {
+        rec.write(block).unwrap();
+    }
+    let (spec, on_disk) = read_wav(rec.path());
+    assert_eq!(spec.sample_rate, RATE);
+    assert_eq!(on_disk, audio[..2 * RATE as usize], "two whole seconds");
+    rec.flush().unwrap();
+    assert_eq!(read_wav(rec.path()).1, audio);
+    let len = std::fs::metadata(rec.path()).unwrap().len();
+    assert_eq!(len, 44 + 2 * audio.len() as u64);
+    let m = match store.finish(rec, &wav(), false, &Route::Home).unwrap() {
+        Finished::Stored(m) => m,
+        other => panic!("expected stored, got {other:?}"),
+    };
+    assert_eq!(m.duration_ms, 2050);
+}
+
 #[test]
 fn below_minimum_is_discarded_without_trace() {
     let (_dir, store) = open_tmp();
