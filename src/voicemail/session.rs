@@ -205,25 +205,50 @@ impl Session {
             "call media ended"
         );
         port.goodbye(&mut media, tokio::time::Instant::now().into_std());
-        if hang_up {
-            if let Err(e) = self.dialog.bye().await {
-                warn!(error = %e, "BYE failed");
-            }
-        }
         drop(port);
         drop(slot);
-        match file {
-            Some(mut recording) => {
-                if let Some(n) = &self.negotiated {
-                    // The codec the call settled on (the ACK's answer to our offer).
-                    if let Err(e) = recording.set_codec(n.codec.name()) {
-                        warn!(error = %e, "cannot record the codec");
-                    }
-                }
-                self.store(recording).await;
+        // The message is stored while the BYE waits for its answer: a
+        // caller that no longer answers holds the BYE for 32 s (Timer F),
+        // which must not delay the message, nor a shutdown's.
+        let mut dialog = self.dialog.clone();
+        let stopping = self.ctx.shutdown.is_cancelled();
+        let bye = async move {
+            if !hang_up {
+                return;
             }
-            None => info!("the call was never confirmed by an ACK: nothing stored"),
-        }
+            let answered = async {
+                if let Err(e) = dialog.bye().await {
+                    warn!(error = %e, "BYE failed");
+                }
+            };
+            // A stopping server does not wait out Timer F for a caller that
+            // is gone; the BYE was sent (and retransmitted meanwhile).
+            if stopping {
+                if tokio::time::timeout(SHUTDOWN_BYE_WAIT, answered)
+                    .await
+                    .is_err()
+                {
+                    info!("no answer to the BYE while stopping; not waiting for it");
+                }
+            } else {
+                answered.await;
+            }
+        };
+        let store = async {
+            match file {
+                Some(mut recording) => {
+                    if let Some(n) = &self.negotiated {
+                        // The codec the call settled on (the ACK's answer to our offer).
+                        if let Err(e) = recording.set_codec(n.codec.name()) {
+                            warn!(error = %e, "cannot record the codec");
+                        }
+                    }
+                    self.store(recording).await;
+                }
+                None => info!("the call was never confirmed by an ACK: nothing stored"),
+            }
+        };
+        tokio::join!(bye, store);
     }
 
     /// The call's one loop; returns how the recording ended, whether vmesh
@@ -663,6 +688,9 @@ impl Session {
 
 /// The key that ends a recording ("press # when done").
 const END_KEY: char = '#';
+
+/// How long a stopping server waits for the answer to a BYE it sent.
+const SHUTDOWN_BYE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a media event means for the deposit flow.
 fn call_event(event: &MediaEvent) -> Option<CallEvent> {
