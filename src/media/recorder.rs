@@ -98,6 +98,11 @@ impl Recorder {
         self.ended.as_ref()
     }
 
+    /// Samples gathered and not yet drained.
+    pub fn held(&self) -> usize {
+        self.block.len()
+    }
+
     /// Ends it (first reason wins).
     pub fn end(&mut self, reason: RecordEnd) {
         self.ended.get_or_insert(reason);

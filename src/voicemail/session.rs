@@ -195,7 +195,7 @@ impl Session {
         if let Err(e) = self.dialog.accept(Some(headers), Some(body.into_bytes())) {
             warn!(error = %e, "cannot send 200");
         }
-        let mut port = MediaPort::new(socket);
+        let mut port = MediaPort::new(socket, &media);
         let (end, hang_up, file) = self.drive(&mut media, &mut port, prompts).await;
         let stats = media.stats();
         info!(
@@ -210,7 +210,7 @@ impl Session {
         // The message is stored while the BYE waits for its answer: a
         // caller that no longer answers holds the BYE for 32 s (Timer F),
         // which must not delay the message, nor a shutdown's.
-        let mut dialog = self.dialog.clone();
+        let dialog = self.dialog.clone();
         let stopping = self.ctx.shutdown.is_cancelled();
         let bye = async move {
             if !hang_up {
@@ -281,7 +281,7 @@ impl Session {
             }
             if let Err(error) = media.drain_recorded(&mut |pcm: &[i16]| file.write(pcm)) {
                 warn!(%error, "cannot write the recording");
-                if let Some(end) = media.recording_ended().cloned() {
+                if let Some(end) = media.recording_ended() {
                     actions.extend(flow.handle(CallEvent::RecordingEnded(end)));
                 }
             }

@@ -65,7 +65,7 @@ fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 struct Harness {
-    media: CallMedia,
+    media: MediaCore,
     t0: Instant,
     buf: Vec<u8>,
 }
@@ -74,7 +74,7 @@ impl Harness {
     fn new(n: &Negotiated) -> Harness {
         let t0 = Instant::now();
         Harness {
-            media: CallMedia::new(n, settings(), t0, SystemTime::now(), 4).unwrap(),
+            media: MediaCore::new(n, settings(), t0, SystemTime::now(), 4).unwrap(),
             t0,
             buf: Vec::new(),
         }
