@@ -501,3 +501,18 @@ fn a_version_1_database_upgrades_in_place() {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.list(None).unwrap().len(), 2);
 }
+
+/// Room found stands for a moment; a full disk is never remembered.
+#[test]
+fn room_found_is_remembered_briefly_and_only_when_there_is_room() {
+    let (_dir, store) = open_tmp();
+    assert!(!store.had_room_lately(0), "nothing checked yet");
+    assert!(store.has_room(0));
+    assert!(store.had_room_lately(0));
+    assert!(
+        !store.had_room_lately(1),
+        "a larger minimum is checked again"
+    );
+    assert!(!store.has_room(u64::MAX / 2), "no disk is that large");
+    assert!(!store.had_room_lately(0), "a refusal forgets the room seen");
+}

@@ -61,7 +61,10 @@ async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
     // §21.5.4).
     let store = ctx.store.clone();
     let min_free = ctx.profile.storage.min_free_bytes;
-    let room = tokio::task::spawn_blocking(move || store.has_room(min_free)).await;
+    let room = match store.had_room_lately(min_free) {
+        true => Ok(true),
+        false => tokio::task::spawn_blocking(move || store.has_room(min_free)).await,
+    };
     if !room.unwrap_or(true) {
         warn!("data directory nearly full; refusing call");
         let retry = vec![
@@ -139,7 +142,10 @@ async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
         codecs,
         socket.local_addr(),
     );
-    session.run(offer, socket, slot).await;
+    // Boxed: the call's task is spawned (and its future moved) while only
+    // its admission is under way; the session's much larger state is
+    // allocated once, when it starts.
+    Box::pin(session.run(offer, socket, slot)).await;
     ctx.sip.dialogs.remove_dialog(&dialog_id);
 }
 
