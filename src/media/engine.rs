@@ -15,11 +15,17 @@
 //! while a message is recorded (to write a second of audio) and for the
 //! call's events.
 //!
-//! Timers are a binary heap of (deadline, call, generation): a call whose
-//! deadline moves gets a new entry and a new generation, and the old
-//! entries are skipped when they come up. `epoll_pwait2` waits with a
-//! nanosecond timeout, so prompt frames keep their 20 ms grid (where it is
-//! missing, `epoll_wait` with the timeout rounded up to the millisecond).
+//! Timers are a binary heap of (millisecond tick, call, generation). A
+//! deadline is rounded up to its tick, so a worker wakes at most once a
+//! millisecond for timers however many calls it holds, and all that fell
+//! due then run together; prompt frames keep their 20 ms grid within a
+//! millisecond. While a caller streams, its packets do the work its
+//! deadlines stand in for (a keep-alive frame leaves with the packet, the
+//! jitter buffer plays out on arrival), so a deadline that moves later is
+//! not re-filed at each packet: the entry already filed fires, finds the
+//! call's deadline later, and is filed again for it; only an earlier one
+//! gets a new entry at once (and a new generation, so the old entry is
+//! skipped when it comes up).
 //!
 //! Calls are spread over the workers by their current load; a worker
 //! learns of new, moved and finished calls through a command queue and an
@@ -35,7 +41,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, error};
 
@@ -54,6 +60,8 @@ const EVENTS: usize = 256;
 const RECV_BUFFER: usize = 2048;
 /// The token of the worker's own `eventfd`.
 const WAKE_TOKEN: u64 = u64::MAX;
+/// The timers' tick.
+const TICK: Duration = Duration::from_millis(1);
 
 /// The engine: its workers, started on first use.
 struct Engine {
@@ -160,8 +168,10 @@ impl Worker {
 struct Entry {
     call: Attached,
     generation: u64,
-    /// The deadline its current timer entry has.
-    scheduled: Option<Instant>,
+    /// The tick of its live timer entry, if one is filed.
+    filed: Option<u64>,
+    /// The core's deadline as last seen.
+    due: Option<Instant>,
 }
 
 /// One worker thread's own half: its `epoll` set, calls and timers.
@@ -170,7 +180,9 @@ struct Looper {
     epoll: OwnedFd,
     slots: Vec<Option<Entry>>,
     free: Vec<usize>,
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Ticks count from here.
+    epoch: Instant,
+    timers: BinaryHeap<Reverse<(u64, usize, u64)>>,
     buf: Vec<u8>,
     out: Vec<u8>,
     /// `epoll_pwait2` (nanosecond timeouts) is available.
@@ -194,6 +206,7 @@ impl Looper {
             epoll,
             slots: Vec::new(),
             free: Vec::new(),
+            epoch: Instant::now(),
             timers: BinaryHeap::new(),
             buf: vec![0; RECV_BUFFER],
             out: Vec::with_capacity(RECV_BUFFER),
@@ -228,10 +241,10 @@ impl Looper {
 
     /// Waits for a socket, a command or the first timer.
     fn wait(&mut self, events: &mut [libc::epoll_event]) -> io::Result<usize> {
-        let wait = self
-            .timers
-            .peek()
-            .map(|Reverse((at, _, _))| at.saturating_duration_since(Instant::now()));
+        let wait = self.timers.peek().map(|&Reverse((tick, _, _))| {
+            let elapsed = Instant::now().saturating_duration_since(self.epoch);
+            tick_start(tick).saturating_sub(elapsed)
+        });
         let max = i32::try_from(events.len()).unwrap_or(i32::MAX);
         if self.precise {
             let timeout = wait.map(|wait| libc::timespec {
@@ -313,7 +326,8 @@ impl Looper {
         let entry = Entry {
             call,
             generation: 0,
-            scheduled: None,
+            filed: None,
+            due: None,
         };
         if slot == self.slots.len() {
             self.slots.push(Some(entry));
@@ -372,18 +386,53 @@ impl Looper {
         self.buf = buf;
     }
 
-    /// Runs the calls whose deadline passed.
+    /// Runs the calls whose deadline passed; files again those whose
+    /// deadline moved later meanwhile.
     fn expire(&mut self, now: Instant) {
-        while let Some(&Reverse((at, slot, generation))) = self.timers.peek() {
-            if at > now {
+        let now_tick = self.tick_at_or_before(now);
+        while let Some(&Reverse((tick, slot, generation))) = self.timers.peek() {
+            if tick > now_tick {
                 break;
             }
             self.timers.pop();
-            let current =
-                matches!(self.slots.get(slot), Some(Some(e)) if e.generation == generation);
-            if current {
-                self.run_core(slot, now, |core, now| core.handle_timeout(now));
+            let Some(Some(entry)) = self.slots.get_mut(slot) else {
+                continue;
+            };
+            if entry.generation != generation {
+                continue;
             }
+            entry.filed = None;
+            match entry.due {
+                Some(due) if due <= now => {
+                    self.run_core(slot, now, |core, now| core.handle_timeout(now));
+                }
+                Some(due) => {
+                    let tick = self.tick_of(due);
+                    self.file(slot, tick);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// The tick a deadline falls due in (rounded up: never early).
+    fn tick_of(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos.div_ceil(TICK.as_nanos())).unwrap_or(u64::MAX)
+    }
+
+    /// The tick `now` falls in (rounded down: what is due by then).
+    fn tick_at_or_before(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos / TICK.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Files a timer entry for `slot` at `tick`, replacing its live one.
+    fn file(&mut self, slot: usize, tick: u64) {
+        if let Some(Some(entry)) = self.slots.get_mut(slot) {
+            entry.generation += 1;
+            entry.filed = Some(tick);
+            self.timers.push(Reverse((tick, slot, entry.generation)));
         }
     }
 
@@ -407,17 +456,26 @@ impl Looper {
         let due = core.poll_timeout();
         state.scheduled = due;
         drop(state);
-        if due != entry.scheduled {
-            entry.scheduled = due;
-            entry.generation += 1;
-            if let Some(at) = due {
-                self.timers.push(Reverse((at, slot, entry.generation)));
-            }
-        }
+        entry.due = due;
         if attention {
             entry.call.signal.raise();
         }
+        // A deadline that came forward is filed now; one that moved later
+        // when its entry comes up (see the module documentation).
+        if let Some(at) = due {
+            let tick = self.tick_of(at);
+            let filed = self.slots.get(slot).and_then(|e| e.as_ref()?.filed);
+            if filed.is_none_or(|filed| tick < filed) {
+                self.file(slot, tick);
+            }
+        }
     }
+}
+
+/// When `tick` begins, counted from the worker's epoch.
+fn tick_start(tick: u64) -> Duration {
+    let nanos = u64::try_from(TICK.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(tick.saturating_mul(nanos))
 }
 
 /// A socket's `epoll` token: the call's slot and which of its sockets.
@@ -476,6 +534,27 @@ fn remove_fd(epoll: &OwnedFd, fd: RawFd) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deadline is never run early, and one that falls due is run by
+    /// the end of the millisecond it falls in; the wait for a tick does
+    /// not overflow on a worker that has run for months.
+    #[test]
+    fn deadlines_round_up_to_their_tick() {
+        let (_, looper) = Looper::new().unwrap();
+        let epoch = looper.epoch;
+        let at = epoch + Duration::from_micros(2_300);
+        let tick = looper.tick_of(at);
+        assert_eq!(tick, 3);
+        assert!(epoch + tick_start(tick) >= at);
+        assert_eq!(looper.tick_at_or_before(at), 2, "not due at 2.3 ms");
+        assert_eq!(
+            looper.tick_at_or_before(epoch + Duration::from_millis(3)),
+            3
+        );
+        assert_eq!(looper.tick_of(epoch + Duration::from_millis(3)), 3);
+        let months = 90 * 24 * 3_600_000u64;
+        assert_eq!(tick_start(months), Duration::from_millis(months));
+    }
 
     #[test]
     fn tokens_name_the_slot_and_the_socket() {
