@@ -35,7 +35,8 @@ use super::sdp::Negotiated;
 /// The media of one call; see the module documentation.
 pub struct CallMedia {
     shared: Arc<Shared>,
-    /// Recorded audio taken out of the core, handed to the sink unlocked.
+    /// Recorded audio taken out of the core (its buffer swapped with the
+    /// recorder's), handed to the sink unlocked.
     drained: Vec<i16>,
 }
 
@@ -245,13 +246,7 @@ impl CallMedia {
         sink: &mut impl FnMut(&[i16]) -> Result<(), E>,
     ) -> Result<(), String> {
         let mut drained = std::mem::take(&mut self.drained);
-        drained.clear();
-        self.with(|core| {
-            core.drain_recorded(&mut |pcm: &[i16]| {
-                drained.extend_from_slice(pcm);
-                Ok::<(), std::convert::Infallible>(())
-            })
-        })?;
+        self.with(|core| core.take_recorded(&mut drained));
         let result = if drained.is_empty() {
             Ok(())
         } else {

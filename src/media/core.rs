@@ -13,7 +13,7 @@
 //!          │  RtcpSession (SR/RR, SDES, BYE, interval)         │
 //!          │  Activity    (Listening | Recording(Recorder))    │
 //!          └──────┬───────────────────────────────────────────┘
-//!   poll_transmit(now, buf)  poll_timeout()  poll_event()  drain_recorded(sink)
+//!   poll_transmit(now, buf)  poll_timeout()  poll_event()  take_recorded(out)
 //! ```
 //!
 //! There is no play-out tick: audio is played out of the jitter buffer
@@ -105,8 +105,8 @@ pub enum MediaEvent {
         /// How.
         end: PromptEnd,
     },
-    /// The recording ended; drain its last audio with
-    /// [`MediaCore::drain_recorded`].
+    /// The recording ended; take its last audio with
+    /// [`MediaCore::take_recorded`].
     RecordingEnded(RecordEnd),
     /// No RTP for the RTP timeout while nothing was being recorded.
     RtpTimeout,
@@ -443,23 +443,16 @@ impl MediaCore {
         }
     }
 
-    /// Hands the sink the recorded audio gathered so far (whole blocks, or
-    /// all of it once the recording ended). On a sink error the recording
-    /// ends with [`RecordEnd::SinkFailed`] and the error is returned.
-    pub fn drain_recorded<E: std::fmt::Display>(
-        &mut self,
-        sink: &mut impl FnMut(&[i16]) -> Result<(), E>,
-    ) -> Result<(), String> {
-        let Activity::Recording(recorder) = &mut self.activity else {
-            return Ok(());
-        };
-        let all = recorder.ended().is_some();
-        if let Err(error) = recorder.drain(all, sink) {
-            let error = error.to_string();
-            self.sink_failed(error.clone());
-            return Err(error);
+    /// Moves the recorded audio gathered so far into `out` (cleared
+    /// first; whole blocks, or all of it once the recording ended), for the
+    /// call's task to write outside the lock ([`super::CallMedia`]). A
+    /// sink that fails reports it with [`MediaCore::sink_failed`].
+    pub fn take_recorded(&mut self, out: &mut Vec<i16>) {
+        out.clear();
+        if let Activity::Recording(recorder) = &mut self.activity {
+            let all = recorder.ended().is_some();
+            recorder.take(all, out);
         }
-        Ok(())
     }
 
     /// The call's counters.

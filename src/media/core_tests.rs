@@ -109,12 +109,7 @@ impl Harness {
 
     fn recorded(&mut self) -> Vec<i16> {
         let mut pcm = Vec::new();
-        self.media
-            .drain_recorded(&mut |p: &[i16]| -> Result<(), String> {
-                pcm.extend_from_slice(p);
-                Ok(())
-            })
-            .unwrap();
+        self.media.take_recorded(&mut pcm);
         pcm
     }
 }
