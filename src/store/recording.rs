@@ -1,14 +1,19 @@
 //! The in-progress recording: 16-bit PCM appended to `recording/<id>.wav`.
 //!
 //! This is the hot path (thousands of concurrent calls), so a write only
-//! converts the media core's blocks (a tenth of a second each) to
-//! little-endian bytes in a per-call buffer; there is no fsync and no
-//! database work until [`super::Store::finish`]. About once a second of
+//! converts PCM to little-endian bytes in a buffer; there is no fsync and
+//! no database work until [`super::Store::finish`]. About once a second of
 //! audio the buffer is appended to the file with one `write(2)` and the
 //! header's two sizes are brought up to date with one positioned write
 //! (`pwrite(2)`, no seek), so if the process dies the file is a valid WAV
 //! up to the last second; recovery rebuilds the header from the file
 //! length anyway, which also covers a machine crash.
+//!
+//! The media engine hands the call's task a second of audio at a time
+//! (`media::engine`), which goes out at once: it is converted in a scratch
+//! buffer of the thread's, and a call holds a buffer of its own only while
+//! smaller pieces gather, so thousands of calls do not each keep a second
+//! of bytes that is written anyway.
 //!
 //! The header is the canonical 44-byte one that hound writes for the spec
 //! ([`super::wav_header`]); the samples are written here directly rather
@@ -16,6 +21,7 @@
 //! of the media path's work per packet together (see BENCHMARKS.md,
 //! "Performance work").
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -49,6 +55,15 @@ pub fn wav_spec(sample_rate: u32) -> WavSpec {
     }
 }
 
+/// Appends `samples` to `bytes` as 16-bit little-endian PCM.
+fn append_le(bytes: &mut Vec<u8>, samples: &[i16]) {
+    let start = bytes.len();
+    bytes.resize(start + samples.len() * 2, 0);
+    for (pair, sample) in bytes[start..].chunks_exact_mut(2).zip(samples) {
+        pair.copy_from_slice(&sample.to_le_bytes());
+    }
+}
+
 /// Duration of `samples` mono samples at `sample_rate`.
 pub fn samples_duration(samples: u64, sample_rate: u32) -> Duration {
     if sample_rate == 0 {
@@ -68,11 +83,21 @@ pub struct Recording {
     file: File,
     /// The file's header, whose sizes are updated at each flush.
     header: Vec<u8>,
-    /// Audio not yet handed to the kernel, as little-endian bytes: at most
-    /// a second of it (and one block).
+    /// Audio not yet handed to the kernel, as little-endian bytes: less
+    /// than a second of it, gathered from pieces smaller than a second.
     buffer: Vec<u8>,
     samples_written: u64,
 }
+
+thread_local! {
+    /// Room to turn a second of samples into bytes, one per thread.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread's scratch buffer is given back when a write needed more: a
+/// few seconds of 16 kHz audio (a recording held in memory until its file
+/// existed), not the usual second.
+const MAX_SCRATCH_BYTES: usize = 256 * 1024;
 
 /// What [`Recording::close`] leaves for the commit step.
 pub struct ClosedRecording {
@@ -94,13 +119,12 @@ impl Recording {
         // audio leaves a recognizable file.
         file.write_all(&header)
             .map_err(StoreError::io("write", &wav_path))?;
-        let second = sidecar.sample_rate as usize * BYTES_PER_SAMPLE as usize;
         Ok(Recording {
             sidecar,
             wav_path,
             file,
             header,
-            buffer: Vec::with_capacity(second + second / 4),
+            buffer: Vec::new(),
             samples_written: 0,
         })
     }
@@ -127,13 +151,29 @@ impl Recording {
                 ),
             });
         }
-        let start = self.buffer.len();
-        self.buffer.resize(start + samples.len() * 2, 0);
-        for (bytes, sample) in self.buffer[start..].chunks_exact_mut(2).zip(samples) {
-            bytes.copy_from_slice(&sample.to_le_bytes());
-        }
-        self.samples_written = total;
         let second = self.sidecar.sample_rate as usize * BYTES_PER_SAMPLE as usize;
+        if self.buffer.is_empty() && samples.len() * BYTES_PER_SAMPLE as usize >= second {
+            // A second or more at once: to the kernel now, as a flush of a
+            // full buffer would. Audio the file refused stays buffered,
+            // exactly as a failed flush leaves it, so closing tries it
+            // again and a full disk is seen there too.
+            let written = SCRATCH.with_borrow_mut(|bytes| {
+                bytes.clear();
+                append_le(bytes, samples);
+                let written = self.file.write_all(bytes);
+                if written.is_err() {
+                    self.buffer = std::mem::take(bytes);
+                } else if bytes.capacity() > MAX_SCRATCH_BYTES {
+                    *bytes = Vec::new();
+                }
+                written
+            });
+            self.samples_written = total;
+            written.map_err(StoreError::io("write", &self.wav_path))?;
+            return self.flush();
+        }
+        append_le(&mut self.buffer, samples);
+        self.samples_written = total;
         if self.buffer.len() >= second {
             self.flush()?;
         }
@@ -149,7 +189,8 @@ impl Recording {
             self.file
                 .write_all(&self.buffer)
                 .map_err(StoreError::io("write", &self.wav_path))?;
-            self.buffer.clear();
+            // Given back: the next second most likely comes whole.
+            self.buffer = Vec::new();
         }
         // `write` keeps the data within the RIFF limit, so it fits 32 bits.
         let data_bytes = u32::try_from(self.samples_written * BYTES_PER_SAMPLE).unwrap_or(u32::MAX);

@@ -161,6 +161,35 @@ fn blocks_reach_the_file_every_second_with_the_header() {
     assert_eq!(m.duration_ms, 2050);
 }
 
+/// A second or more handed over at once (as the media engine does) goes
+/// to the file straight away with the header; a smaller piece after it is
+/// buffered, and one more whole second after that piece keeps the order.
+#[test]
+fn whole_seconds_reach_the_file_at_once() {
+    let (_dir, store) = open_tmp();
+    let mut rec = store.start_recording(new_meta("1001")).unwrap();
+    let audio = samples(3 * RATE as usize + 800, 9);
+    let (first, rest) = audio.split_at(RATE as usize + 160);
+    rec.write(first).unwrap();
+    assert_eq!(read_wav(rec.path()).1, first, "on disk without a flush");
+    let (piece, last) = rest.split_at(640);
+    rec.write(piece).unwrap();
+    assert_eq!(
+        read_wav(rec.path()).1,
+        first,
+        "a piece waits for its second"
+    );
+    rec.write(last).unwrap();
+    assert_eq!(read_wav(rec.path()).1, audio);
+    let len = std::fs::metadata(rec.path()).unwrap().len();
+    assert_eq!(len, 44 + 2 * audio.len() as u64);
+    let m = match store.finish(rec, &wav(), false, &Route::Home).unwrap() {
+        Finished::Stored(m) => m,
+        other => panic!("expected stored, got {other:?}"),
+    };
+    assert_eq!(m.duration_ms, 3100);
+}
+
 #[test]
 fn below_minimum_is_discarded_without_trace() {
     let (_dir, store) = open_tmp();
