@@ -9,8 +9,9 @@
 //! exactly as on the core: queue prompts, start and stop a recording,
 //! apply a re-INVITE, drain the recorded audio, read the counters. Each
 //! method takes the lock for the time of one core call; recorded audio is
-//! copied out under the lock and handed to the sink after it, so a slow
-//! disk never holds up the engine.
+//! taken out under the lock (the recorder's buffer swapped with the
+//! handle's, no copy) and handed to the sink after it, so a slow disk
+//! never holds up the engine.
 //!
 //! A change the task makes that brings the core's next deadline forward
 //! (a prompt to play now, a recording's limits) is passed on to the
