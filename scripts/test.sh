@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine with the Rust toolchain:
 # installs what the tests drive (SIPp, libopus for the build, nftables for
-# the blackhole partition of the mesh tests, the audio
+# the blackhole partitions of the mesh tests and the chaos run, the audio
 # tools of scripts/make-testdata.sh, opusinfo and ffprobe that validate Ogg
 # Opus files; gcc, numpy and openssl for the benchmark's smoke run), then
-# format check, clippy, all tests, and a few-second run of scripts/bench.sh
-# so the benchmark never rots.
+# format check, clippy, all tests, a few-second run of scripts/bench.sh
+# so the benchmark never rots, a few seconds of every fuzz target
+# (scripts/fuzz.sh, which installs cargo-fuzz when missing), and a short
+# chaos run (scripts/chaos.sh 20).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -25,6 +27,8 @@ declare -A marker=(
     # baresip with its G.711, G.722 and Opus modules (all in -core).
     [baresip-core]=/usr/lib/baresip/modules/g722.so
     [nftables]=/usr/sbin/nft
+    # The chaos run's orchestration (scripts/chaos/main.py).
+    [python3]=/usr/bin/python3
 )
 missing=()
 for package in "${!marker[@]}"; do
@@ -57,3 +61,13 @@ cargo build --quiet
 VMESH_BIN=target/debug/vmesh scripts/bench.sh --quick --no-write >/dev/null
 
 cargo test
+
+# The fuzz targets (their own crate in fuzz/): formatted, built, and each
+# run for a few seconds from its seeds, so none rots and a regression of a
+# fixed finding shows up at once.
+cargo fmt --check --manifest-path fuzz/Cargo.toml
+scripts/fuzz.sh --dev 5
+
+# A short chaos run of the mesh (release build, network namespaces, 20
+# trials of random faults): fails on any message lost or delivered twice.
+scripts/chaos.sh 20

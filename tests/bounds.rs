@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use common::raw_sip::{options_udp, request};
-use common::{call_timeout, Server, TestNet, SPEECH_SHORT_MS};
+use common::{Server, TestNet};
 
 /// A TCP connection from `local_ip` with a tiny receive buffer, so the
 /// server's answers back up after a few kilobytes once it stops reading.
@@ -127,13 +127,7 @@ fn a_client_that_stops_reading_does_not_hold_up_other_callers() {
     );
     let answer = other.transact(&text, Duration::from_secs(2));
     assert_eq!(answer.map(|r| r.status), Some(200), "OPTIONS over TCP");
-    server
-        .sipp(
-            "uac_pilot_diversion.xml",
-            &["-s", "1001"],
-            call_timeout(SPEECH_SHORT_MS),
-        )
-        .assert_success();
+    server.leave_short_message("1001");
     let messages = server.wait_messages(1, Duration::from_secs(10));
     assert_eq!(messages.len(), 1, "{messages:?}");
     // The stubborn client is still connected and still not reading.
@@ -177,13 +171,7 @@ fn memory_returns_near_its_baseline_after_a_half_open_invite_flood() {
     let pid = server.pid().expect("the server runs");
     // Warm up (first call, first transfer of each kind of work), then take
     // the baseline.
-    server
-        .sipp(
-            "uac_pilot_diversion.xml",
-            &["-s", "1001"],
-            call_timeout(SPEECH_SHORT_MS),
-        )
-        .assert_success();
+    server.leave_short_message("1001");
     server.wait_messages(1, Duration::from_secs(10));
     let baseline = common::memory::rss(pid);
     common::memory::reset_peak(pid);
@@ -243,11 +231,5 @@ fn memory_returns_near_its_baseline_after_a_half_open_invite_flood() {
         common::memory::mib(now - baseline)
     );
     // And the server still takes calls.
-    server
-        .sipp(
-            "uac_pilot_diversion.xml",
-            &["-s", "1001"],
-            call_timeout(SPEECH_SHORT_MS),
-        )
-        .assert_success();
+    server.leave_short_message("1001");
 }

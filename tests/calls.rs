@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use common::baresip::{Softphone, SoftphoneConfig};
 use common::{
-    assert_audio_matches, assert_duration_close, assert_recording_matches, call_timeout, field,
-    number, read_wav_mono_i16, testdata, Server, ServerConfig, TestNet, SPEECH_MS, SPEECH_SHORT_MS,
-    SPEECH_SHORT_ULAW, SPEECH_ULAW,
+    assert_audio_matches, assert_duration_close, assert_recording_matches,
+    assert_short_speech_recorded, call_timeout, field, number, read_wav_mono_i16, testdata, Server,
+    ServerConfig, TestNet, SPEECH_MS, SPEECH_SHORT_MS, SPEECH_SHORT_ULAW, SPEECH_ULAW,
 };
 
 /// How long a stored message may take to appear after the call ends.
@@ -21,9 +21,11 @@ fn one_message(server: &Server) -> serde_json::Value {
     messages.remove(0)
 }
 
-fn assert_nothing_stored(server: &Server) {
-    // Give a wrongly started recording time to show up before looking.
-    std::thread::sleep(Duration::from_millis(1500));
+/// Checks that a refused or abandoned call stored nothing, once the
+/// server has logged `outcome`: the point where it dropped the call, after
+/// which nothing can be recorded for it.
+fn assert_nothing_stored(server: &Server, outcome: &str) {
+    server.wait_log(outcome, 1, STORE_WAIT);
     let messages = server.messages();
     assert!(messages.is_empty(), "nothing may be stored: {messages:?}");
 }
@@ -95,14 +97,7 @@ fn pilot_call(scenario: &str) -> serde_json::Value {
         "sip:1001@pbx.example",
         "{scenario}: called is the diverted-from party, not the pilot"
     );
-    assert_recording_matches(
-        &server,
-        &message,
-        SPEECH_SHORT_ULAW,
-        SPEECH_SHORT_MS,
-        0.05,
-        0.9,
-    );
+    assert_short_speech_recorded(&server, &message);
     message
 }
 
@@ -132,7 +127,7 @@ fn unknown_mailbox_is_refused_with_404() {
     server
         .sipp("uac_404.xml", &["-s", "9999"], Duration::from_secs(15))
         .assert_success();
-    assert_nothing_stored(&server);
+    assert_nothing_stored(&server, "mailbox not served here");
 }
 
 #[test]
@@ -141,7 +136,7 @@ fn offer_without_a_common_codec_is_refused_with_488() {
     server
         .sipp("uac_488.xml", &["-s", "1001"], Duration::from_secs(15))
         .assert_success();
-    assert_nothing_stored(&server);
+    assert_nothing_stored(&server, "SDP offer refused");
 }
 
 #[test]
@@ -161,7 +156,7 @@ fn cancel_before_answer_gets_487_and_stores_nothing() {
                 .all(|m| m.text.contains("CANCEL")),
         "the INVITE must not be answered with 200 after a CANCEL"
     );
-    assert_nothing_stored(&server);
+    assert_nothing_stored(&server, "caller gave up before the answer");
 }
 
 #[test]
@@ -353,7 +348,17 @@ fn retransmitted_invite_does_not_start_a_second_call() {
     outcome.assert_success();
     let tags = invite_200_tags(&outcome);
     assert!(tags.iter().all(|t| *t == tags[0]), "one dialog: {tags:?}");
-    std::thread::sleep(Duration::from_secs(1));
-    let messages = server.wait_messages(1, STORE_WAIT);
+    // A call session logs "answering" as it answers. The call's message
+    // is stored seconds after a session started by the retransmission
+    // (within the call's first second) would have answered: by then the
+    // log shows every session there is.
+    server.wait_log("message stored", 1, STORE_WAIT);
+    assert_eq!(
+        server.calls_answered(),
+        1,
+        "one call session:\n{}",
+        server.log_tail()
+    );
+    let messages = server.messages();
     assert_eq!(messages.len(), 1, "exactly one message: {messages:?}");
 }

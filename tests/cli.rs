@@ -6,8 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    assert_recording_matches, call_timeout, cli, field, number, Server, TestNet, SPEECH_SHORT_MS,
-    SPEECH_SHORT_ULAW,
+    assert_short_speech_recorded, cli, field, number, Server, TestNet, SPEECH_SHORT_ULAW,
 };
 
 const FIELDS: [&str; 18] = [
@@ -38,13 +37,7 @@ fn stderr(output: &std::process::Output) -> String {
 /// A server holding one 3 s message for mailbox 1001.
 fn server_with_a_message() -> (Server, serde_json::Value) {
     let server = Server::start(TestNet::allocate());
-    server
-        .sipp(
-            "uac_pilot_diversion.xml",
-            &["-s", "1001"],
-            call_timeout(SPEECH_SHORT_MS),
-        )
-        .assert_success();
+    server.leave_short_message("1001");
     let mut messages = server.wait_messages(1, Duration::from_secs(5));
     assert_eq!(messages.len(), 1, "{messages:?}");
     (server, messages.remove(0))
@@ -103,14 +96,7 @@ fn list_show_export_delete() {
     assert_eq!(field(&shown, "call_id"), field(&message, "call_id"));
 
     // export writes the audio as a WAV file.
-    assert_recording_matches(
-        &server,
-        &message,
-        SPEECH_SHORT_ULAW,
-        SPEECH_SHORT_MS,
-        0.05,
-        0.9,
-    );
+    assert_short_speech_recorded(&server, &message);
 
     // delete moves it to the deleted folder: out of the default listing,
     // still shown, and its audio kept until it is purged.
@@ -263,14 +249,7 @@ fn folders_move_mark_delete_and_restore() {
     );
     assert!(stderr(&again).contains("not deleted"), "{}", stderr(&again));
     // Its audio was kept all along.
-    assert_recording_matches(
-        &server,
-        &restored,
-        SPEECH_SHORT_ULAW,
-        SPEECH_SHORT_MS,
-        0.05,
-        0.9,
-    );
+    assert_short_speech_recorded(&server, &restored);
 }
 
 #[test]

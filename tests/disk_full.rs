@@ -8,13 +8,13 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::dialog::ack_for_failure;
 use common::raw_sip::request;
-use common::{call_timeout, field, Server, ServerConfig, SipUdp, TestNet, SPEECH_SHORT_MS};
+use common::{call_timeout, field, number, Server, ServerConfig, SipUdp, TestNet, SPEECH_SHORT_MS};
 use sha2::{Digest, Sha256};
 
 /// A tmpfs mounted for one test; unmounted when dropped.
@@ -83,30 +83,6 @@ fn sha256_of(path: &Path) -> String {
     ))
 }
 
-/// The recording in progress, once it holds at least `bytes`.
-fn wait_recording(data: &Path, bytes: u64, timeout: Duration) -> PathBuf {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let found = std::fs::read_dir(data.join("recording"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.extension().is_some_and(|e| e == "wav")
-                    && p.metadata().is_ok_and(|m| m.len() >= bytes)
-            });
-        if let Some(path) = found {
-            return path;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recording of {bytes} bytes in progress"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing() {
     let tmpfs = Tmpfs::mount("8m");
@@ -124,13 +100,7 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
 
     // Two messages stored before the disk fills.
     for _ in 0..2 {
-        server
-            .sipp(
-                "uac_pilot_diversion.xml",
-                &["-s", "1001"],
-                call_timeout(SPEECH_SHORT_MS),
-            )
-            .assert_success();
+        server.leave_short_message("1001");
     }
     let earlier = server.wait_messages(2, Duration::from_secs(10));
     assert_eq!(earlier.len(), 2);
@@ -145,7 +115,7 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
 
     // A caller talks; the disk fills under the recording.
     let talking = server.sipp_start("uac_wait_bye.xml", &["-s", "1001"], Duration::from_secs(40));
-    let recording = wait_recording(&data, 44 + 2 * 8000 * 2, Duration::from_secs(10));
+    let recording = server.wait_recording(44 + 2 * 8000 * 2, Duration::from_secs(10));
     let filler = tmpfs.path().join("filler");
     let filled = fill(&filler);
     eprintln!("filled {filled} bytes; recording {}", recording.display());
@@ -210,6 +180,26 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
 
     // Space comes back: calls are taken again.
     std::fs::remove_file(&filler).expect("remove the filler");
+    server.leave_short_message("1001");
+    assert_eq!(server.wait_messages(4, Duration::from_secs(10)).len(), 4);
+    assert!(data.join("reserve").is_file(), "the reserve is taken back");
+    drop(server);
+}
+
+/// A server stopped while its disk is full (its SQLite files are removed
+/// by the clean close) is started again before any space returns: it must
+/// start, refuse calls with 503 rather than be absent, and take calls again
+/// once space is freed.
+#[test]
+fn a_server_started_on_a_full_disk_serves_and_refuses_calls_until_space_returns() {
+    let tmpfs = Tmpfs::mount("8m");
+    let data = tmpfs.path().join("data");
+    let config = ServerConfig {
+        data_dir: Some(data.clone()),
+        extra: "[storage]\nmin_free_mb = 1\n".into(),
+        ..ServerConfig::default()
+    };
+    let mut server = Server::start_with(TestNet::allocate(), config);
     server
         .sipp(
             "uac_pilot_diversion.xml",
@@ -217,7 +207,108 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
             call_timeout(SPEECH_SHORT_MS),
         )
         .assert_success();
-    assert_eq!(server.wait_messages(4, Duration::from_secs(10)).len(), 4);
+    let earlier = server.wait_messages(1, Duration::from_secs(10));
+    assert_eq!(earlier.len(), 1);
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0), "{status}");
+
+    let filler = tmpfs.path().join("filler");
+    fill(&filler);
+    // Waits until it answers OPTIONS; fails if it exits at start-up.
+    server.restart();
+    assert!(
+        server
+            .log()
+            .contains("the space reserve is given up to open the store"),
+        "{}",
+        server.log_tail()
+    );
+
+    let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n",
+        ip = server.net.peer_ip
+    );
+    let invite = request(
+        "INVITE",
+        &format!("sip:1001@{}", server.net.sip_addr()),
+        udp.local_addr(),
+        "UDP",
+        &["Content-Type: application/sdp"],
+        &sdp,
+    );
+    let refused = udp
+        .transact(&invite, Duration::from_secs(5))
+        .expect("an answer");
+    udp.send(ack_for_failure(&invite, &refused).as_bytes());
+    assert_eq!(refused.status, 503, "{}", refused.raw);
+    assert!(refused.header("Retry-After").is_some(), "{}", refused.raw);
+
+    std::fs::remove_file(&filler).expect("remove the filler");
+    server
+        .sipp(
+            "uac_pilot_diversion.xml",
+            &["-s", "1001"],
+            call_timeout(SPEECH_SHORT_MS),
+        )
+        .assert_success();
+    let listed = server.wait_messages(2, Duration::from_secs(10));
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(
+        sha256_of(&server.export(field(&earlier[0], "id"))),
+        field(&earlier[0], "sha256")
+    );
     assert!(data.join("reserve").is_file(), "the reserve is taken back");
+    drop(server);
+}
+
+/// A crash in the middle of a call, and the disk full when the server
+/// comes back: recovery needs room to list the call cut by the crash,
+/// and takes it from the space reserve, so the server starts and the call
+/// is listed at once.
+#[test]
+fn a_crash_then_a_full_disk_the_restarted_server_lists_the_cut_call() {
+    let tmpfs = Tmpfs::mount("8m");
+    let data = tmpfs.path().join("data");
+    let config = ServerConfig {
+        data_dir: Some(data.clone()),
+        extra: "[storage]\nmin_free_mb = 1\n".into(),
+        ..ServerConfig::default()
+    };
+    let mut server = Server::start_with(TestNet::allocate(), config);
+    assert!(
+        data.join("reserve").is_file(),
+        "the server holds its reserve"
+    );
+    let talking = server.sipp_start("uac_wait_bye.xml", &["-s", "1001"], Duration::from_secs(40));
+    // Two seconds of audio reached the disk.
+    server.wait_recording(44 + 2 * 8000 * 2, Duration::from_secs(10));
+    server.kill9();
+    drop(talking);
+
+    let filler = tmpfs.path().join("filler");
+    fill(&filler);
+    server.restart();
+    assert!(
+        server
+            .log()
+            .contains("the space reserve is given up to recover what a crash left"),
+        "{}",
+        server.log_tail()
+    );
+    let listed = server.wait_messages(1, Duration::from_secs(10));
+    assert_eq!(listed.len(), 1, "the call cut by the crash: {listed:?}");
+    assert_eq!(
+        listed[0]["partial"],
+        serde_json::json!(true),
+        "{}",
+        listed[0]
+    );
+    assert!(number(&listed[0], "duration_ms") >= 2000, "{}", listed[0]);
+    assert_eq!(
+        sha256_of(&server.export(field(&listed[0], "id"))),
+        field(&listed[0], "sha256")
+    );
+    std::fs::remove_file(&filler).expect("remove the filler");
     drop(server);
 }

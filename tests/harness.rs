@@ -96,3 +96,61 @@ fn requests_are_well_formed() {
     assert!(text.contains("\r\nCSeq: 1 OPTIONS\r\n"));
     assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
 }
+
+#[test]
+fn requests_the_server_sent_before_a_response_are_noted() {
+    // A stand-in server on loopback sends a BYE of its own, then the 200
+    // to ours.
+    let net = common::TestNet::allocate();
+    let server = std::net::UdpSocket::bind(net.sip_addr()).expect("bind the stand-in");
+    let client = common::SipUdp::bind(net.peer_ip, net.sip_addr());
+    let ours = request(
+        "BYE",
+        &format!("sip:1001@{}", net.sip_addr()),
+        client.local_addr(),
+        "UDP",
+        &[],
+        "",
+    );
+    let theirs = request(
+        "BYE",
+        &format!("sip:caller@{}", client.local_addr()),
+        net.sip_addr(),
+        "UDP",
+        &[],
+        "",
+    );
+    let responder = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let (n, from) = server.recv_from(&mut buf).expect("our BYE");
+        let bye = common::raw_sip::SipRequest::parse(&String::from_utf8_lossy(&buf[..n]))
+            .expect("a request");
+        server.send_to(theirs.as_bytes(), from).unwrap();
+        server
+            .send_to(bye.response(200, "OK").as_bytes(), from)
+            .unwrap();
+    });
+    let (requests, response) =
+        client.transact_noting_requests(&ours, std::time::Duration::from_secs(2));
+    responder.join().unwrap();
+    assert_eq!(response.map(|r| r.status), Some(200));
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].method, "BYE");
+}
+
+#[test]
+fn the_digest_check_recomputes_a_response() {
+    // RFC 7616 §3.9.1's SHA-256 example, as a SIP client would send it.
+    let challenge = common::digest::Challenge::parse(
+        "Digest realm=\"http-auth@example.org\", qop=\"auth\", algorithm=SHA-256, \
+         nonce=\"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v\"",
+    );
+    let sent = "Digest username=\"Mufasa\", realm=\"http-auth@example.org\", \
+                uri=\"/dir/index.html\", algorithm=SHA-256, \
+                nonce=\"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v\", nc=00000001, \
+                cnonce=\"f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ\", qop=auth, \
+                response=\"753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1\"";
+    challenge.check(sent, "Mufasa", "Circle of Life", "GET");
+    let wrong = std::panic::catch_unwind(|| challenge.check(sent, "Mufasa", "guess", "GET"));
+    assert!(wrong.is_err(), "a wrong password must fail the check");
+}

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use common::sipp::{SippOutcome, SippRun, SippSetup};
 use common::{
-    assert_recording_matches, call_timeout, field, Server, ServerConfig, TestNet, SPEECH_SHORT_MS,
-    SPEECH_SHORT_ULAW,
+    assert_short_speech_recorded, call_timeout, field, Server, ServerConfig, TestNet,
+    SPEECH_SHORT_MS,
 };
 use proxy::{wait_udp_bound, Kamailio, KamailioConfig};
 
@@ -136,14 +136,7 @@ fn call_through_kamailio(phone_scenario: &str, pilot: bool, reason: &str) -> Sip
     let message = messages.into_iter().next().expect("one message");
     assert_eq!(field(&message, "mailbox"), "1001", "{message:#}");
     assert_eq!(field(&message, "reason"), reason, "{message:#}");
-    assert_recording_matches(
-        &server,
-        &message,
-        SPEECH_SHORT_ULAW,
-        SPEECH_SHORT_MS,
-        0.05,
-        0.9,
-    );
+    assert_short_speech_recorded(&server, &message);
     // The Request-URI vmesh got: the called user, or the pilot.
     let user = if pilot { "voicemail" } else { "1001" };
     let relayed = format!("sending sip:{user}@{proxy_addr} to vmesh");

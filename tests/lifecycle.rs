@@ -20,8 +20,9 @@ fn kill9_during_a_call_keeps_a_partial_message_after_restart() {
         &["-s", "1001"],
         common::call_timeout(SPEECH_MS),
     );
-    // Six seconds into the 14.5 s message, the server dies.
-    std::thread::sleep(Duration::from_secs(6));
+    // Three seconds into the 14.5 s message (its recording holds 3 s of
+    // 16-bit audio at 8 kHz), the server dies.
+    server.wait_recording(44 + 3 * 8000 * 2, Duration::from_secs(10));
     server.kill9();
     drop(call);
 
@@ -48,7 +49,7 @@ fn kill9_during_a_call_keeps_a_partial_message_after_restart() {
     let recorded_ms = duration_ms(recorded.len(), rate);
     assert!(
         (1000..=7000).contains(&recorded_ms),
-        "about 6 s were sent before the crash, {recorded_ms} ms were kept"
+        "about 3 s were recorded before the crash, {recorded_ms} ms were kept"
     );
     // What was kept is what was sent so far.
     let (_, mut reference) = read_wav_mono_i16(&testdata(SPEECH_ULAW));
@@ -64,7 +65,8 @@ fn kill9_during_a_call_keeps_a_partial_message_after_restart() {
 fn sigterm_hangs_up_stores_the_call_and_exits_0() {
     let mut server = Server::start(TestNet::allocate());
     let call = server.sipp_start("uac_wait_bye.xml", &["-s", "1001"], Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(4));
+    // The call is being recorded (4 s of audio so far) when SIGTERM comes.
+    server.wait_recording(44 + 4 * 8000 * 2, Duration::from_secs(10));
     server.send_sigterm();
     // Signals are handled asynchronously: an INVITE sent before the server
     // has seen SIGTERM is a call like any other. Wait until it is stopping.
@@ -126,6 +128,95 @@ fn sigterm_hangs_up_stores_the_call_and_exits_0() {
     reference.truncate(recorded.len() + MAX_LAG_SAMPLES);
     let (lag, ncc) = aligned_correlation(&reference, &recorded, MAX_LAG_SAMPLES);
     assert!(ncc > 0.9, "NCC {ncc:.3} at lag {lag}");
+}
+
+/// Waits until the server has opened a recording: its sidecar, written
+/// when the ACK confirms the call, is in `recording/`.
+fn wait_recording_opened(server: &Server) {
+    let dir = server.data_dir().join("recording");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let opened = std::fs::read_dir(&dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+        });
+        if opened {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recording opened within 10 s\n{}",
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The one message listed: partial, for mailbox 1001, with no audio.
+fn assert_one_empty_partial(messages: &[serde_json::Value]) {
+    assert_eq!(
+        messages.len(),
+        1,
+        "the answered call is listed: {messages:?}"
+    );
+    let message = &messages[0];
+    assert_eq!(
+        message["partial"],
+        serde_json::Value::Bool(true),
+        "{message}"
+    );
+    assert_eq!(field(message, "mailbox"), "1001");
+    assert_eq!(number(message, "duration_ms"), 0, "{message}");
+    assert_eq!(field(message, "format"), "wav", "{message}");
+}
+
+/// A crash before any of the caller's audio reached the disk (the caller
+/// is silent here, so none ever does): the call was answered and its
+/// recording opened, so it is listed after the restart, as an empty
+/// partial message, never dropped.
+#[test]
+fn kill9_before_any_audio_reached_the_disk_still_lists_the_call() {
+    let mut server = Server::start(TestNet::allocate());
+    let call = server.sipp_start(
+        "uac_mute_wait_bye.xml",
+        &["-s", "1001"],
+        Duration::from_secs(40),
+    );
+    wait_recording_opened(&server);
+    server.kill9();
+    drop(call);
+
+    server.restart();
+    assert_one_empty_partial(&server.wait_messages(1, Duration::from_secs(10)));
+    assert!(
+        server.log().contains("recovered a message after a crash"),
+        "{}",
+        server.log_tail()
+    );
+}
+
+/// A graceful stop ends a call the caller had not finished: what it
+/// recorded is stored as partial however short it is (here nothing: the
+/// caller is silent), not discarded as a hang-up under min_message_ms.
+#[test]
+fn sigterm_stores_a_call_it_cut_short_as_partial() {
+    let mut server = Server::start(TestNet::allocate());
+    let call = server.sipp_start(
+        "uac_mute_wait_bye.xml",
+        &["-s", "1001"],
+        Duration::from_secs(40),
+    );
+    wait_recording_opened(&server);
+    let status = server.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
+    // The caller's scenario succeeds only if vmesh sent its BYE.
+    call.wait().assert_success();
+    assert_one_empty_partial(&server.messages());
 }
 
 #[test]

@@ -196,7 +196,12 @@ fn home_up_message_reaches_its_home_within_two_seconds() {
     assert_eq!(field(&own[0], "delivery"), "home");
     assert_eq!(field(&own[0], "origin"), "site-a");
     assert!(a.queue().is_empty(), "queue: {:#?}", a.queue());
-    std::thread::sleep(Duration::from_millis(500));
+    // A later message for site-b is the marker: once it has arrived and
+    // site-a has nothing left to send, anything site-a had sent site-b
+    // would be there too.
+    leave_messages(a, "2001", 1);
+    wait_count(b, "2", 2, Duration::from_secs(5));
+    wait_all_delivered(a, "2", Duration::from_secs(5));
     assert!(
         for_mailboxes(&b.messages(), "1").is_empty(),
         "site-b got a message for site-a's mailbox"
@@ -239,10 +244,12 @@ fn home_down_twenty_messages_wait_then_arrive_once() {
     eprintln!("20 queued messages at their home {delay:?} after it was started");
     let bound = Duration::from_secs(a.timings.ping_interval_s + 5);
     assert!(delay <= bound, "took {delay:?}, want within {bound:?}");
+    // Every message delivered and site-a's queue empty: site-a has nothing
+    // left to send, so what site-b holds now is all it will ever get.
     let delivered = wait_all_delivered(a, "2", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(1));
     let arrived_later = for_mailboxes(&b.messages(), "2");
     assert_eq!(arrived_later.len(), 20, "exactly 20 at home");
+    assert_eq!(log_count(b, STORED_LINE), 20, "each stored once");
     let ids = unique_ids(b, &arrived_later);
     assert_eq!(ids, unique_ids(a, &delivered), "the same 20 ids");
     assert!(arrived

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use common::raw_sip::{request, SipUdp};
 use common::sipp::{SippOutcome, SippRun, SippSetup};
 use common::{
-    assert_recording_matches, call_timeout, cli, field, Server, ServerConfig, TestNet,
-    SPEECH_SHORT_MS, SPEECH_SHORT_ULAW,
+    assert_short_speech_recorded, call_timeout, cli, field, Server, ServerConfig, TestNet,
+    SPEECH_SHORT_MS,
 };
 use proxy::{wait_udp_bound, Kamailio, KamailioConfig, RegistrarSetup};
 use serde_json::Value;
@@ -213,14 +213,7 @@ fn busy_call_recorded(setup: &Setup, server: &Server) -> SippOutcome {
     let message = &messages[0];
     assert_eq!(field(message, "mailbox"), "1001", "{message:#}");
     assert_eq!(field(message, "reason"), "user-busy", "{message:#}");
-    assert_recording_matches(
-        server,
-        message,
-        SPEECH_SHORT_ULAW,
-        SPEECH_SHORT_MS,
-        0.05,
-        0.9,
-    );
+    assert_short_speech_recorded(server, message);
     caller
 }
 

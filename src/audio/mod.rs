@@ -25,7 +25,7 @@ mod external_tools;
 mod test_signals;
 
 pub use self::g722::{G722Decoder, G722Encoder};
-pub use self::ogg_opus::{read_ogg_opus, OggOpusAudio, OggOpusWriter};
+pub use self::ogg_opus::{read_ogg_opus, read_ogg_opus_at, OggOpusAudio, OggOpusWriter};
 pub use self::opus::{OpusDecoder, OpusEncoder};
 pub use self::resample::{resample, Resampler};
 pub use self::silence::{

@@ -255,6 +255,17 @@ pub struct OggOpusAudio {
 /// nonzero granule offset (§4.5, cut from a live broadcast) are decoded
 /// from their first packet.
 pub fn read_ogg_opus<R: Read + Seek>(reader: R) -> Result<OggOpusAudio, AudioError> {
+    read_ogg_opus_at(reader, None)
+}
+
+/// [`read_ogg_opus`] with the PCM at `rate` instead of the input rate:
+/// decoded directly at that rate when Opus supports it (the decoder
+/// band-limits as it goes, at a fraction of a resampler's cost), else
+/// decoded at 48 kHz and resampled. `None` is the input rate.
+pub fn read_ogg_opus_at<R: Read + Seek>(
+    reader: R,
+    rate: Option<u32>,
+) -> Result<OggOpusAudio, AudioError> {
     let mut packets = PacketReader::new(reader);
     let missing = |what: &str| AudioError::NotOggOpus(format!("missing {what}"));
 
@@ -268,8 +279,9 @@ pub fn read_ogg_opus<R: Read + Seek>(reader: R) -> Result<OggOpusAudio, AudioErr
         }
     };
 
-    let decode_rate = if OPUS_RATES.contains(&head.input_rate) {
-        head.input_rate
+    let wanted = rate.unwrap_or(head.input_rate);
+    let decode_rate = if OPUS_RATES.contains(&wanted) {
+        wanted
     } else {
         GRANULE_RATE
     };
@@ -305,7 +317,7 @@ pub fn read_ogg_opus<R: Read + Seek>(reader: R) -> Result<OggOpusAudio, AudioErr
     pcm.truncate(keep);
     apply_gain(&mut pcm, head.gain);
 
-    let sample_rate = match head.input_rate {
+    let sample_rate = match wanted {
         0 => GRANULE_RATE,
         rate if rate == decode_rate => rate,
         rate => {

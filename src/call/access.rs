@@ -27,6 +27,7 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::typed::To;
 use rsipstack::sip::{Header, Param, Request, Scheme, Uri};
 
+use super::parties::Redirections;
 use crate::config::{is_valid_mailbox, PilotKind, RetrievalConfig};
 
 /// The parts of an INVITE that decide its purpose.
@@ -86,23 +87,9 @@ pub fn caller_mailbox(p_asserted_identity: &[&str], from: Option<&str>) -> Optio
 /// [`classify`] for a parsed INVITE.
 pub fn purpose_of(req: &Request, config: &RetrievalConfig) -> CallPurpose {
     let request_uri = req.uri.to_string();
-    let mut history_info = Vec::new();
-    let mut diversion = Vec::new();
-    for header in req.headers.iter() {
-        match header {
-            Header::HistoryInfo(h) => history_info.push(h.value().to_string()),
-            Header::Diversion(d) => diversion.push(d.value().to_string()),
-            Header::Other(name, value) if name.eq_ignore_ascii_case("history-info") => {
-                history_info.push(value.clone())
-            }
-            Header::Other(name, value) if name.eq_ignore_ascii_case("diversion") => {
-                diversion.push(value.clone())
-            }
-            _ => {}
-        }
-    }
-    let history_info: Vec<&str> = history_info.iter().map(String::as_str).collect();
-    let diversion: Vec<&str> = diversion.iter().map(String::as_str).collect();
+    let found = Redirections::of(req);
+    let history_info: Vec<&str> = found.history_info.iter().map(String::as_str).collect();
+    let diversion: Vec<&str> = found.diversion.iter().map(String::as_str).collect();
     classify(
         &AccessRequest {
             request_uri: &request_uri,

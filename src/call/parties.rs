@@ -19,28 +19,44 @@ pub struct Caller {
     pub display_name: Option<String>,
 }
 
+/// The redirection headers of a request as text, each in order from the
+/// top: History-Info (RFC 7044) and Diversion (RFC 5806) values, typed by
+/// rsipstack or not.
+#[derive(Debug, Default)]
+pub struct Redirections {
+    pub history_info: Vec<String>,
+    pub diversion: Vec<String>,
+}
+
+impl Redirections {
+    /// Those of `req`.
+    pub fn of(req: &Request) -> Redirections {
+        let mut found = Redirections::default();
+        for header in req.headers.iter() {
+            match header {
+                Header::HistoryInfo(h) => found.history_info.push(h.value().to_string()),
+                Header::Diversion(d) => found.diversion.push(d.value().to_string()),
+                Header::Other(name, value) if name.eq_ignore_ascii_case("history-info") => {
+                    found.history_info.push(value.clone())
+                }
+                Header::Other(name, value) if name.eq_ignore_ascii_case("diversion") => {
+                    found.diversion.push(value.clone())
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
 /// Resolves the mailbox an INVITE is for (RFC 4458, RFC 7044, RFC 5806, To,
 /// Request-URI, in that order).
 pub fn mailbox_of(req: &Request) -> Result<MailboxTarget, MailboxError> {
     let request_uri = req.uri.to_string();
     let to = req.to_header().ok().map(|t| t.value().to_string());
-    let mut history_info = Vec::new();
-    let mut diversion = Vec::new();
-    for header in req.headers.iter() {
-        match header {
-            Header::HistoryInfo(h) => history_info.push(h.value().to_string()),
-            Header::Diversion(d) => diversion.push(d.value().to_string()),
-            Header::Other(name, value) if name.eq_ignore_ascii_case("history-info") => {
-                history_info.push(value.clone())
-            }
-            Header::Other(name, value) if name.eq_ignore_ascii_case("diversion") => {
-                diversion.push(value.clone())
-            }
-            _ => {}
-        }
-    }
-    let history_info: Vec<&str> = history_info.iter().map(String::as_str).collect();
-    let diversion: Vec<&str> = diversion.iter().map(String::as_str).collect();
+    let found = Redirections::of(req);
+    let history_info: Vec<&str> = found.history_info.iter().map(String::as_str).collect();
+    let diversion: Vec<&str> = found.diversion.iter().map(String::as_str).collect();
     resolve(&MailboxRequest {
         request_uri: &request_uri,
         to: to.as_deref(),

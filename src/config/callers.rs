@@ -25,7 +25,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::listen::ListenAddr;
 use super::reader::{Node, Reader};
-use super::register::Password;
+use super::secret::{Password, PasswordKeys};
 use super::sip::SipConfig;
 
 /// Default lifetime of a digest nonce: long enough for a PBX to answer the
@@ -220,7 +220,8 @@ fn read_auth_entry(
     table: &DeTable<'_>,
     base_dir: &Path,
 ) -> Option<AuthUser> {
-    let (mut user, mut password, mut file) = (None, None, None);
+    let mut user = None;
+    let mut password = PasswordKeys::default();
     for (name, value) in table.iter() {
         let field = format!("{key}.{}", name.get_ref());
         match name.get_ref().as_ref() {
@@ -229,17 +230,11 @@ fn read_auth_entry(
                     .string(&field, value)
                     .map(|s| (s.to_owned(), field, value.span()))
             }
-            "password" => {
-                password = reader
-                    .string(&field, value)
-                    .map(|s| (s.to_owned(), field, value.span()))
+            other => {
+                if !password.read_key(reader, &field, other, value, base_dir) {
+                    reader.unknown_key(&field, name.span());
+                }
             }
-            "password_file" => {
-                file = reader
-                    .string(&field, value)
-                    .map(|s| (s.to_owned(), field, value.span()))
-            }
-            _ => reader.unknown_key(&field, name.span()),
         }
     }
     let Some((user, user_key, user_span)) = user else {
@@ -258,43 +253,13 @@ fn read_auth_entry(
         );
         return None;
     }
-    let password = match (password, file) {
-        (Some((p, field, span)), None) => {
-            if p.is_empty() {
-                reader.error(&field, span, "must not be empty");
-                return None;
-            }
-            p
-        }
-        (None, Some((path, field, span))) => {
-            let full = base_dir.join(&path);
-            match std::fs::read_to_string(&full) {
-                // The file's first line; editors add a final newline.
-                Ok(text) => match text.lines().next().map(str::trim_end) {
-                    Some(p) if !p.is_empty() => p.to_owned(),
-                    _ => {
-                        reader.error(&field, span, format!("{} is empty", full.display()));
-                        return None;
-                    }
-                },
-                Err(e) => {
-                    reader.error(&field, span, format!("cannot read {}: {e}", full.display()));
-                    return None;
-                }
-            }
-        }
-        (Some((_, field, span)), Some(_)) => {
-            reader.error(&field, span, "give password or password_file, not both");
-            return None;
-        }
-        (None, None) => {
-            reader.error(key, node.span(), "needs a password or a password_file");
-            return None;
-        }
-    };
+    if !password.given() {
+        reader.error(key, node.span(), "needs a password or a password_file");
+        return None;
+    }
     Some(AuthUser {
         user,
-        password: Password::new(password),
+        password: password.into_password()?,
     })
 }
 
@@ -408,7 +373,7 @@ mod tests {
         let cases = [
             ("[[sip.auth]]\npassword = \"x\"\n", "sip.auth[0]"),
             ("[[sip.auth]]\nuser = \"a\"\n", "sip.auth[0]"),
-            ("[[sip.auth]]\nuser = \"a\"\npassword = \"x\"\npassword_file = \"f\"\n", "sip.auth[0].password"),
+            ("[[sip.auth]]\nuser = \"a\"\npassword = \"x\"\npassword_file = \"f\"\n", "sip.auth[0].password_file"),
             ("[[sip.auth]]\nuser = \"a\"\npassword_file = \"missing\"\n", "sip.auth[0].password_file"),
             ("[[sip.auth]]\nuser = \"a\"\npassword = \"\"\n", "sip.auth[0].password"),
             ("[[sip.auth]]\nuser = \"a\"\npassword = \"x\"\ncolour = 1\n", "sip.auth[0].colour"),

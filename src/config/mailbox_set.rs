@@ -6,7 +6,10 @@
 //! matches digit ranges, and globs would admit forms a mailbox may not take.
 
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
+
+use super::reader::{ArrayEntry, Reader};
 
 /// Longest mailbox id, in digits. Long enough for any E.164 number (15
 /// digits) with a prefix, short enough to keep paths short.
@@ -125,6 +128,33 @@ impl fmt::Display for MailboxPattern {
     }
 }
 
+/// A mailbox pattern with where it was written.
+pub(super) struct PlacedPattern {
+    pub key: String,
+    pub span: Range<usize>,
+    pub pattern: MailboxPattern,
+}
+
+/// The patterns of a `mailboxes`-like array, naming each bad one by its
+/// index (`mailboxes.accept[2]`); the good ones with where they stand.
+pub(super) fn read_patterns(
+    reader: &mut Reader<'_>,
+    entries: Vec<ArrayEntry<'_>>,
+) -> Vec<PlacedPattern> {
+    let mut patterns = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match entry.value.parse::<MailboxPattern>() {
+            Ok(pattern) => patterns.push(PlacedPattern {
+                key: entry.key,
+                span: entry.span,
+                pattern,
+            }),
+            Err(message) => reader.error(&entry.key, entry.span, message),
+        }
+    }
+    patterns
+}
+
 /// The mailboxes a server takes calls for: the union of its patterns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxSet {
@@ -158,6 +188,11 @@ impl MailboxSet {
     /// name each bad entry by its index).
     pub fn from_patterns(patterns: Vec<MailboxPattern>) -> Self {
         MailboxSet { patterns }
+    }
+
+    /// A set from patterns read with [`read_patterns`].
+    pub(super) fn from_placed(patterns: Vec<PlacedPattern>) -> Self {
+        MailboxSet::from_patterns(patterns.into_iter().map(|p| p.pattern).collect())
     }
 
     /// Every valid mailbox: the default, so one server alone serves a whole PBX.

@@ -21,7 +21,7 @@
 //! Layout: [`Profile`] ties the sections together (`profile.rs`); each section
 //! has its own file (`server.rs`, `sip.rs` with `callers.rs` for who may
 //! call, `media.rs`, `storage.rs`, `mesh.rs`, `mwi.rs`, `retrieval.rs`), as
-//! do listen addresses (`listen.rs`) and mailbox patterns (`mailbox_set.rs`,
+//! do listen addresses (`listen.rs`), passwords (`secret.rs`) and mailbox patterns (`mailbox_set.rs`,
 //! with `overlap.rs` deciding whether two patterns share a mailbox). The
 //! topology is read in `topology.rs`, its peer URIs in `peer_uri.rs`, and
 //! `membership.rs` checks a profile's place in it. Mutual TLS between
@@ -45,6 +45,7 @@ mod reader;
 mod register;
 mod registrar_uri;
 mod retrieval;
+mod secret;
 mod server;
 mod sip;
 mod storage;
@@ -76,8 +77,7 @@ pub use mwi::{
 pub use peer_uri::{PeerUri, PeerUriError, DEFAULT_SIPS_PORT, DEFAULT_SIP_PORT};
 pub use profile::{Profile, ProfileOrigin, DEFAULT_PROFILE_TOML};
 pub use register::{
-    Password, RegisterConfig, DEFAULT_REGISTER_EXPIRES, MAX_REGISTER_EXPIRES_S,
-    MIN_REGISTER_EXPIRES_S,
+    RegisterConfig, DEFAULT_REGISTER_EXPIRES, MAX_REGISTER_EXPIRES_S, MIN_REGISTER_EXPIRES_S,
 };
 pub use registrar_uri::{RegistrarHost, RegistrarUri, RegistrarUriError};
 pub use retrieval::{
@@ -85,6 +85,7 @@ pub use retrieval::{
     DEFAULT_LANGUAGE, DEFAULT_LOCKOUT, DEFAULT_LOCKOUT_FAILURES, DEFAULT_LOCKOUT_WINDOW,
     DEFAULT_PILOTS, DEFAULT_TIMEZONE,
 };
+pub use secret::Password;
 pub use server::{ServerConfig, DEFAULT_DATA_DIR, DEFAULT_SERVER_NAME};
 pub use sip::{
     default_user_agent, SipConfig, DEFAULT_LISTEN, DEFAULT_MAX_CALLS, DEFAULT_MAX_CONNECTIONS,

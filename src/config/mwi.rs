@@ -4,15 +4,17 @@
 //! expiry bounds here apply to them. PBXs that take NOTIFYs without a
 //! subscription (Asterisk's `incoming_mwi_mailbox`, FreeSWITCH, many
 //! phones) are listed in `notify` as URI templates, `{mailbox}` standing
-//! for the mailbox, with `username`/`password` for a digest challenge.
+//! for the mailbox, with `username` and `password` (or `password_file`,
+//! read by `secret.rs`) for a digest challenge.
 
-use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use toml::de::DeTable;
 
-use super::mailbox_set::{MailboxPattern, MailboxSet};
+use super::mailbox_set::{read_patterns, MailboxSet};
 use super::reader::Reader;
+use super::secret::{Password, PasswordKeys};
 
 /// What `{mailbox}` in a `notify` template stands for.
 pub const MAILBOX_PLACEHOLDER: &str = "{mailbox}";
@@ -83,22 +85,12 @@ impl NotifyTemplate {
 }
 
 /// Credentials that answer a PBX's digest challenge (RFC 3261 §22.2).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestCredentials {
     /// The digest user name.
     pub username: String,
     /// The password.
-    pub password: String,
-}
-
-impl fmt::Debug for DigestCredentials {
-    /// Never prints the password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DigestCredentials")
-            .field("username", &self.username)
-            .field("password", &"<hidden>")
-            .finish()
-    }
+    pub password: Password,
 }
 
 /// Message-waiting settings.
@@ -146,11 +138,14 @@ impl Default for MwiConfig {
 }
 
 impl MwiConfig {
-    /// Reads `[mwi]`, then checks the keys that go together.
-    pub(super) fn read(reader: &mut Reader<'_>, table: &DeTable<'_>) -> Self {
+    /// Reads `[mwi]`, then checks the keys that go together; a relative
+    /// `password_file` is relative to `base_dir`.
+    pub(super) fn read(reader: &mut Reader<'_>, table: &DeTable<'_>, base_dir: &Path) -> Self {
         let mut mwi = MwiConfig::default();
-        let (mut username, mut password) = (None, None);
-        let mut spans = (None, None);
+        let mut username = None;
+        let mut password = PasswordKeys::default();
+        // Where each was written, for the errors of one without the other.
+        let (mut username_span, mut password_at) = (None, None);
         for (name, node) in table.iter() {
             let key = format!("mwi.{}", name.get_ref());
             let secs = |reader: &mut Reader<'_>, max| {
@@ -172,22 +167,11 @@ impl MwiConfig {
                     let Some(entries) = reader.strings(&key, node) else {
                         continue;
                     };
-                    let mut patterns = Vec::with_capacity(entries.len());
-                    for entry in entries {
-                        match entry.value.parse::<MailboxPattern>() {
-                            Ok(p) => patterns.push(p),
-                            Err(message) => reader.error(&entry.key, entry.span, message),
-                        }
-                    }
-                    mwi.mailboxes = Some(MailboxSet::from_patterns(patterns));
+                    mwi.mailboxes = Some(MailboxSet::from_placed(read_patterns(reader, entries)));
                 }
                 "username" => {
-                    spans.0 = Some(node.span());
+                    username_span = Some(node.span());
                     username = reader.string(&key, node).map(str::to_owned);
-                }
-                "password" => {
-                    spans.1 = Some(node.span());
-                    password = reader.string(&key, node).map(str::to_owned);
                 }
                 "domain" => {
                     if let Some(domain) = reader.string(&key, node) {
@@ -236,25 +220,33 @@ impl MwiConfig {
                         mwi.poll_interval = Duration::from_millis(n);
                     }
                 }
-                _ => reader.unknown_key(&key, name.span()),
+                other => {
+                    if password.read_key(reader, &key, other, node, base_dir) {
+                        password_at.get_or_insert((key.clone(), node.span()));
+                    } else {
+                        reader.unknown_key(&key, name.span());
+                    }
+                }
             }
         }
-        match (username, password) {
+        let password_given = password.given();
+        match (username, password.into_password()) {
             (Some(username), Some(password)) => {
                 mwi.credentials = Some(DigestCredentials { username, password })
             }
-            (None, None) => {}
+            (None, None) if !password_given => {}
+            (Some(_), None) if password_given => {}
             (Some(_), None) => {
                 let message = "a username needs a password";
-                match spans.0 {
+                match username_span {
                     Some(span) => reader.error("mwi.username", span, message),
                     None => reader.error_unplaced("mwi.username", message),
                 }
             }
-            (None, Some(_)) => {
+            (None, _) => {
                 let message = "a password needs a username";
-                match spans.1 {
-                    Some(span) => reader.error("mwi.password", span, message),
+                match password_at {
+                    Some((key, span)) => reader.error(&key, span, message),
                     None => reader.error_unplaced("mwi.password", message),
                 }
             }

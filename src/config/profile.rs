@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::mailbox_set::{MailboxPattern, MailboxSet};
+use super::mailbox_set::{read_patterns, MailboxSet};
 use super::media::MediaConfig;
 use super::membership::check_membership;
 use super::mesh::MeshConfig;
@@ -352,7 +352,7 @@ impl Profile {
             None => Vec::new(),
         };
         let retrieval = RetrievalConfig::read(reader, retrieval, origin.base_dir());
-        let mwi = MwiConfig::read(reader, mwi);
+        let mwi = MwiConfig::read(reader, mwi, origin.base_dir());
         let tls = TlsFiles::read(reader, tls, origin.base_dir());
         let profile = Profile {
             origin,
@@ -393,14 +393,7 @@ fn read_mailboxes(reader: &mut Reader<'_>, table: &DeTable<'_>) -> Option<Mailbo
             );
             continue;
         }
-        let mut patterns = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match entry.value.parse::<MailboxPattern>() {
-                Ok(p) => patterns.push(p),
-                Err(message) => reader.error(&entry.key, entry.span, message),
-            }
-        }
-        set = Some(MailboxSet::from_patterns(patterns));
+        set = Some(MailboxSet::from_placed(read_patterns(reader, entries)));
     }
     set
 }

@@ -14,8 +14,8 @@
 //! entry, and an entry that listens on every address (`0.0.0.0`) registers
 //! `media.rtp_ip` instead, the address vmesh already tells the PBX to send
 //! media to. Passwords may be kept out of the profile in a file of their
-//! own (`password_file`, relative to the profile), and never appear in
-//! logs or debug output.
+//! own (`password_file`, relative to the profile, read by `secret.rs`), and
+//! never appear in logs or debug output.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -27,6 +27,7 @@ use toml::de::{DeTable, DeValue};
 use super::listen::{ListenAddr, ListenTransport};
 use super::reader::{Node, Reader};
 use super::registrar_uri::RegistrarUri;
+use super::secret::{Password, PasswordKeys};
 
 /// Default lifetime asked for a registration: the value Asterisk and
 /// FreeSWITCH phones commonly use; RFC 3261 §10.2.1.1 suggests 3600 when
@@ -43,30 +44,6 @@ pub const MAX_REGISTER_EXPIRES_S: u64 = 86_400;
 
 /// Longest `user` accepted.
 const MAX_USER_LEN: usize = 64;
-
-/// A digest password. Compared like a string but never printed: its
-/// `Debug` output is a placeholder, so a profile can be logged or shown in
-/// a test failure without the secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    /// A password given by other means than a profile (tests, tools).
-    pub fn new(secret: impl Into<String>) -> Password {
-        Password(secret.into())
-    }
-
-    /// The password itself, for computing a digest response.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
 
 /// One registration with a PBX.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,8 +165,7 @@ struct Keys {
     registrar: Option<RegistrarUri>,
     user: Option<String>,
     auth_user: Option<String>,
-    password: Option<Password>,
-    password_given: bool,
+    password: PasswordKeys,
     expires: Option<Duration>,
     outbound_proxy: Option<RegistrarUri>,
 }
@@ -217,27 +193,18 @@ fn read_entry(
             }
             "user" => keys.user = read_user(reader, &field, node),
             "auth_user" => keys.auth_user = read_auth_user(reader, &field, node),
-            "password" | "password_file" => {
-                if keys.password_given {
-                    reader.error(
-                        &field,
-                        node.span(),
-                        "give either password or password_file, not both",
-                    );
-                    continue;
-                }
-                keys.password_given = true;
-                keys.password = if name.get_ref() == "password" {
-                    read_password(reader, &field, node)
-                } else {
-                    read_password_file(reader, &field, node, context.base_dir)
-                };
-            }
             "expires" => {
                 let range = MIN_REGISTER_EXPIRES_S..=MAX_REGISTER_EXPIRES_S;
                 keys.expires = reader.integer(&field, node, range).map(Duration::from_secs);
             }
-            _ => reader.unknown_key(&field, name.span()),
+            other => {
+                if !keys
+                    .password
+                    .read_key(reader, &field, other, node, context.base_dir)
+                {
+                    reader.unknown_key(&field, name.span());
+                }
+            }
         }
     }
     let missing = |reader: &mut Reader<'_>, name: &str, what: &str| {
@@ -284,7 +251,7 @@ fn read_entry(
         registrar,
         auth_user: keys.auth_user.unwrap_or_else(|| user.clone()),
         user,
-        password: keys.password,
+        password: keys.password.into_password(),
         expires: keys.expires.unwrap_or(DEFAULT_REGISTER_EXPIRES),
         outbound_proxy: keys.outbound_proxy,
         local,
@@ -373,54 +340,6 @@ fn read_auth_user(reader: &mut Reader<'_>, key: &str, node: &Node<'_>) -> Option
         return None;
     }
     Some(text.to_owned())
-}
-
-fn read_password(reader: &mut Reader<'_>, key: &str, node: &Node<'_>) -> Option<Password> {
-    let text = reader.string(key, node)?;
-    check_password(text)
-        .map_err(|m| reader.error(key, node.span(), m))
-        .ok()
-}
-
-/// Reads the password from a file (relative to the profile): its first
-/// line, without the line ending, is the password.
-fn read_password_file(
-    reader: &mut Reader<'_>,
-    key: &str,
-    node: &Node<'_>,
-    base_dir: &Path,
-) -> Option<Password> {
-    let name = reader.string(key, node)?;
-    let path = base_dir.join(name);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) => {
-            let message = format!("cannot read {}: {e}", path.display());
-            reader.error(key, node.span(), message);
-            return None;
-        }
-    };
-    let line = text
-        .strip_suffix("\r\n")
-        .or_else(|| text.strip_suffix('\n'))
-        .unwrap_or(&text);
-    match check_password(line) {
-        Ok(password) => Some(password),
-        Err(message) => {
-            reader.error(key, node.span(), format!("{}: {message}", path.display()));
-            None
-        }
-    }
-}
-
-fn check_password(text: &str) -> Result<Password, &'static str> {
-    if text.is_empty() {
-        return Err("the password is empty");
-    }
-    if text.chars().any(char::is_control) {
-        return Err("the password has control characters (or more than one line)");
-    }
-    Ok(Password(text.to_owned()))
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ fn mwi_keys_are_read() {
     assert!(set.contains("1500") && !set.contains("2500"));
     let creds = mwi.credentials.as_ref().unwrap();
     assert_eq!(
-        (creds.username.as_str(), creds.password.as_str()),
+        (creds.username.as_str(), creds.password.expose()),
         ("vm", "s3cret")
     );
     assert!(
@@ -147,6 +147,51 @@ fn mwi_keys_are_read() {
         (mwi.max_in_flight, mwi.poll_interval),
         (4, Duration::from_millis(100))
     );
+}
+
+#[test]
+fn the_mwi_password_may_come_from_a_file_beside_the_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mwi.secret"), "from-file\r\n").unwrap();
+    let parse_in =
+        |text: &str| Profile::parse(text, ProfileOrigin::File(dir.path().join("p.toml")));
+    let p = parse_in("[mwi]\nusername = \"vm\"\npassword_file = \"mwi.secret\"\n").unwrap();
+    let creds = p.mwi.credentials.as_ref().unwrap();
+    assert_eq!(
+        (creds.username.as_str(), creds.password.expose()),
+        ("vm", "from-file")
+    );
+    assert!(!format!("{p:?}").contains("from-file"));
+    let cases = [
+        (
+            "[mwi]\nusername = \"vm\"\npassword = \"x\"\npassword_file = \"mwi.secret\"\n",
+            "mwi.password_file",
+            "not both",
+        ),
+        (
+            "[mwi]\npassword_file = \"mwi.secret\"\n",
+            "mwi.password_file",
+            "needs a username",
+        ),
+        (
+            "[mwi]\nusername = \"vm\"\npassword_file = \"none\"\n",
+            "mwi.password_file",
+            "cannot read",
+        ),
+    ];
+    for (text, key, words) in cases {
+        let errors = parse_in(text).unwrap_err();
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.key == key && e.message.contains(words)),
+            "{text:?}: want {key} with {words:?}, got {errors}"
+        );
+    }
+    // A password file that failed is not also "a username without a password".
+    let errors = parse_in("[mwi]\nusername = \"vm\"\npassword_file = \"none\"\n").unwrap_err();
+    assert!(!errors.has_key("mwi.username"), "{errors}");
 }
 
 #[test]

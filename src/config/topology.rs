@@ -16,13 +16,13 @@
 //!
 //! Validation makes the file safe to route by: names are unique, every URI
 //! reaches its server by TCP or TLS at an IP address no other server has,
-//! and no mailbox has two homes ([`MailboxPattern::overlaps`]). Servers are
-//! reached over mutual TLS and known by the name in their certificate,
-//! issued by the mesh CA that `[tls] ca` names; plain TCP is allowed only
-//! for a server marked `insecure = true` (tests, demos, a trusted LAN), and
-//! such a server is known by the source address of its connections. Errors
-//! name the topology file and keys such as `server[1].mailboxes[0]`, all at
-//! once, as for profiles.
+//! and no mailbox has two homes ([`super::MailboxPattern::overlaps`]).
+//! Servers are reached over mutual TLS and known by the name in their
+//! certificate, issued by the mesh CA that `[tls] ca` names; plain TCP is
+//! allowed only for a server marked `insecure = true` (tests, demos, a
+//! trusted LAN), and such a server is known by the source address of its
+//! connections. Errors name the topology file and keys such as
+//! `server[1].mailboxes[0]`, all at once, as for profiles.
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -32,7 +32,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::listen::ListenTransport;
-use super::mailbox_set::{MailboxPattern, MailboxSet};
+use super::mailbox_set::{read_patterns, MailboxSet, PlacedPattern};
 use super::peer_uri::PeerUri;
 use super::reader::{Node, Reader};
 use super::server::check_name;
@@ -154,13 +154,6 @@ struct Entry {
     insecure: Option<(bool, Range<usize>)>,
 }
 
-/// A mailbox pattern with where it was written.
-struct PlacedPattern {
-    key: String,
-    span: Range<usize>,
-    pattern: MailboxPattern,
-}
-
 /// Reads `[[server]]` tables, checks them against each other and returns
 /// the complete ones (all of them when no error was recorded).
 fn read_servers(
@@ -249,7 +242,9 @@ fn read_entry(reader: &mut Reader<'_>, index: usize, node: &Node<'_>) -> Option<
             }
             "mailboxes" => {
                 has_mailboxes = true;
-                entry.mailboxes = read_patterns(reader, &item_key, value);
+                entry.mailboxes = reader
+                    .strings(&item_key, value)
+                    .map(|entries| read_patterns(reader, entries));
             }
             "insecure" => {
                 if let Some(b) = reader.boolean(&item_key, value) {
@@ -281,27 +276,6 @@ fn read_entry(reader: &mut Reader<'_>, index: usize, node: &Node<'_>) -> Option<
         }
     }
     Some(entry)
-}
-
-/// Reads a `mailboxes` array, naming each bad pattern by its index.
-fn read_patterns(
-    reader: &mut Reader<'_>,
-    key: &str,
-    node: &Node<'_>,
-) -> Option<Vec<PlacedPattern>> {
-    let entries = reader.strings(key, node)?;
-    let mut patterns = Vec::with_capacity(entries.len());
-    for entry in entries {
-        match entry.value.parse::<MailboxPattern>() {
-            Ok(pattern) => patterns.push(PlacedPattern {
-                key: entry.key,
-                span: entry.span,
-                pattern,
-            }),
-            Err(message) => reader.error(&entry.key, entry.span, message),
-        }
-    }
-    Some(patterns)
 }
 
 /// Names are how profiles and peers refer to servers: two servers may not

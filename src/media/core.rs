@@ -530,14 +530,13 @@ impl MediaCore {
             .receiver
             .latched_peer()
             .filter(|&a| Some(a) != self.negotiated.remote_rtp);
-        let next_port = |a: SocketAddr| SocketAddr::new(a.ip(), a.port().wrapping_add(1));
+        // RTP + 1 (RFC 3550 §11), when there is such a port: from RTP port
+        // 65535, RTCP would wrap around to port 0.
+        let next_port = |a: SocketAddr| Some(SocketAddr::new(a.ip(), a.port().checked_add(1)?));
         let to = match learned {
             // Behind a NAT, RTCP follows the learned address (+1).
-            Some(nat) => next_port(nat),
-            None => self
-                .negotiated
-                .remote_rtcp
-                .unwrap_or_else(|| next_port(rtp)),
+            Some(nat) => next_port(nat)?,
+            None => self.negotiated.remote_rtcp.or_else(|| next_port(rtp))?,
         };
         Some(Transmit {
             channel: Channel::Rtcp,

@@ -408,3 +408,26 @@ fn a_burst_after_starvation_is_recorded_whole() {
         assert!(frame.iter().all(|&s| s == expected[0]), "frame {seq}");
     }
 }
+
+/// Found by the sdp_answer fuzz target's check (RTCP to port 0): a caller
+/// on RTP port 65535 has no RTP + 1, so no report goes to port 0 for it.
+#[test]
+fn no_rtcp_to_port_zero_from_the_last_rtp_port() {
+    let last: SocketAddr = "192.0.2.1:65535".parse().unwrap();
+    let n = Negotiated {
+        remote_rtp: Some(last),
+        remote_rtcp: None,
+        ..negotiated()
+    };
+    let mut h = Harness::new(&n);
+    h.media.confirm(h.t0);
+    let mut rtp = 0;
+    for ms in (0..8000).step_by(20) {
+        for (t, _) in h.transmit(ms) {
+            assert_ne!(t.to.port(), 0, "sent to port 0 at {ms} ms: {t:?}");
+            rtp += usize::from(t.channel == Channel::Rtp);
+        }
+    }
+    assert!(rtp > 0, "RTP still goes to the caller");
+    assert!(h.media.goodbye(h.at(8000), &mut Vec::new()).is_none());
+}

@@ -38,8 +38,10 @@ pub struct RecordLimits {
 /// Why a recording ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordEnd {
-    /// The call ended or the server is shutting down.
+    /// The call ended (the caller left, or the recording was stopped).
     Stopped,
+    /// The server is shutting down and ended the call itself.
+    Shutdown,
     /// The caller pressed the stop key (`#`), by RFC 4733 or SIP INFO.
     Dtmf(char),
     /// The message reached the maximum length.

@@ -14,16 +14,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rsipstack::sip::typed::{From as FromHeader, To as ToHeader};
-use rsipstack::sip::{Header, Method, Param, Response, SipMessage, StatusCodeKind, Transport, Uri};
+use rsipstack::sip::{Header, Method, Response, SipMessage, StatusCodeKind, Transport, Uri};
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
-use rsipstack::transaction::make_tag;
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transport::{SipAddr, SipConnection};
+use rsipstack::transport::SipConnection;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::sip::SipStack;
+use crate::sip::{request, SipStack};
 
 /// Why a request to a peer got no final response.
 #[derive(Debug, thiserror::Error)]
@@ -145,30 +143,20 @@ impl PeerLink {
     ) -> Result<Response, LinkError> {
         let (connection, closed) = self.connection().await?;
         let endpoint = self.sip.endpoint.inner.clone();
-        let via_addr = SipAddr {
-            r#type: Some(if self.tls {
-                Transport::Tls
-            } else {
-                Transport::Tcp
-            }),
-            addr: self.local.into(),
+        let transport = if self.tls {
+            Transport::Tls
+        } else {
+            Transport::Tcp
         };
-        let via = endpoint
-            .get_via(Some(via_addr), None)
-            .map_err(|e| LinkError::Build(e.to_string()))?;
-        let from_uri = Uri::try_from(format!("sip:{}@{}", self.local_name, self.local).as_str())
-            .map_err(|e| LinkError::Build(e.to_string()))?;
-        let from = FromHeader {
-            display_name: None,
-            uri: from_uri,
-            params: vec![Param::Tag(make_tag())],
-        };
-        let to = ToHeader {
-            display_name: None,
-            uri: self.uri.clone(),
-            params: vec![],
-        };
-        let mut req = endpoint.make_request(method, self.uri.clone(), via, from, to, 1, None);
+        let mut req = request::out_of_dialog(
+            &endpoint,
+            method,
+            self.uri.clone(),
+            &self.local_name,
+            self.local,
+            transport,
+        )
+        .map_err(|e| LinkError::Build(e.to_string()))?;
         req.headers.extend(headers);
         req.body = body;
         let key = TransactionKey::from_request(&req, TransactionRole::Client)

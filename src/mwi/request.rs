@@ -18,17 +18,22 @@ use std::net::SocketAddr;
 use rsipstack::sip::typed::{From as FromHeader, To as ToHeader};
 use rsipstack::sip::{Header, Host, Method, Param, Request, Transport, Uri};
 use rsipstack::transaction::endpoint::EndpointInner;
-use rsipstack::transaction::make_tag;
-use rsipstack::transport::SipAddr;
 
 use super::subscription::SubscriptionStatus;
 use super::summary::{CONTENT_TYPE, EVENT_PACKAGE};
+use crate::sip::request;
 use crate::store::SubscriptionRecord;
 
 /// Why a NOTIFY could not be built (a stored URI that no longer parses).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build NOTIFY: {0}")]
 pub struct BuildError(pub String);
+
+impl From<request::BuildError> for BuildError {
+    fn from(e: request::BuildError) -> Self {
+        BuildError(e.0)
+    }
+}
 
 /// Where a request goes first: transport, host (a name or an address)
 /// and port.
@@ -147,7 +152,7 @@ pub fn in_dialog(
         uri: parse("remote URI", &record.remote_uri)?,
         params: vec![Param::Tag(record.remote_tag.clone().into())],
     };
-    let via = via(endpoint, local, hop.transport)?;
+    let via = request::via(endpoint, local, hop.transport)?;
     let mut req = endpoint.make_request(
         Method::Notify,
         target,
@@ -178,20 +183,8 @@ pub fn unsolicited(
 ) -> Result<(Request, NextHop), BuildError> {
     let uri = Uri::try_from(target).map_err(|e| BuildError(format!("{target:?}: {e}")))?;
     let hop = NextHop::of(&uri);
-    let from_uri = Uri::try_from(format!("sip:vmesh@{local}").as_str())
-        .map_err(|e| BuildError(e.to_string()))?;
-    let from = FromHeader {
-        display_name: None,
-        uri: from_uri,
-        params: vec![Param::Tag(make_tag())],
-    };
-    let to = ToHeader {
-        display_name: None,
-        uri: uri.clone(),
-        params: vec![],
-    };
-    let via = via(endpoint, local, hop.transport)?;
-    let mut req = endpoint.make_request(Method::Notify, uri, via, from, to, 1, None);
+    let mut req =
+        request::out_of_dialog(endpoint, Method::Notify, uri, "vmesh", local, hop.transport)?;
     let content = Content {
         state: "terminated".into(),
         body,
@@ -208,20 +201,6 @@ pub fn host_of(uri: &str) -> Option<String> {
         Host::IpAddr(ip) => ip.to_string(),
         Host::Domain(d) => d.to_string(),
     })
-}
-
-fn via(
-    endpoint: &EndpointInner,
-    local: SocketAddr,
-    transport: Transport,
-) -> Result<rsipstack::sip::typed::Via, BuildError> {
-    let addr = SipAddr {
-        r#type: Some(transport),
-        addr: local.into(),
-    };
-    endpoint
-        .get_via(Some(addr), None)
-        .map_err(|e| BuildError(e.to_string()))
 }
 
 /// Contact, Event, Subscription-State, Allow-Events and the body.

@@ -10,22 +10,25 @@
 //! reused while it stays open.
 //!
 //! A 401 or 407 to an unsolicited NOTIFY is answered once with the
-//! `[mwi]` credentials, by rsipstack's client digest
-//! (`dialog::authenticate`: MD5 and SHA-256, qop=auth), as a new
-//! transaction with the next CSeq; a second challenge (other than a stale
-//! nonce) means the credentials were refused. A challenge inside a
-//! subscription's dialog is not answered: the subscriber itself asked for
-//! the subscription, and the CSeq of its dialog is not ours to skip.
+//! `[mwi]` credentials, by vmesh's digest client ([`crate::sip::digest`]:
+//! MD5, SHA-256 and SHA-512-256, the first challenge it supports as RFC
+//! 8760 §2.4 asks), as a new transaction with the next CSeq (RFC 3261
+//! §22.2); a second challenge means the credentials were refused, unless
+//! it is `stale=true` (a new nonce for right credentials, answered up to
+//! twice). A challenge inside a subscription's dialog is not answered: the
+//! subscriber itself asked for the subscription, and the CSeq of its
+//! dialog is not ours to skip.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rsipstack::dialog::authenticate::{handle_client_authenticate, AuthRetry, Credential};
-use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{Header, Request, SipMessage, StatusCode, StatusCodeKind, Transport};
+use rand::Rng;
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::{Header, Param, Request, Response, SipMessage, StatusCodeKind, Transport};
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::make_via_branch;
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::{SipAddr, SipConnection};
 use tokio::sync::Mutex;
@@ -35,11 +38,15 @@ use tracing::debug;
 use super::delivery::NotifyOutcome;
 use super::request::NextHop;
 use crate::config::DigestCredentials;
+use crate::sip::digest::{Challenge, ChallengeKind, Credentials, DigestRequest};
 use crate::sip::SipStack;
 
 /// Longest wait for a NOTIFY's final answer, above Timer F (32 s), in
 /// case the transaction layer never reports one.
 const TRANSACTION_GUARD: Duration = Duration::from_secs(40);
+
+/// `stale=true` challenges answered after the first challenge of a NOTIFY.
+const MAX_STALE_ANSWERS: u32 = 2;
 
 /// Why a NOTIFY could not be put on the wire.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +62,7 @@ pub enum SendError {
 /// The way out for NOTIFYs.
 pub struct Sender {
     sip: Arc<SipStack>,
-    credentials: Option<Credential>,
+    credentials: Option<DigestCredentials>,
     tcp: Mutex<HashMap<SocketAddr, (SipConnection, CancellationToken)>>,
     shutdown: CancellationToken,
 }
@@ -82,12 +89,7 @@ impl Sender {
     ) -> Sender {
         Sender {
             sip,
-            credentials: credentials.map(|c| Credential {
-                username: c.username.clone(),
-                password: c.password.clone(),
-                realm: None,
-                auth_username: None,
-            }),
+            credentials: credentials.cloned(),
             tcp: Mutex::new(HashMap::new()),
             shutdown,
         }
@@ -209,7 +211,7 @@ impl Sender {
         let Ok(key) = TransactionKey::from_request(&request, TransactionRole::Client) else {
             return NotifyOutcome::Refused(400);
         };
-        let seq = request.cseq_header().and_then(|c| c.seq()).unwrap_or(1);
+        let mut seq = request.cseq_header().and_then(|c| c.seq()).unwrap_or(1);
         let mut tx = Transaction::new_client(key, request, endpoint, Some(path.connection.clone()));
         tx.destination = Some(SipAddr {
             r#type: Some(path.transport),
@@ -218,8 +220,7 @@ impl Sender {
         if tx.send().await.is_err() {
             return NotifyOutcome::NoAnswer;
         }
-        let mut challenges = AuthRetry::new();
-        let mut seq = seq;
+        let mut challenges_answered = 0;
         loop {
             let Some(message) = tx.receive().await else {
                 return NotifyOutcome::NoAnswer;
@@ -227,39 +228,64 @@ impl Sender {
             let SipMessage::Response(response) = message else {
                 continue;
             };
-            let status = response.status_code.clone();
-            match status.kind() {
+            let status = u16::from(response.status_code.clone());
+            match response.status_code.kind() {
                 StatusCodeKind::Provisional => continue,
                 StatusCodeKind::Successful => return NotifyOutcome::Delivered,
                 _ => {}
             }
-            let challenged = matches!(
-                status,
-                StatusCode::Unauthorized | StatusCode::ProxyAuthenticationRequired
-            );
-            if let (true, true, Some(credential)) =
-                (challenged, answer_challenges, self.credentials.as_ref())
-            {
-                if challenges.should_answer(&response) {
-                    seq += 1;
-                    match handle_client_authenticate(seq, &tx, response, credential).await {
-                        Ok(mut next) => {
-                            unquote_qop(&mut next.original);
-                            if next.send().await.is_err() {
-                                return NotifyOutcome::NoAnswer;
-                            }
-                            tx = next;
-                            continue;
-                        }
-                        Err(e) => {
-                            debug!(error = %e, "cannot answer the challenge");
-                            return NotifyOutcome::Refused(u16::from(status));
-                        }
-                    }
-                }
+            if !answer_challenges {
+                return NotifyOutcome::Refused(status);
             }
-            return NotifyOutcome::Refused(u16::from(status));
+            let Some(mut next) =
+                self.answer_challenge(&tx, &response, challenges_answered, seq + 1)
+            else {
+                return NotifyOutcome::Refused(status);
+            };
+            challenges_answered += 1;
+            seq += 1;
+            if next.send().await.is_err() {
+                return NotifyOutcome::NoAnswer;
+            }
+            tx = next;
         }
+    }
+
+    /// The transaction that answers the challenge in `response` to `tx`'s
+    /// request with CSeq `cseq`, after `answered` challenges of this
+    /// NOTIFY; `None` when it is not to be answered (no credentials, no
+    /// challenge vmesh supports, or credentials already refused).
+    fn answer_challenge(
+        &self,
+        tx: &Transaction,
+        response: &Response,
+        answered: u32,
+        cseq: u32,
+    ) -> Option<Transaction> {
+        let credentials = self.credentials.as_ref()?;
+        let (kind, challenge) = Challenge::of_response(response)
+            .map_err(|e| {
+                if ChallengeKind::of_status(response.status_code.code()).is_some() {
+                    debug!(error = %e, "cannot answer the challenge");
+                }
+            })
+            .ok()?;
+        if answered > 0 && !(challenge.stale && answered <= MAX_STALE_ANSWERS) {
+            return None;
+        }
+        let cnonce = format!("{:032x}", rand::rng().random::<u128>());
+        let request = with_credentials(&tx.original, kind, &challenge, credentials, cseq, &cnonce)
+            .map_err(|e| debug!(error = %e, "cannot answer the challenge"))
+            .ok()?;
+        let key = TransactionKey::from_request(&request, TransactionRole::Client).ok()?;
+        let mut next = Transaction::new_client(
+            key,
+            request,
+            self.sip.endpoint.inner.clone(),
+            tx.connection.clone(),
+        );
+        next.destination = tx.destination.clone();
+        Some(next)
     }
 
     /// A live TCP connection of ours to `remote`, opened if needed.
@@ -288,26 +314,43 @@ impl Sender {
     }
 }
 
-/// rsipstack writes the credentials' `qop` as a quoted string
-/// (`qop="auth"`); RFC 2617 §3.2.2 and RFC 7616 §3.4 define it as a bare
-/// token in Authorization (`qop=auth`), and strict servers refuse the
-/// quoted form. The header is rewritten in place before it is sent.
-fn unquote_qop(request: &mut Request) {
-    for header in request.headers.iter_mut() {
-        let value = match header {
-            Header::Authorization(a) => a.value().to_string(),
-            Header::ProxyAuthorization(a) => a.value().to_string(),
-            _ => continue,
-        };
-        let fixed = value
-            .replace("qop=\"auth-int\"", "qop=auth-int")
-            .replace("qop=\"auth\"", "qop=auth");
-        match header {
-            Header::Authorization(_) => *header = Header::Authorization(fixed.into()),
-            Header::ProxyAuthorization(_) => *header = Header::ProxyAuthorization(fixed.into()),
-            _ => {}
-        }
-    }
+/// `original` sent again as a new transaction answering `challenge`
+/// (RFC 3261 §22.2): the next CSeq, a new Via branch, and the
+/// credentials (Authorization for a 401, Proxy-Authorization for a 407)
+/// as the first use of the challenge's nonce, with client nonce `cnonce`.
+fn with_credentials(
+    original: &Request,
+    kind: ChallengeKind,
+    challenge: &Challenge,
+    credentials: &DigestCredentials,
+    cseq: u32,
+    cnonce: &str,
+) -> Result<Request, rsipstack::sip::Error> {
+    let mut request = original.clone();
+    request.cseq_header_mut()?.mut_seq(cseq)?;
+    let mut via = request.via_header()?.typed()?;
+    via.params.retain(|p| !matches!(p, Param::Branch(_)));
+    via.params.push(make_via_branch());
+    request
+        .headers
+        .retain(|h| !matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_)));
+    request.headers.unique_push(via.into());
+    let uri = request.uri.to_string();
+    let value = challenge.authorization(
+        &Credentials {
+            username: &credentials.username,
+            password: credentials.password.expose(),
+        },
+        &DigestRequest {
+            method: &request.method.to_string(),
+            uri: &uri,
+            body: &request.body,
+        },
+        1,
+        cnonce,
+    );
+    request.headers.push(kind.answer_header(value));
+    Ok(request)
 }
 
 /// The address of a next hop: its IP, or the first address its name
@@ -337,25 +380,90 @@ fn unspecified(remote: SocketAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Password;
+
+    fn notify() -> Request {
+        let text = "NOTIFY sip:1001@192.0.2.5 SIP/2.0\r\n\
+                    Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKfirst;rport\r\n\
+                    From: <sip:vmesh@192.0.2.1>;tag=a\r\nTo: <sip:1001@192.0.2.5>\r\n\
+                    Call-ID: c\r\nCSeq: 1 NOTIFY\r\nEvent: message-summary\r\n\
+                    Content-Type: application/simple-message-summary\r\n\
+                    Content-Length: 22\r\n\r\nMessages-Waiting: yes\r\n";
+        Request::try_from(text).unwrap()
+    }
+
+    fn credentials() -> DigestCredentials {
+        DigestCredentials {
+            username: "vmesh".into(),
+            password: Password::new("s3cret"),
+        }
+    }
+
+    fn header(request: &Request, name: &str) -> String {
+        let text = request.to_string();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
 
     #[test]
-    fn qop_is_sent_as_a_token() {
-        let text = "NOTIFY sip:1001@192.0.2.5 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\n\
-                    From: <sip:vmesh@192.0.2.1>;tag=a\r\nTo: <sip:1001@192.0.2.5>\r\nCall-ID: c\r\n\
-                    CSeq: 2 NOTIFY\r\nAuthorization: Digest username=\"vmesh\", realm=\"r\", \
-                    nonce=\"n\", uri=\"sip:1001@192.0.2.5\", response=\"x\", qop=\"auth\", nc=00000001, \
-                    cnonce=\"c\"\r\nContent-Length: 0\r\n\r\n";
-        let mut request = Request::try_from(text).unwrap();
-        unquote_qop(&mut request);
-        let auth = request
-            .headers
-            .iter()
-            .find_map(|h| match h {
-                Header::Authorization(a) => Some(a.value().to_string()),
-                _ => None,
-            })
-            .unwrap();
-        assert!(auth.contains("qop=auth,"), "{auth}");
-        assert!(auth.contains("realm=\"r\""), "{auth}");
+    fn a_sha_256_challenge_is_answered_as_registered_with_qop_a_token() {
+        let challenge =
+            Challenge::parse("Digest realm=\"pbx\", nonce=\"n1\", algorithm=SHA-256, qop=\"auth\"")
+                .unwrap();
+        let next = with_credentials(
+            &notify(),
+            ChallengeKind::Www,
+            &challenge,
+            &credentials(),
+            2,
+            "c0ffee",
+        )
+        .unwrap();
+        let auth = header(&next, "Authorization");
+        assert!(auth.contains("algorithm=SHA-256,"), "{auth}");
+        assert!(auth.contains("qop=auth, nc=00000001"), "{auth}");
+        assert!(auth.contains("uri=\"sip:1001@192.0.2.5\""), "{auth}");
+        // H(H(vmesh:pbx:s3cret):n1:00000001:c0ffee:auth:H(NOTIFY:sip:1001@192.0.2.5)),
+        // computed with Python's hashlib.
+        assert!(
+            auth.contains(
+                "response=\"01b0f93cccb713245ff1f6d1a34619214cba92822913668b7db518aa2a70a428\""
+            ),
+            "{auth}"
+        );
+        assert_eq!(header(&next, "CSeq"), "2 NOTIFY");
+        assert_eq!(header(&next, "Call-ID"), "c");
+        let via = header(&next, "Via");
+        assert!(!via.contains("z9hG4bKfirst"), "a new transaction: {via}");
+        assert!(via.contains("branch=z9hG4bK"), "{via}");
+        assert_eq!(next.body, notify().body);
+    }
+
+    #[test]
+    fn a_proxy_challenge_is_answered_with_proxy_authorization_once() {
+        let challenge = Challenge::parse("Digest realm=\"p\", nonce=\"n2\"").unwrap();
+        let first = with_credentials(
+            &notify(),
+            ChallengeKind::Proxy,
+            &challenge,
+            &credentials(),
+            2,
+            "c1",
+        )
+        .unwrap();
+        let again = with_credentials(
+            &first,
+            ChallengeKind::Proxy,
+            &challenge,
+            &credentials(),
+            3,
+            "c2",
+        )
+        .unwrap();
+        let text = again.to_string();
+        assert_eq!(text.matches("Proxy-Authorization:").count(), 1, "{text}");
+        assert!(!text.contains("\r\nAuthorization:"), "{text}");
+        assert!(header(&again, "Proxy-Authorization").contains("algorithm=MD5"));
     }
 }

@@ -14,7 +14,7 @@ use rsipstack::sip::prelude::{HasHeaders, HeadersExt};
 use rsipstack::sip::{Header, Param, Response, Scheme, Transport, Uri};
 
 use super::machine::Answer;
-use crate::sip::digest::{Challenge, ChallengeError};
+use crate::sip::digest::Challenge;
 
 /// The [`Answer`] carried by `response` to the REGISTER with CSeq `cseq`,
 /// which registered `contact` asking for `requested` seconds.
@@ -24,20 +24,7 @@ pub fn answer_of(response: &Response, cseq: u32, contact: &Uri, requested: u32) 
         .wire_reason
         .clone()
         .unwrap_or_else(|| response.status_code.text().to_string());
-    let challenges: Vec<String> = response
-        .headers()
-        .iter()
-        .filter_map(|h| match (status, h) {
-            (401, Header::WwwAuthenticate(v)) => Some(v.value().to_owned()),
-            (407, Header::ProxyAuthenticate(v)) => Some(v.value().to_owned()),
-            _ => None,
-        })
-        .collect();
-    let challenge = if matches!(status, 401 | 407) {
-        Challenge::select(challenges.iter().map(String::as_str))
-    } else {
-        Err(ChallengeError::NoChallenge)
-    };
+    let challenge = Challenge::of_response(response).map(|(_, challenge)| challenge);
     let expires_header = response
         .expires_header()
         .and_then(|h| leading_number(h.value()));
@@ -133,6 +120,7 @@ fn leading_number(value: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::digest::ChallengeError;
 
     fn response(status_line: &str, extra: &str) -> Response {
         format!(

@@ -11,27 +11,7 @@
 use rand::Rng;
 
 use crate::config::Password;
-use crate::sip::digest::{Challenge, Credentials, DigestRequest};
-
-/// Who asked for credentials, which decides the header that answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChallengeKind {
-    /// 401 with WWW-Authenticate, answered by Authorization (the registrar).
-    Www,
-    /// 407 with Proxy-Authenticate, answered by Proxy-Authorization.
-    Proxy,
-}
-
-impl ChallengeKind {
-    /// The kind a 401 or 407 asks for.
-    pub fn of_status(status: u16) -> Option<ChallengeKind> {
-        match status {
-            401 => Some(ChallengeKind::Www),
-            407 => Some(ChallengeKind::Proxy),
-            _ => None,
-        }
-    }
-}
+use crate::sip::digest::{Challenge, ChallengeKind, Credentials, DigestRequest};
 
 /// One credentials header for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

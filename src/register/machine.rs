@@ -51,11 +51,11 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::authorizer::{AuthorizationHeader, Authorizer, ChallengeKind};
+use super::authorizer::{AuthorizationHeader, Authorizer};
 use super::backoff::FailureKind;
 pub use super::snapshot::{Binding, Failure, Phase, Snapshot};
 use crate::config::MAX_REGISTER_EXPIRES_S;
-use crate::sip::digest::{Challenge, ChallengeError};
+use crate::sip::digest::{Challenge, ChallengeError, ChallengeKind};
 
 /// `stale=true` challenges answered in a row before giving up.
 const MAX_STALE_ROUNDS: u8 = 2;

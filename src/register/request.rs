@@ -19,7 +19,7 @@
 
 use rsipstack::sip::Request;
 
-use super::authorizer::{AuthorizationHeader, ChallengeKind};
+use super::authorizer::AuthorizationHeader;
 use super::machine::Register;
 use crate::config::{ListenTransport, RegisterConfig};
 use crate::sip::responses::allow_line;
@@ -78,11 +78,7 @@ pub fn register_text(entry: &RegisterConfig, register: &Register, ids: &Identifi
         text.push_str(&format!("Route: <{proxy};lr>\r\n"));
     }
     for AuthorizationHeader { kind, value } in &register.authorization {
-        let name = match kind {
-            ChallengeKind::Www => "Authorization",
-            ChallengeKind::Proxy => "Proxy-Authorization",
-        };
-        text.push_str(&format!("{name}: {value}\r\n"));
+        text.push_str(&format!("{}: {value}\r\n", kind.answer_name()));
     }
     text.push_str("Content-Length: 0\r\n\r\n");
     text
@@ -102,6 +98,7 @@ pub fn register_request(
 mod tests {
     use super::*;
     use crate::config::{Profile, ProfileOrigin};
+    use crate::sip::digest::ChallengeKind;
 
     fn entry(extra: &str) -> RegisterConfig {
         let text = format!(

@@ -10,8 +10,10 @@
 //!
 //! Each clip is decoded once per rate and kept (about 5 MB of PCM for the
 //! whole English set at 16 kHz): prompts are the most played audio of the
-//! server. Decoding uses [`crate::audio::ogg_opus`], and 8 kHz calls get the
-//! clips through the band-limited resampler of [`crate::audio::resample()`].
+//! server. Decoding uses [`crate::audio::ogg_opus`], straight at the call's
+//! rate when Opus decodes at it (8 and 16 kHz: the decoder band-limits as
+//! it goes, at a fraction of a resampler's cost); other rates go through
+//! the band-limited resampler of [`crate::audio::resample()`].
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -19,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::clip::{Clip, PAUSE_MS};
-use crate::audio::{read_ogg_opus, resample, AudioError};
+use crate::audio::{read_ogg_opus_at, AudioError};
 use crate::config::{RetrievalConfig, DEFAULT_LANGUAGE};
 
 /// The rate `scripts/make-prompts.sh` records clips at.
@@ -245,12 +247,7 @@ impl Prompts {
         }
         let pcm: Arc<[i16]> = match clip {
             Clip::Pause => vec![0; (PAUSE_MS * rate / 1000) as usize].into(),
-            _ => {
-                let (pcm, from) = self.decode(clip)?;
-                resample(&pcm, from, rate)
-                    .map_err(|source| self.undecodable(clip, source))?
-                    .into()
-            }
+            _ => self.decode_at(clip, Some(rate))?.0.into(),
         };
         self.lock().insert((clip, rate), Arc::clone(&pcm));
         Ok(pcm)
@@ -265,8 +262,14 @@ impl Prompts {
         Ok(pcm)
     }
 
-    /// Reads and decodes a clip's file: its PCM and rate.
+    /// Reads and decodes a clip's file at its own rate.
     fn decode(&self, clip: Clip) -> Result<(Vec<i16>, u32), PromptError> {
+        self.decode_at(clip, None)
+    }
+
+    /// Reads and decodes a clip's file at `rate` (`None`: its own); its
+    /// PCM and rate.
+    fn decode_at(&self, clip: Clip, rate: Option<u32>) -> Result<(Vec<i16>, u32), PromptError> {
         let Some(name) = clip.name() else {
             return Ok((Vec::new(), PROMPT_RATE));
         };
@@ -289,7 +292,8 @@ impl Prompts {
                 })?
             }
         };
-        let audio = read_ogg_opus(Cursor::new(bytes)).map_err(|e| self.undecodable(clip, e))?;
+        let audio =
+            read_ogg_opus_at(Cursor::new(bytes), rate).map_err(|e| self.undecodable(clip, e))?;
         Ok((audio.pcm, audio.sample_rate))
     }
 

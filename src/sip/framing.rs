@@ -81,7 +81,7 @@ impl StreamFramer {
         if self.failed || data.is_empty() {
             return;
         }
-        if self.buf.is_empty() {
+        if self.started.is_none() {
             self.started = Some(now);
         }
         self.last_push = Some(now);
@@ -110,11 +110,11 @@ impl StreamFramer {
         }
         let frame = self.frame();
         if self.buf.is_empty() || self.buf[..] == b"\r\n"[..] {
-            // A lone CRLF is a keep-alive pong (RFC 5626 §4.4.1), not the
-            // start of a request.
-            if !self.buf.is_empty() && frame.is_none() {
-                self.buf.clear();
-            }
+            // A lone CRLF is not the start of a request: it is a keep-alive
+            // pong (RFC 5626 §4.4.1), or the first half of a CRLFCRLF ping
+            // whose second half is in the next read. It stays buffered, so
+            // that a ping cut in two by the reads is still answered, but
+            // starts no clock.
             self.started = None;
         } else if frame.is_some() {
             // What follows a framed message arrived with the last bytes at
@@ -234,6 +234,55 @@ mod tests {
         let later = start + Duration::from_secs(600);
         f.push(&OPTIONS[..5], later);
         assert_eq!(f.deadline(), Some(later + DEADLINE));
+    }
+
+    /// Found by fuzzing (sip_stream_framing): a CRLFCRLF ping whose two
+    /// halves came in two reads was taken for two pongs and never answered,
+    /// so the framing depended on how TCP cut the stream.
+    #[test]
+    fn a_ping_split_across_reads_is_still_a_ping() {
+        let mut f = StreamFramer::new(limits(65536), DEADLINE);
+        f.push(b"\r\n", t0());
+        assert_eq!(f.next_frame(), None);
+        assert_eq!(f.deadline(), None, "half a ping starts no clock");
+        f.push(b"\r\n", t0());
+        assert_eq!(f.next_frame(), Some(Frame::Ping));
+        assert_eq!(f.buffered(), 0);
+
+        // The fuzzer's input: a stray LF, then pings, read in one piece
+        // and in two; both give the same frames.
+        let stream = b"\n\r\n\r\n\r\n\r\n\r\n\r\n";
+        let frames = |cuts: &[usize]| {
+            let mut f = StreamFramer::new(limits(65536), DEADLINE);
+            let mut out = Vec::new();
+            let mut at = 0;
+            for &cut in cuts.iter().chain([stream.len()].iter()) {
+                f.push(&stream[at..cut], t0());
+                at = cut;
+                while let Some(frame) = f.next_frame() {
+                    out.push(frame);
+                }
+            }
+            out
+        };
+        assert_eq!(frames(&[]), frames(&[11]));
+        assert_eq!(frames(&[11]).last(), Some(&Frame::Ping));
+    }
+
+    #[test]
+    fn a_request_after_a_lone_crlf_has_its_deadline() {
+        let mut f = StreamFramer::new(limits(65536), DEADLINE);
+        f.push(b"\r\n", t0());
+        assert_eq!(f.next_frame(), None);
+        let later = t0() + Duration::from_secs(30);
+        f.push(&OPTIONS[..10], later);
+        assert_eq!(f.next_frame(), None);
+        assert_eq!(f.deadline(), Some(later + DEADLINE));
+        f.push(&OPTIONS[10..], later);
+        assert_eq!(
+            f.next_frame(),
+            Some(Frame::Message(Bytes::from(OPTIONS.to_vec())))
+        );
     }
 
     #[test]

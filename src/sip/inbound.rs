@@ -137,12 +137,24 @@ fn datagram_body_problem(raw: &[u8]) -> Option<String> {
 /// The checks of RFC 3261 §8.2 that the parser leaves to us: the headers
 /// every request must carry, in a form the transaction layer can use.
 pub fn check_request(req: &Request) -> Result<(), String> {
-    req.via_header()
+    // The top Via as the transaction layer reads it: the first of possibly
+    // comma-separated values (RFC 3261 §7.3.1). A header whose first value
+    // cannot be split off (an unclosed quote) parses as a whole, but the
+    // layer cannot mark its `received` nor key its transaction, and drops
+    // the request without an answer.
+    req.top_via_header()
         .and_then(|v| v.typed())
         .map_err(|e| format!("bad Via: {e}"))?;
-    req.from_header()
-        .and_then(|f| f.uri())
-        .map_err(|e| format!("bad From: {e}"))?;
+    let from = req.from_header().map_err(|e| format!("bad From: {e}"))?;
+    from.uri().map_err(|e| format!("bad From: {e}"))?;
+    // RFC 3261 §8.1.1.3: the From tag is mandatory. The transaction layer
+    // keys every transaction on it and drops a request without one without
+    // a word, so it is refused here, where it can still be answered.
+    match from.tag() {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err("From without a tag (RFC 3261 8.1.1.3)".to_string()),
+        Err(e) => return Err(format!("bad From tag: {e}")),
+    }
     req.to_header()
         .and_then(|t| t.uri())
         .map_err(|e| format!("bad To: {e}"))?;
@@ -335,6 +347,86 @@ mod tests {
             classify(options.as_bytes(), limits(65536), true, "v"),
             Inbound::Message(_)
         ));
+    }
+
+    /// Found by fuzzing (sip_datagram): a request whose From had no tag
+    /// passed these checks, and rsipstack, which keys its transactions on
+    /// the tag, then dropped it without an answer.
+    #[test]
+    fn a_request_without_a_from_tag_gets_400() {
+        let raw = options("CSeq: 1 OPTIONS\r\n").replace(";tag=1", "");
+        match classify(raw.as_bytes(), limits(65536), true, "v") {
+            Inbound::Reply(b) => {
+                let text = String::from_utf8_lossy(&b);
+                assert!(text.starts_with("SIP/2.0 400 "), "{text}");
+                assert!(text.contains("From without a tag"), "{text}");
+            }
+            other => panic!("expected 400, got {other:?}"),
+        }
+        // The fuzzer's input: a SIPp BYE whose tag parameter lost its name.
+        let bye = "BYE sip:vmesh@127.0.77.10:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.77.11:5070;branch=z9hG4bK-29298-1-8\r\n\
+             From: \"Test Caller\" <sip:5551234@127.0.77.11:5070>;t\0\0\0\0\0\0\0\0SIPpTag001\r\n\
+             To: <sip:1001@127.0.77.10:5060>;tag=cLrT4wMT\r\n\
+             Call-ID: 1-29298@127.0.77.11\r\n\
+             CSeq: 2 BYE\r\n\
+             Max-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n";
+        // The NULs make it unanswerable (see `malformed`); it must not
+        // reach the transaction layer either way.
+        assert!(matches!(
+            classify(bye.as_bytes(), limits(65536), true, "v"),
+            Inbound::Ignore
+        ));
+        let printable = bye.replace('\0', "x");
+        assert_eq!(
+            status_of(classify(printable.as_bytes(), limits(65536), true, "v")),
+            "SIP/2.0 400 "
+        );
+        // What passes has a transaction key.
+        let good = options("CSeq: 1 OPTIONS\r\n");
+        let Inbound::Message(message) = classify(good.as_bytes(), limits(65536), true, "v") else {
+            panic!("a good request is refused");
+        };
+        let rsipstack::sip::SipMessage::Request(req) = *message else {
+            panic!("not a request");
+        };
+        use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+        assert!(TransactionKey::from_request(&req, TransactionRole::Server).is_ok());
+    }
+
+    /// Found by fuzzing (sip_datagram): a Via with an unclosed quote
+    /// parsed, but rsipstack could not split off its first value to mark
+    /// `received`, and dropped the INVITE without an answer.
+    #[test]
+    fn a_via_whose_first_value_cannot_be_split_off_gets_400() {
+        let raw = options("CSeq: 1 OPTIONS\r\n").replace(
+            "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1",
+            "Via: SIP/2.0/UDP 127.0.waller\" <0;branch=z9hG4bK-29298-1-0",
+        );
+        match classify(raw.as_bytes(), limits(65536), true, "v") {
+            Inbound::Reply(b) => {
+                let text = String::from_utf8_lossy(&b);
+                assert!(text.starts_with("SIP/2.0 400 "), "{text}");
+                assert!(text.contains("bad Via"), "{text}");
+            }
+            other => panic!("expected 400, got {other:?}"),
+        }
+        // Two values in one header are fine, the first one counts.
+        let two = options("CSeq: 1 OPTIONS\r\n").replace(
+            "branch=z9hG4bK-1\r\n",
+            "branch=z9hG4bK-1, SIP/2.0/UDP 192.0.2.4;branch=z9hG4bK-0\r\n",
+        );
+        let Inbound::Message(message) = classify(two.as_bytes(), limits(65536), true, "v") else {
+            panic!("two Via values refused");
+        };
+        let source = "192.0.2.9:5060".parse().unwrap();
+        rsipstack::transport::SipConnection::update_msg_received(
+            *message,
+            source,
+            rsipstack::sip::Transport::Udp,
+        )
+        .expect("the transaction layer can mark it");
     }
 
     #[test]

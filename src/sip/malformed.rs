@@ -6,7 +6,9 @@
 //! dropped. The parser (rsipstack's rsip fork) rejects a message as a whole, so
 //! this module scans the raw text line by line for those five headers and
 //! builds the response itself. It never panics on any input and never answers
-//! an ACK (§17.1.1.3: an ACK gets no response) or a response.
+//! an ACK (§17.1.1.3: an ACK gets no response), a response, or a request
+//! whose copied headers hold control characters (they would not survive
+//! the copy as one header line each).
 
 use std::fmt::Write;
 
@@ -54,6 +56,17 @@ pub fn error_response(
         }
     }
     if found.iter().any(|v| v.is_empty()) {
+        return None;
+    }
+    // A value with a control character (a bare CR, NUL...; RFC 3261 §25.1
+    // allows only HTAB) cannot be copied into a well-formed response: a
+    // bare CR would split the line, and whoever reads the answer would see
+    // headers the sender wrote into a Via. Such a request is not answered.
+    if found
+        .iter()
+        .flatten()
+        .any(|v| v.chars().any(|c| c.is_control() && c != '\t'))
+    {
         return None;
     }
     let mut out = String::with_capacity(512);
@@ -171,6 +184,25 @@ mod tests {
         assert!(error_response(response.as_bytes(), 400, "B", "w", "v", &[]).is_none());
         assert!(error_response(b"", 400, "B", "w", "v", &[]).is_none());
         assert!(error_response(b"\xff\xfe\x00garbage", 400, "B", "w", "v", &[]).is_none());
+    }
+
+    /// Found by fuzzing (sip_datagram): a Via holding a bare CR was copied
+    /// into the 400, where the CR split the line and the rest of the Via
+    /// (here a compact Contact) became a header of our answer.
+    #[test]
+    fn control_characters_in_copied_headers_get_no_answer() {
+        let injected = BROKEN.replacen(
+            "branch=z9hG4bK1\r\n",
+            "branch=z9hG4bK1\r\0\0\u{11}\0m: <sip:phone-1001@127/0.77.11:5071>;tag=956\r\n",
+            1,
+        );
+        assert!(error_response(injected.as_bytes(), 400, "B", "w", "v", &[]).is_none());
+        let nul_in_call_id = BROKEN.replace("Call-ID: abc", "Call-ID: a\0bc");
+        assert!(error_response(nul_in_call_id.as_bytes(), 400, "B", "w", "v", &[]).is_none());
+        // A tab is allowed whitespace, and the answer keeps it.
+        let tab = BROKEN.replace("Call-ID: abc", "Call-ID: a\tbc");
+        let r = text(error_response(tab.as_bytes(), 400, "B", "w", "v", &[]));
+        assert!(r.contains("Call-ID: a\tbc\r\n"));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! read by our own loops in [`transport`], which check every message first
 //! ([`inbound`], [`malformed`], [`framing`], [`gate`]) and then hand it to
 //! the transaction layer; they also learn who each connection is
-//! ([`identity`]: a mesh peer by its certificate, or nobody). [`SipStack`]
+//! ([`identity`]: a mesh peer by its certificate, or nobody); [`request`]
+//! builds the requests vmesh sends on its own. [`SipStack`]
 //! owns that assembly; the voicemail layer takes the new server
 //! transactions from it.
 
@@ -18,6 +19,7 @@ pub mod identity;
 pub mod inbound;
 pub mod malformed;
 pub mod overload;
+pub mod request;
 pub mod responses;
 pub mod transfer_bodies;
 pub mod transport;

@@ -5,7 +5,8 @@
 //!    WAV itself, or the Ogg Opus file encoded from it into
 //!    `recording/<id>.opus.tmp`;
 //! 2. rename it to `messages/<mailbox>/<id>.<wav|opus>` and fsync both
-//!    directories;
+//!    directories (a partial message first marks its sidecar so, since
+//!    recovery lists a final file without a row by its sidecar);
 //! 3. insert the index row, and the outbox row when the message's home is a
 //!    peer (one SQLite transaction, WAL, `synchronous=FULL`);
 //! 4. remove what is left in `recording/`: the recording WAV (still there
@@ -46,6 +47,14 @@ impl Store {
         route: &Route,
     ) -> Result<Message, StoreError> {
         let facts = sync_and_measure(audio_path, samples, sidecar.sample_rate, format)?;
+        if partial && !sidecar.partial {
+            // Recovery indexes a final file by its sidecar alone.
+            let marked = Sidecar {
+                partial: true,
+                ..sidecar.clone()
+            };
+            marked.write(&self.sidecar_path(&sidecar.id.to_string()))?;
+        }
         let final_path = self.message_path(&sidecar.mailbox, &sidecar.id.to_string(), format);
         if let Some(mailbox_dir) = final_path.parent() {
             durable::create_dir(mailbox_dir)?;

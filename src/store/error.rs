@@ -279,10 +279,15 @@ impl StoreError {
                 || e.kind() == io::ErrorKind::StorageFull;
         }
         match self {
-            StoreError::Database { source, .. } => matches!(
-                source.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DiskFull)
-            ),
+            // SQLITE_FULL; or the WAL index (`-shm`) could not be made or
+            // grown, which on Unix fails only for want of space.
+            StoreError::Database {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => {
+                e.code == rusqlite::ErrorCode::DiskFull
+                    || e.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
+            }
             _ => false,
         }
     }

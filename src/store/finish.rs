@@ -84,6 +84,29 @@ impl StoragePolicy {
             silence: None,
         }
     }
+
+    /// The policy for a partial recording of `samples` samples: one the
+    /// server cut (a crash, a shutdown, a full disk), not the caller. Its
+    /// format and trimming stay, but nothing is discarded: the minimum
+    /// length and the silence discard judge a caller's own hang-up, and
+    /// this caller was answered and believes a message was left. A
+    /// recording with no audio at all (a crash in the call's first second,
+    /// before any audio left the write buffer) is kept as an empty WAV,
+    /// which needs no encoder: its owner still learns who called, and when.
+    pub fn for_partial(&self, samples: u64) -> StoragePolicy {
+        StoragePolicy {
+            min_duration: Duration::ZERO,
+            format: if samples == 0 {
+                StoreFormat::Wav
+            } else {
+                self.format
+            },
+            silence: self.silence.map(|rules| SilenceRules {
+                discard_silent: false,
+                ..rules
+            }),
+        }
+    }
 }
 
 /// Why [`Store::finish`] kept nothing.
@@ -170,7 +193,8 @@ impl Store {
     /// both files removed ([`Finished::Discarded`]); otherwise the audio is
     /// stored in the policy's format (Opus encoded here, inline), moved to
     /// `messages/<mailbox>/<id>.<wav|opus>` and indexed with `partial`
-    /// (true when the call ended abnormally). With [`Route::Forward`] the
+    /// (true when the server cut the call: a `partial` recording is never
+    /// discarded, see [`StoragePolicy::for_partial`]). With [`Route::Forward`] the
     /// message is queued for its home peer in the same transaction that
     /// lists it; with [`Route::Home`] it never is.
     ///
@@ -230,7 +254,8 @@ impl Store {
     }
 
     /// Judges a closed recording and stores or discards it; shared by
-    /// [`Store::finish`] and recovery, which passes a zero minimum.
+    /// [`Store::finish`] and recovery, which passes a zero minimum. A
+    /// `partial` recording is judged by [`StoragePolicy::for_partial`].
     pub(super) fn settle(
         &self,
         closed: &ClosedRecording,
@@ -239,6 +264,11 @@ impl Store {
         partial: bool,
         route: &Route,
     ) -> Result<Finished, StoreError> {
+        let (policy, min_duration) = if partial {
+            (&policy.for_partial(closed.samples), Duration::ZERO)
+        } else {
+            (policy, min_duration)
+        };
         let rate = closed.sidecar.sample_rate;
         let id = closed.sidecar.id.to_string();
         let bitrate = match policy.format {

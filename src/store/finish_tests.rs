@@ -280,6 +280,62 @@ fn a_call_cut_by_a_crash_is_recovered_as_opus_once() {
     assert_eq!(store.list(None).unwrap(), recovered);
 }
 
+/// The caller was answered and the call cut by a crash: neither silence
+/// nor shortness is a reason to drop what the call left, whatever the
+/// policy says about callers' own hang-ups.
+#[test]
+fn a_silent_or_short_call_cut_by_a_crash_is_kept_as_partial() {
+    let strict = with_silence(opus(), true);
+    let speech = speech_16k();
+    // 1.5 s of silence (1 s of it flushed); 1.2 s of speech (1 s flushed,
+    // under the 1 s minimum once trailing silence is trimmed).
+    let silent = vec![0i16; 24_000];
+    for (audio, flushed) in [(&silent[..], 16_000), (&speech[..19_200], 16_000)] {
+        let (_dir, store) = open_tmp();
+        let mut rec = store.start_recording(wide_meta("1001")).unwrap();
+        record_frames(&mut rec, audio, WIDE);
+        crash(rec);
+        let recovered = store.recover(&home, &strict).unwrap();
+        assert_eq!(recovered.len(), 1);
+        let m = &recovered[0];
+        assert_eq!((m.format.as_str(), m.partial), ("opus", true));
+        assert!(
+            m.duration_ms > 0 && m.duration_ms <= 1000,
+            "{}",
+            m.duration_ms
+        );
+        assert!(decode(&store, m).pcm.len() <= flushed);
+        assert!(recording_dir_is_empty(&store));
+    }
+}
+
+/// A call the server cut (shutdown, full disk) is finished as partial:
+/// kept however short or silent it is, in the policy's format.
+#[test]
+fn a_partial_recording_is_never_discarded() {
+    let strict = with_silence(opus(), true);
+    let speech = speech_16k();
+    for audio in [&speech[..4_800], &vec![0i16; 8_000][..]] {
+        let (_dir, store) = open_tmp();
+        let mut rec = store.start_recording(wide_meta("1001")).unwrap();
+        record_frames(&mut rec, audio, WIDE);
+        let m = stored(store.finish(rec, &strict, true, &Route::Home).unwrap());
+        assert_eq!((m.format.as_str(), m.partial), ("opus", true));
+        assert!(
+            m.duration_ms > 0 && m.duration_ms <= 500,
+            "{}",
+            m.duration_ms
+        );
+        assert!(recording_dir_is_empty(&store));
+    }
+    // Not partial: the same audio is a hang-up, discarded.
+    let (_dir, store) = open_tmp();
+    assert!(matches!(
+        finish(&store, wide_meta("1001"), &speech[..4_800], &strict),
+        Finished::Discarded { .. }
+    ));
+}
+
 /// A recording closed at hang-up whose encode a crash cut short: the
 /// recording and sidecar are in `recording/` with half an Ogg file.
 #[test]
@@ -423,4 +479,29 @@ fn export_of_a_peers_opus_file_follows_the_rows_rate() {
     fs::write(&out, store.export_wav(&m).unwrap()).unwrap();
     let (spec, samples) = read_wav(&out);
     assert_eq!((spec.sample_rate, samples.len()), (8000, 8000));
+}
+
+/// A partial message whose final file was renamed into `messages/` but
+/// whose row a crash kept from being committed is listed as partial again:
+/// its sidecar says so.
+#[test]
+fn a_partial_message_cut_before_its_commit_is_recovered_as_partial() {
+    let (_dir, store) = open_tmp();
+    let mut rec = store.start_recording(wide_meta("1001")).unwrap();
+    let id = rec.id().to_string();
+    record_frames(&mut rec, &speech_16k()[..32_000], WIDE);
+    let sidecar_path = store.sidecar_path(&id);
+    let m = stored(store.finish(rec, &opus(), true, &Route::Home).unwrap());
+    assert!(m.partial);
+    // Back to the moment after the rename, before the commit.
+    let mut sidecar = Sidecar::from_new(wide_meta("1001")).unwrap();
+    sidecar.id = m.id.parse().unwrap();
+    sidecar.partial = true;
+    sidecar.write(&sidecar_path).unwrap();
+    assert!(index::delete(&store.lock(), &m.id).unwrap());
+
+    let recovered = store.recover(&home, &opus()).unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert!(recovered[0].partial, "{:?}", recovered[0]);
+    assert_eq!(recovered[0].sha256, m.sha256);
 }

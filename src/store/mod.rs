@@ -255,6 +255,31 @@ impl Store {
         })
     }
 
+    /// Opens the store for `vmesh serve`, recovers what a crash left
+    /// ([`Store::recover`]), then sets the space reserve aside; returns the
+    /// store and the messages recovery listed. When the disk is too full
+    /// for SQLite to make its write-ahead log and index, or for recovery to
+    /// list what a crash left (the server stopped or crashed while the
+    /// disk was full), the reserve's space is given up first: the server
+    /// then starts, lists every recording and refuses new calls with 503
+    /// until there is room, instead of not starting at all. The reserve is
+    /// taken after recovery, which needs the space more: no call is in
+    /// progress yet.
+    pub fn open_for_serving(
+        data_dir: &Path,
+        route_of: &dyn Fn(&str) -> Route,
+        policy: &StoragePolicy,
+    ) -> Result<(Store, Vec<Message>), StoreError> {
+        let store = reserve::or_release(data_dir, "open the store", || Store::open(data_dir))?;
+        let recovered = reserve::or_release(data_dir, "recover what a crash left", || {
+            store.recover(route_of, policy)
+        })?;
+        if let Err(error) = store.hold_reserve() {
+            tracing::warn!(%error, "no space reserve for finishing calls when the disk fills");
+        }
+        Ok((store, recovered))
+    }
+
     /// Starts recording a message: validates the metadata, writes the
     /// sidecar durably, then creates `recording/<id>.wav` with its header.
     /// After this returns, a crash can no longer lose the call's audio.

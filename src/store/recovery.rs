@@ -9,8 +9,9 @@
 //! | `recording/<id>.opus.tmp`                             | an encode cut short: remove it          |
 //! | `recording/<id>.tmp` (sidecar never renamed)          | remove it                               |
 //! | sidecar + row                                         | remove the recording WAV, then sidecar  |
-//! | sidecar + `messages/<mb>/<id>.{wav,opus}`, no row     | index it (`partial = false`)            |
+//! | sidecar + `messages/<mb>/<id>.{wav,opus}`, no row     | index it (`partial` as the sidecar says)|
 //! | sidecar + `recording/<id>.wav`, no row, no final file | repair header, finish again, `partial`  |
+//! |                                                       | (kept even if empty, short or silent)   |
 //! | any of the three above, mailbox homed on a peer       | also queue it, in the same transaction  |
 //! | sidecar alone                                         | remove it, warn                         |
 //! | row without its file                                  | keep the row, warn                      |
@@ -25,6 +26,10 @@
 //! [`StoragePolicy`] (silence trimmed, encoded) and listed as `partial`: a
 //! call cut by the crash cannot be told from one that had ended and was
 //! waiting to be encoded, and `partial` errs on the side of saying so.
+//! Like every partial message it is kept whatever it holds, even nothing
+//! (a crash in the call's first second leaves no audio on disk): the
+//! sidecar exists only once the ACK confirmed the call, so the caller was
+//! answered and the owner sees the call (see [`StoragePolicy::for_partial`]).
 //!
 //! A message received from a peer is never acknowledged before its row is
 //! committed, so removing a received file that has no row is safe: the
@@ -65,7 +70,8 @@ impl Store {
     /// Run it once at start-up before any recording starts or message is
     /// received (it treats every file in `recording/` and every `.tmp` file
     /// as abandoned). Idempotent. A file that cannot be recovered is logged
-    /// and left in place for the operator; only database failures abort.
+    /// and left in place for the operator; only database failures and a
+    /// full disk abort.
     pub fn recover(
         &self,
         route_of: &dyn Fn(&str) -> Route,
@@ -82,7 +88,13 @@ impl Store {
             match self.recover_sidecar(path, route_of, policy) {
                 Ok(Some(message)) => recovered.push(message),
                 Ok(None) => {}
-                Err(error @ StoreError::Database { .. }) => return Err(error),
+                // A full disk is no fault of the file: the caller may
+                // make room and run recovery again.
+                Err(error)
+                    if matches!(error, StoreError::Database { .. }) || error.is_disk_full() =>
+                {
+                    return Err(error)
+                }
                 Err(error) => {
                     tracing::error!(path = %path.display(), %error, "cannot recover recording; left in place");
                 }
@@ -159,7 +171,7 @@ impl Store {
             };
             let facts = sync_and_measure(&path, samples, sidecar.sample_rate, format)?;
             return self
-                .index_and_release(sidecar, facts, false, route)
+                .index_and_release(sidecar, facts, sidecar.partial, route)
                 .map(Some);
         }
         Ok(None)
@@ -175,12 +187,6 @@ impl Store {
     ) -> Result<Option<Message>, StoreError> {
         let id = sidecar.id.to_string();
         let samples = repair_header(&wav_path, sidecar.sample_rate)?;
-        if samples == 0 {
-            tracing::warn!(%id, path = %wav_path.display(), "recording cut by a crash holds no audio; removed");
-            fs::remove_file(&wav_path).map_err(StoreError::io("remove", &wav_path))?;
-            self.remove_sidecar(&id);
-            return Ok(None);
-        }
         let closed = ClosedRecording {
             sidecar,
             wav_path,

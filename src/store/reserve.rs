@@ -56,6 +56,22 @@ pub fn take(data_dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Runs `step`; if it fails for want of space while the reserve is held,
+/// gives the reserve back and runs it once more (`what` it is, for the log).
+pub fn or_release<T>(
+    data_dir: &Path,
+    what: &str,
+    mut step: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match step() {
+        Err(error) if error.is_disk_full() && release(data_dir) => {
+            tracing::warn!(%error, "disk full: the space reserve is given up to {what}");
+            step()
+        }
+        other => other,
+    }
+}
+
 /// Gives the reserve's blocks back to the file system; true if there was one.
 pub fn release(data_dir: &Path) -> bool {
     std::fs::remove_file(data_dir.join(RESERVE_FILE)).is_ok()

@@ -47,6 +47,11 @@ pub struct Sidecar {
     pub origin: String,
     /// SIP Call-ID.
     pub call_id: String,
+    /// Set (durably) before a partial message's audio is moved into
+    /// `messages/`, so a crash before its row is committed cannot make
+    /// recovery list it as whole. Absent in sidecars written before.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// What the finished audio file turned out to be.
@@ -86,6 +91,7 @@ impl Sidecar {
             sample_rate: meta.sample_rate,
             origin: meta.origin,
             call_id: meta.call_id,
+            partial: false,
         })
     }
 

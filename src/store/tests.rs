@@ -388,12 +388,38 @@ fn recover_rebuilds_a_stale_header_and_keeps_short_audio() {
 }
 
 #[test]
-fn recover_removes_a_recording_with_no_samples() {
-    let (_dir, store) = open_tmp();
-    crash(store.start_recording(new_meta("1001")).unwrap());
-    assert!(store.recover(&home, &wav()).unwrap().is_empty());
-    assert!(store.list(None).unwrap().is_empty());
-    assert!(recording_dir_is_empty(&store));
+fn recover_lists_a_recording_with_no_samples_as_an_empty_partial_message() {
+    // A crash in the call's first second: the sidecar (written at the ACK)
+    // and the WAV header reached the disk, no audio did. The caller was
+    // answered; the call is listed, in every storage format, as WAV.
+    let opus_strict = StoragePolicy {
+        format: StoreFormat::Opus { bitrate: 24_000 },
+        silence: Some(SilenceRules {
+            threshold_dbfs: -50.0,
+            discard_silent: true,
+        }),
+        ..wav()
+    };
+    for policy in [wav(), opus_strict] {
+        let (_dir, store) = open_tmp();
+        let rec = store.start_recording(new_meta("1001")).unwrap();
+        let id = rec.id().to_string();
+        crash(rec);
+        let recovered = store.recover(&home, &policy).unwrap();
+        assert_eq!(recovered.len(), 1, "{policy:?}");
+        let m = &recovered[0];
+        assert_eq!(m.id, id);
+        assert!(m.partial);
+        assert_eq!((m.duration_ms, m.format.as_str()), (0, "wav"));
+        assert_eq!(m.size_bytes, 44);
+        let (spec, audio) = read_wav(&store.audio_path(m));
+        assert_eq!((spec.sample_rate, audio.len()), (8000, 0));
+        let bytes = fs::read(store.audio_path(m)).unwrap();
+        assert_eq!(m.sha256, hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(store.list(None).unwrap(), recovered);
+        assert!(recording_dir_is_empty(&store));
+        assert!(store.recover(&home, &policy).unwrap().is_empty());
+    }
 }
 
 /// Finishes a message normally, then puts back its sidecar, as if the crash

@@ -2,12 +2,17 @@
 //!
 //! Each step can end the call with the response a PBX expects: who may
 //! call (403 outside `sip.allow`, 401 without good digest credentials, see
-//! [`super::callers`]), a nearly full disk (503 + Retry-After, before the
-//! answer), capacity or
-//! shutdown (503 + Retry-After), mailbox (404), SDP (400 when unparseable,
-//! 488 when nothing in it is usable), RTP port (503). What passes becomes a
-//! dialog and a [`Session`] that records until the call ends.
+//! [`super::callers`]), capacity or shutdown (503 + Retry-After), then
+//! what the call is for ([`crate::call::access`]): a deposit needs room on
+//! the disk (503 + Retry-After, before the answer) and a mailbox (404); an
+//! owner calling a retrieval pilot needs neither (the menu asks for the
+//! mailbox when the caller's own is not known). Then SDP (400 when
+//! unparseable, 488 when nothing in it is usable) and an RTP port (503).
+//! What passes becomes a dialog ([`CallLeg`]) and either a [`Session`]
+//! that records until the call ends or an [`OwnerSession`] that runs the
+//! owner's menu.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,12 +22,17 @@ use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::SipConnection;
 use tracing::{info, warn, Instrument};
 
-use super::callers::Admission;
+use super::callers::{caller_source, Admission};
+use super::leg::CallLeg;
+use super::owner::{self, OwnerSession};
 use super::session::Session;
 use super::Context;
+use crate::call::access::{purpose_of, CallPurpose};
+use crate::call::mailbox::MailboxTarget;
 use crate::call::parties::mailbox_of;
 use crate::config::{CodecOrder, ListenAddr, ListenTransport};
 use crate::media::{negotiate_in_order, Codec, Negotiated, RtpSocket, SdpError};
+use crate::retrieval::Start;
 use crate::sip::responses;
 
 /// Seconds a PBX should wait before retrying when vmesh is full or stopping.
@@ -56,35 +66,18 @@ async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
             return reply(&mut tx, StatusCode::ServiceUnavailable, retry).await;
         }
     };
-    // A full disk is found before the call is answered: the PBX can send
-    // the caller elsewhere, and nothing recorded is lost (RFC 3261
-    // §21.5.4).
-    let store = ctx.store.clone();
-    let min_free = ctx.profile.storage.min_free_bytes;
-    let room = match store.had_room_lately(min_free) {
-        true => Ok(true),
-        false => tokio::task::spawn_blocking(move || store.has_room(min_free)).await,
-    };
-    if !room.unwrap_or(true) {
-        warn!("data directory nearly full; refusing call");
-        let retry = vec![
-            responses::retry_after(DISK_FULL_RETRY_AFTER_S),
-            responses::warning("voicemail storage full"),
-        ];
-        return reply(&mut tx, StatusCode::ServiceUnavailable, retry).await;
-    }
-    let target = match mailbox_of(&tx.original) {
-        Ok(t) if ctx.profile.mailboxes.contains(&t.mailbox) => t,
-        Ok(t) => {
-            info!(mailbox = %t.mailbox, "mailbox not served here");
-            return reply(&mut tx, StatusCode::NotFound, vec![]).await;
-        }
-        Err(e) => {
-            info!(error = %e, "no mailbox in the request");
-            return reply(&mut tx, StatusCode::NotFound, vec![]).await;
+    let purpose = match purpose_of(&tx.original, &ctx.profile.retrieval) {
+        CallPurpose::Deposit => match deposit_target(&ctx, &mut tx).await {
+            Some(target) => Purpose::Deposit(target),
+            None => return,
+        },
+        CallPurpose::Retrieval(pilot) => {
+            let start = owner::start_of(&ctx, &tx.original, pilot).await;
+            let source = caller_source(&tx);
+            info!(?pilot, caller_mailbox = ?start.caller_mailbox, ?source, "owner calling in");
+            Purpose::Retrieval { start, source }
         }
     };
-    tracing::Span::current().record("mailbox", target.mailbox.as_str());
     let codecs = ctx.codecs();
     let offer = match offer_of(&tx.original, &codecs, ctx.profile.media.codec_order) {
         Ok(o) => o,
@@ -133,20 +126,70 @@ async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
         }
     });
     let dialog_id = dialog.id();
-    let session = Session::new(
-        ctx.clone(),
-        dialog,
-        state_rx,
-        target,
-        call_id,
-        codecs,
-        socket.local_addr(),
-    );
+    let leg = CallLeg::new(ctx.clone(), dialog, state_rx, codecs, socket.local_addr());
     // Boxed: the call's task is spawned (and its future moved) while only
     // its admission is under way; the session's much larger state is
     // allocated once, when it starts.
-    Box::pin(session.run(offer, socket, slot)).await;
+    match purpose {
+        Purpose::Deposit(target) => {
+            let session = Session::new(ctx.clone(), leg, target, call_id);
+            Box::pin(session.run(offer, socket, slot)).await;
+        }
+        Purpose::Retrieval { start, source } => {
+            let session = OwnerSession::new(ctx.clone(), leg, start, source);
+            Box::pin(session.run(offer, socket, slot)).await;
+        }
+    }
     ctx.sip.dialogs.remove_dialog(&dialog_id);
+}
+
+/// What an admitted call is for.
+enum Purpose {
+    /// Leave a message for this mailbox.
+    Deposit(MailboxTarget),
+    /// An owner calling in, from this address (the login lockout's key).
+    Retrieval {
+        start: Start,
+        source: Option<IpAddr>,
+    },
+}
+
+/// The mailbox a deposit is for, once the disk has room for it; `None`
+/// when the INVITE was answered with a refusal.
+async fn deposit_target(ctx: &Context, tx: &mut Transaction) -> Option<MailboxTarget> {
+    // A full disk is found before the call is answered: the PBX can send
+    // the caller elsewhere, and nothing recorded is lost (RFC 3261
+    // §21.5.4).
+    let store = ctx.store.clone();
+    let min_free = ctx.profile.storage.min_free_bytes;
+    let room = match store.had_room_lately(min_free) {
+        true => Ok(true),
+        false => tokio::task::spawn_blocking(move || store.has_room(min_free)).await,
+    };
+    if !room.unwrap_or(true) {
+        warn!("data directory nearly full; refusing call");
+        let retry = vec![
+            responses::retry_after(DISK_FULL_RETRY_AFTER_S),
+            responses::warning("voicemail storage full"),
+        ];
+        reply(tx, StatusCode::ServiceUnavailable, retry).await;
+        return None;
+    }
+    let target = match mailbox_of(&tx.original) {
+        Ok(t) if ctx.profile.mailboxes.contains(&t.mailbox) => t,
+        Ok(t) => {
+            info!(mailbox = %t.mailbox, "mailbox not served here");
+            reply(tx, StatusCode::NotFound, vec![]).await;
+            return None;
+        }
+        Err(e) => {
+            info!(error = %e, "no mailbox in the request");
+            reply(tx, StatusCode::NotFound, vec![]).await;
+            return None;
+        }
+    };
+    tracing::Span::current().record("mailbox", target.mailbox.as_str());
+    Some(target)
 }
 
 /// What the INVITE's body asks for: an offer to answer, or none (we offer).

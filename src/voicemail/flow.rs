@@ -161,7 +161,7 @@ impl DepositFlow {
             }
             CallEvent::RtpTimeout => self.end(RecordEnd::RtpTimeout, true, &mut actions),
             CallEvent::CallerLeft => self.end(RecordEnd::Stopped, false, &mut actions),
-            CallEvent::Shutdown => self.end(RecordEnd::Stopped, true, &mut actions),
+            CallEvent::Shutdown => self.end(RecordEnd::Shutdown, true, &mut actions),
         }
         actions
     }
@@ -274,7 +274,10 @@ mod tests {
         assert_eq!(stopping.handle(CallEvent::Shutdown), [Action::Finish]);
         assert!(matches!(
             stopping.phase(),
-            Phase::Ending { hang_up: true, .. }
+            Phase::Ending {
+                reason: RecordEnd::Shutdown,
+                hang_up: true
+            }
         ));
 
         let mut silent = DepositFlow::new(true);

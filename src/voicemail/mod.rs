@@ -2,14 +2,17 @@
 //! media, the store and the profile together.
 //!
 //! [`server::Server`] takes the transactions from the SIP stack and routes
-//! them; [`call`] admits one call and [`session`] runs it to a stored
-//! message.
+//! them; [`call`] admits one call, [`leg`] is its SIP dialog, and
+//! [`session`] runs a deposit to a stored message while [`owner`] runs an
+//! owner's call through the menu.
 
 pub mod allocator;
 pub mod call;
 pub mod callers;
 pub mod flow;
 pub mod greetings;
+pub mod leg;
+pub mod owner;
 pub mod replies;
 pub mod retention;
 pub mod server;
@@ -25,6 +28,7 @@ use crate::config::{Profile, StorageFormat};
 use crate::media::Codec;
 use crate::mesh::Mesh;
 use crate::mwi::Mwi;
+use crate::retrieval::Prompts;
 use crate::sip::SipStack;
 use crate::store::{EncodePool, Route, SilenceRules, StoragePolicy, Store, StoreFormat};
 
@@ -50,6 +54,11 @@ pub struct Context {
     pub mwi: Arc<Mwi>,
     /// Who may call: `sip.allow` and digest authentication of INVITEs.
     pub callers: callers::CallerGate,
+    /// The spoken prompts of owners' calls (`retrieval.language`), loaded
+    /// and checked once at start-up.
+    pub prompts: Arc<Prompts>,
+    /// Owners' PIN checks and the failed-login lockout.
+    pub logins: owner::LoginGate,
 }
 
 /// How the profile wants messages stored: format, minimum length, silence.

@@ -29,6 +29,7 @@ use crate::config::{ListenTransport, Profile};
 use crate::mesh::{route_of, Mesh};
 use crate::mwi::Mwi;
 use crate::register::Registrations;
+use crate::retrieval::{Clip, LockoutPolicy, Prompts};
 use crate::sip::identity::Identity;
 use crate::sip::inbound::SizeLimits;
 use crate::sip::transport::admission::AdmissionLimits;
@@ -51,6 +52,10 @@ pub enum ServerError {
     Mesh(#[from] crate::mesh::MeshError),
     #[error(transparent)]
     Trust(#[from] crate::config::TrustError),
+    /// The owners' prompts (`retrieval.language`, `retrieval.prompts_dir`)
+    /// are missing or unreadable: owners' calls would be silent.
+    #[error(transparent)]
+    Prompts(#[from] crate::retrieval::PromptError),
 }
 
 /// A running voicemail server.
@@ -71,12 +76,8 @@ impl Server {
         let name = profile.server.name.clone();
         let policy = storage_policy(&profile);
         let store = tokio::task::spawn_blocking(move || -> Result<Store, ServerError> {
-            let store = Store::open(&data_dir)?;
-            if let Err(e) = store.hold_reserve() {
-                warn!(error = %e, "no space reserve for finishing calls when the disk fills");
-            }
             let route = |mailbox: &str| route_of(topology.as_ref(), &name, mailbox);
-            let recovered = store.recover(&route, &policy)?;
+            let (store, recovered) = Store::open_for_serving(&data_dir, &route, &policy)?;
             for m in &recovered {
                 warn!(id = %m.id, mailbox = %m.mailbox, partial = m.partial, "recovered a message after a crash");
             }
@@ -84,6 +85,7 @@ impl Server {
         })
         .await
         .map_err(|e| ServerError::Sip(crate::sip::SipError::Stack(e.to_string())))??;
+        let prompts = load_prompts(&profile).await?;
         let tls = match profile.tls_material()? {
             Some(material) => Some(TlsSettings::new(&material)?),
             None => None,
@@ -106,6 +108,7 @@ impl Server {
         for open in profile.sip.open_listeners() {
             warn!(listener = %open, "any host that reaches this listener may leave messages: set sip.allow or [[sip.auth]]");
         }
+        let retrieval = profile.retrieval.clone();
         let ctx = Context {
             callers: super::callers::CallerGate::new(&profile),
             calls: Arc::new(Semaphore::new(profile.sip.max_calls)),
@@ -116,6 +119,8 @@ impl Server {
             mesh,
             shutdown,
             mwi,
+            prompts,
+            logins: super::owner::LoginGate::new(LockoutPolicy::from_config(&retrieval)),
         };
         Ok(Server {
             ctx: Arc::new(ctx),
@@ -176,6 +181,36 @@ impl Server {
         ctx.sip.shutdown();
         info!("stopped");
     }
+}
+
+/// The owners' prompts of the profile, every clip decoded once to check
+/// the set is complete; then decoded again at the calls' usual rates in the
+/// background, so the first owner's call does not wait for it.
+async fn load_prompts(profile: &Profile) -> Result<Arc<Prompts>, ServerError> {
+    let retrieval = profile.retrieval.clone();
+    let prompts = tokio::task::spawn_blocking(move || Prompts::for_profile(&retrieval))
+        .await
+        .map_err(|e| ServerError::Sip(crate::sip::SipError::Stack(e.to_string())))??;
+    let prompts = Arc::new(prompts);
+    let mut rates = vec![8000, 16_000, profile.media.opus_rate];
+    rates.dedup();
+    let warm = prompts.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        for &rate in &rates {
+            for clip in Clip::all() {
+                if let Err(e) = warm.clip(clip, rate) {
+                    warn!(error = %e, "cannot prepare a prompt");
+                }
+            }
+        }
+        debug!(
+            ?rates,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "prompts ready"
+        );
+    });
+    Ok(prompts)
 }
 
 fn sip_settings(profile: &Profile, tls: Option<TlsSettings>) -> SipSettings {

@@ -168,3 +168,30 @@ pub fn assert_duration_close(what: &str, actual_ms: u64, expected_ms: u64, toler
         tolerance * 100.0
     );
 }
+
+/// Finds where `reference` is inside the longer `heard`: the offset
+/// (`from..=to`) at which `heard[offset..]` best matches it, and the
+/// normalized cross-correlation there. Searched on an 8:1 decimated
+/// signal first, then at full rate around the best coarse offset, so
+/// seconds of search stay quick in a test build.
+pub fn locate(reference: &[i16], heard: &[i16], from: usize, to: usize) -> (usize, f64) {
+    let decimated = |x: &[i16]| -> Vec<i16> {
+        x.chunks(8)
+            .map(|c| (c.iter().map(|&s| i32::from(s)).sum::<i32>() / c.len() as i32) as i16)
+            .collect()
+    };
+    let (coarse_ref, coarse_heard) = (decimated(reference), decimated(heard));
+    let best = |candidates: &mut dyn Iterator<Item = (usize, f64)>| {
+        candidates.fold(
+            (0, f64::MIN),
+            |best, cur| if cur.1 > best.1 { cur } else { best },
+        )
+    };
+    let (coarse, _) =
+        best(&mut (from / 8..=to / 8).map(|o| (o, ncc_at(&coarse_ref, &coarse_heard, o as i64))));
+    let centre = coarse * 8;
+    best(
+        &mut (centre.saturating_sub(16).max(from)..=(centre + 16).min(to))
+            .map(|o| (o, ncc_at(reference, heard, o as i64))),
+    )
+}

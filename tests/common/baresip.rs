@@ -43,6 +43,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::process;
+
 /// Where the Debian package installs baresip and its modules.
 const BARESIP_BIN: &str = "/usr/bin/baresip";
 const MODULE_PATH: &str = "/usr/lib/baresip/modules";
@@ -185,7 +187,7 @@ impl Softphone {
             Err(why) => {
                 child.kill().ok();
                 child.wait().ok();
-                panic!("{why}\n{}", log_tail(&log_path));
+                panic!("{why}\n{}", process::log_tail("baresip", &log_path));
             }
         };
         Softphone {
@@ -268,19 +270,9 @@ impl Softphone {
             serde_json::json!({ "command": "quit", "token": format!("t{}", self.next_token) });
         // It may close the connection before it answers: only the exit counts.
         let _ = self.control.write_all(&netstring(&request));
-        let mut child = self.child.take().expect("quit: baresip is not running");
-        let deadline = Instant::now() + COMMAND_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                child.kill().ok();
-                child.wait().ok();
-                panic!("baresip did not exit within {COMMAND_TIMEOUT:?} of quit");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = self.child.take().expect("quit: baresip is not running");
+        process::exit_within(child, COMMAND_TIMEOUT)
+            .unwrap_or_else(|| panic!("baresip did not exit within {COMMAND_TIMEOUT:?} of quit"))
     }
 
     /// The SIP messages it sent and received, in order (complete once it
@@ -291,12 +283,12 @@ impl Softphone {
 
     /// Everything it printed.
     pub fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()).into_owned()
+        process::read_log(&self.log_path)
     }
 
-    /// The last 60 lines of its log, for failure messages.
+    /// The last 80 lines of its log, for failure messages.
     pub fn log_tail(&self) -> String {
-        log_tail(&self.log_path)
+        process::log_tail("baresip", &self.log_path)
     }
 
     fn send(&mut self, request: &serde_json::Value) {
@@ -346,22 +338,15 @@ impl Softphone {
     /// Stops baresip if it still runs: quit is not tried here (it may be
     /// what hangs); SIGTERM ends its calls, SIGKILL after 5 s.
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return;
         };
         if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-            // SAFETY: kill(2) on our own child, not reaped yet.
+            // SAFETY: kill(2) on our own child, not reaped yet (it may have
+            // exited: then the signal is lost, which is what we want).
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
-        let deadline = Instant::now() + COMMAND_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.kill().ok();
-        child.wait().ok();
+        process::exit_within(child, COMMAND_TIMEOUT);
     }
 }
 
@@ -481,16 +466,4 @@ fn parse_sip_trace(log: &str) -> Vec<TracedSip> {
             })
         })
         .collect()
-}
-
-fn log_tail(path: &Path) -> String {
-    let log = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
-    let lines: Vec<&str> = log.lines().collect();
-    let from = lines.len().saturating_sub(60);
-    format!(
-        "--- baresip log ({}), last {} lines ---\n{}",
-        path.display(),
-        lines.len() - from,
-        lines[from..].join("\n")
-    )
 }

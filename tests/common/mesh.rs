@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use super::net::{RTP_PORT_MAX, RTP_PORT_MIN, SIP_PORT};
 use super::netns::{in_netns, NetnsPair};
+use super::process;
 use super::raw_sip::options_udp;
-use super::server::{cli, cli_with_profile, json_of, poll_messages};
+use super::server::{cli, cli_with_profile, export_message, json_of, poll_messages, spawn_serve};
 use super::sipp::{SippOutcome, SippRun, SippSetup};
 use super::tls_sip::{ClientIdentity, SipTls};
 
@@ -441,21 +442,12 @@ impl Site {
 
     /// Its log over all its runs.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        process::read_log(&self.log_path())
     }
 
-    /// The last 60 lines of its log, for failure messages.
+    /// The last 80 lines of its log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let from = lines.len().saturating_sub(60);
-        format!(
-            "--- {} log ({}), last {} lines ---\n{}",
-            self.name,
-            self.log_path().display(),
-            lines.len() - from,
-            lines[from..].join("\n")
-        )
+        process::log_tail(&self.name, &self.log_path())
     }
 
     fn profile_toml(&self) -> String {
@@ -552,33 +544,11 @@ impl Site {
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
         self.write_profile();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open the site log");
-        let log_err = log.try_clone().expect("clone the site log handle");
-        let binary = env!("CARGO_BIN_EXE_vmesh");
-        let mut command = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, binary]);
-                c
-            }
-            None => Command::new(binary),
-        };
-        command
-            .arg("serve")
-            .arg("--profile")
-            .arg(self.profile())
-            .env(
-                "VMESH_LOG",
-                std::env::var("VMESH_LOG").unwrap_or_else(|_| "info,rsipstack=warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        self.child = Some(command.spawn().expect("start vmesh serve"));
+        self.child = Some(spawn_serve(
+            &self.profile(),
+            &self.log_path(),
+            self.netns.as_deref(),
+        ));
         self.wait_ready();
     }
 
@@ -631,33 +601,24 @@ impl Site {
 
     /// SIGTERM, then waits (up to 15 s) for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self
+        let child = self
             .child
             .take()
             .unwrap_or_else(|| panic!("terminate: {} is not running", self.name));
-        signal(&child, libc::SIGTERM);
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                child.kill().ok();
-                child.wait().ok();
-                panic!(
-                    "{} did not exit within {EXIT_TIMEOUT:?} of SIGTERM\n{}",
-                    self.name,
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        process::signal(&child, libc::SIGTERM);
+        process::exit_within(child, EXIT_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "{} did not exit within {EXIT_TIMEOUT:?} of SIGTERM\n{}",
+                self.name,
+                self.log_tail()
+            )
+        })
     }
 
     /// SIGSTOP: the process freezes with its sockets open (a hung host: its
     /// peers' connections stay up but nothing answers).
     pub fn freeze(&self) {
-        signal(
+        process::signal(
             self.child.as_ref().expect("freeze: not running"),
             libc::SIGSTOP,
         );
@@ -665,7 +626,7 @@ impl Site {
 
     /// SIGCONT: a frozen process goes on.
     pub fn thaw(&self) {
-        signal(
+        process::signal(
             self.child.as_ref().expect("thaw: not running"),
             libc::SIGCONT,
         );
@@ -719,22 +680,7 @@ impl Site {
     /// Exports message `id` into the mesh directory; returns the file.
     pub fn export(&self, id: &str) -> PathBuf {
         let out = self.root.join(format!("export-{}-{id}.wav", self.name));
-        // export keeps an existing file; a test may export one message twice.
-        std::fs::remove_file(&out).ok();
-        let output = self.cli(&[
-            "messages",
-            "export",
-            id,
-            "--out",
-            out.to_str().expect("UTF-8 temp path"),
-        ]);
-        assert!(
-            output.status.success(),
-            "{}: vmesh messages export {id} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        out
+        export_message(&self.profile(), id, &out)
     }
 
     /// Starts a SIPp scenario against this server from its callers' address
@@ -786,13 +732,6 @@ impl Drop for Site {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-fn signal(child: &Child, signal: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-    // SAFETY: kill(2) on the pid of a child we have not reaped yet.
-    let rc = unsafe { libc::kill(pid, signal) };
-    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
 }
 
 /// Polls `check` every 50 ms until it gives a value or `timeout` passes.

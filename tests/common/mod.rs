@@ -16,6 +16,8 @@ pub mod memory;
 pub mod mesh;
 pub mod net;
 pub mod netns;
+pub mod phone;
+pub mod process;
 pub mod raw_sip;
 pub mod relay;
 pub mod server;
@@ -90,6 +92,20 @@ pub fn assert_recording_matches(
     reference.truncate((sent_ms * u64::from(rate) / 1000) as usize);
     let checked = assert_audio_matches(server, message, rate, &reference, tolerance, min_ncc);
     (checked.lag, checked.ncc)
+}
+
+/// [`assert_recording_matches`] for a message left by one of the 3 s
+/// speech scenarios (`testdata/speech-short-ulaw.wav`): its length within
+/// 5% and an NCC above 0.9.
+pub fn assert_short_speech_recorded(server: &Server, message: &serde_json::Value) -> (i64, f64) {
+    assert_recording_matches(
+        server,
+        message,
+        SPEECH_SHORT_ULAW,
+        SPEECH_SHORT_MS,
+        0.05,
+        0.9,
+    )
 }
 
 /// What [`assert_audio_matches`] measured.

@@ -48,10 +48,7 @@ impl SipResponse {
         let rest = status_line.strip_prefix("SIP/2.0 ")?;
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
         let status = code.parse().ok()?;
-        let headers = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
-            .collect();
+        let headers = header_fields(lines);
         Some(SipResponse {
             status,
             reason: reason.to_string(),
@@ -69,14 +66,7 @@ impl SipResponse {
 
     /// Every value of a header, by full or compact name.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        let compact = compact_form(name);
-        self.headers
-            .iter()
-            .filter(|(n, _)| {
-                n.eq_ignore_ascii_case(name) || compact.is_some_and(|c| n.eq_ignore_ascii_case(c))
-            })
-            .map(|(_, v)| v.as_str())
-            .collect()
+        values_named(&self.headers, name)
     }
 
     /// The tag parameter of the To header, which names the dialog's UAS side.
@@ -124,10 +114,7 @@ impl SipRequest {
         if version != "SIP/2.0" || method.is_empty() {
             return None;
         }
-        let headers = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
-            .collect();
+        let headers = header_fields(lines);
         Some(SipRequest {
             method: method.to_string(),
             uri: uri.to_string(),
@@ -139,14 +126,7 @@ impl SipRequest {
 
     /// Every value of a header, by full or compact name, case-insensitively.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        let compact = compact_form(name);
-        self.headers
-            .iter()
-            .filter(|(n, _)| {
-                n.eq_ignore_ascii_case(name) || compact.is_some_and(|c| n.eq_ignore_ascii_case(c))
-            })
-            .map(|(_, v)| v.as_str())
-            .collect()
+        values_named(&self.headers, name)
     }
 
     /// The first value of a header.
@@ -170,6 +150,27 @@ impl SipRequest {
         text.push_str("Content-Length: 0\r\n\r\n");
         text
     }
+}
+
+/// The `name: value` fields of a message head, in order, trimmed.
+fn header_fields<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
+    lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .collect()
+}
+
+/// Every value of header `name` among `headers`, by full or compact name
+/// (RFC 3261 7.3.3), case-insensitively.
+fn values_named<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    let compact = compact_form(name);
+    headers
+        .iter()
+        .filter(|(n, _)| {
+            n.eq_ignore_ascii_case(name) || compact.is_some_and(|c| n.eq_ignore_ascii_case(c))
+        })
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 fn compact_form(name: &str) -> Option<&'static str> {
@@ -300,6 +301,44 @@ impl SipUdp {
         final_response(|left| self.recv(left), timeout)
     }
 
+    /// Sends `request` and returns its final response (`None` if none came
+    /// within `timeout`) with the requests the server sent before it (its
+    /// own BYE, say), in order. A server's datagrams arrive over loopback
+    /// in the order it sent them, so the response marks that nothing it
+    /// sent earlier is still on its way.
+    pub fn transact_noting_requests(
+        &self,
+        request: &str,
+        timeout: Duration,
+    ) -> (Vec<SipRequest>, Option<SipResponse>) {
+        let method = request.split(' ').next().unwrap_or_default().to_string();
+        self.send(request.as_bytes());
+        let deadline = Instant::now() + timeout;
+        let mut requests = Vec::new();
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return (requests, None);
+            };
+            let received = self.recv_parsed(left, |text| {
+                SipRequest::parse(text)
+                    .map(Ok)
+                    .or_else(|| SipResponse::parse(text).map(Err))
+            });
+            match received {
+                None => return (requests, None),
+                Some(Ok(request)) => requests.push(request),
+                Some(Err(response)) => {
+                    let cseq = response
+                        .header("CSeq")
+                        .and_then(|c| c.split_whitespace().nth(1));
+                    if response.status >= 200 && cseq == Some(method.as_str()) {
+                        return (requests, Some(response));
+                    }
+                }
+            }
+        }
+    }
+
     /// The next SIP request within `timeout` (a request vmesh sends in a
     /// dialog, such as its BYE), skipping datagrams that are not requests.
     pub fn recv_request(&self, timeout: Duration) -> Option<SipRequest> {
@@ -307,10 +346,73 @@ impl SipUdp {
     }
 }
 
+/// SIP messages read off a stream (TCP or TLS), framed by Content-Length
+/// (RFC 3261 18.3).
+#[derive(Default)]
+pub struct StreamFramer {
+    pending: Vec<u8>,
+}
+
+impl StreamFramer {
+    /// Keeps bytes read off the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// The next complete message, if one has arrived whole.
+    pub fn take_message(&mut self) -> Option<String> {
+        // Keep-alive CRLFs (RFC 5626 3.5.1) between messages are skipped.
+        while self.pending.starts_with(b"\r\n") {
+            self.pending.drain(..2);
+        }
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        let head_end = text.find("\r\n\r\n")? + 4;
+        let length = text[..head_end]
+            .split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| {
+                let n = n.trim();
+                n.eq_ignore_ascii_case("Content-Length") || n.eq_ignore_ascii_case("l")
+            })
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if self.pending.len() < head_end + length {
+            return None;
+        }
+        let message: Vec<u8> = self.pending.drain(..head_end + length).collect();
+        Some(String::from_utf8_lossy(&message).into_owned())
+    }
+
+    /// The next complete response within `timeout`, reading more with
+    /// `read(time left, buffer)` as needed (requests are skipped); `None`
+    /// on timeout, when the peer closed, or on a read error.
+    pub fn recv_response(
+        &mut self,
+        timeout: Duration,
+        mut read: impl FnMut(Duration, &mut [u8]) -> std::io::Result<usize>,
+    ) -> Option<SipResponse> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(message) = self.take_message() {
+                if let Some(response) = SipResponse::parse(&message) {
+                    return Some(response);
+                }
+                continue;
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let mut buf = [0u8; 16384];
+            match read(left.max(Duration::from_millis(1)), &mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.push(&buf[..n]),
+            }
+        }
+    }
+}
+
 /// A SIP client on one TCP connection.
 pub struct SipTcp {
     stream: TcpStream,
-    pending: Vec<u8>,
+    framer: StreamFramer,
 }
 
 impl SipTcp {
@@ -321,7 +423,7 @@ impl SipTcp {
         stream.set_nodelay(true).ok();
         SipTcp {
             stream,
-            pending: Vec::new(),
+            framer: StreamFramer::default(),
         }
     }
 
@@ -333,7 +435,7 @@ impl SipTcp {
         stream.set_nodelay(true).ok();
         SipTcp {
             stream,
-            pending: Vec::new(),
+            framer: StreamFramer::default(),
         }
     }
 
@@ -359,28 +461,11 @@ impl SipTcp {
     /// The next complete response (framed by Content-Length, RFC 3261
     /// 18.3) within `timeout`; `None` on timeout or when the server closed.
     pub fn recv(&mut self, timeout: Duration) -> Option<SipResponse> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(message) = self.take_message() {
-                if let Some(response) = SipResponse::parse(&message) {
-                    return Some(response);
-                }
-                continue;
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .ok()?;
-            let mut buf = [0u8; 16384];
-            match self.stream.read(&mut buf) {
-                Ok(0) => return None,
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return None
-                }
-                Err(_) => return None,
-            }
-        }
+        let stream = &mut self.stream;
+        self.framer.recv_response(timeout, |left, buf| {
+            stream.set_read_timeout(Some(left))?;
+            stream.read(buf)
+        })
     }
 
     /// Sends a request and returns its final response (skipping 1xx).
@@ -410,36 +495,13 @@ impl SipTcp {
             let mut buf = [0u8; 16384];
             match self.stream.read(&mut buf) {
                 Ok(0) => return true,
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Ok(n) => self.framer.push(&buf[..n]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return false
                 }
                 Err(_) => return true,
             }
         }
-    }
-
-    fn take_message(&mut self) -> Option<String> {
-        // Keep-alive CRLFs (RFC 5626 3.5.1) between messages are skipped.
-        while self.pending.starts_with(b"\r\n") {
-            self.pending.drain(..2);
-        }
-        let text = String::from_utf8_lossy(&self.pending).into_owned();
-        let head_end = text.find("\r\n\r\n")? + 4;
-        let length = text[..head_end]
-            .split("\r\n")
-            .filter_map(|l| l.split_once(':'))
-            .find(|(n, _)| {
-                let n = n.trim();
-                n.eq_ignore_ascii_case("Content-Length") || n.eq_ignore_ascii_case("l")
-            })
-            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        if self.pending.len() < head_end + length {
-            return None;
-        }
-        let message: Vec<u8> = self.pending.drain(..head_end + length).collect();
-        Some(String::from_utf8_lossy(&message).into_owned())
     }
 }
 
@@ -463,7 +525,8 @@ pub fn tcp_connect_from(local_ip: Ipv4Addr, remote: SocketAddr) -> std::io::Resu
     })
 }
 
-fn final_response(
+/// The first final response `recv` gives within `timeout` (1xx skipped).
+pub fn final_response(
     mut recv: impl FnMut(Duration) -> Option<SipResponse>,
     timeout: Duration,
 ) -> Option<SipResponse> {

@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use super::net::{TestNet, RTP_PORT_MAX, RTP_PORT_MIN, SIP_PORT};
+use super::process;
 use super::raw_sip::options_udp;
 use super::sipp::{SippOutcome, SippRun, SippSetup};
+use super::{call_timeout, SPEECH_SHORT_MS};
 
 /// How long a server may take to answer its first OPTIONS.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -190,7 +192,81 @@ impl Server {
 
     /// The server's log (its stderr and stdout, over all restarts).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        process::read_log(&self.log_path())
+    }
+
+    /// How many lines of the server log contain `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(text)).count()
+    }
+
+    /// Polls the log until `text` shows in at least `count` lines: the
+    /// server says it got that far. Panics with the log's tail after
+    /// `timeout`.
+    pub fn wait_log(&self, text: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log_count(text) < count {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not log {text:?} {count} times within {timeout:?}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Call sessions that answered so far, by the line each logs as it
+    /// answers.
+    pub fn calls_answered(&self) -> usize {
+        self.log_count(ANSWERING_LINE)
+    }
+
+    /// Call sessions that are over, by the last line each logs: its message
+    /// stored, discarded, or never recorded.
+    pub fn calls_ended(&self) -> usize {
+        CALL_END_LINES.iter().map(|l| self.log_count(l)).sum()
+    }
+
+    /// Polls the log until at least `count` call sessions are over: after
+    /// that, nothing more is stored for them. Panics after `timeout`.
+    pub fn wait_calls_ended(&self, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.calls_ended() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} calls ended within {timeout:?}\n{}",
+                self.calls_ended(),
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The recording in progress, once its file holds at least `bytes`:
+    /// a call is being recorded. Panics after `timeout`.
+    pub fn wait_recording(&self, bytes: u64, timeout: Duration) -> PathBuf {
+        let dir = self.data_dir.join("recording");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.extension().is_some_and(|e| e == "wav")
+                        && p.metadata().is_ok_and(|m| m.len() >= bytes)
+                });
+            if let Some(path) = found {
+                return path;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no recording of {bytes} bytes in progress within {timeout:?}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The server's process id while it runs.
@@ -203,25 +279,7 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open the server log");
-        let log_err = log.try_clone().expect("clone the server log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_vmesh"))
-            .arg("serve")
-            .arg("--profile")
-            .arg(self.profile())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .expect("start vmesh serve");
+        let child = spawn_serve(&self.profile(), &self.log_path(), None);
         self.child = Some(child);
         self.wait_ready();
     }
@@ -284,57 +342,45 @@ impl Server {
     /// Sends SIGTERM without waiting (to act while the server shuts down).
     pub fn send_sigterm(&self) {
         if let Some(child) = self.child.as_ref() {
-            self.signal(child, libc::SIGTERM);
+            process::signal(child, libc::SIGTERM);
         }
     }
 
     /// Waits (up to 15 s) for a server that was told to stop.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let mut child = self
+        let child = self
             .child
             .take()
             .expect("wait_exit: the server is not running");
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                child.kill().ok();
-                child.wait().ok();
-                panic!(
-                    "vmesh did not exit within {EXIT_TIMEOUT:?}\n{}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, child: &Child, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+        process::exit_within(child, EXIT_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "vmesh did not exit within {EXIT_TIMEOUT:?}\n{}",
+                self.log_tail()
+            )
+        })
     }
 
     /// The last 80 lines of the server log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let from = lines.len().saturating_sub(80);
-        format!(
-            "--- vmesh log ({}), last {} lines ---\n{}",
-            self.log_path().display(),
-            lines.len() - from,
-            lines[from..].join("\n")
-        )
+        process::log_tail("vmesh", &self.log_path())
     }
 
     /// Runs a SIPp scenario against this server from the test's caller
     /// address, each run on its own SIP and media ports.
     pub fn sipp(&self, scenario: &str, args: &[&str], timeout: Duration) -> SippOutcome {
         self.sipp_start(scenario, args, timeout).wait()
+    }
+
+    /// Leaves a 3 s message for `mailbox` the way a PBX forwards a call:
+    /// SIPp calls the pilot user with the mailbox in a Diversion header
+    /// (`uac_pilot_diversion.xml`). Panics if the call fails.
+    pub fn leave_short_message(&self, mailbox: &str) {
+        self.sipp(
+            "uac_pilot_diversion.xml",
+            &["-s", mailbox],
+            call_timeout(SPEECH_SHORT_MS),
+        )
+        .assert_success();
     }
 
     /// Starts a SIPp scenario in the background; `wait()` collects it.
@@ -376,23 +422,72 @@ impl Server {
 
     /// Exports message `id` to a WAV file in the test directory.
     pub fn export(&self, id: &str) -> PathBuf {
-        let out = self.root.join(format!("export-{id}.wav"));
-        // export keeps an existing file; a test may export one message twice.
-        std::fs::remove_file(&out).ok();
-        let output = self.cli(&[
+        export_message(
+            &self.profile(),
+            id,
+            &self.root.join(format!("export-{id}.wav")),
+        )
+    }
+}
+
+/// Exports message `id` of the server running `profile` to `out` (replaced
+/// if it exists: a test may export one message twice); panics if the CLI
+/// fails.
+pub fn export_message(profile: &Path, id: &str, out: &Path) -> PathBuf {
+    std::fs::remove_file(out).ok();
+    let output = cli_with_profile(
+        profile,
+        &[
             "messages",
             "export",
             id,
             "--out",
             out.to_str().expect("UTF-8 temp path"),
-        ]);
-        assert!(
-            output.status.success(),
-            "vmesh messages export {id} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        out
-    }
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "vmesh messages export {id} ({}) failed: {}",
+        profile.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out.to_path_buf()
+}
+
+/// What the server logs for each call session as it answers.
+pub const ANSWERING_LINE: &str = ": answering ";
+/// The last line a call session logs: its message stored, discarded (too
+/// short or silent), or never recorded (no ACK came).
+pub const CALL_END_LINES: [&str; 3] = ["message stored", "message discarded", "nothing stored"];
+
+/// Starts `vmesh serve --profile PROFILE`, its output appended to `log`
+/// (over all its runs), inside network namespace `netns` when given. Its
+/// log level is the binary's default unless `VMESH_LOG` says otherwise.
+pub fn spawn_serve(profile: &Path, log: &Path, netns: Option<&str>) -> Child {
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
+    let err = out.try_clone().expect("clone the log handle");
+    let binary = env!("CARGO_BIN_EXE_vmesh");
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, binary]);
+            c
+        }
+        None => Command::new(binary),
+    };
+    command
+        .arg("serve")
+        .arg("--profile")
+        .arg(profile)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start vmesh serve")
 }
 
 /// Runs the vmesh binary with `args` (no profile added) and captures it.

@@ -190,6 +190,14 @@ impl SippRun {
         }
     }
 
+    /// Whether SIPp has exited, without waiting for it.
+    pub fn finished(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
     /// Waits for SIPp to end (killing it 5 s after its own timeout) and
     /// collects its counts and logs.
     pub fn wait(mut self) -> SippOutcome {

@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use super::raw_sip::{tcp_connect_from, SipResponse};
+use super::raw_sip::{final_response, tcp_connect_from, SipResponse, StreamFramer};
 
 /// A certificate and key for the client side, as PEM files.
 pub struct ClientIdentity<'a> {
@@ -25,7 +25,7 @@ pub struct ClientIdentity<'a> {
 /// One TLS connection to a server.
 pub struct SipTls {
     stream: StreamOwned<ClientConnection, TcpStream>,
-    pending: Vec<u8>,
+    framer: StreamFramer,
 }
 
 impl SipTls {
@@ -83,7 +83,7 @@ impl SipTls {
         }
         let mut tls = SipTls {
             stream,
-            pending: Vec::new(),
+            framer: StreamFramer::default(),
         };
         // The server's alert for a certificate it refuses arrives after
         // the client's side of the handshake is done.
@@ -94,7 +94,7 @@ impl SipTls {
         let mut buf = [0u8; 4096];
         match tls.stream.read(&mut buf) {
             Ok(0) => return Err("closed by the server after the handshake".into()),
-            Ok(n) => tls.pending.extend_from_slice(&buf[..n]),
+            Ok(n) => tls.framer.push(&buf[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) => return Err(format!("refused after the handshake: {e}")),
         }
@@ -110,58 +110,14 @@ impl SipTls {
     pub fn transact_bytes(&mut self, request: &[u8], timeout: Duration) -> Option<SipResponse> {
         self.stream.write_all(request).ok()?;
         self.stream.flush().ok()?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let response = self.recv(left)?;
-            if response.status >= 200 {
-                return Some(response);
-            }
-        }
+        final_response(|left| self.recv(left), timeout)
     }
 
     fn recv(&mut self, timeout: Duration) -> Option<SipResponse> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(message) = self.take_message() {
-                if let Some(response) = SipResponse::parse(&message) {
-                    return Some(response);
-                }
-                continue;
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream
-                .sock
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .ok()?;
-            let mut buf = [0u8; 16384];
-            match self.stream.read(&mut buf) {
-                Ok(0) => return None,
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
-                Err(_) => return None,
-            }
-        }
-    }
-
-    fn take_message(&mut self) -> Option<String> {
-        while self.pending.starts_with(b"\r\n") {
-            self.pending.drain(..2);
-        }
-        let text = String::from_utf8_lossy(&self.pending).into_owned();
-        let head_end = text.find("\r\n\r\n")? + 4;
-        let length = text[..head_end]
-            .split("\r\n")
-            .filter_map(|l| l.split_once(':'))
-            .find(|(n, _)| {
-                let n = n.trim();
-                n.eq_ignore_ascii_case("Content-Length") || n.eq_ignore_ascii_case("l")
-            })
-            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        if self.pending.len() < head_end + length {
-            return None;
-        }
-        let message: Vec<u8> = self.pending.drain(..head_end + length).collect();
-        Some(String::from_utf8_lossy(&message).into_owned())
+        let stream = &mut self.stream;
+        self.framer.recv_response(timeout, |left, buf| {
+            stream.sock.set_read_timeout(Some(left))?;
+            stream.read(buf)
+        })
     }
 }

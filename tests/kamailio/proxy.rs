@@ -4,7 +4,9 @@
 //! Diversion header (RFC 5806), Record-Routing so the dialog's requests
 //! pass through it. In its registrar variant vmesh registers with it (digest
 //! credentials from `sip-profiles/kamailio/dbtext/`, copied into the test's
-//! directory) and the failure route looks vmesh's contact up.
+//! directory) and the failure route looks vmesh's contact up. Other
+//! configurations of `sip-profiles/kamailio/` (the dispatcher in front of
+//! several servers) run through [`Kamailio::start_template`].
 //!
 //! Kamailio runs in the foreground (`-DD`: it forks its workers but does
 //! not daemonize), in a process group of its own, bound only to the one
@@ -13,6 +15,9 @@
 //! workers), then SIGKILL to its group if it lingers. Should the test
 //! process die without dropping it, the kernel sends it SIGTERM
 //! (`PR_SET_PDEATHSIG`).
+//!
+//! Each test file that includes this module uses a part of it.
+#![allow(dead_code)]
 
 use std::fs::File;
 use std::io::ErrorKind;
@@ -66,7 +71,10 @@ pub struct RegistrarSetup {
 /// A running Kamailio; stopped on drop.
 pub struct Kamailio {
     child: Option<Child>,
-    config: KamailioConfig,
+    /// Its only socket (UDP).
+    listen: SocketAddrV4,
+    /// Where its readiness probes are sent from.
+    probe_from: Ipv4Addr,
     log_path: PathBuf,
 }
 
@@ -94,8 +102,6 @@ impl Kamailio {
     /// checks it with `kamailio -c`, starts Kamailio and waits until it
     /// answers OPTIONS; panics with its output on any failure.
     pub fn start(config: KamailioConfig, dir: &Path) -> Kamailio {
-        let binary = binary();
-        let template_path = repo_root().join("sip-profiles/kamailio/voicemail.cfg");
         let db_dir = dir.join("dbtext");
         std::fs::create_dir_all(&db_dir).expect("create the db_text directory");
         for table in ["version", "subscriber"] {
@@ -103,21 +109,6 @@ impl Kamailio {
             std::fs::copy(&from, db_dir.join(table))
                 .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
         }
-        let template = std::fs::read_to_string(&template_path)
-            .unwrap_or_else(|e| panic!("read {}: {e}", template_path.display()));
-        let cfg = template
-            .replace("@LISTEN_IP@", &config.listen.ip().to_string())
-            .replace("@LISTEN_PORT@", &config.listen.port().to_string())
-            .replace("@NO_ANSWER_MS@", &config.no_answer_ms.to_string())
-            .replace("@PHONE@", &config.phone.to_string())
-            .replace("@VMESH@", &config.vmesh.to_string())
-            .replace("@DB_DIR@", &db_dir.display().to_string());
-        let unfilled = cfg
-            .lines()
-            .find(|l| !l.trim_start().starts_with('#') && l.contains('@'));
-        assert!(unfilled.is_none(), "unfilled placeholder: {unfilled:?}");
-        let cfg_path = dir.join("kamailio.cfg");
-        std::fs::write(&cfg_path, cfg).expect("write the Kamailio configuration");
         let mut defines: Vec<&str> = Vec::new();
         if config.pilot {
             defines.extend(["-A", "VM_PILOT"]);
@@ -131,12 +122,55 @@ impl Kamailio {
                 defines.extend(["-A", "WITH_TCP"]);
             }
         }
+        let probe_from = match config.phone {
+            SocketAddr::V4(phone) => *phone.ip(),
+            SocketAddr::V6(_) => Ipv4Addr::LOCALHOST,
+        };
+        let replacements = [
+            ("@LISTEN_IP@", config.listen.ip().to_string()),
+            ("@LISTEN_PORT@", config.listen.port().to_string()),
+            ("@NO_ANSWER_MS@", config.no_answer_ms.to_string()),
+            ("@PHONE@", config.phone.to_string()),
+            ("@VMESH@", config.vmesh.to_string()),
+            ("@DB_DIR@", db_dir.display().to_string()),
+        ];
+        Kamailio::start_template(
+            "voicemail.cfg",
+            &replacements,
+            &defines,
+            config.listen,
+            probe_from,
+            dir,
+        )
+    }
+
+    /// Fills the `@...@` placeholders of `sip-profiles/kamailio/<template>`
+    /// with `replacements` (every placeholder must be filled), writes the
+    /// result into `dir`, checks it with `kamailio -c` (with `defines`,
+    /// `-A NAME` pairs), starts Kamailio on `listen` and waits until it
+    /// answers an OPTIONS sent from `probe_from`; panics with its output on
+    /// any failure.
+    pub fn start_template(
+        template: &str,
+        replacements: &[(&str, String)],
+        defines: &[&str],
+        listen: SocketAddrV4,
+        probe_from: Ipv4Addr,
+        dir: &Path,
+    ) -> Kamailio {
+        let binary = binary();
+        let template_path = repo_root().join("sip-profiles/kamailio").join(template);
+        let text = std::fs::read_to_string(&template_path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", template_path.display()));
+        let cfg = fill_placeholders(&text, replacements);
+        let cfg_path = dir.join("kamailio.cfg");
+        std::fs::write(&cfg_path, cfg).expect("write the Kamailio configuration");
 
         let check = Command::new(&binary)
             .arg("-c")
             .arg("-f")
             .arg(&cfg_path)
-            .args(&defines)
+            .args(defines)
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("run {} -c: {e}", binary.display()));
@@ -156,7 +190,7 @@ impl Kamailio {
         command
             .arg("-f")
             .arg(&cfg_path)
-            .args(&defines)
+            .args(defines)
             .arg("-P")
             .arg(dir.join("kamailio.pid"))
             .arg("-w")
@@ -184,7 +218,8 @@ impl Kamailio {
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
         let mut kamailio = Kamailio {
             child: Some(child),
-            config,
+            listen,
+            probe_from,
             log_path,
         };
         kamailio.wait_ready();
@@ -193,7 +228,7 @@ impl Kamailio {
 
     /// Its SIP address (UDP).
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::V4(self.config.listen)
+        SocketAddr::V4(self.listen)
     }
 
     /// Everything it logged.
@@ -216,10 +251,7 @@ impl Kamailio {
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let from = match self.config.phone {
-            SocketAddr::V4(phone) => *phone.ip(),
-            SocketAddr::V6(_) => Ipv4Addr::LOCALHOST,
-        };
+        let from = self.probe_from;
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -297,4 +329,30 @@ pub fn wait_udp_bound(addr: SocketAddr, timeout: Duration) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `text` with each placeholder of `replacements` replaced everywhere;
+/// panics with the first line (outside comments) that still holds an
+/// `@NAME@` placeholder.
+pub fn fill_placeholders(text: &str, replacements: &[(&str, String)]) -> String {
+    let filled = replacements
+        .iter()
+        .fold(text.to_string(), |t, (from, to)| t.replace(from, to));
+    let unfilled = filled
+        .lines()
+        .find(|l| !l.trim_start().starts_with('#') && has_placeholder(l));
+    assert!(unfilled.is_none(), "unfilled placeholder: {unfilled:?}");
+    filled
+}
+
+/// Whether `line` holds `@NAME@`, NAME of capitals, digits and '_'.
+fn has_placeholder(line: &str) -> bool {
+    line.match_indices('@').any(|(at, _)| {
+        let rest = &line[at + 1..];
+        let name_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+            .count();
+        name_len > 0 && rest[name_len..].starts_with('@')
+    })
 }

@@ -179,9 +179,13 @@ fn choose_audio(
     let remote_rtp = address
         .filter(|ip| !ip.is_unspecified())
         .map(|ip| SocketAddr::new(ip, port));
-    let remote_rtcp = remote_rtp.map(|rtp| {
-        rtcp_attribute(&media.attributes, rtp.ip())
-            .unwrap_or_else(|| SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1)))
+    let remote_rtcp = remote_rtp.and_then(|rtp| {
+        rtcp_attribute(&media.attributes, rtp.ip()).or_else(|| {
+            // RTP + 1 (RFC 3550 §11); an RTP port of 65535 (odd, against
+            // the same section) has no next port, and RTCP goes nowhere.
+            let port = rtp.port().checked_add(1)?;
+            Some(SocketAddr::new(rtp.ip(), port))
+        })
     });
     Ok(Negotiated {
         codec,

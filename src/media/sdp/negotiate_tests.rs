@@ -363,3 +363,21 @@ fn comfort_noise_rtcp_mux_and_the_rtcp_port() {
     assert_eq!(n.remote_rtcp, Some("192.0.2.1:7001".parse().unwrap()));
     assert_eq!(n.comfort_noise, None);
 }
+
+/// Found by the sdp_answer fuzz target's check: RTP on port 65535 made
+/// RTP + 1 wrap around, and RTCP went to port 0. There is no RTCP port
+/// then, unless `a=rtcp` names one.
+#[test]
+fn rtp_on_the_last_port_has_no_rtcp_port_plus_one() {
+    let last = offer("", "audio 65535 RTP/AVP 0", "");
+    for n in [
+        negotiate(&last, &BOTH).unwrap(),
+        accept_answer(&last, &BOTH).unwrap(),
+    ] {
+        assert_eq!(n.remote_rtp, Some("192.0.2.1:65535".parse().unwrap()));
+        assert_eq!(n.remote_rtcp, None);
+    }
+    let named = offer("", "audio 65535 RTP/AVP 0", "a=rtcp:5001\r\n");
+    let n = negotiate(&named, &BOTH).unwrap();
+    assert_eq!(n.remote_rtcp, Some("192.0.2.1:5001".parse().unwrap()));
+}

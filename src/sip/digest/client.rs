@@ -11,104 +11,61 @@
 //! (RFC 7616 §3.4.2) and both qop values (`auth`, and `auth-int` over the
 //! body) are supported; `auth` is chosen when both are offered.
 //!
-//! Hand-written around the RustCrypto hashes rather than taken from
-//! rsipstack (`dialog::authenticate`), whose algorithm type spells SHA-256
-//! as `SHA256` both when parsing a challenge and when answering it (RFC 7616
-//! §3.3 and the IANA registry spell `SHA-256`, which Kamailio and Asterisk
-//! send and expect), has no SHA-512/256, computes `-sess` like the plain
-//! algorithm, and answers only the first challenge of a response. The
-//! header's parameters are split by rsipstack's `AuthTokenizer`.
+//! The hashing is [`super::algorithm`]'s, shared with the server side.
+//! Written here rather than taken from rsipstack (`dialog::authenticate`),
+//! whose algorithm type spells SHA-256 as `SHA256` both when parsing a
+//! challenge and when answering it (RFC 7616 §3.3 and the IANA registry
+//! spell `SHA-256`, which Kamailio and Asterisk send and expect), which
+//! quotes `qop` in credentials (RFC 7616 §3.4 makes it a token), has no
+//! SHA-512/256, computes `-sess` like the plain algorithm, and answers
+//! only the first challenge of a response. The header's parameters are
+//! split by rsipstack's `AuthTokenizer`.
 //!
 //! Everything here is a pure function of its inputs (the client nonce
 //! included), so responses are checked against RFC 7616's examples.
 
 use std::fmt;
 
-use md5::Md5;
 use rsipstack::sip::typed::tokenizers::AuthTokenizer;
-use sha2::{Digest, Sha256, Sha512_256};
+use rsipstack::sip::{Header, Response};
 
-/// The hash of a digest algorithm (RFC 7616 §3.3, RFC 8760 §2.2).
+use super::algorithm::DigestInputs;
+pub use super::algorithm::{DigestAlgorithm, DigestHash, Qop};
+
+/// Who asked for credentials, which decides the header that answers
+/// (RFC 3261 §22.2, §22.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DigestHash {
-    /// MD5: what every SIP server supports, and the default.
-    Md5,
-    /// SHA-256.
-    Sha256,
-    /// SHA-512/256 (SHA-512 truncated, with its own initial values).
-    Sha512_256,
+pub enum ChallengeKind {
+    /// 401 with WWW-Authenticate, answered by Authorization (a registrar
+    /// or user agent).
+    Www,
+    /// 407 with Proxy-Authenticate, answered by Proxy-Authorization.
+    Proxy,
 }
 
-/// An algorithm as named in a challenge: a hash, plain or `-sess`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DigestAlgorithm {
-    /// The hash function.
-    pub hash: DigestHash,
-    /// `-sess`: HA1 also covers the nonces (RFC 7616 §3.4.2).
-    pub session: bool,
-}
-
-impl DigestAlgorithm {
-    /// MD5, the algorithm of a challenge that names none (RFC 7616 §3.3).
-    pub const MD5: DigestAlgorithm = DigestAlgorithm {
-        hash: DigestHash::Md5,
-        session: false,
-    };
-
-    /// Reads an `algorithm` token, case-insensitively; `None` when vmesh
-    /// does not support it.
-    pub fn from_token(token: &str) -> Option<DigestAlgorithm> {
-        let lower = token.to_ascii_lowercase();
-        let (name, session) = match lower.strip_suffix("-sess") {
-            Some(name) => (name, true),
-            None => (lower.as_str(), false),
-        };
-        let hash = match name {
-            "md5" => DigestHash::Md5,
-            "sha-256" => DigestHash::Sha256,
-            "sha-512-256" => DigestHash::Sha512_256,
-            _ => return None,
-        };
-        Some(DigestAlgorithm { hash, session })
-    }
-
-    /// The hex digest of `data`.
-    fn hex(&self, data: &[u8]) -> String {
-        match self.hash {
-            DigestHash::Md5 => hex::encode(<Md5 as md5::Digest>::digest(data)),
-            DigestHash::Sha256 => hex::encode(Sha256::digest(data)),
-            DigestHash::Sha512_256 => hex::encode(Sha512_256::digest(data)),
+impl ChallengeKind {
+    /// The kind a 401 or 407 asks for.
+    pub fn of_status(status: u16) -> Option<ChallengeKind> {
+        match status {
+            401 => Some(ChallengeKind::Www),
+            407 => Some(ChallengeKind::Proxy),
+            _ => None,
         }
     }
-}
 
-impl fmt::Display for DigestAlgorithm {
-    /// The token as registered with IANA: `MD5`, `SHA-256-sess`, ...
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.hash {
-            DigestHash::Md5 => "MD5",
-            DigestHash::Sha256 => "SHA-256",
-            DigestHash::Sha512_256 => "SHA-512-256",
-        };
-        let session = if self.session { "-sess" } else { "" };
-        write!(f, "{name}{session}")
-    }
-}
-
-/// The quality of protection chosen (RFC 7616 §3.3 `qop`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Qop {
-    /// Authentication only.
-    Auth,
-    /// Authentication with integrity of the body.
-    AuthInt,
-}
-
-impl Qop {
-    fn token(self) -> &'static str {
+    /// The name of the header that answers this kind of challenge.
+    pub fn answer_name(self) -> &'static str {
         match self {
-            Qop::Auth => "auth",
-            Qop::AuthInt => "auth-int",
+            ChallengeKind::Www => "Authorization",
+            ChallengeKind::Proxy => "Proxy-Authorization",
+        }
+    }
+
+    /// The header answering this kind of challenge with `value`.
+    pub fn answer_header(self, value: String) -> Header {
+        match self {
+            ChallengeKind::Www => Header::Authorization(value.into()),
+            ChallengeKind::Proxy => Header::ProxyAuthorization(value.into()),
         }
     }
 }
@@ -174,6 +131,20 @@ impl Challenge {
         };
         let realm = param("realm").ok_or(ChallengeError::Missing("realm"))?;
         let nonce = param("nonce").ok_or(ChallengeError::Missing("nonce"))?;
+        // These go back verbatim inside quotes in the Authorization; a
+        // value that cannot stand there (an unquoted `realm=a"b`, a
+        // control character) would be read back as another value.
+        for (name, value) in [
+            ("realm", Some(realm)),
+            ("nonce", Some(nonce)),
+            ("opaque", param("opaque")),
+        ] {
+            if value.is_some_and(|v| v.chars().any(|c| c == '"' || c == '\\' || c.is_control())) {
+                return Err(ChallengeError::Malformed(format!(
+                    "{name} {value:?} cannot be quoted back"
+                )));
+            }
+        }
         let algorithm = match param("algorithm") {
             None => DigestAlgorithm::MD5,
             Some(token) => DigestAlgorithm::from_token(token)
@@ -182,13 +153,13 @@ impl Challenge {
         let qop = match param("qop") {
             None => None,
             Some(list) => {
-                let offered: Vec<String> = list
+                let offered: Vec<Qop> = list
                     .split(',')
-                    .map(|q| q.trim().to_ascii_lowercase())
+                    .filter_map(|q| Qop::from_token(q.trim()))
                     .collect();
-                if offered.iter().any(|q| q == "auth") {
+                if offered.contains(&Qop::Auth) {
                     Some(Qop::Auth)
-                } else if offered.iter().any(|q| q == "auth-int") {
+                } else if offered.contains(&Qop::AuthInt) {
                     Some(Qop::AuthInt)
                 } else {
                     return Err(ChallengeError::UnsupportedQop(list.to_owned()));
@@ -221,6 +192,20 @@ impl Challenge {
             }
         }
         Err(first_error.unwrap_or(ChallengeError::NoChallenge))
+    }
+
+    /// The challenge to answer in a 401 (its WWW-Authenticate headers) or
+    /// a 407 (its Proxy-Authenticate headers), and which kind it is; any
+    /// other response carries none.
+    pub fn of_response(response: &Response) -> Result<(ChallengeKind, Challenge), ChallengeError> {
+        let kind = ChallengeKind::of_status(response.status_code.code())
+            .ok_or(ChallengeError::NoChallenge)?;
+        let values = response.headers.iter().filter_map(|h| match (kind, h) {
+            (ChallengeKind::Www, Header::WwwAuthenticate(v)) => Some(v.value()),
+            (ChallengeKind::Proxy, Header::ProxyAuthenticate(v)) => Some(v.value()),
+            _ => None,
+        });
+        Challenge::select(values).map(|challenge| (kind, challenge))
     }
 
     /// The Authorization (or Proxy-Authorization) header value answering
@@ -263,31 +248,20 @@ impl Challenge {
         nc: &str,
         cnonce: &str,
     ) -> String {
-        let h = |text: &str| self.algorithm.hex(text.as_bytes());
-        let mut ha1 = h(&format!(
-            "{}:{}:{}",
-            credentials.username, self.realm, credentials.password
-        ));
-        if self.algorithm.session {
-            ha1 = h(&format!("{ha1}:{}:{cnonce}", self.nonce));
+        DigestInputs {
+            algorithm: self.algorithm,
+            username: credentials.username,
+            realm: &self.realm,
+            password: credentials.password,
+            method: request.method,
+            uri: request.uri,
+            body: request.body,
+            nonce: &self.nonce,
+            qop: self.qop,
+            nc,
+            cnonce,
         }
-        let ha2 = match self.qop {
-            Some(Qop::AuthInt) => h(&format!(
-                "{}:{}:{}",
-                request.method,
-                request.uri,
-                self.algorithm.hex(request.body)
-            )),
-            _ => h(&format!("{}:{}", request.method, request.uri)),
-        };
-        match self.qop {
-            Some(qop) => h(&format!(
-                "{ha1}:{}:{nc}:{cnonce}:{}:{ha2}",
-                self.nonce,
-                qop.token()
-            )),
-            None => h(&format!("{ha1}:{}:{ha2}", self.nonce)),
-        }
+        .response()
     }
 }
 

@@ -228,3 +228,28 @@ fn reads_stale_and_refuses_what_it_cannot_answer() {
 fn credentials_never_print_the_password() {
     assert!(!format!("{:?}", vm()).contains("s3cret"));
 }
+
+/// Found by the digest fuzz target's round trip: an unquoted `realm=a"b`
+/// was taken, and the Authorization written for it (`realm="a"b"`) read
+/// back as realm `a`.
+#[test]
+fn refuses_a_challenge_whose_values_cannot_be_quoted_back() {
+    for value in [
+        "Digest realm=a\"b, nonce=n1",
+        "Digest realm=\"r\", nonce=n\\1",
+        "Digest realm=\"r\", nonce=\"n\", opaque=o\"p",
+        "Digest realm=\"r\", nonce=n\u{1}",
+    ] {
+        assert!(
+            matches!(Challenge::parse(value), Err(ChallengeError::Malformed(_))),
+            "{value}"
+        );
+    }
+    // What is taken is written back as it came.
+    let challenge = Challenge::parse("Digest realm=pbx.example.com, nonce=abc").unwrap();
+    let value = challenge.authorization(&vm(), &register(), 1, "c");
+    assert!(
+        value.contains("realm=\"pbx.example.com\", nonce=\"abc\""),
+        "{value}"
+    );
+}

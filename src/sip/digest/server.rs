@@ -17,6 +17,9 @@
 //! when it is full every nonce issued so far is retired at once (clients
 //! re-authenticate after one `stale=true`), so no replay ever passes.
 //!
+//! The request-digest is [`super::algorithm`]'s, the same computation the
+//! client side answers challenges with.
+//!
 //! Sans-IO: the module sees the request's method, Request-URI and
 //! Authorization values and an explicit `now`, and answers with a
 //! [`Verdict`]; the caller turns it into a response.
@@ -36,72 +39,11 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use rsipstack::sip::headers::typed::tokenizers::AuthTokenizer;
 use rsipstack::sip::Uri;
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-/// A digest algorithm this server offers (RFC 8760 §2, RFC 3261 §22.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DigestAlgorithm {
-    /// `SHA-256` (RFC 8760 §2.2), preferred.
-    Sha256,
-    /// `MD5` (RFC 3261 §22.4), for PBXs that know nothing else.
-    Md5,
-}
-
-impl DigestAlgorithm {
-    /// The token of the `algorithm` parameter.
-    pub fn token(self) -> &'static str {
-        match self {
-            DigestAlgorithm::Sha256 => "SHA-256",
-            DigestAlgorithm::Md5 => "MD5",
-        }
-    }
-
-    /// The algorithm a token names (case-insensitive), if it is one of ours.
-    /// The `-sess` variants are not offered, so not accepted.
-    pub fn from_token(token: &str) -> Option<DigestAlgorithm> {
-        if token.eq_ignore_ascii_case("SHA-256") {
-            Some(DigestAlgorithm::Sha256)
-        } else if token.eq_ignore_ascii_case("MD5") {
-            Some(DigestAlgorithm::Md5)
-        } else {
-            None
-        }
-    }
-
-    /// Lower-case hex of the hash of `data` (RFC 7616 §3.4.1 `H`).
-    fn hash(self, data: &str) -> String {
-        match self {
-            DigestAlgorithm::Sha256 => hex::encode(Sha256::digest(data.as_bytes())),
-            DigestAlgorithm::Md5 => {
-                use md5::Digest as _;
-                hex::encode(md5::Md5::digest(data.as_bytes()))
-            }
-        }
-    }
-}
-
-/// The request-digest of RFC 7616 §3.4.1 (RFC 2617 §3.2.2.1 without qop):
-/// `H(H(user:realm:password):nonce[:nc:cnonce:qop]:H(method:uri))`.
-/// `nc` is hashed exactly as the client sent it.
-#[allow(clippy::too_many_arguments)]
-pub fn request_digest(
-    algorithm: DigestAlgorithm,
-    user: &str,
-    realm: &str,
-    password: &str,
-    method: &str,
-    uri: &str,
-    nonce: &str,
-    qop: Option<(&str, &str)>,
-) -> String {
-    let ha1 = algorithm.hash(&format!("{user}:{realm}:{password}"));
-    let ha2 = algorithm.hash(&format!("{method}:{uri}"));
-    match qop {
-        Some((nc, cnonce)) => algorithm.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")),
-        None => algorithm.hash(&format!("{ha1}:{nonce}:{ha2}")),
-    }
-}
+pub use super::algorithm::DigestAlgorithm;
+use super::algorithm::{DigestInputs, Qop};
 
 /// What the authenticator needs to know, from the profile.
 #[derive(Debug, Clone)]
@@ -186,9 +128,8 @@ impl DigestAuthenticator {
             .iter()
             .map(|a| {
                 format!(
-                    "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{}",
+                    "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={a}, qop=\"auth\"{}",
                     self.settings.realm,
-                    a.token(),
                     if stale { ", stale=true" } else { "" }
                 )
             })
@@ -218,7 +159,7 @@ impl DigestAuthenticator {
                 reason: "no credentials for this realm".into(),
             };
         };
-        let fields = match Credentials::from_params(&credentials.params) {
+        let fields = match Presented::from_params(&credentials.params) {
             Ok(f) => f,
             Err(why) => return Verdict::BadRequest(why),
         };
@@ -275,7 +216,7 @@ impl DigestAuthenticator {
     /// password nobody has, so the time taken does not tell users apart.
     fn response_matches(
         &self,
-        fields: &Credentials<'_>,
+        fields: &Presented<'_>,
         algorithm: DigestAlgorithm,
         method: &str,
     ) -> bool {
@@ -285,16 +226,24 @@ impl DigestAuthenticator {
             .iter()
             .find(|(user, _)| user == fields.username);
         let password = known.map_or("\u{0}no such user\u{0}", |(_, p)| p.as_str());
-        let expected = request_digest(
+        let (qop, nc, cnonce) = match fields.qop {
+            Some((nc, cnonce)) => (Some(Qop::Auth), nc, cnonce),
+            None => (None, "", ""),
+        };
+        let expected = DigestInputs {
             algorithm,
-            fields.username,
-            &self.settings.realm,
+            username: fields.username,
+            realm: &self.settings.realm,
             password,
             method,
-            fields.uri,
-            fields.nonce,
-            fields.qop,
-        );
+            uri: fields.uri,
+            body: b"",
+            nonce: fields.nonce,
+            qop,
+            nc,
+            cnonce,
+        }
+        .response();
         let given = fields.response.to_ascii_lowercase();
         known.is_some() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
     }
@@ -394,8 +343,9 @@ impl DigestAuthenticator {
     }
 }
 
-/// The parameters of one Digest credentials value (RFC 7616 §3.4).
-struct Credentials<'a> {
+/// The parameters of one Digest credentials value (RFC 7616 §3.4), as
+/// presented by the client.
+struct Presented<'a> {
     username: &'a str,
     nonce: &'a str,
     uri: &'a str,
@@ -407,7 +357,7 @@ struct Credentials<'a> {
     nonce_count: Option<u32>,
 }
 
-impl<'a> Credentials<'a> {
+impl<'a> Presented<'a> {
     fn from_params(params: &[(&'a str, &'a str)]) -> Result<Self, String> {
         let required = |name: &str| param(params, name).ok_or(format!("credentials lack {name}"));
         let qop = match param(params, "qop") {
@@ -424,7 +374,7 @@ impl<'a> Credentials<'a> {
             },
             None => None,
         };
-        Ok(Credentials {
+        Ok(Presented {
             nonce_count,
             username: required("username")?,
             nonce: required("nonce")?,
