@@ -229,3 +229,59 @@ fn sigterm_on_an_idle_server_exits_0() {
         "exit status after SIGTERM: {status}"
     );
 }
+
+/// A caller that no longer answers anything (its phone is gone) when the
+/// server is told to stop: the message is stored at once, not after the
+/// BYE's 32 s of retransmissions, and the server exits 0.
+#[test]
+fn sigterm_stores_the_message_of_a_caller_that_no_longer_answers() {
+    use common::dialog::Dialog;
+    use common::media::{sdp, sdp_audio_addr, RtpSender};
+    let mut server = Server::start(TestNet::allocate());
+    let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
+    let mut rtp = RtpSender::bind(server.net.peer_ip);
+    let invite = request(
+        "INVITE",
+        &format!("sip:1001@{}", server.net.sip_addr()),
+        udp.local_addr(),
+        "UDP",
+        &["Content-Type: application/sdp"],
+        &sdp(rtp.local_addr(), &[(0, "PCMU/8000")]),
+    );
+    let ok = udp
+        .transact(&invite, Duration::from_secs(3))
+        .expect("an answer to the INVITE");
+    assert_eq!(ok.status, 200, "{}", ok.raw);
+    let media = sdp_audio_addr(&ok.body).expect("an audio address in the answer");
+    udp.send(
+        Dialog::from_2xx(&ok, udp.local_addr(), "UDP")
+            .ack(None)
+            .as_bytes(),
+    );
+    let mut speech = common::audio::read_wav_data(&testdata(common::SPEECH_SHORT_ULAW));
+    speech.truncate(3 * 8000);
+    rtp.stream(media, 0, &speech);
+    // From here on the caller is silent and answers nothing.
+    let stopped = std::time::Instant::now();
+    server.send_sigterm();
+    let messages = server.wait_messages(1, Duration::from_secs(8));
+    assert_eq!(
+        messages.len(),
+        1,
+        "stored without waiting for the BYE's answer: {messages:?}\n{}",
+        server.log_tail()
+    );
+    let listed_ms = number(&messages[0], "duration_ms");
+    assert!((2000..=3100).contains(&listed_ms), "listed {listed_ms} ms");
+    let status = server.wait_exit();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(12),
+        "stopping took {:?}",
+        stopped.elapsed()
+    );
+}

@@ -43,6 +43,18 @@ pub fn level_dbfs(frame: &[i16]) -> f32 {
     (20.0 * (rms / 32768.0).log10()) as f32
 }
 
+/// The sum of the squares of `frame`'s samples, exactly: at most 2^30 per
+/// sample, so any frame shorter than 2^33 samples fits.
+fn energy(frame: &[i16]) -> u64 {
+    frame
+        .iter()
+        .map(|&s| {
+            let s = i64::from(s);
+            (s * s) as u64
+        })
+        .sum()
+}
+
 /// What the detector concluded after one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SilenceState {
@@ -54,8 +66,6 @@ pub struct SilenceState {
     pub speech: bool,
     /// Whether speech has been heard at all so far.
     pub heard_speech: bool,
-    /// This frame's RMS level in dBFS.
-    pub level_dbfs: f32,
 }
 
 /// Follows a stream of frames and tracks how long it has been silent.
@@ -65,7 +75,10 @@ pub struct SilenceState {
 #[derive(Debug, Clone)]
 pub struct SilenceTracker {
     rate: u32,
-    threshold_dbfs: f32,
+    /// The threshold as a mean square (energy per sample): a frame is loud
+    /// when its mean square reaches it, which is its RMS level reaching
+    /// the threshold in dBFS without a logarithm per frame.
+    threshold_mean_square: f64,
     loud_run: u32,
     silent_samples: u64,
     hangover_left: u64,
@@ -76,9 +89,10 @@ impl SilenceTracker {
     /// A tracker for PCM at `rate` Hz, with frames at or above
     /// `threshold_dbfs` counted as loud.
     pub fn new(rate: u32, threshold_dbfs: f32) -> Self {
+        let threshold_rms = 32768.0 * 10f64.powf(f64::from(threshold_dbfs) / 20.0);
         SilenceTracker {
             rate: rate.max(1),
-            threshold_dbfs,
+            threshold_mean_square: threshold_rms * threshold_rms,
             loud_run: 0,
             silent_samples: 0,
             hangover_left: 0,
@@ -89,9 +103,9 @@ impl SilenceTracker {
     /// Takes the next frame (20 ms is the intended size; any length works)
     /// and says where the silence stands.
     pub fn push(&mut self, frame: &[i16]) -> SilenceState {
-        let level = level_dbfs(frame);
         let len = frame.len() as u64;
-        if level >= self.threshold_dbfs {
+        let loud = len > 0 && energy(frame) as f64 >= self.threshold_mean_square * len as f64;
+        if loud {
             self.loud_run += 1;
         } else {
             self.loud_run = 0;
@@ -111,7 +125,6 @@ impl SilenceTracker {
             silent_for: samples_to_duration(self.silent_samples, self.rate),
             speech,
             heard_speech: self.heard_speech,
-            level_dbfs: level,
         }
     }
 }

@@ -1,160 +1,85 @@
-//! The media of one call as one flat, sans-IO state machine, in the shape
-//! of quinn-proto and str0m: datagrams and timeouts in, with an explicit
-//! `now`; datagrams to send, the next deadline and events out.
+//! The call's task's handle on its media: the sans-IO [`MediaCore`] behind
+//! a lock that the media engine (`super::engine`) shares.
 //!
-//! ```text
-//!   handle_datagram(now, channel, from, bytes)   handle_timeout(now)
-//!   confirm / update / play / barge_in / record / stop_recording / signalled_digit
-//!                 │
-//!          ┌──────▼───────────────────────────────────────────┐
-//!          │ CallMedia                                         │
-//!          │  RtpReceiver (source rules, jitter, RFC 4733)     │
-//!          │  Outbound    (prompt queue, keep-alive, pacing)   │
-//!          │  RtcpSession (SR/RR, SDES, BYE, interval)         │
-//!          │  Activity    (Listening | Recording(Recorder))    │
-//!          └──────┬───────────────────────────────────────────┘
-//!   poll_transmit(now, buf)  poll_timeout()  poll_event()  drain_recorded(sink)
-//! ```
+//! Once a [`super::MediaPort`] attaches the media to the engine, the
+//! engine feeds the core every datagram and runs its timers on its own
+//! threads, and wakes the call's task only when the core wants attention:
+//! an event (a digit, a prompt's end, the recording's end) or a second of
+//! recorded audio to write. The task meanwhile acts through this handle
+//! exactly as on the core: queue prompts, start and stop a recording,
+//! apply a re-INVITE, drain the recorded audio, read the counters. Each
+//! method takes the lock for the time of one core call; recorded audio is
+//! taken out under the lock (the recorder's buffer swapped with the
+//! handle's, no copy) and handed to the sink after it, so a slow disk
+//! never holds up the engine.
 //!
-//! There is no play-out tick: audio is played out of the jitter buffer
-//! when a packet arrives (a packet that waited the jitter delay is due
-//! then), keep-alive packets due within a few milliseconds leave with the
-//! same wake-up, and the deadline ([`CallMedia::poll_timeout`]) is only
-//! the next prompt frame, keep-alive fallback, RTCP report or RTP timeout.
-//! A caller streaming 50 packets a second costs about 50 wake-ups.
-//!
-//! The operations a voicemail deposit and an owner's menu need are all
-//! here: a queue of PCM prompts with barge-in ([`CallMedia::play`], any
-//! digit interrupts those that allow it), digits with their time from
-//! RFC 4733 and SIP INFO alike ([`MediaEvent::Digit`]), recording into a
-//! sink with a stop key ([`CallMedia::record`]), and a stored message
-//! played in the call's codec and rate ([`Prompt`] of any rate).
-//!
-//! Nothing is sent before [`CallMedia::confirm`] (the ACK) or the caller's
-//! first accepted packet, so a spoofed INVITE cannot make vmesh send a
-//! greeting to an address of the spoofer's choosing.
+//! A change the task makes that brings the core's next deadline forward
+//! (a prompt to play now, a recording's limits) is passed on to the
+//! engine, which runs the core by then. Not attached (before its port
+//! exists, or in tests), the handle is the core itself: the caller feeds
+//! it and waits for [`CallMedia::poll_timeout`].
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
-
-use tracing::debug;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime};
 
 use crate::audio::AudioError;
 
-use super::outbound::{Outbound, Prompt, PromptEnd, PromptId};
-use super::receiver::{Inbound, ReceiverStats, RtpReceiver};
-use super::recorder::{RecordEnd, RecordLimits, Recorder};
-use super::rtcp::{RtcpSession, RtcpStats, RtpClock};
-use super::sdp::{Direction, Negotiated};
-
-/// How long audio due for play-out may wait for the caller's next packet
-/// before a timer plays it out: one packet interval.
-const PLAYOUT_SLACK: Duration = Duration::from_millis(20);
-
-/// Which of the call's two ports a datagram uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    /// The RTP port (and RTCP when multiplexed, RFC 5761).
-    Rtp,
-    /// The RTCP port, RTP + 1 (RFC 3550 §11).
-    Rtcp,
-}
-
-/// A datagram to send: written into the caller's buffer, sent from our
-/// `channel` port to `to`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
-    /// Our port to send from.
-    pub channel: Channel,
-    /// The caller's address.
-    pub to: SocketAddr,
-}
-
-/// How a digit reached us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DigitSource {
-    /// An RFC 4733 telephone-event in the RTP stream.
-    Rtp,
-    /// A SIP INFO request (`application/dtmf-relay`, `application/dtmf`).
-    Info,
-}
-
-/// What the call must act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaEvent {
-    /// The caller's first packet was taken (the media path works).
-    CallerMedia,
-    /// A key press, when it was reported.
-    Digit {
-        /// The key.
-        digit: char,
-        /// When it arrived.
-        at: Instant,
-        /// By which way.
-        via: DigitSource,
-    },
-    /// A prompt finished or was interrupted.
-    PromptEnded {
-        /// The id [`CallMedia::play`] gave it.
-        id: PromptId,
-        /// How.
-        end: PromptEnd,
-    },
-    /// The recording ended; drain its last audio with
-    /// [`CallMedia::drain_recorded`].
-    RecordingEnded(RecordEnd),
-    /// No RTP for the RTP timeout while nothing was being recorded.
-    RtpTimeout,
-}
-
-/// Settings of the media of one call.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MediaSettings {
-    /// How long audio waits in the jitter buffer for reordered packets.
-    pub jitter: Duration,
-    /// Silence on the wire this long means the caller is gone (not while
-    /// the caller holds the call).
-    pub rtp_timeout: Duration,
-}
-
-/// The counters of one call's media, for its log line.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct MediaStats {
-    /// The receive path's counters.
-    pub received: ReceiverStats,
-    /// RTP packets we sent (prompts and keep-alive).
-    pub sent: u64,
-    /// RTCP traffic.
-    pub rtcp: RtcpStats,
-}
-
-/// What the call does with the caller's audio.
-enum Activity {
-    /// Played out and dropped (while prompts play, or between steps).
-    Listening,
-    /// Recorded.
-    Recording(Recorder),
-}
+use super::core::MediaCore;
+pub use super::core::{Channel, DigitSource, MediaEvent, MediaSettings, MediaStats, Transmit};
+use super::engine::Worker;
+use super::outbound::{Prompt, PromptId};
+use super::recorder::{RecordEnd, RecordLimits};
+use super::sdp::Negotiated;
 
 /// The media of one call; see the module documentation.
 pub struct CallMedia {
-    negotiated: Negotiated,
-    settings: MediaSettings,
-    receiver: RtpReceiver,
-    outbound: Outbound,
-    rtcp: RtcpSession,
-    activity: Activity,
-    /// Confirmed by the ACK or by the caller's first packet: we may send.
-    live: bool,
-    /// The RTP timeout counts from the later of this and the last packet.
-    quiet_since: Instant,
-    events: VecDeque<MediaEvent>,
-    rtp_timed_out: bool,
-    sent: u64,
-    encode_failures: u64,
-    /// A packet from the caller woke the call since the last transmit.
-    woken_by_caller: bool,
+    shared: Arc<Shared>,
+    /// Recorded audio taken out of the core (its buffer swapped with the
+    /// recorder's), handed to the sink unlocked.
+    drained: Vec<i16>,
+}
+
+/// What the call's task and the engine share.
+pub(super) struct Shared {
+    state: Mutex<State>,
+    /// The call's slot in its engine worker's table (`usize::MAX`: none).
+    slot: AtomicUsize,
+}
+
+/// The core and what the engine knows of it, under one lock.
+pub(super) struct State {
+    pub(super) core: MediaCore,
+    /// The engine's worker that runs the core, once attached.
+    pub(super) worker: Option<Arc<Worker>>,
+    /// When the worker will run the core next.
+    pub(super) scheduled: Option<Instant>,
+}
+
+impl Shared {
+    pub(super) fn slot(&self) -> Option<usize> {
+        Some(self.slot.load(Ordering::Acquire)).filter(|&s| s != usize::MAX)
+    }
+
+    pub(super) fn set_slot(&self, slot: usize) {
+        self.slot.store(slot, Ordering::Release);
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic under the lock leaves the core as it was between two
+        // calls, which is a valid state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether `due` comes before `scheduled` (none is never).
+pub(super) fn earlier(due: Option<Instant>, scheduled: Option<Instant>) -> bool {
+    match (due, scheduled) {
+        (Some(due), Some(scheduled)) => due < scheduled,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
 }
 
 impl CallMedia {
@@ -168,141 +93,109 @@ impl CallMedia {
         wall: SystemTime,
         seed: u64,
     ) -> Result<CallMedia, AudioError> {
-        use rand::SeedableRng;
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-        let outbound = Outbound::new(n.codec, n.payload_type, n.comfort_noise, now, &mut rng)?;
-        let bandwidth = session_bandwidth(n);
-        let mut rtcp = RtcpSession::new(outbound.ssrc(), now, wall, bandwidth, seed ^ 0x5eed);
-        let (start, timestamp, rate) = outbound.clock();
-        rtcp.set_rtp_clock(RtpClock {
-            start,
-            timestamp,
-            rate,
-        });
+        let core = MediaCore::new(n, settings, now, wall, seed)?;
         Ok(CallMedia {
-            negotiated: n.clone(),
-            settings,
-            receiver: RtpReceiver::new(n, settings.jitter),
-            outbound,
-            rtcp,
-            activity: Activity::Listening,
-            live: false,
-            quiet_since: now,
-            events: VecDeque::new(),
-            rtp_timed_out: false,
-            sent: 0,
-            encode_failures: 0,
-            woken_by_caller: false,
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    core,
+                    worker: None,
+                    scheduled: None,
+                }),
+                slot: AtomicUsize::new(usize::MAX),
+            }),
+            drained: Vec::new(),
         })
     }
 
-    /// The rate of the audio recorded, for the whole call (see
-    /// [`RtpReceiver::new`]).
+    /// What the engine shares with this handle.
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Runs `f` on the core; if the core is attached and its deadline came
+    /// forward, tells the engine.
+    fn with<R>(&mut self, f: impl FnOnce(&mut MediaCore) -> R) -> R {
+        let mut state = self.shared.lock();
+        let result = f(&mut state.core);
+        let due = state.core.poll_timeout();
+        if earlier(due, state.scheduled) {
+            if let Some(worker) = state.worker.clone() {
+                state.scheduled = due;
+                drop(state);
+                worker.reschedule(&self.shared);
+            }
+        }
+        result
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&MediaCore) -> R) -> R {
+        f(&self.shared.lock().core)
+    }
+
+    /// The rate of the audio recorded, for the whole call.
     pub fn sample_rate(&self) -> u32 {
-        self.receiver.sample_rate()
+        self.read(MediaCore::sample_rate)
     }
 
     /// The session as last negotiated.
-    pub fn negotiated(&self) -> &Negotiated {
-        &self.negotiated
+    pub fn negotiated(&self) -> Negotiated {
+        self.read(|core| core.negotiated().clone())
     }
 
     /// Whether media may flow out (confirmed, or the caller sent first).
     pub fn is_live(&self) -> bool {
-        self.live
+        self.read(MediaCore::is_live)
     }
 
     /// The call is confirmed (the ACK arrived): prompts, keep-alive and
     /// RTCP may go out, and the RTP timeout starts.
     pub fn confirm(&mut self, now: Instant) {
-        if !self.live {
-            self.live = true;
-            self.quiet_since = now;
-            self.apply_direction();
-        }
+        self.with(|core| core.confirm(now));
     }
 
     /// A re-INVITE (or the ACK's answer to our offer) renegotiated the
     /// session: codec, payload types, the caller's address, hold.
     pub fn update(&mut self, n: &Negotiated, now: Instant) {
-        if self.negotiated.on_hold() && !n.on_hold() {
-            self.quiet_since = now;
-        }
-        self.receiver.update(n);
-        if let Err(error) = self
-            .outbound
-            .update(n.codec, n.payload_type, n.comfort_noise)
-        {
-            debug!(%error, "cannot encode the new codec; prompts stop");
-            self.outbound.clear();
-        }
-        let (start, timestamp, rate) = self.outbound.clock();
-        self.rtcp.set_rtp_clock(RtpClock {
-            start,
-            timestamp,
-            rate,
-        });
-        self.negotiated = n.clone();
-        self.apply_direction();
-        self.collect_prompt_ends();
+        self.with(|core| core.update(n, now));
     }
 
     /// Queues a prompt; it plays once the call is live.
     pub fn play(&mut self, prompt: Prompt) -> PromptId {
-        self.outbound.play(prompt)
+        self.with(|core| core.play(prompt))
     }
 
     /// Stops every prompt, playing and queued.
     pub fn clear_prompts(&mut self) {
-        self.outbound.clear();
-        self.collect_prompt_ends();
+        self.with(MediaCore::clear_prompts);
     }
 
-    /// Starts recording at `now`: what the caller sent before now (still in
-    /// the jitter buffer or not) is not recorded; `stop_key` ends it.
+    /// Starts recording at `now`; `stop_key` ends it.
     pub fn record(&mut self, limits: &RecordLimits, stop_key: Option<char>, now: Instant) {
-        // Play out, unrecorded, everything that arrived before now, also
-        // what still waits its jitter delay: play-out follows arrival, so
-        // no future silence is made.
-        self.receiver
-            .poll_audio(now + self.settings.jitter, &mut |_| {});
-        self.quiet_since = self.quiet_since.max(now);
-        self.rtp_timed_out = false;
-        let rate = self.receiver.sample_rate();
-        self.activity = Activity::Recording(Recorder::new(rate, limits, stop_key));
+        self.with(|core| core.record(limits, stop_key, now));
     }
 
-    /// Ends the recording (the call ended, the server stops): everything
-    /// still buffered is recorded first.
+    /// Ends the recording: everything still buffered is recorded first.
     pub fn stop_recording(&mut self) {
-        self.end_recording(RecordEnd::Stopped);
+        self.with(MediaCore::stop_recording);
     }
 
     /// A sink error ends the recording without flushing more into it.
     pub fn sink_failed(&mut self, error: String) {
-        if let Activity::Recording(recorder) = &mut self.activity {
-            if recorder.ended().is_none() {
-                recorder.end(RecordEnd::SinkFailed(error.clone()));
-                self.events
-                    .push_back(MediaEvent::RecordingEnded(RecordEnd::SinkFailed(error)));
-            }
-        }
+        self.with(|core| core.sink_failed(error));
     }
 
     /// Why the recording ended, once it has.
-    pub fn recording_ended(&self) -> Option<&RecordEnd> {
-        match &self.activity {
-            Activity::Recording(recorder) => recorder.ended(),
-            Activity::Listening => None,
-        }
+    pub fn recording_ended(&self) -> Option<RecordEnd> {
+        self.read(|core| core.recording_ended().cloned())
     }
 
     /// A digit from SIP INFO, treated exactly as an RFC 4733 one.
     pub fn signalled_digit(&mut self, digit: char, now: Instant) {
-        self.on_digit(digit, now, DigitSource::Info);
+        self.with(|core| core.signalled_digit(digit, now));
     }
 
-    /// One datagram from `from` on our `channel` port, at `now`.
+    /// One datagram from `from` on our `channel` port, at `now` (the
+    /// engine's work once attached).
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -310,274 +203,115 @@ impl CallMedia {
         from: SocketAddr,
         datagram: &[u8],
     ) {
-        if channel == Channel::Rtcp {
-            self.handle_rtcp(now, from, datagram);
-            return;
-        }
-        match self.receiver.handle_datagram(datagram, from, now) {
-            Inbound::Media(accepted) => {
-                self.rtcp.on_rtp_received(
-                    accepted.ssrc,
-                    accepted.sequence_number,
-                    accepted.timestamp,
-                    accepted.clock_rate,
-                    now,
-                );
-                self.woken_by_caller = true;
-                if accepted.first {
-                    self.events.push_back(MediaEvent::CallerMedia);
-                    // The caller proved it is at this address.
-                    self.confirm(now);
-                }
-                if let Some(digit) = accepted.digit {
-                    self.on_digit(digit, now, DigitSource::Rtp);
-                }
-                self.play_out(now);
-            }
-            Inbound::Rtcp if self.negotiated.rtcp_mux => self.handle_rtcp(now, from, datagram),
-            Inbound::Rtcp | Inbound::Dropped => {}
-        }
+        self.with(|core| core.handle_datagram(now, channel, from, datagram));
     }
 
-    /// A deadline from [`CallMedia::poll_timeout`] passed.
+    /// A deadline passed (the engine's work once attached; harmless to
+    /// repeat).
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.play_out(now);
-        if let Some(deadline) = self.rtp_deadline() {
-            if now >= deadline {
-                self.rtp_timed_out = true;
-                if matches!(self.activity, Activity::Recording(_)) {
-                    self.end_recording(RecordEnd::RtpTimeout);
-                } else {
-                    self.events.push_back(MediaEvent::RtpTimeout);
-                }
-            }
-        }
+        self.with(|core| core.handle_timeout(now));
     }
 
-    /// The next datagram due at `now`, written into `buf`. Call until
-    /// `None`.
+    /// The next datagram due at `now`, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        if !self.live {
-            return None;
-        }
-        if self.rtcp.poll_report(now, buf) {
-            if let Some(transmit) = self.rtcp_transmit() {
-                return Some(transmit);
-            }
-        }
-        // One keep-alive packet may leave early per packet from the caller.
-        let mut early = std::mem::take(&mut self.woken_by_caller);
-        loop {
-            match self.outbound.poll(now, std::mem::take(&mut early), buf) {
-                Ok(true) => {
-                    self.rtcp.on_rtp_sent(self.outbound.last_payload_len());
-                    self.collect_prompt_ends();
-                    if let Some(to) = self.receiver.destination() {
-                        self.sent += 1;
-                        return Some(Transmit {
-                            channel: Channel::Rtp,
-                            to,
-                        });
-                    }
-                }
-                Ok(false) => {
-                    self.collect_prompt_ends();
-                    return None;
-                }
-                Err(error) => {
-                    self.encode_failures += 1;
-                    debug!(%error, "cannot encode a prompt frame; prompts stop");
-                    self.outbound.clear();
-                    self.collect_prompt_ends();
-                    return None;
-                }
-            }
-        }
+        self.with(|core| core.poll_transmit(now, buf))
     }
 
-    /// The RTCP BYE that ends our stream (RFC 3550 §6.6), written into
-    /// `buf`, when media went out at all.
+    /// The RTCP BYE that ends our stream, when media went out at all.
     pub fn goodbye(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        if !self.live {
-            return None;
-        }
-        self.rtcp.goodbye(now, buf);
-        self.rtcp_transmit()
+        self.with(|core| core.goodbye(now, buf))
     }
 
-    /// When [`CallMedia::handle_timeout`] (and [`CallMedia::poll_transmit`])
-    /// must run next; `None` while there is nothing to wait for.
+    /// When the caller must call [`CallMedia::handle_timeout`] next. `None`
+    /// once attached to the engine, which keeps the core's time itself:
+    /// the task then waits only for the engine's wake-up.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.live {
-            return None;
+        let state = self.shared.lock();
+        match state.worker {
+            Some(_) => None,
+            None => state.core.poll_timeout(),
         }
-        [
-            self.outbound.poll_timeout(),
-            Some(self.rtcp.poll_timeout()),
-            self.rtp_deadline(),
-            self.release_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
-        self.events.pop_front()
+        self.with(MediaCore::poll_event)
     }
 
     /// Hands the sink the recorded audio gathered so far (whole blocks, or
-    /// all of it once the recording ended). On a sink error the recording
-    /// ends with [`RecordEnd::SinkFailed`] and the error is returned.
+    /// all of it once the recording ended), outside the lock. On a sink
+    /// error the recording ends with [`RecordEnd::SinkFailed`] and the
+    /// error is returned.
     pub fn drain_recorded<E: std::fmt::Display>(
         &mut self,
         sink: &mut impl FnMut(&[i16]) -> Result<(), E>,
     ) -> Result<(), String> {
-        let Activity::Recording(recorder) = &mut self.activity else {
-            return Ok(());
+        let mut drained = std::mem::take(&mut self.drained);
+        self.with(|core| core.take_recorded(&mut drained));
+        let result = if drained.is_empty() {
+            Ok(())
+        } else {
+            sink(&drained).map_err(|error| {
+                let error = error.to_string();
+                self.sink_failed(error.clone());
+                error
+            })
         };
-        let all = recorder.ended().is_some();
-        if let Err(error) = recorder.drain(all, sink) {
-            let error = error.to_string();
-            self.sink_failed(error.clone());
-            return Err(error);
-        }
-        Ok(())
+        self.drained = drained;
+        result
     }
 
     /// The call's counters.
     pub fn stats(&self) -> MediaStats {
-        MediaStats {
-            received: self.receiver.stats(),
-            sent: self.sent,
-            rtcp: self.rtcp.stats(),
-        }
+        self.read(MediaCore::stats)
     }
-
-    fn on_digit(&mut self, digit: char, at: Instant, via: DigitSource) {
-        self.events.push_back(MediaEvent::Digit { digit, at, via });
-        if self.outbound.barge_in() {
-            self.collect_prompt_ends();
-        }
-        let stops = match &self.activity {
-            Activity::Recording(r) => r.ended().is_none() && r.stop_key() == Some(digit),
-            Activity::Listening => false,
-        };
-        if stops {
-            self.end_recording(RecordEnd::Dtmf(digit));
-        }
-    }
-
-    /// Plays out what the jitter buffer has due: into the recording, or
-    /// nowhere.
-    fn play_out(&mut self, now: Instant) {
-        match &mut self.activity {
-            Activity::Recording(recorder) if recorder.ended().is_none() => {
-                self.receiver.poll_audio(now, &mut |pcm| recorder.push(pcm));
-                if let Some(end) = recorder.ended() {
-                    self.events
-                        .push_back(MediaEvent::RecordingEnded(end.clone()));
-                }
-            }
-            _ => self.receiver.poll_audio(now, &mut |_| {}),
-        }
-    }
-
-    fn end_recording(&mut self, reason: RecordEnd) {
-        let Activity::Recording(recorder) = &mut self.activity else {
-            return;
-        };
-        if recorder.ended().is_some() {
-            return;
-        }
-        // What is still buffered belongs to the message (RFC 4733 digits
-        // and RTP silence left the caller's audio before them in place).
-        self.receiver.finish(&mut |pcm| recorder.push(pcm));
-        recorder.end(reason);
-        if let Some(end) = recorder.ended() {
-            self.events
-                .push_back(MediaEvent::RecordingEnded(end.clone()));
-        }
-    }
-
-    fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        // Only from the caller's host: a stranger's reports are not ours.
-        let caller = self.receiver.destination().map(|a| a.ip());
-        if caller == Some(from.ip()) {
-            self.rtcp.on_rtcp(datagram, now);
-        }
-    }
-
-    fn rtcp_transmit(&self) -> Option<Transmit> {
-        let rtp = self.receiver.destination()?;
-        if self.negotiated.rtcp_mux {
-            return Some(Transmit {
-                channel: Channel::Rtp,
-                to: rtp,
-            });
-        }
-        let learned = self
-            .receiver
-            .latched_peer()
-            .filter(|&a| Some(a) != self.negotiated.remote_rtp);
-        // RTP + 1 (RFC 3550 §11), when there is such a port: from RTP port
-        // 65535, RTCP would wrap around to port 0.
-        let next_port = |a: SocketAddr| Some(SocketAddr::new(a.ip(), a.port().checked_add(1)?));
-        let to = match learned {
-            // Behind a NAT, RTCP follows the learned address (+1).
-            Some(nat) => next_port(nat)?,
-            None => self.negotiated.remote_rtcp.or_else(|| next_port(rtp))?,
-        };
-        Some(Transmit {
-            channel: Channel::Rtcp,
-            to,
-        })
-    }
-
-    /// When audio held in the jitter buffer must be played out although no
-    /// packet came to push it: a frame after it became due, so that a
-    /// streaming caller's next packet always comes first.
-    fn release_deadline(&self) -> Option<Instant> {
-        self.receiver.next_release().map(|due| due + PLAYOUT_SLACK)
-    }
-
-    fn rtp_deadline(&self) -> Option<Instant> {
-        if !self.live || self.rtp_timed_out || self.negotiated.on_hold() {
-            return None;
-        }
-        let last = self.receiver.last_rtp_at();
-        let quiet = last.map_or(self.quiet_since, |t| t.max(self.quiet_since));
-        Some(quiet + self.settings.rtp_timeout)
-    }
-
-    fn apply_direction(&mut self) {
-        // RFC 3264 §5.1/§6.1: we send unless our side is recvonly or
-        // inactive, the mirror of a caller's sendonly or inactive (hold).
-        let ours = self.negotiated.direction.mirror();
-        let may_send = matches!(ours, Direction::SendRecv | Direction::SendOnly);
-        self.outbound.set_sending(self.live && may_send);
-    }
-
-    fn collect_prompt_ends(&mut self) {
-        while let Some((id, end)) = self.outbound.poll_ended() {
-            self.events.push_back(MediaEvent::PromptEnded { id, end });
-        }
-    }
-}
-
-/// The session bandwidth RTCP's share is computed from (RFC 3550 §6.2):
-/// the codec's rate plus 16 kbit/s of IP, UDP and RTP headers at 50
-/// packets a second.
-fn session_bandwidth(n: &Negotiated) -> u32 {
-    use super::codec::Codec;
-    let codec = match n.codec {
-        Codec::Pcmu | Codec::Pcma | Codec::G722 => 64_000,
-        Codec::Opus(_) => 24_000,
-    };
-    codec + 16_000
 }
 
 #[cfg(test)]
-#[path = "call_media_tests.rs"]
-mod tests;
+mod tests {
+    use super::*;
+    use crate::media::codec::Codec;
+    use std::time::Duration;
+
+    fn media() -> CallMedia {
+        let n = Negotiated {
+            remote_rtp: Some("192.0.2.1:4000".parse().unwrap()),
+            ..Negotiated::before_answer(Codec::Pcmu)
+        };
+        let settings = MediaSettings {
+            jitter: Duration::from_millis(60),
+            rtp_timeout: Duration::from_secs(5),
+        };
+        CallMedia::new(&n, settings, Instant::now(), SystemTime::now(), 1).unwrap()
+    }
+
+    /// Not attached, the handle is the core: its deadline is the caller's.
+    #[test]
+    fn a_detached_handle_gives_the_cores_deadline() {
+        let mut media = media();
+        assert_eq!(media.poll_timeout(), None, "nothing before the ACK");
+        let now = Instant::now();
+        media.confirm(now);
+        assert!(media.poll_timeout().is_some());
+    }
+
+    /// A failing sink ends the recording with its error, reported once.
+    #[test]
+    fn a_failing_sink_ends_the_recording() {
+        let mut media = media();
+        let now = Instant::now();
+        media.confirm(now);
+        let limits = RecordLimits {
+            max_length: Duration::from_secs(60),
+            rtp_timeout: Duration::from_secs(5),
+            jitter: Duration::from_millis(60),
+            max_silence: None,
+            silence_threshold_dbfs: -50.0,
+        };
+        media.record(&limits, None, now);
+        media.stop_recording();
+        // Nothing was recorded: the sink is not called.
+        assert_eq!(media.drain_recorded(&mut |_: &[i16]| Err("full")), Ok(()));
+        assert_eq!(media.recording_ended(), Some(RecordEnd::Stopped));
+    }
+}

@@ -42,9 +42,6 @@ use super::ring::Ring;
 
 /// Packets that may wait, encoded, for their turn at once.
 pub(super) const MAX_HELD: usize = 128;
-/// Room for one packet's PCM without growing: 120 ms at 48 kHz (the
-/// longest Opus packet, RFC 6716 §3.2.5), or G.722 in a 2 KiB datagram.
-const PCM_CAPACITY: usize = 8192;
 /// Concealment beyond this much of a gap is silence: Opus concealment
 /// fades out within a few frames anyway.
 const MAX_CONCEAL_MS: u64 = 120;
@@ -115,8 +112,10 @@ impl Decoding {
             last: None,
             decoder: None,
             resampling: None,
-            pcm: Vec::with_capacity(PCM_CAPACITY),
-            resampled: Vec::with_capacity(PCM_CAPACITY),
+            // They grow to the call's packets (320 bytes for 20 ms of
+            // G.711) rather than to the longest Opus packet at 48 kHz.
+            pcm: Vec::new(),
+            resampled: Vec::new(),
             stats: DecodeStats::default(),
         }
     }

@@ -21,6 +21,14 @@
 //! was seen before is a duplicate and dropped (a 128-packet replay window,
 //! see [`super::stream`]).
 //!
+//! Play-out also catches up with a backlog: when more audio is held than
+//! three quarters of the ring (a burst of packets that queued in the
+//! socket while the server was starved of CPU for a second or two), the
+//! oldest is released at once, before its delay, so the burst is recorded
+//! whole instead of overflowing the ring; such packets are counted
+//! ([`JitterStats::caught_up`]). Audio is dropped ([`Insert::Overflow`])
+//! only when play-out is not polled at all.
+//!
 //! A new SSRC (a transfer, a media server taking over) starts a new stream
 //! that continues the timeline where the old one ended. A timestamp leap
 //! that wall-clock time does not support is clamped to the time that really
@@ -76,6 +84,9 @@ pub struct JitterStats {
     pub duplicate: u64,
     /// Packets dropped because play-out was not polled in time.
     pub overflow: u64,
+    /// Packets whose audio was played out before its delay to make room
+    /// for a backlog that arrived at once.
+    pub caught_up: u64,
     /// Times a new SSRC took over the stream.
     pub ssrc_changes: u64,
     /// Payloads that were not valid for their codec.
@@ -205,6 +216,7 @@ impl JitterBuffer {
             }
         }
         self.pending.push_back((position + samples, now));
+        self.catch_up();
         self.last_arrival = Some(now);
         self.stats.accepted += 1;
         Insert::Accepted
@@ -240,6 +252,25 @@ impl JitterBuffer {
         let window = self.window();
         let end = self.decoding.finish(&mut self.ring, window);
         self.play_until(self.write_end.max(end), sink);
+    }
+
+    /// Releases the oldest held audio early when more than three quarters
+    /// of the ring is held, so the next packets of a backlog still fit.
+    fn catch_up(&mut self) {
+        let most = self.ring.len() - self.ring.len() / 4;
+        let start = self.playout.unwrap_or(self.lowest).max(self.forced);
+        if self.write_end.saturating_sub(start) <= most {
+            return;
+        }
+        let target = self.write_end - most;
+        while let Some(&(end, _)) = self.pending.front() {
+            if end > target {
+                break;
+            }
+            self.pending.pop_front();
+            self.stats.caught_up += 1;
+        }
+        self.forced = self.forced.max(target);
     }
 
     /// Finds the stream a packet belongs to, starting a new one for a new

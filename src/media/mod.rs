@@ -20,22 +20,28 @@
 //!   [`tone`]: the beep;
 //! - [`recorder`]: the limits of a recording and its blocks of PCM;
 //! - [`rtcp`]: sender and receiver reports, SDES, BYE (RFC 3550 §6);
-//! - [`call_media`]: all of it as one flat sans-IO state machine;
-//! - [`port`]: the thin async shell that feeds it from the sockets and
-//!   one timer;
+//! - [`core`]: all of it as one flat sans-IO state machine, and
+//!   [`call_media`]: the call's task's handle on it, shared with
+//! - `engine`: the threads that receive every call's packets, run its core
+//!   and timers and send what it has due, waking the call's task (through
+//!   `signal`) only when the core has something for it;
+//! - [`port`]: the task's side: it attaches the call to the engine and
+//!   waits for its wake-up or the task's own timer;
 //! - [`sdp`]: what was agreed; [`codec`]: the codecs' RTP identities;
 //!   [`decoder`] and [`encoder`]: their stateful per-call conversions.
 //!
-//! Everything but `socket` and `port` is sans-IO: it takes datagrams and
-//! `Instant`s and never touches a socket or a clock.
+//! Everything but `socket`, `engine` and `port` is sans-IO: it takes
+//! datagrams and `Instant`s and never touches a socket or a clock.
 
 pub mod call_media;
 pub mod codec;
+pub mod core;
 pub mod decoder;
 mod decoding;
 pub mod dtmf;
 pub mod dtmf_info;
 pub mod encoder;
+mod engine;
 pub mod jitter;
 pub mod outbound;
 pub mod packet;
@@ -46,6 +52,7 @@ mod ring;
 pub mod rtcp;
 pub mod sdp;
 pub mod send;
+mod signal;
 pub mod socket;
 pub mod source;
 mod stream;

@@ -1,67 +1,79 @@
-//! The thin async shell around [`CallMedia`]: the call's sockets, one
-//! timer, and nothing else.
+//! The call's task's side of its media: the sockets, handed to the media
+//! engine, and one timer for the task's own deadlines.
 //!
-//! [`MediaPort::poll_input`] waits for whichever comes first: a datagram
-//! on the RTP port, one on the RTCP port, or the deadline the core asked
-//! for ([`CallMedia::poll_timeout`]). It is a plain poll function, so the
-//! session puts it in its one flat `select!` beside the dialog's events
-//! (see `voicemail::session`). [`MediaPort::feed`] hands the input to the
-//! core with the current time and [`MediaPort::transmit`] sends whatever
-//! the core has due. The timer is one pinned `Sleep`, reset only when the
-//! deadline moves, so a wake-up costs no timer allocation.
+//! [`MediaPort::new`] attaches the call's [`CallMedia`] and sockets to the
+//! media engine (`super::engine`), which from then on receives the
+//! caller's RTP and RTCP, runs the media core, sends what it has due and
+//! keeps its timers. [`MediaPort::poll_input`] waits for whichever comes
+//! first: the engine's wake-up (the core has an event or recorded audio
+//! for the task) or the deadline the task armed for itself
+//! ([`MediaPort::arm`]: a menu's timeout; the media's own deadlines are
+//! the engine's, and [`CallMedia::poll_timeout`] is `None` while
+//! attached). It is a plain poll function, so the session puts it in its
+//! one flat `select!` beside the dialog's events (see
+//! `voicemail::session`). [`MediaPort::transmit`] sends what the core has
+//! due after the task changed it (a prompt to start now). The timer is one
+//! pinned `Sleep`, reset only when the deadline moves. Dropping the port
+//! detaches the call from the engine.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::io::ReadBuf;
 use tokio::time::Sleep;
-use tracing::debug;
+use tracing::error;
 
-use super::call_media::{CallMedia, Channel};
+use super::call_media::{CallMedia, Shared};
+use super::engine::{self, Worker};
+use super::signal::Signal;
 use super::socket::RtpSocket;
 
-/// One receive buffer per call: larger than any RTP packet on a 1500-byte
-/// MTU, and small enough for 1,000 calls to cost 2 MB.
-const RECV_BUFFER: usize = 2048;
+/// Room for any datagram the core writes.
+const SEND_BUFFER: usize = 2048;
 
-/// What woke the call's media.
+/// What woke the call's task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
-    /// A datagram of `len` bytes (in the port's buffer) from `from`.
-    Datagram {
-        /// The port it arrived on.
-        channel: Channel,
-        /// Its source.
-        from: std::net::SocketAddr,
-        /// Its length.
-        len: usize,
-    },
-    /// The core's deadline passed.
+    /// The media engine: the core has an event or recorded audio.
+    Media,
+    /// The deadline the task armed passed.
     Timeout,
 }
 
 /// The sockets and timer of one call's media.
 pub struct MediaPort {
-    socket: RtpSocket,
-    buf: Box<[u8]>,
+    socket: Arc<RtpSocket>,
+    shared: Arc<Shared>,
+    signal: Arc<Signal>,
+    worker: Option<Arc<Worker>>,
     out: Vec<u8>,
     sleep: Pin<Box<Sleep>>,
     armed: Option<Instant>,
-    send_errors: u64,
 }
 
 impl MediaPort {
-    /// A port on the call's sockets.
-    pub fn new(socket: RtpSocket) -> MediaPort {
+    /// Attaches `media` and its sockets to the media engine.
+    pub fn new(socket: RtpSocket, media: &CallMedia) -> MediaPort {
+        let socket = Arc::new(socket);
+        let shared = media.shared().clone();
+        let signal = Arc::new(Signal::default());
+        let worker = match engine::attach(shared.clone(), signal.clone(), socket.clone()) {
+            Ok(worker) => Some(worker),
+            Err(e) => {
+                error!(error = %e, "the media engine cannot take the call; no media");
+                None
+            }
+        };
         MediaPort {
             socket,
-            buf: vec![0; RECV_BUFFER].into_boxed_slice(),
-            out: Vec::with_capacity(RECV_BUFFER),
+            shared,
+            signal,
+            worker,
+            out: Vec::with_capacity(SEND_BUFFER),
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
-            send_errors: 0,
         }
     }
 
@@ -70,7 +82,7 @@ impl MediaPort {
         &self.socket
     }
 
-    /// Sets the timer to the core's next deadline (none: no timer).
+    /// Sets the task's timer to `deadline` (none: no timer).
     pub fn arm(&mut self, deadline: Option<Instant>) {
         if deadline != self.armed {
             if let Some(at) = deadline {
@@ -82,26 +94,11 @@ impl MediaPort {
         }
     }
 
-    /// Waits for a datagram or the deadline; cancel-safe (nothing is
-    /// consumed unless `Ready` is returned).
+    /// Waits for the engine's wake-up or the armed deadline; cancel-safe
+    /// (nothing is consumed unless `Ready` is returned).
     pub fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Input> {
-        for channel in [Channel::Rtp, Channel::Rtcp] {
-            let mut read = ReadBuf::new(&mut self.buf);
-            match self.socket.poll_recv(channel, cx, &mut read) {
-                Poll::Ready(Ok(from)) => {
-                    let len = read.filled().len();
-                    return Poll::Ready(Input::Datagram { channel, from, len });
-                }
-                // ICMP errors (a closed port at the caller) surface here
-                // on some systems; the socket lives on. Poll again so the
-                // waker is registered.
-                Poll::Ready(Err(error)) => {
-                    debug!(%error, "RTP receive error");
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                Poll::Pending => {}
-            }
+        if self.signal.poll(cx).is_ready() {
+            return Poll::Ready(Input::Media);
         }
         if self.armed.is_some() && self.sleep.as_mut().poll(cx).is_ready() {
             self.armed = None;
@@ -110,13 +107,11 @@ impl MediaPort {
         Poll::Pending
     }
 
-    /// Hands `input` to the core at `now`.
+    /// Hands `input` to the core at `now`: a deadline of the task's is
+    /// also a chance for the core to play out what is due.
     pub fn feed(&mut self, media: &mut CallMedia, input: Input, now: Instant) {
         match input {
-            Input::Datagram { channel, from, len } => {
-                let datagram = self.buf.get(..len).unwrap_or_default();
-                media.handle_datagram(now, channel, from, datagram);
-            }
+            Input::Media => {}
             Input::Timeout => media.handle_timeout(now),
         }
     }
@@ -124,27 +119,28 @@ impl MediaPort {
     /// Sends every datagram the core has due at `now`.
     pub fn transmit(&mut self, media: &mut CallMedia, now: Instant) {
         while let Some(t) = media.poll_transmit(now, &mut self.out) {
-            self.send(t.channel, t.to);
+            self.socket.send_counted(t.channel, &self.out, t.to);
         }
     }
 
     /// Sends the core's RTCP BYE, the last thing a call's media does.
     pub fn goodbye(&mut self, media: &mut CallMedia, now: Instant) {
         if let Some(t) = media.goodbye(now, &mut self.out) {
-            self.send(t.channel, t.to);
+            self.socket.send_counted(t.channel, &self.out, t.to);
         }
     }
 
     /// Datagrams the kernel refused (a full socket buffer, an unreachable
     /// caller).
     pub fn send_errors(&self) -> u64 {
-        self.send_errors
+        self.socket.send_errors()
     }
+}
 
-    fn send(&mut self, channel: Channel, to: std::net::SocketAddr) {
-        if let Err(error) = self.socket.try_send(channel, &self.out, to) {
-            self.send_errors += 1;
-            debug!(%error, "cannot send a media datagram");
+impl Drop for MediaPort {
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.detach(&self.shared);
         }
     }
 }

@@ -147,7 +147,7 @@ async fn record(
     let mut media = CallMedia::new(&n, settings, now, SystemTime::now(), 9).unwrap();
     media.confirm(now);
     media.record(&limits, Some('#'), now);
-    let mut port = MediaPort::new(socket);
+    let mut port = MediaPort::new(socket, &media);
     let mut pcm = Vec::new();
     let mut stopping = false;
     loop {
@@ -160,7 +160,7 @@ async fn record(
             pcm.extend_from_slice(p);
             Ok(())
         });
-        if let Some(end) = media.recording_ended().cloned() {
+        if let Some(end) = media.recording_ended() {
             let _ = media.drain_recorded(&mut |p: &[i16]| -> Result<(), String> {
                 pcm.extend_from_slice(p);
                 Ok(())

@@ -14,9 +14,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use tracing::warn;
+
 use super::codec::Codec;
 use super::dtmf::DtmfDetector;
-use super::jitter::JitterBuffer;
+use super::jitter::{Insert, JitterBuffer};
 use super::packet::{classify, Kind, RtpDatagram};
 use super::sdp::Negotiated;
 use super::source::{MediaSource, Verdict};
@@ -77,6 +79,9 @@ pub struct ReceiverStats {
     pub comfort_noise: u64,
     /// Packets dropped because play-out was not polled in time.
     pub overflow: u64,
+    /// Packets played out before their jitter delay to catch up with a
+    /// backlog (the server was starved of CPU and read a burst at once).
+    pub caught_up: u64,
     /// DTMF digits reported.
     pub dtmf_digits: u64,
     /// Audio payloads their codec could not decode (invalid Opus packets).
@@ -98,6 +103,7 @@ pub struct RtpReceiver {
     dtmf: DtmfDetector,
     last_rtp_at: Option<Instant>,
     stats: ReceiverStats,
+    overflow_logged: bool,
 }
 
 impl RtpReceiver {
@@ -116,6 +122,7 @@ impl RtpReceiver {
             dtmf: DtmfDetector::new(),
             last_rtp_at: None,
             stats: ReceiverStats::default(),
+            overflow_logged: false,
         }
     }
 
@@ -196,7 +203,7 @@ impl RtpReceiver {
             return Inbound::Media(accepted);
         };
         accepted.clock_rate = codec.rtp_clock_rate();
-        self.jitter.insert(
+        let inserted = self.jitter.insert(
             packet.ssrc,
             packet.sequence_number,
             packet.timestamp,
@@ -204,6 +211,11 @@ impl RtpReceiver {
             packet.payload,
             now,
         );
+        if inserted == Insert::Overflow && !self.overflow_logged {
+            // Once per call: the counter in the call's log line says how many.
+            self.overflow_logged = true;
+            warn!("audio dropped: play-out fell behind the jitter buffer's ring");
+        }
         Inbound::Media(accepted)
     }
 
@@ -247,6 +259,7 @@ impl RtpReceiver {
             duplicate: jitter.duplicate,
             ssrc_changes: jitter.ssrc_changes,
             overflow: jitter.overflow,
+            caught_up: jitter.caught_up,
             undecodable: jitter.undecodable,
             concealed: jitter.concealed,
             ..self.stats

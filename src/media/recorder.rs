@@ -84,7 +84,9 @@ impl Recorder {
                 max,
                 frame: (rate / 50).max(1) as usize,
             }),
-            block: Vec::with_capacity(block_len.max(1)),
+            // Room for a second and a block: what the media engine lets
+            // gather before the call's task drains it.
+            block: Vec::with_capacity(rate as usize + block_len.max(1)),
             block_len: block_len.max(1),
             ended: None,
         }
@@ -98,6 +100,11 @@ impl Recorder {
     /// Why it ended, once it has.
     pub fn ended(&self) -> Option<&RecordEnd> {
         self.ended.as_ref()
+    }
+
+    /// Samples gathered and not yet drained.
+    pub fn held(&self) -> usize {
+        self.block.len()
     }
 
     /// Ends it (first reason wins).
@@ -126,20 +133,19 @@ impl Recorder {
         }
     }
 
-    /// Hands the sink the gathered audio: whole blocks while recording,
-    /// everything once `all` (the recording has ended). Stops at the
-    /// sink's first error and returns it.
-    pub fn drain<E>(
-        &mut self,
-        all: bool,
-        sink: &mut impl FnMut(&[i16]) -> Result<(), E>,
-    ) -> Result<(), E> {
+    /// Swaps the gathered audio into `out` (cleared first): whole blocks
+    /// while recording, everything once `all` (the recording has ended).
+    /// `out`'s buffer takes its place, so two buffers take turns without
+    /// copying.
+    pub fn take(&mut self, all: bool, out: &mut Vec<i16>) {
+        out.clear();
         if self.block.is_empty() || (!all && self.block.len() < self.block_len) {
-            return Ok(());
+            return;
         }
-        let result = sink(&self.block);
-        self.block.clear();
-        result
+        if out.capacity() < self.block.capacity() {
+            out.reserve_exact(self.block.capacity());
+        }
+        std::mem::swap(&mut self.block, out);
     }
 }
 
@@ -163,12 +169,8 @@ mod tests {
     }
 
     fn collect(r: &mut Recorder, all: bool) -> Vec<i16> {
-        let mut out = Vec::new();
-        r.drain(all, &mut |pcm: &[i16]| -> Result<(), ()> {
-            out.extend_from_slice(pcm);
-            Ok(())
-        })
-        .unwrap();
+        let mut out = vec![7; 3];
+        r.take(all, &mut out);
         out
     }
 
@@ -210,12 +212,26 @@ mod tests {
         assert_eq!(r.ended(), Some(&RecordEnd::MaxSilence));
     }
 
+    /// The two buffers take turns: what was taken is gone from the
+    /// recorder, which goes on gathering into the buffer it was given.
     #[test]
-    fn a_failing_sink_reports_its_error() {
+    fn taking_swaps_the_buffers() {
         let mut r = Recorder::new(8000, &limits(60_000, None), None);
         r.push(&[1; 800]);
-        let result = r.drain(false, &mut |_: &[i16]| Err("disk full"));
-        assert_eq!(result, Err("disk full"));
+        let mut out = Vec::with_capacity(10_000);
+        let given = out.as_ptr();
+        r.take(false, &mut out);
+        assert_eq!(out, vec![1; 800]);
+        assert_eq!(r.held(), 0);
+        r.push(&[2; 160]);
+        let mut next = Vec::new();
+        r.take(true, &mut next);
+        assert_eq!(next, vec![2; 160]);
+        assert_eq!(
+            next.as_ptr(),
+            given,
+            "the recorder gathered into the buffer given"
+        );
     }
 
     #[test]

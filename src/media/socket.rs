@@ -7,15 +7,17 @@
 //! with the RTP one (a pair is taken whole or not at all) unless the caller
 //! offered RTCP multiplexing (RFC 5761), which puts RTCP on the RTP port;
 //! even then no other call takes the odd port, since calls bind even ones.
+//!
+//! The sockets are plain non-blocking ones, not the async runtime's: the
+//! media engine (`super::engine`) waits on them in its own `epoll` set.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
-use std::task::{Context, Poll};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::Rng;
-use tokio::io::ReadBuf;
-use tokio::net::UdpSocket;
 
 use super::call_media::Channel;
 
@@ -57,6 +59,7 @@ pub struct RtpSocket {
     socket: UdpSocket,
     local: SocketAddr,
     rtcp: Option<UdpSocket>,
+    send_errors: AtomicU64,
 }
 
 impl RtpSocket {
@@ -86,14 +89,14 @@ impl RtpSocket {
                 continue;
             };
             let addr = SocketAddr::new(ip, port);
-            match UdpSocket::bind(addr).await {
+            match bind_nonblocking(addr) {
                 Ok(socket) => {
                     let local = socket
                         .local_addr()
                         .map_err(|source| MediaError::Bind { addr, source })?;
                     let rtcp_socket = if rtcp {
                         let rtcp_addr = SocketAddr::new(ip, port.saturating_add(1));
-                        match UdpSocket::bind(rtcp_addr).await {
+                        match bind_nonblocking(rtcp_addr) {
                             Ok(s) => Some(s),
                             Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                             Err(source) => {
@@ -110,6 +113,7 @@ impl RtpSocket {
                         socket,
                         local,
                         rtcp: rtcp_socket,
+                        send_errors: AtomicU64::new(0),
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
@@ -124,27 +128,18 @@ impl RtpSocket {
         self.local
     }
 
-    /// Receives one datagram into `buf`; cancel-safe, for `select!`.
-    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.socket.recv_from(buf).await
-    }
-
     /// Whether an RTCP socket was bound.
     pub fn has_rtcp(&self) -> bool {
         self.rtcp.is_some()
     }
 
-    /// Polls `channel`'s socket for one datagram, into `buf`.
-    pub fn poll_recv(
-        &self,
-        channel: Channel,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<SocketAddr>> {
+    /// Receives one datagram on `channel`'s socket without waiting
+    /// (`WouldBlock` when there is none).
+    pub fn try_recv(&self, channel: Channel, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         match (channel, &self.rtcp) {
-            (Channel::Rtp, _) => self.socket.poll_recv_from(cx, buf),
-            (Channel::Rtcp, Some(rtcp)) => rtcp.poll_recv_from(cx, buf),
-            (Channel::Rtcp, None) => Poll::Pending,
+            (Channel::Rtp, _) => self.socket.recv_from(buf),
+            (Channel::Rtcp, Some(rtcp)) => rtcp.recv_from(buf),
+            (Channel::Rtcp, None) => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 
@@ -161,17 +156,43 @@ impl RtpSocket {
             _ => &self.socket,
         };
         socket
-            .try_send_to(datagram, to)
+            .send_to(datagram, to)
             .map_err(|source| MediaError::Send { to, source })
     }
 
-    /// Sends one datagram (prompt playback, keep-alives).
-    pub async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> Result<usize, MediaError> {
-        self.socket
-            .send_to(datagram, to)
-            .await
-            .map_err(|source| MediaError::Send { to, source })
+    /// Sends as [`RtpSocket::try_send`] does, counting a refusal (a full
+    /// socket buffer, an unreachable caller) instead of returning it.
+    pub fn send_counted(&self, channel: Channel, datagram: &[u8], to: SocketAddr) {
+        if let Err(error) = self.try_send(channel, datagram, to) {
+            self.send_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%error, "cannot send a media datagram");
+        }
     }
+
+    /// Datagrams the kernel refused so far.
+    pub fn send_errors(&self) -> u64 {
+        self.send_errors.load(Ordering::Relaxed)
+    }
+
+    /// The descriptor of `channel`'s socket (the RTP one when RTCP shares it).
+    pub fn raw_fd(&self, channel: Channel) -> RawFd {
+        match (channel, &self.rtcp) {
+            (Channel::Rtcp, Some(rtcp)) => rtcp.as_raw_fd(),
+            _ => self.socket.as_raw_fd(),
+        }
+    }
+
+    /// The RTCP socket's descriptor, when one was bound.
+    pub fn rtcp_raw_fd(&self) -> Option<RawFd> {
+        self.rtcp.as_ref().map(AsRawFd::as_raw_fd)
+    }
+}
+
+/// A UDP socket bound to `addr`, in non-blocking mode.
+fn bind_nonblocking(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 #[cfg(test)]
@@ -208,16 +229,13 @@ mod tests {
     #[tokio::test]
     async fn a_pair_takes_the_odd_port_above_or_moves_on() {
         // Another process holds 41603: the pair 41602/41603 is skipped.
-        let _held = UdpSocket::bind((LOOPBACK, 41603)).await.unwrap();
+        let _held = UdpSocket::bind((LOOPBACK, 41603)).unwrap();
         let pair = RtpSocket::bind_pair(LOOPBACK, 41602..=41605, true)
             .await
             .unwrap();
         assert_eq!(pair.local_addr().port(), 41604);
         assert!(pair.has_rtcp());
-        assert!(
-            UdpSocket::bind((LOOPBACK, 41605)).await.is_err(),
-            "RTCP bound"
-        );
+        assert!(UdpSocket::bind((LOOPBACK, 41605)).is_err(), "RTCP bound");
         let err = RtpSocket::bind_pair(LOOPBACK, 41602..=41603, true)
             .await
             .unwrap_err();

@@ -67,7 +67,7 @@ mod wav_header;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -126,13 +126,42 @@ pub struct Store {
     /// messages, so a [`ChangeWatcher`]'s owner can look at once instead
     /// of at its next poll (other processes' commits are seen by polling).
     changed: Arc<Notify>,
+    /// When [`Store::has_room`] last found room, and for what minimum.
+    room_seen: Mutex<Option<(std::time::Instant, u64)>>,
 }
 
+/// How long a finding of room stands for [`Store::had_room_lately`].
+const ROOM_STANDS: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Store {
+    /// Whether [`Store::has_room`] found room for `min_free` within the last
+    /// second: a server taking hundreds of calls a second need not ask the
+    /// file system for each (a blocking thread's round trip per call). A
+    /// full disk is never remembered, so room coming back is seen at the
+    /// next call; a disk filling within the second is what the space
+    /// reserve is for.
+    pub fn had_room_lately(&self, min_free: u64) -> bool {
+        let seen = *self
+            .room_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        seen.is_some_and(|(at, min)| min >= min_free && at.elapsed() < ROOM_STANDS)
+    }
+
     /// Whether the data directory has at least `min_free` bytes free (and,
     /// if a full disk took it, the space reserve back): new calls are
     /// refused before they are answered when it has not (see `reserve.rs`).
     pub fn has_room(&self, min_free: u64) -> bool {
+        let room = self.check_room(min_free);
+        *self
+            .room_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            room.then(|| (std::time::Instant::now(), min_free));
+        room
+    }
+
+    fn check_room(&self, min_free: u64) -> bool {
         match reserve::free_bytes(&self.data_dir) {
             Ok(free) if free >= min_free.saturating_add(reserve::RESERVE_BYTES as u64) => {
                 if let Err(error) = reserve::take(&self.data_dir) {
@@ -222,6 +251,7 @@ impl Store {
             conn: Mutex::new(conn),
             receiving: Mutex::new(()),
             changed: Arc::new(Notify::new()),
+            room_seen: Mutex::new(None),
         })
     }
 

@@ -1,23 +1,39 @@
-//! The in-progress recording: a hound WAV writer on `recording/<id>.wav`.
+//! The in-progress recording: 16-bit PCM appended to `recording/<id>.wav`.
 //!
-//! This is the hot path (up to a thousand concurrent calls, one frame every
-//! 20 ms each), so a write only copies samples into a per-call `BufWriter`;
-//! there is no fsync and no database work until [`super::Store::finish`].
-//! About once a second of audio the WAV header is rewritten and the buffer
-//! handed to the kernel (`WavWriter::flush`), so if the process dies the file
-//! is a valid WAV up to the last second; recovery rebuilds the header from
-//! the file length anyway, which also covers a machine crash.
+//! This is the hot path (thousands of concurrent calls), so a write only
+//! converts PCM to little-endian bytes in a buffer; there is no fsync and
+//! no database work until [`super::Store::finish`]. About once a second of
+//! audio the buffer is appended to the file with one `write(2)` and the
+//! header's two sizes are brought up to date with one positioned write
+//! (`pwrite(2)`, no seek), so if the process dies the file is a valid WAV
+//! up to the last second; recovery rebuilds the header from the file
+//! length anyway, which also covers a machine crash.
+//!
+//! The media engine hands the call's task a second of audio at a time
+//! (`media::engine`), which goes out at once: it is converted in a scratch
+//! buffer of the thread's, and a call holds a buffer of its own only while
+//! smaller pieces gather, so thousands of calls do not each keep a second
+//! of bytes that is written anyway.
+//!
+//! The header is the canonical 44-byte one that hound writes for the spec
+//! ([`super::wav_header`]); the samples are written here directly rather
+//! than through hound's per-sample writer, which cost more than the rest
+//! of the media path's work per packet together (see BENCHMARKS.md,
+//! "Performance work").
 
+use std::cell::RefCell;
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hound::{SampleFormat, WavSpec, WavWriter};
+use hound::{SampleFormat, WavSpec};
 use uuid::Uuid;
 
 use super::error::StoreError;
 use super::sidecar::Sidecar;
+use super::wav_header::{canonical_header, set_sizes};
 
 /// Bytes per stored sample: 16-bit PCM.
 pub const BYTES_PER_SAMPLE: u64 = 2;
@@ -25,13 +41,6 @@ pub const BYTES_PER_SAMPLE: u64 = 2;
 /// Size of the canonical header hound writes for 16-bit mono PCM
 /// (RIFF + WAVE + 16-byte `fmt ` chunk + `data` chunk header).
 pub const WAV_HEADER_LEN: u64 = 44;
-
-/// Per-call write buffer: a second of 16 kHz audio, so at most one write
-/// system call per second per call at the rates we record.
-const WRITE_BUFFER_BYTES: usize = 32 * 1024;
-
-/// Samples handed to hound's 16-bit writer at once; bounds its scratch buffer.
-const CHUNK_SAMPLES: usize = 4096;
 
 /// Largest data chunk a RIFF file can describe (32-bit sizes).
 const MAX_DATA_BYTES: u64 = u32::MAX as u64 - WAV_HEADER_LEN;
@@ -43,6 +52,15 @@ pub fn wav_spec(sample_rate: u32) -> WavSpec {
         sample_rate,
         bits_per_sample: 16,
         sample_format: SampleFormat::Int,
+    }
+}
+
+/// Appends `samples` to `bytes` as 16-bit little-endian PCM.
+fn append_le(bytes: &mut Vec<u8>, samples: &[i16]) {
+    let start = bytes.len();
+    bytes.resize(start + samples.len() * 2, 0);
+    for (pair, sample) in bytes[start..].chunks_exact_mut(2).zip(samples) {
+        pair.copy_from_slice(&sample.to_le_bytes());
     }
 }
 
@@ -62,10 +80,24 @@ pub fn samples_duration(samples: u64, sample_rate: u32) -> Duration {
 pub struct Recording {
     sidecar: Sidecar,
     wav_path: PathBuf,
-    writer: WavWriter<BufWriter<File>>,
+    file: File,
+    /// The file's header, whose sizes are updated at each flush.
+    header: Vec<u8>,
+    /// Audio not yet handed to the kernel, as little-endian bytes: less
+    /// than a second of it, gathered from pieces smaller than a second.
+    buffer: Vec<u8>,
     samples_written: u64,
-    samples_since_flush: u64,
 }
+
+thread_local! {
+    /// Room to turn a second of samples into bytes, one per thread.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread's scratch buffer is given back when a write needed more: a
+/// few seconds of 16 kHz audio (a recording held in memory until its file
+/// existed), not the usual second.
+const MAX_SCRATCH_BYTES: usize = 256 * 1024;
 
 /// What [`Recording::close`] leaves for the commit step.
 pub struct ClosedRecording {
@@ -81,19 +113,19 @@ impl Recording {
     /// Creates the WAV file and puts its header on disk. The sidecar must
     /// already be durable.
     pub(super) fn create(sidecar: Sidecar, wav_path: PathBuf) -> Result<Recording, StoreError> {
-        let file = File::create(&wav_path).map_err(StoreError::io("create", &wav_path))?;
-        let buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
-        let mut writer = WavWriter::new(buffered, wav_spec(sidecar.sample_rate))
-            .map_err(StoreError::wav(&wav_path))?;
+        let header = canonical_header(&wav_path, sidecar.sample_rate, 0)?;
+        let mut file = File::create(&wav_path).map_err(StoreError::io("create", &wav_path))?;
         // Header on disk now, so even a crash before the first second of
         // audio leaves a recognizable file.
-        writer.flush().map_err(StoreError::wav(&wav_path))?;
+        file.write_all(&header)
+            .map_err(StoreError::io("write", &wav_path))?;
         Ok(Recording {
             sidecar,
             wav_path,
-            writer,
+            file,
+            header,
+            buffer: Vec::new(),
             samples_written: 0,
-            samples_since_flush: 0,
         })
     }
 
@@ -107,8 +139,8 @@ impl Recording {
         &self.wav_path
     }
 
-    /// Appends decoded mono PCM. Buffered: about once per second of audio the
-    /// header is updated and the buffer flushed to the kernel (no fsync).
+    /// Appends decoded mono PCM. Buffered: about once per second of audio
+    /// the buffer goes to the kernel and the header is updated (no fsync).
     pub fn write(&mut self, samples: &[i16]) -> Result<(), StoreError> {
         let total = self.samples_written + samples.len() as u64;
         if total * BYTES_PER_SAMPLE > MAX_DATA_BYTES {
@@ -119,32 +151,53 @@ impl Recording {
                 ),
             });
         }
-        for chunk in samples.chunks(CHUNK_SAMPLES) {
-            // A chunk is at most CHUNK_SAMPLES long, which fits u32.
-            let mut out = self.writer.get_i16_writer(chunk.len() as u32);
-            for &sample in chunk {
-                out.write_sample(sample);
-            }
-            out.flush().map_err(StoreError::wav(&self.wav_path))?;
+        let second = self.sidecar.sample_rate as usize * BYTES_PER_SAMPLE as usize;
+        if self.buffer.is_empty() && samples.len() * BYTES_PER_SAMPLE as usize >= second {
+            // A second or more at once: to the kernel now, as a flush of a
+            // full buffer would. Audio the file refused stays buffered,
+            // exactly as a failed flush leaves it, so closing tries it
+            // again and a full disk is seen there too.
+            let written = SCRATCH.with_borrow_mut(|bytes| {
+                bytes.clear();
+                append_le(bytes, samples);
+                let written = self.file.write_all(bytes);
+                if written.is_err() {
+                    self.buffer = std::mem::take(bytes);
+                } else if bytes.capacity() > MAX_SCRATCH_BYTES {
+                    *bytes = Vec::new();
+                }
+                written
+            });
+            self.samples_written = total;
+            written.map_err(StoreError::io("write", &self.wav_path))?;
+            return self.flush();
         }
+        append_le(&mut self.buffer, samples);
         self.samples_written = total;
-        self.samples_since_flush += samples.len() as u64;
-        if self.samples_since_flush >= u64::from(self.sidecar.sample_rate) {
-            self.writer
-                .flush()
-                .map_err(StoreError::wav(&self.wav_path))?;
-            self.samples_since_flush = 0;
+        if self.buffer.len() >= second {
+            self.flush()?;
         }
         Ok(())
     }
 
-    /// Brings the header up to date and hands buffered audio to the kernel,
+    /// Hands buffered audio to the kernel and brings the header up to date,
     /// as [`Recording::write`] does every second. Call it at hang-up when
     /// [`super::Store::finish`] may wait for a worker: a process crash in
     /// the meantime then loses nothing of the call.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        self.samples_since_flush = 0;
-        self.writer.flush().map_err(StoreError::wav(&self.wav_path))
+        if !self.buffer.is_empty() {
+            self.file
+                .write_all(&self.buffer)
+                .map_err(StoreError::io("write", &self.wav_path))?;
+            // Given back: the next second most likely comes whole.
+            self.buffer = Vec::new();
+        }
+        // `write` keeps the data within the RIFF limit, so it fits 32 bits.
+        let data_bytes = u32::try_from(self.samples_written * BYTES_PER_SAMPLE).unwrap_or(u32::MAX);
+        set_sizes(&mut self.header, data_bytes);
+        self.file
+            .write_all_at(&self.header, 0)
+            .map_err(StoreError::io("write header of", &self.wav_path))
     }
 
     /// Records the codec the call settled on when it differs from the one
@@ -165,15 +218,14 @@ impl Recording {
     }
 
     /// Writes the final header and closes the file.
-    pub(super) fn close(self) -> Result<ClosedRecording, StoreError> {
+    pub(super) fn close(mut self) -> Result<ClosedRecording, StoreError> {
+        self.flush()?;
         let Recording {
             sidecar,
             wav_path,
-            writer,
             samples_written,
             ..
         } = self;
-        writer.finalize().map_err(StoreError::wav(&wav_path))?;
         Ok(ClosedRecording {
             sidecar,
             wav_path,

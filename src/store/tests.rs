@@ -137,6 +137,59 @@ fn header_is_valid_on_disk_while_recording() {
     store.finish(rec, &wav(), false, &Route::Home).unwrap();
 }
 
+/// Blocks of a tenth of a second reach the kernel a second at a time, each
+/// time with the header's sizes, and the rest at the explicit flush.
+#[test]
+fn blocks_reach_the_file_every_second_with_the_header() {
+    let (_dir, store) = open_tmp();
+    let mut rec = store.start_recording(new_meta("1001")).unwrap();
+    let audio = samples(2 * RATE as usize + 400, 5);
+    for block in audio.chunks(RATE as usize / 10) {
+        rec.write(block).unwrap();
+    }
+    let (spec, on_disk) = read_wav(rec.path());
+    assert_eq!(spec.sample_rate, RATE);
+    assert_eq!(on_disk, audio[..2 * RATE as usize], "two whole seconds");
+    rec.flush().unwrap();
+    assert_eq!(read_wav(rec.path()).1, audio);
+    let len = std::fs::metadata(rec.path()).unwrap().len();
+    assert_eq!(len, 44 + 2 * audio.len() as u64);
+    let m = match store.finish(rec, &wav(), false, &Route::Home).unwrap() {
+        Finished::Stored(m) => m,
+        other => panic!("expected stored, got {other:?}"),
+    };
+    assert_eq!(m.duration_ms, 2050);
+}
+
+/// A second or more handed over at once (as the media engine does) goes
+/// to the file straight away with the header; a smaller piece after it is
+/// buffered, and one more whole second after that piece keeps the order.
+#[test]
+fn whole_seconds_reach_the_file_at_once() {
+    let (_dir, store) = open_tmp();
+    let mut rec = store.start_recording(new_meta("1001")).unwrap();
+    let audio = samples(3 * RATE as usize + 800, 9);
+    let (first, rest) = audio.split_at(RATE as usize + 160);
+    rec.write(first).unwrap();
+    assert_eq!(read_wav(rec.path()).1, first, "on disk without a flush");
+    let (piece, last) = rest.split_at(640);
+    rec.write(piece).unwrap();
+    assert_eq!(
+        read_wav(rec.path()).1,
+        first,
+        "a piece waits for its second"
+    );
+    rec.write(last).unwrap();
+    assert_eq!(read_wav(rec.path()).1, audio);
+    let len = std::fs::metadata(rec.path()).unwrap().len();
+    assert_eq!(len, 44 + 2 * audio.len() as u64);
+    let m = match store.finish(rec, &wav(), false, &Route::Home).unwrap() {
+        Finished::Stored(m) => m,
+        other => panic!("expected stored, got {other:?}"),
+    };
+    assert_eq!(m.duration_ms, 3100);
+}
+
 #[test]
 fn below_minimum_is_discarded_without_trace() {
     let (_dir, store) = open_tmp();
@@ -502,4 +555,19 @@ fn a_version_1_database_upgrades_in_place() {
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.list(None).unwrap().len(), 2);
+}
+
+/// Room found stands for a moment; a full disk is never remembered.
+#[test]
+fn room_found_is_remembered_briefly_and_only_when_there_is_room() {
+    let (_dir, store) = open_tmp();
+    assert!(!store.had_room_lately(0), "nothing checked yet");
+    assert!(store.has_room(0));
+    assert!(store.had_room_lately(0));
+    assert!(
+        !store.had_room_lately(1),
+        "a larger minimum is checked again"
+    );
+    assert!(!store.has_room(u64::MAX / 2), "no disk is that large");
+    assert!(!store.had_room_lately(0), "a refusal forgets the room seen");
 }

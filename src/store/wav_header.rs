@@ -81,7 +81,11 @@ fn set_samples(
 }
 
 /// The header hound writes for `sample_rate`, with sizes for `data_bytes`.
-fn canonical_header(path: &Path, sample_rate: u32, data_bytes: u64) -> Result<Vec<u8>, StoreError> {
+pub(super) fn canonical_header(
+    path: &Path,
+    sample_rate: u32,
+    data_bytes: u64,
+) -> Result<Vec<u8>, StoreError> {
     let corrupt = |reason: String| StoreError::CorruptRecording {
         path: path.to_owned(),
         reason,
@@ -99,9 +103,21 @@ fn canonical_header(path: &Path, sample_rate: u32, data_bytes: u64) -> Result<Ve
     if !layout_ok {
         return Err(corrupt("unexpected WAV header layout".into()));
     }
-    header[RIFF_SIZE_OFFSET..RIFF_SIZE_OFFSET + 4].copy_from_slice(&(data_size + 36).to_le_bytes());
-    header[DATA_SIZE_OFFSET..DATA_SIZE_OFFSET + 4].copy_from_slice(&data_size.to_le_bytes());
+    set_sizes(&mut header, data_size);
     Ok(header)
+}
+
+/// Sets the two sizes of a canonical header (from [`canonical_header`])
+/// for `data_size` bytes of audio, which the caller keeps within the RIFF
+/// limit.
+pub(super) fn set_sizes(header: &mut [u8], data_size: u32) {
+    let riff_size = data_size.saturating_add(36).to_le_bytes();
+    if let Some(field) = header.get_mut(RIFF_SIZE_OFFSET..RIFF_SIZE_OFFSET + 4) {
+        field.copy_from_slice(&riff_size);
+    }
+    if let Some(field) = header.get_mut(DATA_SIZE_OFFSET..DATA_SIZE_OFFSET + 4) {
+        field.copy_from_slice(&data_size.to_le_bytes());
+    }
 }
 
 #[cfg(test)]

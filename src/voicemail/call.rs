@@ -127,14 +127,17 @@ async fn admit(ctx: Arc<Context>, mut tx: Transaction, call_id: String) {
     });
     let dialog_id = dialog.id();
     let leg = CallLeg::new(ctx.clone(), dialog, state_rx, codecs, socket.local_addr());
+    // Boxed: the call's task is spawned (and its future moved) while only
+    // its admission is under way; the session's much larger state is
+    // allocated once, when it starts.
     match purpose {
         Purpose::Deposit(target) => {
             let session = Session::new(ctx.clone(), leg, target, call_id);
-            session.run(offer, socket, slot).await;
+            Box::pin(session.run(offer, socket, slot)).await;
         }
         Purpose::Retrieval { start, source } => {
             let session = OwnerSession::new(ctx.clone(), leg, start, source);
-            session.run(offer, socket, slot).await;
+            Box::pin(session.run(offer, socket, slot)).await;
         }
     }
     ctx.sip.dialogs.remove_dialog(&dialog_id);
@@ -159,7 +162,10 @@ async fn deposit_target(ctx: &Context, tx: &mut Transaction) -> Option<MailboxTa
     // §21.5.4).
     let store = ctx.store.clone();
     let min_free = ctx.profile.storage.min_free_bytes;
-    let room = tokio::task::spawn_blocking(move || store.has_room(min_free)).await;
+    let room = match store.had_room_lately(min_free) {
+        true => Ok(true),
+        false => tokio::task::spawn_blocking(move || store.has_room(min_free)).await,
+    };
     if !room.unwrap_or(true) {
         warn!("data directory nearly full; refusing call");
         let retry = vec![

@@ -23,9 +23,10 @@
 //! updates the media core when the session changes and is otherwise only
 //! SIP.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rsipstack::dialog::dialog::{
     DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
@@ -41,6 +42,9 @@ use crate::media::{
     Negotiated, SdpError,
 };
 use crate::sip::responses;
+
+/// How long a stopping server waits for the answer to a BYE it sent.
+pub const SHUTDOWN_BYE_WAIT: Duration = Duration::from_secs(2);
 
 /// What a dialog event means for the call's flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,10 +179,30 @@ impl CallLeg {
         self.states.recv().await
     }
 
-    /// Ends the call from our side (BYE).
-    pub async fn bye(&mut self) {
-        if let Err(e) = self.dialog.bye().await {
-            warn!(error = %e, "BYE failed");
+    /// Ends the call from our side (BYE). The future holds the dialog
+    /// itself, so the call's other work (storing its message) goes on
+    /// while the BYE waits for its answer. A caller that is gone holds a
+    /// BYE for 32 s (Timer F, RFC 3261 §17.1.2.2), longer than a
+    /// shutdown's grace: a stopping server waits at most
+    /// [`SHUTDOWN_BYE_WAIT`] for the answer (the BYE is sent, and
+    /// retransmitted meanwhile).
+    pub fn bye(&self) -> impl Future<Output = ()> + Send + 'static {
+        let dialog = self.dialog.clone();
+        let stopping = self.ctx.shutdown.is_cancelled();
+        async move {
+            let answered = async {
+                if let Err(e) = dialog.bye().await {
+                    warn!(error = %e, "BYE failed");
+                }
+            };
+            if !stopping {
+                answered.await;
+            } else if tokio::time::timeout(SHUTDOWN_BYE_WAIT, answered)
+                .await
+                .is_err()
+            {
+                info!("no answer to the BYE while stopping; not waiting for it");
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! An answered voicemail call: ring, answer, greet, record, hang up, store.
 //!
 //! The session is one task with one flat loop: it waits on the call's
-//! media sockets and timer ([`MediaPort`]), the dialog's events, the
+//! media (the media engine's wake-up, [`MediaPort`]), the dialog's events, the
 //! recording file being opened and the server's shutdown, and feeds each
 //! to the sans-IO cores: the media state machine ([`CallMedia`]) and the
 //! deposit flow ([`DepositFlow`]), whose actions it carries out. The SIP
@@ -115,7 +115,7 @@ impl Session {
             return;
         };
         self.answered_at = time::OffsetDateTime::now_utc();
-        let mut port = MediaPort::new(socket);
+        let mut port = MediaPort::new(socket, &media);
         let (end, hang_up, file) = self.drive(&mut media, &mut port, prompts).await;
         let stats = media.stats();
         info!(
@@ -125,23 +125,32 @@ impl Session {
             "call media ended"
         );
         port.goodbye(&mut media, tokio::time::Instant::now().into_std());
-        if hang_up {
-            self.leg.bye().await;
-        }
         drop(port);
         drop(slot);
-        match file {
-            Some(mut recording) => {
-                if let Some(n) = self.leg.negotiated() {
-                    // The codec the call settled on (the ACK's answer to our offer).
-                    if let Err(e) = recording.set_codec(n.codec.name()) {
-                        warn!(error = %e, "cannot record the codec");
+        // The message is stored while the BYE waits for its answer: a
+        // caller that no longer answers holds the BYE for 32 s (Timer F),
+        // which must not delay the message.
+        let bye = hang_up.then(|| self.leg.bye());
+        let store = async {
+            match file {
+                Some(mut recording) => {
+                    if let Some(n) = self.leg.negotiated() {
+                        // The codec the call settled on (the ACK's answer to our offer).
+                        if let Err(e) = recording.set_codec(n.codec.name()) {
+                            warn!(error = %e, "cannot record the codec");
+                        }
                     }
+                    self.store(recording, &end).await;
                 }
-                self.store(recording, &end).await;
+                None => info!("the call was never confirmed by an ACK: nothing stored"),
             }
-            None => info!("the call was never confirmed by an ACK: nothing stored"),
-        }
+        };
+        let bye = async {
+            if let Some(bye) = bye {
+                bye.await;
+            }
+        };
+        tokio::join!(bye, store);
     }
 
     /// The call's one loop; returns how the recording ended, whether vmesh
@@ -174,7 +183,7 @@ impl Session {
             }
             if let Err(error) = media.drain_recorded(&mut |pcm: &[i16]| file.write(pcm)) {
                 warn!(%error, "cannot write the recording");
-                if let Some(end) = media.recording_ended().cloned() {
+                if let Some(end) = media.recording_ended() {
                     actions.extend(flow.handle(CallEvent::RecordingEnded(end)));
                 }
             }

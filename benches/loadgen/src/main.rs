@@ -20,6 +20,12 @@
 //! The senders wake at most every `--granularity-us` (500 µs by default)
 //! and send what is due then; each packet's lateness is reported.
 //!
+//! `--window-open CMD` and `--window-close CMD` run a shell command (to
+//! its end) just before the measured stretch of `calls` (the media
+//! window) or `setup` (the whole run) and just after it: a profiler's
+//! switch, such as `callgrind_control -i on`, so that it counts exactly
+//! the packets or calls of the run (`scripts/profile.sh`).
+//!
 //! `--realtime PRIORITY` runs it in the real-time FIFO class, so other
 //! work on the machine does not delay its schedule (the server under test
 //! keeps its normal class).
@@ -131,6 +137,23 @@ fn sender_sockets(
         .collect()
 }
 
+/// Runs the shell command of option `key`, if given, to its end.
+fn hook(args: &Args, key: &str) -> Result<(), String> {
+    let Some(command) = args.opt::<String>(key)? else {
+        return Ok(());
+    };
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .status()
+        .map_err(|e| format!("--{key}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("--{key}: {command:?} failed ({status})"))
+    }
+}
+
 fn write_report(args: &Args, json: &str) -> Result<(), String> {
     let path: String = args.get("report")?;
     std::fs::write(&path, json).map_err(|e| format!("{path}: {e}"))
@@ -234,6 +257,7 @@ fn calls(args: &Args) -> Result<(), String> {
     }
 
     // The media window.
+    hook(args, "window-open")?;
     let granularity: u64 = args.get_or("granularity-us", 500)?;
     let plan = plan(
         sockets,
@@ -246,6 +270,7 @@ fn calls(args: &Args) -> Result<(), String> {
     );
     let start = mono_ns() + 300_000_000;
     let window = media::run(plan, &audio, start, watch, *server.ip(), Some(&mut uac));
+    hook(args, "window-close")?;
 
     // Hang up at the set-up rate; wait for every answer to the BYEs.
     let t_bye = mono_ns();
@@ -385,6 +410,7 @@ fn setup(args: &Args) -> Result<(), String> {
         };
         uac.add(ids, rtp);
     }
+    hook(args, "window-open")?;
     let me = std::process::id();
     let cpu0 = watch.and_then(cpu_seconds);
     let self0 = cpu_seconds(me).unwrap_or(0.0);
@@ -402,6 +428,7 @@ fn setup(args: &Args) -> Result<(), String> {
     let elapsed = (mono_ns() - t0) as f64 / 1e9;
     let cpu = cpu0.zip(watch.and_then(cpu_seconds)).map(|(a, b)| b - a);
     let self_cpu = cpu_seconds(me).unwrap_or(0.0) - self0;
+    hook(args, "window-close")?;
     let mut answer = Histogram::default();
     let mut failures = std::collections::BTreeMap::<String, usize>::new();
     let mut ends = std::collections::BTreeMap::<String, usize>::new();

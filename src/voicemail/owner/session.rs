@@ -1,6 +1,7 @@
 //! An owner's call on the wire: one task, one flat loop, like a deposit's.
 //!
-//! The loop waits on the call's media sockets and timer ([`MediaPort`]),
+//! The loop waits on the call's media and timer ([`MediaPort`]: the media
+//! engine's wake-up, and the menu's deadline),
 //! the dialog's events ([`CallLeg`]), the job that is running and the
 //! server's shutdown, and feeds each to the sans-IO cores: the media core
 //! ([`CallMedia`]) and the owner's flow ([`OwnerFlow`]), whose effects it
@@ -86,7 +87,7 @@ impl OwnerSession {
         let Some(mut media) = self.leg.answer(offer, codec) else {
             return;
         };
-        let mut port = MediaPort::new(socket);
+        let mut port = MediaPort::new(socket, &media);
         let mut jobs = Lanes::default();
         let hang_up = self.drive(&mut media, &mut port, &mut jobs).await;
         info!(

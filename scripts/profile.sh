@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# Instruction counts of vmesh's hot paths, repeatable on a busy machine:
+# vmesh runs under valgrind's callgrind with its instrumentation off, and
+# the load generator (benches/loadgen) switches it on for exactly the
+# stretch it measures (--window-open/--window-close), so the count covers
+# the work of a known number of packets or calls and nothing else.
+# Instruction counts do not depend on what else the machine runs, unlike
+# CPU time; they count user space only (the kernel's side of a system
+# call is not in them), so the system calls are counted beside them.
+#
+#   scripts/profile.sh media     N calls streaming G.711 at once: the
+#                                instructions per RTP packet recorded
+#   scripts/profile.sh setup     short calls (INVITE, 200, ACK, BYE, no
+#                                audio): the instructions per call
+#   scripts/profile.sh syscalls  the same short calls, vmesh under
+#                                strace -c: system calls per call
+#   scripts/profile.sh media-syscalls  the media load, vmesh native under
+#                                strace -c: system calls per packet
+#   scripts/profile.sh memory    N calls streaming, vmesh native: RSS per
+#                                call (VmRSS in the window minus before
+#                                the first call, over N)
+#
+# Settings (environment), with their defaults:
+#   CALLS=20 MEDIA_S=20            (media: 20 calls x 20 s = 20,000 packets)
+#   RATE=10 SETUP_S=10 HOLD_MS=100 (setup, syscalls: 100 short calls)
+#   MEM_CALLS=1000 MEM_MEDIA_S=10  (memory)
+#   VMESH_BIN=FILE (a built vmesh instead of `cargo build --release`)
+#   VM_IP=127.0.0.51 LG_IP=127.0.0.52 (loopback only)
+#   TOP=30 (functions listed, by inclusive instructions)
+#   KEEP=1 (keep the working directory, with callgrind's output for
+#   callgrind_annotate or kcachegrind)
+#
+# Under callgrind vmesh runs some 50 times slower than native, so the
+# loads are small; what they measure is the cost of one packet or one
+# call, which does not depend on the speed. A load generator that does
+# not wait for a slow server would still skew the figure: the script
+# fails if vmesh's sockets dropped packets or it fell behind by more
+# than a second.
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+mode=${1:-media}
+case $mode in media | setup | syscalls | media-syscalls | memory) ;; *)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
+CALLS=${CALLS:-20}
+MEDIA_S=${MEDIA_S:-20}
+RATE=${RATE:-10}
+SETUP_S=${SETUP_S:-10}
+HOLD_MS=${HOLD_MS:-100}
+MEM_CALLS=${MEM_CALLS:-1000}
+MEM_MEDIA_S=${MEM_MEDIA_S:-10}
+VM_IP=${VM_IP:-127.0.0.51}
+LG_IP=${LG_IP:-127.0.0.52}
+TOP=${TOP:-30}
+
+say() { printf '%s profile: %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+    printf 'profile: FAILED: %s\n' "$*" >&2
+    exit 1
+}
+needs=(sox)
+case $mode in media | setup) needs+=(valgrind callgrind_control callgrind_annotate) ;; syscalls | media-syscalls) needs+=(strace) ;; esac
+for tool in "${needs[@]}"; do
+    command -v "$tool" >/dev/null || die "$tool is missing (scripts/test.sh installs it)"
+done
+
+work=$(mktemp -d /tmp/vmesh-profile.XXXXXX)
+vm_pid=""
+cleanup() {
+    local status=$?
+    if [[ -n $vm_pid ]]; then
+        kill -TERM "$vm_pid" 2>/dev/null || true
+        for _ in $(seq 1 300); do
+            kill -0 "$vm_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$vm_pid" 2>/dev/null || true
+        wait "$vm_pid" 2>/dev/null || true
+    fi
+    if [[ ${KEEP:-0} == 1 || $status != 0 ]]; then
+        echo "profile: working directory kept: $work" >&2
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [[ -z ${VMESH_BIN:-} ]]; then
+    say "building vmesh (release)"
+    cargo build --release --quiet
+fi
+cp "${VMESH_BIN:-target/release/vmesh}" "$work/vmesh"
+cargo build --release --quiet --manifest-path benches/loadgen/Cargo.toml --target-dir target/bench-tools
+cp target/bench-tools/release/vmesh-loadgen "$work/loadgen"
+sox testdata/speech-8k.wav -t raw -e u-law -r 8000 -c 1 "$work/speech.ul"
+ulimit -n "$(ulimit -Hn)"
+
+cat >"$work/profile.toml" <<EOF
+[server]
+name = "profile"
+data_dir = "$work/data"
+
+[sip]
+listen = ["udp:$VM_IP:5060"]
+max_calls = 100000
+
+[media]
+rtp_port_min = 16000
+rtp_port_max = 63999
+prompts = false
+rtp_timeout_s = 900
+EOF
+
+# True when vmesh answers an OPTIONS over UDP with 200.
+options_ok() {
+    local fd reply="" tag=$RANDOM$RANDOM
+    printf 'OPTIONS sip:%s:5060 SIP/2.0\r\nVia: SIP/2.0/UDP %s:9;rport;branch=z9hG4bK-%s\r\nFrom: <sip:probe@%s>;tag=%s\r\nTo: <sip:%s:5060>\r\nCall-ID: %s@profile\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n' \
+        "$VM_IP" "$LG_IP" "$tag" "$LG_IP" "$tag" "$VM_IP" "$tag" >"$work/options.sip"
+    exec {fd}<>"/dev/udp/$VM_IP/5060" || return 1
+    if cat "$work/options.sip" 1>&"$fd" 2>/dev/null; then
+        reply=$(timeout 1 head -c 12 <&"$fd" 2>/dev/null) || true
+    fi
+    exec {fd}>&-
+    [[ $reply == "SIP/2.0 200"* ]]
+}
+
+# Starts vmesh under the command prefix "$@"; sets vm_pid (the pid of
+# vmesh itself: valgrind and strace -f keep it).
+start_vmesh() {
+    env VMESH_LOG=info,rsipstack=warn "$@" "$work/vmesh" serve --profile "$work/profile.toml" \
+        >"$work/vmesh.log" 2>&1 &
+    vm_pid=$!
+    local deadline=$(($(date +%s) + 120))
+    until options_ok; do
+        kill -0 "$vm_pid" 2>/dev/null || die "vmesh exited at start-up: $(tail -3 "$work/vmesh.log")"
+        (($(date +%s) < deadline)) || die "vmesh did not answer OPTIONS within 120 s"
+        sleep 0.2
+    done
+}
+
+stop_vmesh() {
+    kill -TERM "$vm_pid" 2>/dev/null || true
+    for _ in $(seq 1 600); do
+        kill -0 "$vm_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$vm_pid" 2>/dev/null || true
+    vm_pid=""
+}
+
+callgrind() {
+    start_vmesh valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file="$work/callgrind.out" --log-file="$work/valgrind.log"
+}
+
+json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
+
+# Instructions of the dump callgrind wrote when the window closed.
+dumped_instructions() {
+    local dump
+    dump=$(ls "$work"/callgrind.out* | grep -v '\.annotate$' | sort | tail -1)
+    [[ -s $dump ]] || die "callgrind wrote no profile"
+    awk '/^(summary|totals):/ { print $2; exit }' "$dump"
+}
+
+annotate() {
+    local dump
+    dump=$(ls "$work"/callgrind.out* | grep -v '\.annotate$' | sort | tail -1)
+    callgrind_annotate --inclusive=yes --threshold=100 "$dump" >"$dump.annotate" 2>/dev/null || true
+    echo "Top functions by inclusive instructions ($dump.annotate):"
+    grep -E '^ *[0-9,]+ \(' "$dump.annotate" | head -n "$TOP" | sed 's/^/  /'
+}
+
+window_hooks() {
+    printf '%s\n' --window-open "callgrind_control -i on $vm_pid >/dev/null" \
+        --window-close "callgrind_control -d window $vm_pid >/dev/null && callgrind_control -i off $vm_pid >/dev/null"
+}
+
+case $mode in
+media)
+    say "media: $CALLS calls x $MEDIA_S s of G.711 under callgrind"
+    callgrind
+    mapfile -t hooks < <(window_hooks)
+    "$work/loadgen" calls --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --calls "$CALLS" \
+        --setup-rate 20 --seconds "$MEDIA_S" --audio "$work/speech.ul" --offsets-ms 0 \
+        --watch "$vm_pid" --report "$work/loadgen.json" "${hooks[@]}" ||
+        die "the load generator failed"
+    stop_vmesh
+    sent=$(json "$work/loadgen.json" 'd["window"]["packets_sent"]')
+    drops=$(json "$work/loadgen.json" 'd["window"]["receiver_drops"]')
+    drain=$(json "$work/loadgen.json" 'd["window"]["drain_s"]')
+    answered=$(json "$work/loadgen.json" 'd["answered"]')
+    ((answered == CALLS)) || die "$answered of $CALLS calls answered"
+    ((drops == 0)) || die "vmesh's sockets dropped $drops packets: the load is too high for callgrind"
+    python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 1 else 1)" "$drain" ||
+        die "vmesh fell $drain s behind: the load is too high for callgrind"
+    ir=$(dumped_instructions)
+    printf 'media: %s packets (%s calls x %s s), %s instructions, %.0f instructions per packet\n' \
+        "$sent" "$CALLS" "$MEDIA_S" "$ir" "$(python3 -c "print($ir / $sent)")"
+    annotate
+    ;;
+setup)
+    say "setup: $RATE calls/s for $SETUP_S s under callgrind"
+    callgrind
+    mapfile -t hooks < <(window_hooks)
+    "$work/loadgen" setup --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --rate "$RATE" \
+        --seconds "$SETUP_S" --hold-ms "$HOLD_MS" --watch "$vm_pid" --report "$work/loadgen.json" \
+        "${hooks[@]}" || die "the load generator failed"
+    stop_vmesh
+    calls=$(json "$work/loadgen.json" 'd["calls"]')
+    answered=$(json "$work/loadgen.json" 'd["answered"]')
+    ((answered == calls)) || die "$answered of $calls calls answered"
+    ir=$(dumped_instructions)
+    printf 'setup: %s short calls, %s instructions, %.0f instructions per call\n' \
+        "$calls" "$ir" "$(python3 -c "print($ir / $calls)")"
+    annotate
+    ;;
+syscalls | media-syscalls)
+    start_vmesh
+    open="strace -f -c -p $vm_pid -o $work/strace.out 2>$work/strace.err & echo \$! >$work/strace.pid; sleep 2"
+    close="kill -INT \$(cat $work/strace.pid); while kill -0 \$(cat $work/strace.pid) 2>/dev/null; do sleep 0.1; done"
+    if [[ $mode == syscalls ]]; then
+        say "syscalls: $RATE calls/s for $SETUP_S s, counted by strace -c attached for the run"
+        "$work/loadgen" setup --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --rate "$RATE" \
+            --seconds "$SETUP_S" --hold-ms "$HOLD_MS" --report "$work/loadgen.json" \
+            --window-open "$open" --window-close "$close" || die "the load generator failed"
+        per=$(json "$work/loadgen.json" 'd["calls"]')
+        what="short call"
+    else
+        say "media-syscalls: $CALLS calls x $MEDIA_S s, counted by strace -c attached for the media window"
+        "$work/loadgen" calls --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --calls "$CALLS" \
+            --setup-rate 20 --seconds "$MEDIA_S" --audio "$work/speech.ul" --offsets-ms 0 \
+            --report "$work/loadgen.json" --window-open "$open" --window-close "$close" ||
+            die "the load generator failed"
+        per=$(json "$work/loadgen.json" 'd["window"]["packets_sent"]')
+        what="packet"
+    fi
+    stop_vmesh
+    echo "system calls per $what (over $per):"
+    awk -v n="$per" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { printf "  %-20s %8.3f\n", $NF, $4 / n }' \
+        "$work/strace.out" | sort -k2 -g -r | head -25
+    awk -v n="$per" '$NF == "total" { printf "  %-20s %8.3f\n", "total", $4 / n }' "$work/strace.out"
+    ;;
+memory)
+    say "memory: $MEM_CALLS calls x $MEM_MEDIA_S s, vmesh native"
+    start_vmesh
+    "$work/loadgen" calls --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --calls "$MEM_CALLS" \
+        --setup-rate 200 --seconds "$MEM_MEDIA_S" --audio "$work/speech.ul" --offsets-ms 0 \
+        --watch "$vm_pid" --report "$work/loadgen.json" || die "the load generator failed"
+    stop_vmesh
+    json "$work/loadgen.json" '"memory: %d calls, RSS %d kB idle, %d kB at most in the window: %.1f KiB per call; %.2f us of CPU per packet (native, noisy)" % (d["calls"], d["watch_rss_idle_kb"], d["window"]["watch_rss_max_kb"], (d["window"]["watch_rss_max_kb"] - d["watch_rss_idle_kb"]) / d["calls"], d["window"]["watch_cpu_s"] * 1e6 / d["window"]["packets_sent"])'
+    ;;
+esac

@@ -1,0 +1,568 @@
+//! The media engine: a few threads that receive every call's RTP and RTCP,
+//! run each call's [`MediaCore`](super::core::MediaCore), send what it
+//! has due and keep its timers, and wake a call's task only when the core
+//! wants attention.
+//!
+//! A call streaming G.711 sends 50 packets a second. Driven by its own
+//! async task, each packet cost a wake-up of the runtime and of the task
+//! (scheduling, the task's `select!`, a second `recvfrom` to learn the
+//! socket is empty, a timer reset): more than the work the packet asks
+//! for. Here each worker thread waits on one level-triggered `epoll` set
+//! holding its calls' sockets, and per ready socket reads one datagram
+//! (the floor receiver of `benches/floor` does the same), feeds it to the
+//! core under the call's lock, sends the keep-alive or prompt frame that
+//! became due, and moves on. The call's task runs about once a second
+//! while a message is recorded (to write a second of audio) and for the
+//! call's events.
+//!
+//! Timers are a binary heap of (millisecond tick, call, generation). A
+//! deadline is rounded up to its tick, so a worker wakes at most once a
+//! millisecond for timers however many calls it holds, and all that fell
+//! due then run together; prompt frames keep their 20 ms grid within a
+//! millisecond. While a caller streams, its packets do the work its
+//! deadlines stand in for (a keep-alive frame leaves with the packet, the
+//! jitter buffer plays out on arrival), so a deadline that moves later is
+//! not re-filed at each packet: the entry already filed fires, finds the
+//! call's deadline later, and is filed again for it; only an earlier one
+//! gets a new entry at once (and a new generation, so the old entry is
+//! skipped when it comes up).
+//!
+//! Calls are spread over the workers by their current load; a worker
+//! learns of new, moved and finished calls through a command queue and an
+//! `eventfd` that wakes its `epoll_wait`.
+//!
+//! Written against `libc` rather than a reactor crate: tokio and mio offer
+//! only edge-triggered readiness, which costs a `recvfrom` that fails
+//! with `EAGAIN` after every packet, and nothing else is needed here.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, error};
+
+use super::call_media::Shared;
+use super::core::{Channel, MediaCore};
+use super::signal::Signal;
+use super::socket::RtpSocket;
+
+/// Recorded audio the core gathers before the call's task is woken to
+/// write it: a second, the store's own buffering (`store::recording`),
+/// so a crash loses no more than before.
+const WAKE_FOR_AUDIO_MS: usize = 1000;
+/// Events read from `epoll` at once.
+const EVENTS: usize = 256;
+/// Larger than any RTP packet on a 1500-byte MTU.
+const RECV_BUFFER: usize = 2048;
+/// The token of the worker's own `eventfd`.
+const WAKE_TOKEN: u64 = u64::MAX;
+/// The timers' tick.
+const TICK: Duration = Duration::from_millis(1);
+
+/// The engine: its workers, started on first use.
+struct Engine {
+    workers: Vec<Arc<Worker>>,
+}
+
+static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+
+/// One call as the engine holds it.
+pub(super) struct Attached {
+    shared: Arc<Shared>,
+    signal: Arc<Signal>,
+    socket: Arc<RtpSocket>,
+}
+
+/// What a worker is asked to do by other threads.
+enum Command {
+    Add(Attached),
+    Remove(Arc<Shared>),
+    Reschedule(Arc<Shared>),
+}
+
+/// One worker thread's shared half: its command queue and wake-up.
+pub(super) struct Worker {
+    commands: Mutex<Vec<Command>>,
+    wake: OwnedFd,
+    calls: AtomicUsize,
+}
+
+/// Attaches a call to the least loaded worker; from now on the engine
+/// receives on `socket`, runs the core and wakes `signal`'s task.
+pub(super) fn attach(
+    shared: Arc<Shared>,
+    signal: Arc<Signal>,
+    socket: Arc<RtpSocket>,
+) -> io::Result<Arc<Worker>> {
+    let engine = ENGINE
+        .get_or_init(Engine::start)
+        .as_ref()
+        .map_err(|e| io::Error::other(e.clone()))?;
+    let worker = engine
+        .workers
+        .iter()
+        .min_by_key(|w| w.calls.load(Ordering::Relaxed))
+        .ok_or_else(|| io::Error::other("the media engine has no worker"))?
+        .clone();
+    worker.calls.fetch_add(1, Ordering::Relaxed);
+    shared.lock().worker = Some(worker.clone());
+    worker.post(Command::Add(Attached {
+        shared,
+        signal,
+        socket,
+    }));
+    Ok(worker)
+}
+
+impl Engine {
+    fn start() -> Result<Engine, String> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 8);
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (worker, looper) = Looper::new().map_err(|e| format!("media engine: {e}"))?;
+            std::thread::Builder::new()
+                .name(format!("vmesh-media-{i}"))
+                .spawn(move || looper.run())
+                .map_err(|e| format!("media engine: cannot start a thread: {e}"))?;
+            workers.push(worker);
+        }
+        debug!(threads, "media engine started");
+        Ok(Engine { workers })
+    }
+}
+
+impl Worker {
+    /// The call's deadline came forward: run it by then.
+    pub(super) fn reschedule(&self, shared: &Arc<Shared>) {
+        self.post(Command::Reschedule(shared.clone()));
+    }
+
+    /// The call ended: stop receiving for it.
+    pub(super) fn detach(&self, shared: &Arc<Shared>) {
+        self.post(Command::Remove(shared.clone()));
+    }
+
+    fn post(&self, command: Command) {
+        self.commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(command);
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to our own eventfd.
+        let written = unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
+        if written != 8 {
+            // Only a counter at its maximum refuses a write, and then the
+            // worker is already due to wake.
+            debug!(error = %io::Error::last_os_error(), "media engine wake-up not written");
+        }
+    }
+}
+
+/// A call in a worker's table.
+struct Entry {
+    call: Attached,
+    generation: u64,
+    /// The tick of its live timer entry, if one is filed.
+    filed: Option<u64>,
+    /// The core's deadline as last seen.
+    due: Option<Instant>,
+}
+
+/// One worker thread's own half: its `epoll` set, calls and timers.
+struct Looper {
+    worker: Arc<Worker>,
+    epoll: OwnedFd,
+    slots: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    /// Ticks count from here.
+    epoch: Instant,
+    timers: BinaryHeap<Reverse<(u64, usize, u64)>>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    /// `epoll_pwait2` (nanosecond timeouts) is available.
+    precise: bool,
+}
+
+impl Looper {
+    fn new() -> io::Result<(Arc<Worker>, Looper)> {
+        // SAFETY: plain system calls; each result is checked before use
+        // and owned at once.
+        let epoll = unsafe { owned(libc::epoll_create1(libc::EPOLL_CLOEXEC))? };
+        let wake = unsafe { owned(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))? };
+        add_fd(&epoll, wake.as_raw_fd(), WAKE_TOKEN)?;
+        let worker = Arc::new(Worker {
+            commands: Mutex::new(Vec::new()),
+            wake,
+            calls: AtomicUsize::new(0),
+        });
+        let looper = Looper {
+            worker: worker.clone(),
+            epoll,
+            slots: Vec::new(),
+            free: Vec::new(),
+            epoch: Instant::now(),
+            timers: BinaryHeap::new(),
+            buf: vec![0; RECV_BUFFER],
+            out: Vec::with_capacity(RECV_BUFFER),
+            precise: true,
+        };
+        Ok((worker, looper))
+    }
+
+    fn run(mut self) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+        loop {
+            let ready = match self.wait(&mut events) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => {
+                    error!(error = %e, "media engine: epoll failed; the engine stops");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            for event in events.iter().take(ready) {
+                let token = event.u64;
+                if token == WAKE_TOKEN {
+                    self.commands(now);
+                } else {
+                    self.receive(token, now);
+                }
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    /// Waits for a socket, a command or the first timer.
+    fn wait(&mut self, events: &mut [libc::epoll_event]) -> io::Result<usize> {
+        let wait = self.timers.peek().map(|&Reverse((tick, _, _))| {
+            let elapsed = Instant::now().saturating_duration_since(self.epoch);
+            tick_start(tick).saturating_sub(elapsed)
+        });
+        let max = i32::try_from(events.len()).unwrap_or(i32::MAX);
+        if self.precise {
+            let timeout = wait.map(|wait| libc::timespec {
+                tv_sec: wait.as_secs() as libc::time_t,
+                tv_nsec: wait.subsec_nanos() as libc::c_long,
+            });
+            let timeout_ptr = timeout
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: `events` is a live buffer of `max` entries, the
+            // timeout (or null: wait forever) outlives the call, no mask.
+            let n = unsafe {
+                libc::epoll_pwait2(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    max,
+                    timeout_ptr,
+                    std::ptr::null(),
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::ENOSYS) {
+                return Err(error);
+            }
+            // Before Linux 5.11 (or under valgrind): whole milliseconds.
+            self.precise = false;
+        }
+        let millis = wait.map_or(-1, |w| {
+            i32::try_from(w.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX)
+        });
+        // SAFETY: `events` is a live buffer of `max` entries.
+        let n =
+            unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), max, millis) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    fn commands(&mut self, now: Instant) {
+        let mut counter = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer from our eventfd.
+        unsafe { libc::read(self.worker.wake.as_raw_fd(), counter.as_mut_ptr().cast(), 8) };
+        let commands = std::mem::take(
+            &mut *self
+                .worker
+                .commands
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for command in commands {
+            match command {
+                Command::Add(call) => self.add(call, now),
+                Command::Remove(shared) => self.remove(&shared),
+                Command::Reschedule(shared) => {
+                    if let Some(slot) = self.slot_of(&shared) {
+                        self.run_core(slot, now, |core, now| core.handle_timeout(now));
+                    }
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, call: Attached, now: Instant) {
+        let slot = self.free.pop().unwrap_or(self.slots.len());
+        let mut fds = vec![(call.socket.raw_fd(Channel::Rtp), Channel::Rtp)];
+        if let Some(fd) = call.socket.rtcp_raw_fd() {
+            fds.push((fd, Channel::Rtcp));
+        }
+        for (fd, channel) in fds {
+            if let Err(e) = add_fd(&self.epoll, fd, token(slot, channel)) {
+                error!(error = %e, "media engine: cannot watch a call's socket");
+            }
+        }
+        call.shared.set_slot(slot);
+        let entry = Entry {
+            call,
+            generation: 0,
+            filed: None,
+            due: None,
+        };
+        if slot == self.slots.len() {
+            self.slots.push(Some(entry));
+        } else {
+            self.slots[slot] = Some(entry);
+        }
+        self.run_core(slot, now, |_, _| {});
+    }
+
+    fn remove(&mut self, shared: &Arc<Shared>) {
+        let Some(slot) = self.slot_of(shared) else {
+            return;
+        };
+        if let Some(entry) = self.slots[slot].take() {
+            let socket = &entry.call.socket;
+            remove_fd(&self.epoll, socket.raw_fd(Channel::Rtp));
+            if let Some(fd) = socket.rtcp_raw_fd() {
+                remove_fd(&self.epoll, fd);
+            }
+            entry.call.shared.lock().worker = None;
+            self.worker.calls.fetch_sub(1, Ordering::Relaxed);
+            self.free.push(slot);
+        }
+    }
+
+    fn slot_of(&self, shared: &Arc<Shared>) -> Option<usize> {
+        let slot = shared.slot()?;
+        match self.slots.get(slot) {
+            Some(Some(entry)) if Arc::ptr_eq(&entry.call.shared, shared) => Some(slot),
+            _ => None,
+        }
+    }
+
+    /// One datagram for the socket `token` names, if it has one.
+    fn receive(&mut self, token: u64, now: Instant) {
+        let (slot, channel) = untoken(token);
+        let Some(Some(entry)) = self.slots.get(slot) else {
+            return;
+        };
+        let received = entry.call.socket.try_recv(channel, &mut self.buf);
+        let (len, from) = match received {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                // ICMP errors (a closed port at the caller) surface here;
+                // the socket lives on.
+                debug!(error = %e, "RTP receive error");
+                return;
+            }
+        };
+        let buf = std::mem::take(&mut self.buf);
+        let datagram = buf.get(..len).unwrap_or_default();
+        self.run_core(slot, now, |core, now| {
+            core.handle_datagram(now, channel, from, datagram);
+        });
+        self.buf = buf;
+    }
+
+    /// Runs the calls whose deadline passed; files again those whose
+    /// deadline moved later meanwhile.
+    fn expire(&mut self, now: Instant) {
+        let now_tick = self.tick_at_or_before(now);
+        while let Some(&Reverse((tick, slot, generation))) = self.timers.peek() {
+            if tick > now_tick {
+                break;
+            }
+            self.timers.pop();
+            let Some(Some(entry)) = self.slots.get_mut(slot) else {
+                continue;
+            };
+            if entry.generation != generation {
+                continue;
+            }
+            entry.filed = None;
+            match entry.due {
+                Some(due) if due <= now => {
+                    self.run_core(slot, now, |core, now| core.handle_timeout(now));
+                }
+                Some(due) => {
+                    let tick = self.tick_of(due);
+                    self.file(slot, tick);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// The tick a deadline falls due in (rounded up: never early).
+    fn tick_of(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos.div_ceil(TICK.as_nanos())).unwrap_or(u64::MAX)
+    }
+
+    /// The tick `now` falls in (rounded down: what is due by then).
+    fn tick_at_or_before(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos / TICK.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Files a timer entry for `slot` at `tick`, replacing its live one.
+    fn file(&mut self, slot: usize, tick: u64) {
+        if let Some(Some(entry)) = self.slots.get_mut(slot) {
+            entry.generation += 1;
+            entry.filed = Some(tick);
+            self.timers.push(Reverse((tick, slot, entry.generation)));
+        }
+    }
+
+    /// Feeds one input to a call's core, sends what is due, wakes its task
+    /// if the core wants it, and schedules its next deadline.
+    fn run_core(&mut self, slot: usize, now: Instant, input: impl FnOnce(&mut MediaCore, Instant)) {
+        let Some(Some(entry)) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let mut state = entry.call.shared.lock();
+        let core = &mut state.core;
+        input(core, now);
+        while let Some(transmit) = core.poll_transmit(now, &mut self.out) {
+            entry
+                .call
+                .socket
+                .send_counted(transmit.channel, &self.out, transmit.to);
+        }
+        let audio = core.sample_rate() as usize * WAKE_FOR_AUDIO_MS / 1000;
+        let attention = core.wants_attention(audio);
+        let due = core.poll_timeout();
+        state.scheduled = due;
+        drop(state);
+        entry.due = due;
+        if attention {
+            entry.call.signal.raise();
+        }
+        // A deadline that came forward is filed now; one that moved later
+        // when its entry comes up (see the module documentation).
+        if let Some(at) = due {
+            let tick = self.tick_of(at);
+            let filed = self.slots.get(slot).and_then(|e| e.as_ref()?.filed);
+            if filed.is_none_or(|filed| tick < filed) {
+                self.file(slot, tick);
+            }
+        }
+    }
+}
+
+/// When `tick` begins, counted from the worker's epoch.
+fn tick_start(tick: u64) -> Duration {
+    let nanos = u64::try_from(TICK.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(tick.saturating_mul(nanos))
+}
+
+/// A socket's `epoll` token: the call's slot and which of its sockets.
+fn token(slot: usize, channel: Channel) -> u64 {
+    (slot as u64) << 1 | u64::from(channel == Channel::Rtcp)
+}
+
+fn untoken(token: u64) -> (usize, Channel) {
+    let channel = if token & 1 == 1 {
+        Channel::Rtcp
+    } else {
+        Channel::Rtp
+    };
+    ((token >> 1) as usize, channel)
+}
+
+/// Takes ownership of a descriptor a system call returned.
+///
+/// # Safety
+/// `fd` must be a new descriptor that nothing else owns, or negative.
+unsafe fn owned(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the caller guarantees `fd` is new and unowned.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds `fd` to `epoll`, level-triggered, readable.
+fn add_fd(epoll: &OwnedFd, fd: RawFd, token: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
+    // SAFETY: both descriptors are open; `event` is a live struct.
+    let r = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn remove_fd(epoll: &OwnedFd, fd: RawFd) {
+    // SAFETY: both descriptors are open (the socket is owned by the entry
+    // being removed); a null event is allowed for EPOLL_CTL_DEL.
+    unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            fd,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deadline is never run early, and one that falls due is run by
+    /// the end of the millisecond it falls in; the wait for a tick does
+    /// not overflow on a worker that has run for months.
+    #[test]
+    fn deadlines_round_up_to_their_tick() {
+        let (_, looper) = Looper::new().unwrap();
+        let epoch = looper.epoch;
+        let at = epoch + Duration::from_micros(2_300);
+        let tick = looper.tick_of(at);
+        assert_eq!(tick, 3);
+        assert!(epoch + tick_start(tick) >= at);
+        assert_eq!(looper.tick_at_or_before(at), 2, "not due at 2.3 ms");
+        assert_eq!(
+            looper.tick_at_or_before(epoch + Duration::from_millis(3)),
+            3
+        );
+        assert_eq!(looper.tick_of(epoch + Duration::from_millis(3)), 3);
+        let months = 90 * 24 * 3_600_000u64;
+        assert_eq!(tick_start(months), Duration::from_millis(months));
+    }
+
+    #[test]
+    fn tokens_name_the_slot_and_the_socket() {
+        for slot in [0usize, 1, 77, 1 << 20] {
+            for channel in [Channel::Rtp, Channel::Rtcp] {
+                assert_eq!(untoken(token(slot, channel)), (slot, channel));
+                assert_ne!(token(slot, channel), WAKE_TOKEN);
+            }
+        }
+    }
+}
