@@ -68,6 +68,7 @@ cargo test
 cargo fmt --check --manifest-path fuzz/Cargo.toml
 scripts/fuzz.sh --dev 5
 
-# A short chaos run of the mesh (release build, network namespaces, 20
-# trials of random faults): fails on any message lost or delivered twice.
-scripts/chaos.sh 20
+# A short chaos run of the mesh (the debug build made above, network
+# namespaces, 20 trials of random faults): fails on any message lost or
+# delivered twice.
+VMESH_BIN=target/debug/vmesh scripts/chaos.sh 20
