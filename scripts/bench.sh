@@ -262,6 +262,12 @@ start_vmesh() {
         (($(date +%s) < deadline)) || die "vmesh did not answer OPTIONS within 10 s ($dir/vmesh.log)"
         sleep 0.05
     done
+    # The owners' prompts are decoded at the calls' rates in the background
+    # after start-up: that work is not the calls'.
+    until grep -q "prompts ready" "$dir/vmesh.log"; do
+        (($(date +%s) < deadline + 20)) || die "vmesh did not log 'prompts ready' ($dir/vmesh.log)"
+        sleep 0.05
+    done
 }
 
 # Waits until vmesh in $1 lists $2 messages (bounded by $3 s).

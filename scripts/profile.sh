@@ -141,6 +141,13 @@ start_vmesh() {
         (($(date +%s) < deadline)) || die "vmesh did not answer OPTIONS within 120 s"
         sleep 0.2
     done
+    # The owners' prompts are decoded at the calls' rates in the background
+    # after start-up (slowly under callgrind): that work is not the calls'.
+    until grep -q "prompts ready" "$work/vmesh.log"; do
+        kill -0 "$vm_pid" 2>/dev/null || die "vmesh exited at start-up: $(tail -3 "$work/vmesh.log")"
+        (($(date +%s) < deadline + 300)) || die "vmesh did not log 'prompts ready'"
+        sleep 0.2
+    done
 }
 
 stop_vmesh() {

@@ -204,7 +204,7 @@ async fn load_prompts(profile: &Profile) -> Result<Arc<Prompts>, ServerError> {
                 }
             }
         }
-        debug!(
+        info!(
             ?rates,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "prompts ready"
