@@ -173,6 +173,8 @@ fn memory_returns_near_its_baseline_after_a_half_open_invite_flood() {
     // the baseline.
     server.leave_short_message("1001");
     server.wait_messages(1, Duration::from_secs(10));
+    // The owners' prompts, decoded in the background after start-up.
+    server.wait_log("prompts ready", 1, Duration::from_secs(60));
     let baseline = common::memory::rss(pid);
     common::memory::reset_peak(pid);
 

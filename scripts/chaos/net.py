@@ -20,6 +20,7 @@ Callers (SIPp) run inside their site's namespace and call the site from
 """
 
 import subprocess
+import threading
 
 PREFIX = "vmesh-chaos"
 SITES = ("a", "b", "c")
@@ -125,6 +126,8 @@ def add_route(x, y):
 def reset():
     """Every link up with its routes, no nftables rule anywhere: the state
     each trial starts from (idempotent)."""
+    with _held_lock:
+        _held.clear()
     for site in SITES:
         run(["ip", "netns", "exec", namespace(site), "nft", "flush", "ruleset"])
     for (x, y) in PAIRS:
@@ -148,15 +151,41 @@ def delete():
 
 # --- faults -----------------------------------------------------------------
 
+# Faults of one trial may overlap on the same end of a link: the link
+# stays down (or blackholed) until the last of them is over.
+_held = {}
+_held_lock = threading.Lock()
+
+
+def _hold(key):
+    """Counts one more fault on ``key``; true for the first."""
+    with _held_lock:
+        _held[key] = _held.get(key, 0) + 1
+        return _held[key] == 1
+
+
+def _release(key):
+    """Counts one fault on ``key`` over; true for the last."""
+    with _held_lock:
+        _held[key] -= 1
+        if _held[key] == 0:
+            del _held[key]
+            return True
+        return False
+
+
 def link_down(side, other):
     """Takes site ``side``'s end of its link to ``other`` down."""
-    ip("-n", namespace(side), "link", "set", device(side, other), "down")
+    if _hold(("link", side, other)):
+        ip("-n", namespace(side), "link", "set", device(side, other), "down")
 
 
 def link_up(side, other):
-    """Brings it back, with the route the kernel dropped with it."""
-    ip("-n", namespace(side), "link", "set", device(side, other), "up")
-    add_route(side, other)
+    """Brings it back, with the route the kernel dropped with it, once no
+    other fault holds it down."""
+    if _release(("link", side, other)):
+        ip("-n", namespace(side), "link", "set", device(side, other), "up")
+        add_route(side, other)
 
 
 def blackhole_table(other):
@@ -166,6 +195,8 @@ def blackhole_table(other):
 def blackhole(side, other):
     """Inside ``side``'s namespace, drops every packet on its link to
     ``other``, both ways, silently."""
+    if not _hold(("blackhole", side, other)):
+        return
     dev = device(side, other)
     rules = (
         f"table inet {blackhole_table(other)} {{\n"
@@ -177,5 +208,7 @@ def blackhole(side, other):
 
 
 def unblackhole(side, other):
+    if not _release(("blackhole", side, other)):
+        return
     run(["ip", "netns", "exec", namespace(side), "nft", "delete", "table", "inet",
          blackhole_table(other)])
