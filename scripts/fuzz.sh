@@ -2,7 +2,11 @@
 # Runs every fuzz target of fuzz/ (cargo-fuzz, libFuzzer) for SECONDS each,
 # or only the targets named after it:
 #
-#   scripts/fuzz.sh SECONDS [TARGET...]
+#   scripts/fuzz.sh [--dev] SECONDS [TARGET...]
+#
+# --dev builds the targets without optimizations (cargo fuzz's --dev): a
+# fraction of the build time, for a smoke run of a few seconds per target
+# (scripts/test.sh runs `scripts/fuzz.sh --dev 5`).
 #
 # Each target starts from its seeds in testdata/fuzz/<target>/ and from what
 # earlier runs found (fuzz/corpus/<target>/, not committed). Prints, per
@@ -35,8 +39,13 @@ TARGETS=(
     digest
 )
 
+dev=0
+if [[ ${1:-} == --dev ]]; then
+    dev=1
+    shift
+fi
 if [[ $# -lt 1 || ! $1 =~ ^[0-9]+$ || $1 -lt 1 ]]; then
-    echo "usage: scripts/fuzz.sh SECONDS [TARGET...]" >&2
+    echo "usage: scripts/fuzz.sh [--dev] SECONDS [TARGET...]" >&2
     exit 2
 fi
 seconds=$1
@@ -57,6 +66,7 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
 fi
 export RUSTC_BOOTSTRAP=1
 build=(-s none)
+((dev)) && build+=(--dev)
 
 # The targets that need files (a store, a profile's certificates) make them
 # in TMPDIR: a memory file system when there is one, removed at the end.
