@@ -153,25 +153,7 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
     );
 
     // New calls are refused before they are answered, with Retry-After.
-    let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
-    let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n",
-        ip = server.net.peer_ip
-    );
-    let invite = request(
-        "INVITE",
-        &format!("sip:1001@{}", server.net.sip_addr()),
-        udp.local_addr(),
-        "UDP",
-        &["Content-Type: application/sdp"],
-        &sdp,
-    );
-    let refused = udp
-        .transact(&invite, Duration::from_secs(5))
-        .expect("an answer");
-    udp.send(ack_for_failure(&invite, &refused).as_bytes());
-    assert_eq!(refused.status, 503, "{}", refused.raw);
-    assert!(refused.header("Retry-After").is_some(), "{}", refused.raw);
+    assert_new_calls_refused(&server);
 
     // Nothing stored earlier was damaged.
     for (id, sha) in &before {
@@ -224,25 +206,7 @@ fn a_server_started_on_a_full_disk_serves_and_refuses_calls_until_space_returns(
         server.log_tail()
     );
 
-    let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
-    let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n",
-        ip = server.net.peer_ip
-    );
-    let invite = request(
-        "INVITE",
-        &format!("sip:1001@{}", server.net.sip_addr()),
-        udp.local_addr(),
-        "UDP",
-        &["Content-Type: application/sdp"],
-        &sdp,
-    );
-    let refused = udp
-        .transact(&invite, Duration::from_secs(5))
-        .expect("an answer");
-    udp.send(ack_for_failure(&invite, &refused).as_bytes());
-    assert_eq!(refused.status, 503, "{}", refused.raw);
-    assert!(refused.header("Retry-After").is_some(), "{}", refused.raw);
+    assert_new_calls_refused(&server);
 
     std::fs::remove_file(&filler).expect("remove the filler");
     server
@@ -311,4 +275,27 @@ fn a_crash_then_a_full_disk_the_restarted_server_lists_the_cut_call() {
     );
     std::fs::remove_file(&filler).expect("remove the filler");
     drop(server);
+}
+
+/// A new call is refused before it is answered: 503 with Retry-After.
+fn assert_new_calls_refused(server: &Server) {
+    let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n",
+        ip = server.net.peer_ip
+    );
+    let invite = request(
+        "INVITE",
+        &format!("sip:1001@{}", server.net.sip_addr()),
+        udp.local_addr(),
+        "UDP",
+        &["Content-Type: application/sdp"],
+        &sdp,
+    );
+    let refused = udp
+        .transact(&invite, Duration::from_secs(5))
+        .expect("an answer");
+    udp.send(ack_for_failure(&invite, &refused).as_bytes());
+    assert_eq!(refused.status, 503, "{}", refused.raw);
+    assert!(refused.header("Retry-After").is_some(), "{}", refused.raw);
 }
