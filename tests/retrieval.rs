@@ -21,7 +21,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::audio::{locate, read_wav_data, read_wav_mono_i16};
-use common::phone::{clip, Heard, Keys, Phone, PhoneCodec, PhoneSetup};
+use common::phone::{clip, ffmpeg_pcm, Heard, Keys, Phone, PhoneCodec, PhoneSetup};
 use common::sipp::{SippRun, TracedMessage};
 use common::{call_timeout, field, testdata, Server, ServerConfig, TestNet, SPEECH_SHORT_MS};
 
@@ -116,27 +116,6 @@ fn stored_audio(server: &Server, message: &serde_json::Value, rate: u32) -> Vec<
         String::from_utf8_lossy(&output.stderr)
     );
     ffmpeg_pcm(&raw, rate)
-}
-
-/// Any audio file FFmpeg reads, as mono 16-bit PCM at `rate`.
-fn ffmpeg_pcm(path: &Path, rate: u32) -> Vec<i16> {
-    let output = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(path)
-        .args(["-ac", "1", "-ar", &rate.to_string(), "-f", "s16le", "-"])
-        .output()
-        .unwrap_or_else(|e| panic!("ffmpeg cannot run ({e}); scripts/test.sh installs it"));
-    assert!(
-        output.status.success(),
-        "ffmpeg cannot read {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-        .stdout
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
 }
 
 // ---------------------------------------------------------------------

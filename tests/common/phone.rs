@@ -712,9 +712,15 @@ pub fn clip(name: &str, rate: u32) -> Vec<i16> {
     let path = super::repo_root()
         .join("sip-profiles/prompts/en")
         .join(format!("{name}.opus"));
+    ffmpeg_pcm(&path, rate)
+}
+
+/// Any audio file FFmpeg reads, as mono 16-bit PCM at `rate`: decoded by
+/// FFmpeg, never by vmesh.
+pub fn ffmpeg_pcm(path: &Path, rate: u32) -> Vec<i16> {
     let output = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(&path)
+        .arg(path)
         .args(["-ac", "1", "-ar", &rate.to_string(), "-f", "s16le", "-"])
         .output()
         .unwrap_or_else(|e| panic!("ffmpeg cannot run ({e}); scripts/test.sh installs it"));
