@@ -12,9 +12,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::dialog::ack_for_failure;
+use common::audio::read_wav_data;
+use common::dialog::{ack_for_failure, Dialog};
+use common::media::{sdp, sdp_audio_addr, RtpSender};
 use common::raw_sip::request;
-use common::{call_timeout, field, number, Server, ServerConfig, SipUdp, TestNet, SPEECH_SHORT_MS};
+use common::{
+    call_timeout, field, number, testdata, Server, ServerConfig, SipUdp, TestNet, SPEECH_SHORT_MS,
+    SPEECH_SHORT_ULAW,
+};
 use sha2::{Digest, Sha256};
 
 /// A tmpfs mounted for one test; unmounted when dropped.
@@ -298,4 +303,58 @@ fn assert_new_calls_refused(server: &Server) {
     udp.send(ack_for_failure(&invite, &refused).as_bytes());
     assert_eq!(refused.status, 503, "{}", refused.raw);
     assert!(refused.header("Retry-After").is_some(), "{}", refused.raw);
+}
+
+/// The disk fills between the answer and the ACK, when the recording's
+/// files are made: the space reserve is given up for them, so the answered
+/// call is recorded and listed, never dropped as if it had no ACK.
+#[test]
+fn a_disk_that_fills_before_the_ack_still_records_the_answered_call() {
+    let tmpfs = Tmpfs::mount("8m");
+    let data = tmpfs.path().join("data");
+    let config = ServerConfig {
+        data_dir: Some(data.clone()),
+        extra: "[storage]\nmin_free_mb = 1\n".into(),
+        ..ServerConfig::default()
+    };
+    let server = Server::start_with(TestNet::allocate(), config);
+    let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
+    let mut rtp = RtpSender::bind(server.net.peer_ip);
+    let offer = sdp(rtp.local_addr(), &[(0, "PCMU/8000")]);
+    let invite = request(
+        "INVITE",
+        &format!("sip:1001@{}", server.net.sip_addr()),
+        udp.local_addr(),
+        "UDP",
+        &["Content-Type: application/sdp"],
+        &offer,
+    );
+    let answer = udp
+        .transact(&invite, Duration::from_secs(5))
+        .expect("an answer");
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let media = sdp_audio_addr(&answer.body).expect("an audio address in the answer");
+    let dialog = Dialog::from_2xx(&answer, udp.local_addr(), "UDP");
+
+    let filler = tmpfs.path().join("filler");
+    fill(&filler);
+    udp.send(dialog.ack(None).as_bytes());
+    rtp.stream(media, 0, &read_wav_data(&testdata(SPEECH_SHORT_ULAW)));
+    udp.send(dialog.bye().as_bytes());
+    let bye = udp
+        .final_response_to("BYE", Duration::from_secs(5))
+        .expect("a response to BYE");
+    assert_eq!(bye.status, 200, "{}", bye.raw);
+
+    server.wait_log(
+        "the space reserve is given up to record an answered call",
+        1,
+        Duration::from_secs(10),
+    );
+    let listed = server.wait_messages(1, Duration::from_secs(10));
+    assert_eq!(listed.len(), 1, "the answered call: {listed:?}");
+    assert!(
+        listed[0]["duration_ms"].as_u64().unwrap_or(0) > 0,
+        "{listed:?}"
+    );
 }

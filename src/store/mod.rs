@@ -283,8 +283,32 @@ impl Store {
     /// Starts recording a message: validates the metadata, writes the
     /// sidecar durably, then creates `recording/<id>.wav` with its header.
     /// After this returns, a crash can no longer lose the call's audio.
+    ///
+    /// The call was answered when the disk had room; if it filled up since
+    /// (the files cannot be made), the space reserve is given up for it and
+    /// the files made again, as for a call the disk fills under, so an
+    /// answered call is never lost to a full disk.
     pub fn start_recording(&self, meta: NewMessage) -> Result<Recording, StoreError> {
         let sidecar = Sidecar::from_new(meta)?;
+        match self.create_recording(sidecar.clone()) {
+            Err(e) if e.is_disk_full() && reserve::release(&self.data_dir) => {
+                tracing::warn!(error = %e, "disk full: the space reserve is given up to record an answered call");
+                let id = sidecar.id.to_string();
+                let sidecar_path = self.sidecar_path(&id);
+                for path in [
+                    sidecar_path.with_extension(durable::TMP_EXTENSION),
+                    sidecar_path,
+                    self.recording_path(&id),
+                ] {
+                    let _ = fs::remove_file(path);
+                }
+                self.create_recording(sidecar)
+            }
+            other => other,
+        }
+    }
+
+    fn create_recording(&self, sidecar: Sidecar) -> Result<Recording, StoreError> {
         let id = sidecar.id.to_string();
         let sidecar_path = self.sidecar_path(&id);
         let wav_path = self.recording_path(&id);

@@ -63,16 +63,21 @@ impl RecordingFile {
         }
     }
 
-    /// The files exist: what waited goes in first.
+    /// The files exist: what waited goes in first. A write the disk
+    /// refuses (full) keeps the recording: what it could not take stays
+    /// buffered in it and is tried again at the close, where the space
+    /// reserve is given up for it, so the call is still stored as a
+    /// partial message; the next write meets the full disk again and ends
+    /// the recording.
     fn opened(&mut self, mut recording: Recording) {
         let held = match std::mem::replace(self, RecordingFile::Waiting(Vec::new())) {
             RecordingFile::Waiting(held) => held,
             _ => Vec::new(),
         };
-        *self = match recording.write(&held) {
-            Ok(()) => RecordingFile::Open(Box::new(recording)),
-            Err(e) => RecordingFile::Failed(e.to_string()),
-        };
+        if let Err(e) = recording.write(&held) {
+            warn!(error = %e, "cannot write the audio held until the ACK");
+        }
+        *self = RecordingFile::Open(Box::new(recording));
     }
 }
 
