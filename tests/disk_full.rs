@@ -8,7 +8,8 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -90,14 +91,7 @@ fn sha256_of(path: &Path) -> String {
 
 #[test]
 fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing() {
-    let tmpfs = Tmpfs::mount("8m");
-    let data = tmpfs.path().join("data");
-    let config = ServerConfig {
-        data_dir: Some(data.clone()),
-        extra: "[storage]\nmin_free_mb = 1\n".into(),
-        ..ServerConfig::default()
-    };
-    let server = Server::start_with(TestNet::allocate(), config);
+    let (tmpfs, data, server) = server_on_small_disk();
     assert!(
         data.join("reserve").is_file(),
         "the server holds its space reserve"
@@ -179,14 +173,7 @@ fn a_full_disk_refuses_new_calls_keeps_the_call_in_progress_and_damages_nothing(
 /// once space is freed.
 #[test]
 fn a_server_started_on_a_full_disk_serves_and_refuses_calls_until_space_returns() {
-    let tmpfs = Tmpfs::mount("8m");
-    let data = tmpfs.path().join("data");
-    let config = ServerConfig {
-        data_dir: Some(data.clone()),
-        extra: "[storage]\nmin_free_mb = 1\n".into(),
-        ..ServerConfig::default()
-    };
-    let mut server = Server::start_with(TestNet::allocate(), config);
+    let (tmpfs, data, mut server) = server_on_small_disk();
     server
         .sipp(
             "uac_pilot_diversion.xml",
@@ -237,14 +224,7 @@ fn a_server_started_on_a_full_disk_serves_and_refuses_calls_until_space_returns(
 /// is listed at once.
 #[test]
 fn a_crash_then_a_full_disk_the_restarted_server_lists_the_cut_call() {
-    let tmpfs = Tmpfs::mount("8m");
-    let data = tmpfs.path().join("data");
-    let config = ServerConfig {
-        data_dir: Some(data.clone()),
-        extra: "[storage]\nmin_free_mb = 1\n".into(),
-        ..ServerConfig::default()
-    };
-    let mut server = Server::start_with(TestNet::allocate(), config);
+    let (tmpfs, data, mut server) = server_on_small_disk();
     assert!(
         data.join("reserve").is_file(),
         "the server holds its reserve"
@@ -285,18 +265,8 @@ fn a_crash_then_a_full_disk_the_restarted_server_lists_the_cut_call() {
 /// A new call is refused before it is answered: 503 with Retry-After.
 fn assert_new_calls_refused(server: &Server) {
     let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
-    let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n",
-        ip = server.net.peer_ip
-    );
-    let invite = request(
-        "INVITE",
-        &format!("sip:1001@{}", server.net.sip_addr()),
-        udp.local_addr(),
-        "UDP",
-        &["Content-Type: application/sdp"],
-        &sdp,
-    );
+    let rtp = SocketAddr::from((server.net.peer_ip, 40000));
+    let invite = invite_1001(server, &udp, &sdp(rtp, &[(0, "PCMU/8000")]));
     let refused = udp
         .transact(&invite, Duration::from_secs(5))
         .expect("an answer");
@@ -310,25 +280,10 @@ fn assert_new_calls_refused(server: &Server) {
 /// call is recorded and listed, never dropped as if it had no ACK.
 #[test]
 fn a_disk_that_fills_before_the_ack_still_records_the_answered_call() {
-    let tmpfs = Tmpfs::mount("8m");
-    let data = tmpfs.path().join("data");
-    let config = ServerConfig {
-        data_dir: Some(data.clone()),
-        extra: "[storage]\nmin_free_mb = 1\n".into(),
-        ..ServerConfig::default()
-    };
-    let server = Server::start_with(TestNet::allocate(), config);
+    let (tmpfs, _data, server) = server_on_small_disk();
     let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
     let mut rtp = RtpSender::bind(server.net.peer_ip);
-    let offer = sdp(rtp.local_addr(), &[(0, "PCMU/8000")]);
-    let invite = request(
-        "INVITE",
-        &format!("sip:1001@{}", server.net.sip_addr()),
-        udp.local_addr(),
-        "UDP",
-        &["Content-Type: application/sdp"],
-        &offer,
-    );
+    let invite = invite_1001(&server, &udp, &sdp(rtp.local_addr(), &[(0, "PCMU/8000")]));
     let answer = udp
         .transact(&invite, Duration::from_secs(5))
         .expect("an answer");
@@ -357,4 +312,31 @@ fn a_disk_that_fills_before_the_ack_still_records_the_answered_call() {
         listed[0]["duration_ms"].as_u64().unwrap_or(0) > 0,
         "{listed:?}"
     );
+}
+
+/// A server whose data directory is on an 8 MiB tmpfs mounted for the
+/// test, with `storage.min_free_mb = 1`: the tmpfs, the data directory and
+/// the running server.
+fn server_on_small_disk() -> (Tmpfs, PathBuf, Server) {
+    let tmpfs = Tmpfs::mount("8m");
+    let data = tmpfs.path().join("data");
+    let config = ServerConfig {
+        data_dir: Some(data.clone()),
+        extra: "[storage]\nmin_free_mb = 1\n".into(),
+        ..ServerConfig::default()
+    };
+    let server = Server::start_with(TestNet::allocate(), config);
+    (tmpfs, data, server)
+}
+
+/// An INVITE for mailbox 1001 over `udp` with the SDP offer `offer`.
+fn invite_1001(server: &Server, udp: &SipUdp, offer: &str) -> String {
+    request(
+        "INVITE",
+        &format!("sip:1001@{}", server.net.sip_addr()),
+        udp.local_addr(),
+        "UDP",
+        &["Content-Type: application/sdp"],
+        offer,
+    )
 }
