@@ -12,16 +12,18 @@
 #                                instructions per RTP packet recorded
 #   scripts/profile.sh setup     short calls (INVITE, 200, ACK, BYE, no
 #                                audio): the instructions per call
-#   scripts/profile.sh syscalls  the same short calls, vmesh under
-#                                strace -c: system calls per call
-#   scripts/profile.sh media-syscalls  the media load, vmesh native under
-#                                strace -c: system calls per packet
+#   scripts/profile.sh syscalls  the same short calls, vmesh native with
+#                                its system calls counted (perf stat on
+#                                the syscall tracepoints): per call
+#   scripts/profile.sh media-syscalls  the media load, vmesh native,
+#                                counted the same way: per packet
 #   scripts/profile.sh memory    N calls streaming, vmesh native: RSS per
 #                                call (VmRSS in the window minus before
 #                                the first call, over N)
 #
 # Settings (environment), with their defaults:
 #   CALLS=20 MEDIA_S=20            (media: 20 calls x 20 s = 20,000 packets)
+#   SETUP_RATE=20                  (media: calls set up per second)
 #   RATE=10 SETUP_S=10 HOLD_MS=100 (setup, syscalls: 100 short calls)
 #   MEM_CALLS=1000 MEM_MEDIA_S=10  (memory)
 #   VMESH_BIN=FILE (a built vmesh instead of `cargo build --release`)
@@ -48,6 +50,7 @@ case $mode in media | setup | syscalls | media-syscalls | memory) ;; *)
 esac
 CALLS=${CALLS:-20}
 MEDIA_S=${MEDIA_S:-20}
+SETUP_RATE=${SETUP_RATE:-20}
 RATE=${RATE:-10}
 SETUP_S=${SETUP_S:-10}
 HOLD_MS=${HOLD_MS:-100}
@@ -63,7 +66,7 @@ die() {
     exit 1
 }
 needs=(sox)
-case $mode in media | setup) needs+=(valgrind callgrind_control callgrind_annotate) ;; syscalls | media-syscalls) needs+=(strace) ;; esac
+case $mode in media | setup) needs+=(valgrind callgrind_control callgrind_annotate) ;; syscalls | media-syscalls) needs+=(perf) ;; esac
 for tool in "${needs[@]}"; do
     command -v "$tool" >/dev/null || die "$tool is missing (scripts/test.sh installs it)"
 done
@@ -130,7 +133,7 @@ options_ok() {
 }
 
 # Starts vmesh under the command prefix "$@"; sets vm_pid (the pid of
-# vmesh itself: valgrind and strace -f keep it).
+# vmesh itself: valgrind keeps it).
 start_vmesh() {
     env VMESH_LOG=info,rsipstack=warn "$@" "$work/vmesh" serve --profile "$work/profile.toml" \
         >"$work/vmesh.log" 2>&1 &
@@ -194,7 +197,7 @@ media)
     callgrind
     mapfile -t hooks < <(window_hooks)
     "$work/loadgen" calls --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --calls "$CALLS" \
-        --setup-rate 20 --seconds "$MEDIA_S" --audio "$work/speech.ul" --offsets-ms 0 \
+        --setup-rate "$SETUP_RATE" --seconds "$MEDIA_S" --audio "$work/speech.ul" --offsets-ms 0 \
         --watch "$vm_pid" --report "$work/loadgen.json" "${hooks[@]}" ||
         die "the load generator failed"
     stop_vmesh
@@ -229,19 +232,22 @@ setup)
     ;;
 syscalls | media-syscalls)
     start_vmesh
-    open="strace -f -c -p $vm_pid -o $work/strace.out 2>$work/strace.err & echo \$! >$work/strace.pid; sleep 2"
-    close="kill -INT \$(cat $work/strace.pid); while kill -0 \$(cat $work/strace.pid) 2>/dev/null; do sleep 0.1; done"
+    # perf counts on the kernel's syscall tracepoints, for every thread of
+    # vmesh (those started later too), at a cost small enough for the
+    # bench's loads (strace stops the process at every call).
+    open="perf stat -x, -e 'syscalls:sys_enter_*' -p $vm_pid -o $work/perf.out & echo \$! >$work/perf.pid; sleep 2"
+    close="kill -INT \$(cat $work/perf.pid); while kill -0 \$(cat $work/perf.pid) 2>/dev/null; do sleep 0.1; done"
     if [[ $mode == syscalls ]]; then
-        say "syscalls: $RATE calls/s for $SETUP_S s, counted by strace -c attached for the run"
+        say "syscalls: $RATE calls/s for $SETUP_S s, counted by perf attached for the run"
         "$work/loadgen" setup --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --rate "$RATE" \
             --seconds "$SETUP_S" --hold-ms "$HOLD_MS" --report "$work/loadgen.json" \
             --window-open "$open" --window-close "$close" || die "the load generator failed"
         per=$(json "$work/loadgen.json" 'd["calls"]')
         what="short call"
     else
-        say "media-syscalls: $CALLS calls x $MEDIA_S s, counted by strace -c attached for the media window"
+        say "media-syscalls: $CALLS calls x $MEDIA_S s, counted by perf attached for the media window"
         "$work/loadgen" calls --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --calls "$CALLS" \
-            --setup-rate 20 --seconds "$MEDIA_S" --audio "$work/speech.ul" --offsets-ms 0 \
+            --setup-rate "$SETUP_RATE" --seconds "$MEDIA_S" --audio "$work/speech.ul" --offsets-ms 0 \
             --report "$work/loadgen.json" --window-open "$open" --window-close "$close" ||
             die "the load generator failed"
         per=$(json "$work/loadgen.json" 'd["window"]["packets_sent"]')
@@ -249,9 +255,11 @@ syscalls | media-syscalls)
     fi
     stop_vmesh
     echo "system calls per $what (over $per):"
-    awk -v n="$per" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { printf "  %-20s %8.3f\n", $NF, $4 / n }' \
-        "$work/strace.out" | sort -k2 -g -r | head -25
-    awk -v n="$per" '$NF == "total" { printf "  %-20s %8.3f\n", "total", $4 / n }' "$work/strace.out"
+    [[ -s $work/perf.out ]] || die "perf wrote no counts: $(cat "$work/perf.out" 2>/dev/null)"
+    awk -F, -v n="$per" '$3 ~ /^syscalls:sys_enter_/ && $1 ~ /^[0-9]+$/ && $1 > 0 {
+            name = substr($3, 20); total += $1; printf "  %-20s %8.3f\n", name, $1 / n }
+        END { if (total == 0) exit 1; printf "  %-20s %8.3f\n", "total", total / n }' "$work/perf.out" |
+        sort -k2 -g -r | head -25 || die "perf counted no system calls"
     ;;
 memory)
     say "memory: $MEM_CALLS calls x $MEM_MEDIA_S s, vmesh native"

@@ -417,14 +417,12 @@ impl Looper {
 
     /// The tick a deadline falls due in (rounded up: never early).
     fn tick_of(&self, at: Instant) -> u64 {
-        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(nanos.div_ceil(TICK.as_nanos())).unwrap_or(u64::MAX)
+        nanos_since(self.epoch, at).div_ceil(TICK_NANOS)
     }
 
     /// The tick `now` falls in (rounded down: what is due by then).
     fn tick_at_or_before(&self, now: Instant) -> u64 {
-        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(nanos / TICK.as_nanos()).unwrap_or(u64::MAX)
+        nanos_since(self.epoch, now) / TICK_NANOS
     }
 
     /// Files a timer entry for `slot` at `tick`, replacing its live one.
@@ -472,10 +470,22 @@ impl Looper {
     }
 }
 
+/// The tick in nanoseconds.
+const TICK_NANOS: u64 = TICK.as_nanos() as u64;
+
+/// Nanoseconds from `epoch` to `at` (0 if before) in 64 bits, which hold
+/// 584 years: the tick arithmetic stays out of 128-bit division.
+fn nanos_since(epoch: Instant, at: Instant) -> u64 {
+    let since = at.saturating_duration_since(epoch);
+    since
+        .as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(since.subsec_nanos()))
+}
+
 /// When `tick` begins, counted from the worker's epoch.
 fn tick_start(tick: u64) -> Duration {
-    let nanos = u64::try_from(TICK.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(tick.saturating_mul(nanos))
+    Duration::from_nanos(tick.saturating_mul(TICK_NANOS))
 }
 
 /// A socket's `epoll` token: the call's slot and which of its sockets.

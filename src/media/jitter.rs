@@ -117,7 +117,8 @@ pub struct JitterBuffer {
     lowest: u64,
     /// Next position to play out, once play-out has started.
     playout: Option<u64>,
-    /// (end position, arrival) of packets waiting for their play-out time.
+    /// (end position, play-out time: arrival + delay) of packets waiting
+    /// for it.
     pending: VecDeque<(u64, Instant)>,
     /// Play-out must reach at least here (pending packets pushed out early).
     forced: u64,
@@ -215,7 +216,8 @@ impl JitterBuffer {
                 self.forced = self.forced.max(end);
             }
         }
-        self.pending.push_back((position + samples, now));
+        self.pending
+            .push_back((position + samples, now + self.delay));
         self.catch_up();
         self.last_arrival = Some(now);
         self.stats.accepted += 1;
@@ -226,8 +228,8 @@ impl JitterBuffer {
     /// waited `delay`, with concealment or silence for what never came.
     pub fn poll(&mut self, now: Instant, sink: &mut impl FnMut(&[i16])) {
         let mut target = self.forced;
-        while let Some(&(end, arrival)) = self.pending.front() {
-            if now.saturating_duration_since(arrival) < self.delay {
+        while let Some(&(end, release)) = self.pending.front() {
+            if release > now {
                 break;
             }
             target = target.max(end);
@@ -241,9 +243,7 @@ impl JitterBuffer {
     /// When the earliest audio still held becomes due for play-out, if
     /// any is held.
     pub fn next_release(&self) -> Option<Instant> {
-        self.pending
-            .front()
-            .map(|&(_, arrival)| arrival + self.delay)
+        self.pending.front().map(|&(_, release)| release)
     }
 
     /// Plays out everything placed so far, due or not: the call has ended.

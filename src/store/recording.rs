@@ -21,7 +21,6 @@
 //! of the media path's work per packet together (see BENCHMARKS.md,
 //! "Performance work").
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -89,15 +88,18 @@ pub struct Recording {
     samples_written: u64,
 }
 
-thread_local! {
-    /// Room to turn a second of samples into bytes, one per thread.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+/// `samples` as the WAV file's little-endian bytes: the samples' own
+/// memory on a little-endian machine (no copy), `scratch` filled with
+/// them elsewhere.
+fn le_bytes<'a>(samples: &'a [i16], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    if cfg!(target_endian = "little") {
+        zerocopy::IntoBytes::as_bytes(samples)
+    } else {
+        scratch.clear();
+        append_le(scratch, samples);
+        scratch
+    }
 }
-
-/// A thread's scratch buffer is given back when a write needed more: a
-/// few seconds of 16 kHz audio (a recording held in memory until its file
-/// existed), not the usual second.
-const MAX_SCRATCH_BYTES: usize = 256 * 1024;
 
 /// What [`Recording::close`] leaves for the commit step.
 pub struct ClosedRecording {
@@ -157,17 +159,11 @@ impl Recording {
             // full buffer would. Audio the file refused stays buffered,
             // exactly as a failed flush leaves it, so closing tries it
             // again and a full disk is seen there too.
-            let written = SCRATCH.with_borrow_mut(|bytes| {
-                bytes.clear();
-                append_le(bytes, samples);
-                let written = self.file.write_all(bytes);
-                if written.is_err() {
-                    self.buffer = std::mem::take(bytes);
-                } else if bytes.capacity() > MAX_SCRATCH_BYTES {
-                    *bytes = Vec::new();
-                }
-                written
-            });
+            let mut scratch = Vec::new();
+            let written = self.file.write_all(le_bytes(samples, &mut scratch));
+            if written.is_err() {
+                append_le(&mut self.buffer, samples);
+            }
             self.samples_written = total;
             written.map_err(StoreError::io("write", &self.wav_path))?;
             return self.flush();
