@@ -177,6 +177,10 @@ def ncc_against_sent(wav_path, sent_pcm, offset_samples, search=400):
     return (float(np.sum(rec * expected) / denom) if denom > 0 else 0.0), lag
 
 
+# The floor receivers of each step (scripts/bench.sh runs them in this order).
+FLOORS = ("packet", "batched", "decode", "echo")
+
+
 def floor_result(dir_, name):
     lg = load_json(os.path.join(dir_, f"floor-{name}", "loadgen.json"))
     fl = load_json(os.path.join(dir_, f"floor-{name}", "floor.json"))
@@ -185,6 +189,8 @@ def floor_result(dir_, name):
     return {
         "packets_sent": sent,
         "packets_received": fl["packets"],
+        "echoes_sent": fl.get("sent", 0),
+        "echo": fl.get("send") == "echo",
         "cpu_s": w["watch_cpu_s"],
         "us_per_packet": w["watch_cpu_s"] * 1e6 / sent if sent else None,
         "rss_max_kb": w["watch_rss_max_kb"],
@@ -244,7 +250,7 @@ def cmd_check_calls(a):
             content.append({"id": m["id"], "ncc": ncc, "lag": lag})
     nccs = [c["ncc"] for c in content if c["ncc"] is not None]
 
-    floors = {name: floor_result(d, name) for name in ("packet", "batched", "decode")}
+    floors = {name: floor_result(d, name) for name in FLOORS}
     vm_us = w["watch_cpu_s"] * 1e6 / sent if sent and w["watch_cpu_s"] is not None else None
     n = lg["calls"]
     idle = lg.get("watch_rss_idle_kb")
@@ -283,6 +289,8 @@ def cmd_check_calls(a):
             reasons.append(f"floor {name} received {fr['packets_received']} of {fr['packets_sent']} packets")
         if not fr["drained"] or fr["drain_s"] > MAX_DRAIN_S:
             reasons.append(f"floor {name} fell behind by {fr['drain_s']:.2f} s")
+        if fr["echo"] and fr["echoes_sent"] != fr["packets_received"]:
+            reasons.append(f"floor {name} sent {fr['echoes_sent']} of {fr['packets_received']} packets back")
     loadgen_limited = late_p99_ms > a.max_late_ms or any(
         fr["lateness"]["p99_us"] / 1000 > a.max_late_ms for fr in floors.values()
     )
@@ -317,6 +325,7 @@ def cmd_check_calls(a):
         "ratio_packet": vm_us / floors["packet"]["us_per_packet"] if vm_us and floors["packet"]["us_per_packet"] else None,
         "ratio_batched": vm_us / floors["batched"]["us_per_packet"] if vm_us and floors["batched"]["us_per_packet"] else None,
         "ratio_decode": vm_us / floors["decode"]["us_per_packet"] if vm_us and floors["decode"]["us_per_packet"] else None,
+        "ratio_echo": vm_us / floors["echo"]["us_per_packet"] if vm_us and floors["echo"]["us_per_packet"] else None,
         "rss_idle_kb": idle,
         "rss_window_kb": w["watch_rss_max_kb"],
         "hwm_kb": w["watch_hwm_kb"],
@@ -339,7 +348,7 @@ def cmd_check_calls(a):
         f"{result['packets_recorded_duration']} (durations); durations {result['durations_ms']['min']}-"
         f"{result['durations_ms']['max']} ms; NCC min {fmt(result['ncc_min'], 4)}; vmesh {fmt(vm_us)} µs/packet, "
         f"floors {fmt(floors['packet']['us_per_packet'])} / {fmt(floors['batched']['us_per_packet'])} / "
-        f"{fmt(floors['decode']['us_per_packet'])}; memory {fmt(mem_per_call, 1)} KiB/call; loadgen late p99 "
+        f"{fmt(floors['decode']['us_per_packet'])} / {fmt(floors['echo']['us_per_packet'])}; memory {fmt(mem_per_call, 1)} KiB/call; loadgen late p99 "
         f"{w['lateness']['p99_us']} µs; {'holds' if not reasons else 'does not hold: ' + '; '.join(reasons)}",
         file=sys.stderr,
     )
@@ -434,7 +443,13 @@ floor receivers (`benches/floor/rtp_floor.c`) are built by the script.
   one `recv` per ready socket): *recv + write* writes each payload to the
   call's file with one `write`; *batched* keeps a buffer per call and
   writes once per second of audio; *decode* also decodes μ-law to 16-bit
-  PCM (what vmesh stores) and writes it batched. The calls are G.711
+  PCM (what vmesh stores) and writes it batched; *recv + write + send*
+  is recv + write with one RTP packet (20 ms of μ-law silence) sent back
+  to the source with `sendto` for each packet received, as vmesh sends
+  its keep-alive stream to the caller while it records (the floors
+  before it send nothing; on loopback the kernel's delivery of that
+  packet into the load generator's socket is charged to the sender, to
+  the floor as to vmesh). The calls are G.711
   only: G.722 and Opus calls, and floors that decode them, are not part of
   this script yet.
 - **Call set-up.** Short calls (INVITE, 200, ACK, BYE after {hold} ms, no
@@ -473,9 +488,9 @@ def render_record(results):
         return "No concurrent-recording figures in this run.\n"
     out = [
         "| N | answered | packets sent | recorded (log / durations) | durations (ms) | NCC min | "
-        "vmesh µs/packet | recv+write | batched | decode | vmesh ÷ recv+write | vmesh ÷ batched | "
-        "peak RSS | memory per call | holds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "vmesh µs/packet | recv+write | batched | decode | recv+write+send | vmesh ÷ recv+write | "
+        "vmesh ÷ batched | vmesh ÷ recv+write+send | peak RSS | memory per call | holds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         fl = r["floors"]
@@ -484,7 +499,8 @@ def render_record(results):
             f"{r['packets_recorded_duration']} | {r['durations_ms']['min']}–{r['durations_ms']['max']} | "
             f"{f(r['ncc_min'], 4)} | {f(r['vmesh_us_per_packet'], 2)} | {f(fl['packet']['us_per_packet'], 2)} | "
             f"{f(fl['batched']['us_per_packet'], 2)} | {f(fl['decode']['us_per_packet'], 2)} | "
-            f"{f(r['ratio_packet'], 2)}× | {f(r['ratio_batched'], 2)}× | "
+            f"{f(fl.get('echo', {}).get('us_per_packet'), 2)} | "
+            f"{f(r['ratio_packet'], 2)}× | {f(r['ratio_batched'], 2)}× | {f(r.get('ratio_echo'), 2)}× | "
             f"{f(r['hwm_kb'] / 1024 if r['hwm_kb'] else None, 1)} MiB | {f(r['memory_per_call_kib'], 1)} KiB | "
             f"{'yes' if r['holds'] else 'no'} |"
         )
@@ -492,7 +508,7 @@ def render_record(results):
     out.append("The load generator's own lateness (how late packets left against their deadlines, ms) and CPU:")
     out.append("")
     out.append(
-        "| N | into vmesh p50 / p99 / max | into the floors p99 (recv+write, batched, decode) | loadgen µs/packet | "
+        "| N | into vmesh p50 / p99 / max | into the floors p99 (recv+write, batched, decode, +send) | loadgen µs/packet | "
         "receivers' catch-up after the window (vmesh; floors) | kernel drops on the receivers' sockets |"
     )
     out.append("|---|---|---|---|---|---|")
@@ -500,10 +516,10 @@ def render_record(results):
         late = r["lateness"]
         fl = r["floors"]
         drops = r["receiver_drops"] + sum(x["receiver_drops"] for x in fl.values())
-        catch_up = f"{r['drain_s']:.2f} s; " + ", ".join(f"{fl[k]['drain_s']:.2f}" for k in ("packet", "batched", "decode"))
+        catch_up = f"{r['drain_s']:.2f} s; " + ", ".join(f"{fl[k]['drain_s']:.2f}" for k in FLOORS if k in fl)
         out.append(
             f"| {r['calls']} | {ms(late['p50_us'])} / {ms(late['p99_us'])} / {ms(late['max_us'])} | "
-            f"{', '.join(ms(fl[k]['lateness']['p99_us']) for k in ('packet', 'batched', 'decode'))} | "
+            f"{', '.join(ms(fl[k]['lateness']['p99_us']) for k in FLOORS if k in fl)} | "
             f"{f(r['loadgen_us_per_packet'], 2)} | {catch_up} s | {drops} |"
         )
     notes = [r for r in results if not r["holds"]]

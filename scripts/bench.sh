@@ -14,7 +14,7 @@
 #             packets/s for MEDIA_S seconds each) for N on CALLS_LADDER and
 #             then by CALLS_STEP while every check holds, up to MAX_CALLS
 #             (and the file-descriptor limit); for each N, the same packet
-#             load into three floor receivers (benches/floor/rtp_floor.c).
+#             load into four floor receivers (benches/floor/rtp_floor.c).
 #   setup     INVITE -> 200 times of short calls (no audio) at SETUP_RATES
 #             calls/s, CPU per call, and the highest rate with p99 <= 20 ms.
 #   transfer  TRANSFER_COUNT queued messages of TRANSFER_S seconds drained
@@ -286,12 +286,13 @@ wait_listed() {
 }
 
 # --- stage: concurrent recordings ------------------------------------------
-# One floor receiver run for N calls: $1 N, $2 name, $3 --write, $4 --decode.
+# One floor receiver run for N calls: $1 N, $2 name, $3 --write, $4 --decode,
+# $5 --send.
 floor_step() {
-    local n=$1 name=$2 mode=$3 decode=$4 dir=$work/calls-$1/floor-$2
+    local n=$1 name=$2 mode=$3 decode=$4 send=$5 dir=$work/calls-$1/floor-$2
     mkdir -p "$dir/files"
     start_bg "$work/rtp_floor" --ip "$FLOOR_IP" --port-base "$FLOOR_PORT_BASE" --calls "$n" \
-        --dir "$dir/files" --write "$mode" --decode "$decode" --idle-ms 1500 \
+        --dir "$dir/files" --write "$mode" --decode "$decode" --send "$send" --idle-ms 1500 \
         --max-s $((MEDIA_S + 120)) --report "$dir/floor.json" >"$dir/floor.out" 2>"$dir/floor.err"
     local fpid=$started_pid deadline=$(($(date +%s) + 30))
     until grep -q ready "$dir/floor.out" 2>/dev/null; do
@@ -330,10 +331,11 @@ record_step() {
     wait_listed "$dir" "$answered" $((60 + n / 20))
     stop_bg "$vm_pid" 60
     "$vmesh" messages list --json --data "$dir/data" >"$dir/messages.json"
-    for floor in "packet:packet:none" "batched:batched:none" "decode:batched:ulaw"; do
-        IFS=: read -r name mode decode <<<"$floor"
+    for floor in "packet:packet:none:none" "batched:batched:none:none" "decode:batched:ulaw:none" \
+        "echo:packet:none:echo"; do
+        IFS=: read -r name mode decode send <<<"$floor"
         say "record: N=$n, floor $name"
-        floor_step "$n" "$name" "$mode" "$decode"
+        floor_step "$n" "$name" "$mode" "$decode" "$send"
     done
     run_fg timeout 1200 "$python" benches/bench.py check-calls --dir "$dir" --vmesh "$vmesh" --audio "$work/speech.ul" \
         --seconds "$MEDIA_S" --sample "$SAMPLE_RECORDINGS" --max-late-ms "$MAX_LATE_MS" \

@@ -13,7 +13,12 @@
  *                     audio (1 s by default) and at the end;
  *   --decode ulaw     the G.711 mu-law payload is decoded to 16-bit PCM
  *                     first (ITU-T G.711, by a 256-entry table), as a
- *                     recorder that stores PCM must.
+ *                     recorder that stores PCM must;
+ *   --send echo       one RTP packet (20 ms of mu-law silence, its own
+ *                     SSRC, sequence and timestamp) sent back to the
+ *                     packet's source for each packet received: the
+ *                     keep-alive stream a PBX expects from a recording
+ *                     server while the caller speaks (sendto(2) per packet).
  *
  * It stops by itself: after --idle-ms without a packet once packets have
  * come, at --max-s in any case, or on SIGTERM/SIGINT; then it writes what
@@ -45,6 +50,8 @@ struct call {
     int sock;
     int file;
     uint64_t packets;
+    uint16_t out_seq; /* echo mode */
+    uint32_t out_ts;
     uint8_t *buf; /* batched mode */
     size_t used;
 };
@@ -102,13 +109,16 @@ int main(int argc, char **argv) {
     const char *dir = arg(argc, argv, "--dir", NULL);
     const char *mode = arg(argc, argv, "--write", "packet");
     const char *decode = arg(argc, argv, "--decode", "none");
+    const char *send = arg(argc, argv, "--send", "none");
     int batch_ms = atoi(arg(argc, argv, "--batch-ms", "1000"));
     int idle_ms = atoi(arg(argc, argv, "--idle-ms", "2000"));
     int max_s = atoi(arg(argc, argv, "--max-s", "600"));
     const char *report = arg(argc, argv, "--report", NULL);
     int batched = strcmp(mode, "batched") == 0;
     int ulaw = strcmp(decode, "ulaw") == 0;
+    int echo = strcmp(send, "echo") == 0;
     if ((!batched && strcmp(mode, "packet") != 0) || (!ulaw && strcmp(decode, "none") != 0) ||
+        (!echo && strcmp(send, "none") != 0) ||
         calls < 1 || port_base < 1 || port_base + 2 * (calls - 1) > 65535 || batch_ms < 20) {
         fprintf(stderr, "rtp_floor: bad arguments (see the comment at the top of rtp_floor.c)\n");
         return 2;
@@ -158,7 +168,13 @@ int main(int argc, char **argv) {
     printf("ready\n");
     fflush(stdout);
 
-    uint64_t start = mono_ms(), last = 0, packets = 0, malformed = 0, written = 0;
+    uint64_t start = mono_ms(), last = 0, packets = 0, malformed = 0, written = 0, sent = 0;
+    /* The echo: RFC 3550 5.1 header (version 2, PT 0) and 160 octets of
+     * mu-law silence (0xFF). */
+    uint8_t out[12 + 160];
+    memset(out, 0xFF, sizeof out);
+    out[0] = 0x80;
+    out[1] = 0;
     struct epoll_event events[MAX_EVENTS];
     uint8_t in[RECV_BUFFER];
     uint8_t pcm[RECV_BUFFER * 2];
@@ -173,8 +189,24 @@ int main(int argc, char **argv) {
         }
         for (int e = 0; e < n; e++) {
             struct call *c = &call[events[e].data.u32];
-            ssize_t len = recv(c->sock, in, sizeof in, 0);
+            struct sockaddr_in from;
+            socklen_t from_len = sizeof from;
+            ssize_t len = recvfrom(c->sock, in, sizeof in, 0, (struct sockaddr *)&from, &from_len);
             if (len < 0) continue; /* EAGAIN or an ICMP error: nothing to keep */
+            if (echo) {
+                uint32_t ssrc = 0x666c6f00u + events[e].data.u32;
+                out[2] = (uint8_t)(c->out_seq >> 8);
+                out[3] = (uint8_t)c->out_seq;
+                for (int k = 0; k < 4; k++) {
+                    out[4 + k] = (uint8_t)(c->out_ts >> (24 - 8 * k));
+                    out[8 + k] = (uint8_t)(ssrc >> (24 - 8 * k));
+                }
+                c->out_seq++;
+                c->out_ts += 160;
+                if (sendto(c->sock, out, sizeof out, 0, (struct sockaddr *)&from, from_len) ==
+                    (ssize_t)sizeof out)
+                    sent++;
+            }
             /* RFC 3550 5.1: 12 octets, then CSRCs, then an extension. */
             size_t off = 12;
             if (len < 12 || (in[0] >> 6) != 2) { malformed++; continue; }
@@ -218,10 +250,11 @@ int main(int argc, char **argv) {
     FILE *r = fopen(report, "w");
     if (!r) die(report);
     fprintf(r,
-            "{\"write\": \"%s\", \"decode\": \"%s\", \"calls\": %d, \"packets\": %llu, "
+            "{\"write\": \"%s\", \"decode\": \"%s\", \"send\": \"%s\", \"sent\": %llu, "
+            "\"calls\": %d, \"packets\": %llu, "
             "\"malformed\": %llu, \"bytes_written\": %llu, \"calls_with_packets\": %llu, "
             "\"min_packets_per_call\": %llu, \"max_packets_per_call\": %llu}\n",
-            mode, decode, calls, (unsigned long long)packets, (unsigned long long)malformed,
+            mode, decode, send, (unsigned long long)sent, calls, (unsigned long long)packets, (unsigned long long)malformed,
             (unsigned long long)written, (unsigned long long)with_packets,
             (unsigned long long)min_packets, (unsigned long long)max_packets);
     fclose(r);
