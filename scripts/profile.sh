@@ -68,7 +68,7 @@ die() {
 needs=(sox)
 case $mode in media | setup) needs+=(valgrind callgrind_control callgrind_annotate) ;; syscalls | media-syscalls) needs+=(perf) ;; esac
 for tool in "${needs[@]}"; do
-    command -v "$tool" >/dev/null || die "$tool is missing (scripts/test.sh installs it)"
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install valgrind linux-perf sox)"
 done
 
 work=$(mktemp -d /tmp/vmesh-profile.XXXXXX)
