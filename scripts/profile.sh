@@ -17,6 +17,9 @@
 #                                the syscall tracepoints): per call
 #   scripts/profile.sh media-syscalls  the media load, vmesh native,
 #                                counted the same way: per packet
+#   scripts/profile.sh cpu-setup short calls at RATE, vmesh native, sampled
+#                                by perf record (user and kernel): where
+#                                the CPU of call set-up goes under load
 #   scripts/profile.sh memory    N calls streaming, vmesh native: RSS per
 #                                call (VmRSS in the window minus before
 #                                the first call, over N)
@@ -43,7 +46,7 @@ shopt -s inherit_errexit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 mode=${1:-media}
-case $mode in media | setup | syscalls | media-syscalls | memory) ;; *)
+case $mode in media | setup | syscalls | media-syscalls | cpu-setup | memory) ;; *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2
     ;;
@@ -66,7 +69,7 @@ die() {
     exit 1
 }
 needs=(sox)
-case $mode in media | setup) needs+=(valgrind callgrind_control callgrind_annotate) ;; syscalls | media-syscalls) needs+=(perf) ;; esac
+case $mode in media | setup) needs+=(valgrind callgrind_control callgrind_annotate) ;; syscalls | media-syscalls | cpu-setup) needs+=(perf) ;; esac
 for tool in "${needs[@]}"; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install valgrind linux-perf sox)"
 done
@@ -260,6 +263,33 @@ syscalls | media-syscalls)
             name = substr($3, 20); total += $1; printf "  %-20s %8.3f\n", name, $1 / n }
         END { if (total == 0) exit 1; printf "  %-20s %8.3f\n", "total", total / n }' "$work/perf.out" |
         sort -k2 -g -r | head -25 || die "perf counted no system calls"
+    ;;
+cpu-setup)
+    say "cpu-setup: $RATE calls/s for $SETUP_S s, vmesh native, sampled by perf record"
+    start_vmesh
+    open="perf record -q -F 2999 -p $vm_pid -o $work/perf.data >$work/perf.err 2>&1 & echo \$! >$work/perf.pid; sleep 2"
+    close="kill -INT \$(cat $work/perf.pid); while kill -0 \$(cat $work/perf.pid) 2>/dev/null; do sleep 0.1; done"
+    "$work/loadgen" setup --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --rate "$RATE" \
+        --seconds "$SETUP_S" --hold-ms "$HOLD_MS" --watch "$vm_pid" --report "$work/loadgen.json" \
+        --window-open "$open" --window-close "$close" || die "the load generator failed"
+    stop_vmesh
+    json "$work/loadgen.json" '"cpu-setup: %d calls, %d answered, INVITE -> 200 p99 %.2f ms, %.3f ms of CPU per call" % (d["calls"], d["answered"], d["answer"]["p99_us"] / 1000, d["watch_cpu_s"] * 1000 / d["calls"])'
+    [[ -s $work/perf.data ]] || die "perf recorded nothing: $(cat "$work/perf.err")"
+    perf report -i "$work/perf.data" --sort sym --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' >"$work/symbols.txt" ||
+        die "perf report found no samples"
+    awk '{ if ($2 == "[k]") k += $1; else u += $1 }
+        END { printf "samples: %.1f %% in the kernel, %.1f %% in user space\n", k, u }' "$work/symbols.txt"
+    echo "Top symbols ([k] kernel, [.] user):"
+    head -n "$TOP" "$work/symbols.txt" | sed 's/^/  /'
+    echo "Context switches and CPU migrations per call:"
+    start_vmesh
+    open="perf stat -x, -e context-switches,cpu-migrations -p $vm_pid -o $work/switches.out & echo \$! >$work/perf.pid; sleep 2"
+    "$work/loadgen" setup --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --rate "$RATE" \
+        --seconds "$SETUP_S" --hold-ms "$HOLD_MS" --report "$work/loadgen2.json" \
+        --window-open "$open" --window-close "$close" || die "the load generator failed"
+    stop_vmesh
+    calls=$(json "$work/loadgen2.json" 'd["calls"]')
+    awk -F, -v n="$calls" '$3 != "" && $1 ~ /^[0-9]+$/ { printf "  %-18s %8.1f\n", $3, $1 / n }' "$work/switches.out"
     ;;
 memory)
     say "memory: $MEM_CALLS calls x $MEM_MEDIA_S s, vmesh native"
