@@ -69,6 +69,25 @@ def decode_file(path):
     return ULAW[raw].astype(np.float64)
 
 
+def g722_stream(path, offset_ms, seconds):
+    """What a call sent from `offset_ms` of the raw G.722 file for
+    `seconds` (looped, as the load generator does), decoded from a fresh
+    decoder state as the receiver's was, by FFmpeg (not vmesh's decoder):
+    16 kHz 16-bit PCM."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    raw = raw[: len(raw) // PACKET * PACKET]
+    sent = looped(raw, offset_ms * 8, int(round(seconds * 50)) * PACKET).astype(np.uint8)
+    pcm = subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "g722", "-i", "-", "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+        input=sent.tobytes(), capture_output=True, check=True, timeout=120,
+    ).stdout
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+
+
+# The recording's sample rate for each codec the calls may send.
+RATES = {"pcmu": 8000, "g722": 16000}
+
+
 def looped(pcm, start, length):
     """`length` samples of `pcm` from `start`, wrapping around."""
     idx = (np.arange(length) + start) % len(pcm)
@@ -158,17 +177,18 @@ def log_totals(path):
     return totals, ended, warnings
 
 
-def ncc_against_sent(wav_path, sent_pcm, offset_samples, search=400):
+def ncc_against_sent(wav_path, sent_pcm, offset_samples, rate=8000):
     """Aligned normalized cross-correlation of a recording with what was
-    sent from `offset_samples`: the lag is searched over ±`search` samples
-    on the first 2 s, then the NCC is taken over the whole recording."""
+    sent from `offset_samples`: the lag is searched over ±50 ms on the
+    first 2 s, then the NCC is taken over the whole recording."""
+    search = rate // 20
     with wave.open(wav_path, "rb") as w:
         if w.getsampwidth() != 2 or w.getnchannels() != 1:
             return None, None
         rec = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
-    if len(rec) < 1600:
+    if len(rec) < rate // 5:
         return None, None
-    head = rec[: min(len(rec), 16000)]
+    head = rec[: min(len(rec), 2 * rate)]
     ref = looped(sent_pcm, offset_samples - search, len(head) + 2 * search)
     corr = np.correlate(ref, head, mode="valid")
     lag = int(np.argmax(corr)) - search
@@ -229,7 +249,8 @@ def cmd_check_calls(a):
 
     # Content: an even sample of the recordings, each against its own
     # call's stream (its offset in the speech).
-    sent_pcm = decode_file(a.audio)
+    rate = RATES[a.codec]
+    sent_pcm = decode_file(a.audio) if a.codec == "pcmu" else None
     sample = sorted(messages, key=lambda m: m.get("call_id") or "")
     if a.sample and len(sample) > a.sample:
         step = len(sample) / a.sample
@@ -246,7 +267,10 @@ def cmd_check_calls(a):
                 content.append({"id": m["id"], "ncc": None, "error": r.stderr.strip()})
                 continue
             offset_ms = calls.get(m.get("call_id"), (0, False))[0]
-            ncc, lag = ncc_against_sent(out, sent_pcm, offset_ms * 8)
+            if a.codec == "pcmu":
+                ncc, lag = ncc_against_sent(out, sent_pcm, offset_ms * rate // 1000, rate)
+            else:
+                ncc, lag = ncc_against_sent(out, g722_stream(a.audio, offset_ms, a.seconds), 0, rate)
             content.append({"id": m["id"], "ncc": ncc, "lag": lag})
     nccs = [c["ncc"] for c in content if c["ncc"] is not None]
 
@@ -297,6 +321,7 @@ def cmd_check_calls(a):
     if loadgen_limited:
         reasons.append(f"the load generator's p99 lateness is above {a.max_late_ms} ms: its limit, not vmesh's")
     result = {
+        "codec": a.codec,
         "calls": n,
         "answered": lg["answered"],
         "failures": lg["failures"],
@@ -344,7 +369,7 @@ def cmd_check_calls(a):
         json.dump(result, f, indent=2)
     fmt = lambda v, p=2: "n/a" if v is None else f"{v:.{p}f}"
     print(
-        f"bench: N={n}: sent {sent}, recorded {result['packets_recorded_log']} (log) / "
+        f"bench: N={n} {a.codec}: sent {sent}, recorded {result['packets_recorded_log']} (log) / "
         f"{result['packets_recorded_duration']} (durations); durations {result['durations_ms']['min']}-"
         f"{result['durations_ms']['max']} ms; NCC min {fmt(result['ncc_min'], 4)}; vmesh {fmt(vm_us)} µs/packet, "
         f"floors {fmt(floors['packet']['us_per_packet'])} / {fmt(floors['batched']['us_per_packet'])} / "
@@ -449,9 +474,13 @@ floor receivers (`benches/floor/rtp_floor.c`) are built by the script.
   its keep-alive stream to the caller while it records (the floors
   before it send nothing; on loopback the kernel's delivery of that
   packet into the load generator's socket is charged to the sender, to
-  the floor as to vmesh). The calls are G.711
-  only: G.722 and Opus calls, and floors that decode them, are not part of
-  this script yet.
+  the floor as to vmesh).
+- **G.722.** The same step for N = {g722} G.722 calls: the speech
+  encoded at 64 kbit/s by FFmpeg (from the speech resampled to 16 kHz;
+  160 octets per 20 ms, payload type 9), vmesh recording 16 kHz PCM;
+  its *decode* floor decodes G.722 with spandsp; the recordings are
+  compared with FFmpeg's decoding of what was sent. Opus calls are not
+  part of this script yet.
 - **Call set-up.** Short calls (INVITE, 200, ACK, BYE after {hold} ms, no
   audio, so vmesh discards each empty message) opened on a fixed schedule
   at each rate for {setup_s} s. INVITE → 200 is measured from the send
@@ -486,11 +515,20 @@ def render_machine(m):
 def render_record(results):
     if not results:
         return "No concurrent-recording figures in this run.\n"
+    out = []
+    for codec, title in (("pcmu", "G.711 μ-law"), ("g722", "G.722 (the *decode* floor decodes G.722 with spandsp)")):
+        rows = [r for r in results if r.get("codec", "pcmu") == codec]
+        if rows:
+            out += [f"**{title}:**", "", render_record_table(rows), ""]
+    return "\n".join(out)
+
+
+def render_record_table(results):
     out = [
         "| N | answered | packets sent | recorded (log / durations) | durations (ms) | NCC min | "
         "vmesh µs/packet | recv+write | batched | decode | recv+write+send | vmesh ÷ recv+write | "
-        "vmesh ÷ batched | vmesh ÷ recv+write+send | peak RSS | memory per call | holds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "vmesh ÷ batched | vmesh ÷ decode | vmesh ÷ recv+write+send | peak RSS | memory per call | holds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         fl = r["floors"]
@@ -500,7 +538,8 @@ def render_record(results):
             f"{f(r['ncc_min'], 4)} | {f(r['vmesh_us_per_packet'], 2)} | {f(fl['packet']['us_per_packet'], 2)} | "
             f"{f(fl['batched']['us_per_packet'], 2)} | {f(fl['decode']['us_per_packet'], 2)} | "
             f"{f(fl.get('echo', {}).get('us_per_packet'), 2)} | "
-            f"{f(r['ratio_packet'], 2)}× | {f(r['ratio_batched'], 2)}× | {f(r.get('ratio_echo'), 2)}× | "
+            f"{f(r['ratio_packet'], 2)}× | {f(r['ratio_batched'], 2)}× | {f(r['ratio_decode'], 2)}× | "
+            f"{f(r.get('ratio_echo'), 2)}× | "
             f"{f(r['hwm_kb'] / 1024 if r['hwm_kb'] else None, 1)} MiB | {f(r['memory_per_call_kib'], 1)} KiB | "
             f"{'yes' if r['holds'] else 'no'} |"
         )
@@ -590,14 +629,14 @@ def cmd_render(a):
     if a.work:
         for path in glob.glob(os.path.join(a.work, "calls-*", "result.json")):
             records.append(load_json(path))
-    records.sort(key=lambda r: r["calls"])
+    records.sort(key=lambda r: (r.get("codec", "pcmu") != "pcmu", r["calls"]))
     setup = setup_runs(os.path.join(a.work, "setup")) if a.work else []
     p99 = float(s.get("SETUP_P99_MS", 20))
     method = METHOD.format(
         setup_rate=s.get("CALL_SETUP_RATE", "200"), media_s=s.get("MEDIA_S", "30"),
         rt=s.get("RT_PRIORITY", "10"), granularity=s.get("GRANULARITY_US", "500"), threads=s.get("SENDER_THREADS", "1"), sample=s.get("SAMPLE", "20"),
         step=s.get("CALLS_STEP", "2000"), max_late=s.get("MAX_LATE_MS", "10"), max_calls=s.get("MAX_CALLS", "10000"),
-        hold=s.get("HOLD_MS", "100"), setup_s=s.get("SETUP_S", "10"), p99=s.get("SETUP_P99_MS", "20"),
+        hold=s.get("HOLD_MS", "100"), g722=s.get("G722_CALLS", "1000") or "none", setup_s=s.get("SETUP_S", "10"), p99=s.get("SETUP_P99_MS", "20"),
         count=s.get("TRANSFER_COUNT", "1000"), transfer_s=s.get("TRANSFER_S", "30"), transport=s.get("TRANSPORT", "tls").upper(),
     )
     parts = [
@@ -667,6 +706,7 @@ def main():
     c.add_argument("--dir", required=True)
     c.add_argument("--vmesh", required=True)
     c.add_argument("--audio", required=True)
+    c.add_argument("--codec", choices=sorted(RATES), default="pcmu")
     c.add_argument("--seconds", type=float, required=True)
     c.add_argument("--sample", type=int, default=20)
     c.add_argument("--max-late-ms", type=float, default=10)

@@ -14,7 +14,9 @@
 #             packets/s for MEDIA_S seconds each) for N on CALLS_LADDER and
 #             then by CALLS_STEP while every check holds, up to MAX_CALLS
 #             (and the file-descriptor limit); for each N, the same packet
-#             load into four floor receivers (benches/floor/rtp_floor.c).
+#             load into four floor receivers (benches/floor/rtp_floor.c);
+#             then the same for G.722 calls (G722_CALLS), whose decoding
+#             floor decodes G.722 (spandsp).
 #   setup     INVITE -> 200 times of short calls (no audio) at SETUP_RATES
 #             calls/s, CPU per call, and the highest rate with p99 <= 20 ms.
 #   transfer  TRANSFER_COUNT queued messages of TRANSFER_S seconds drained
@@ -25,7 +27,7 @@
 # Settings (environment), with their defaults (--quick sets small ones):
 #   CALLS_LADDER="100 500 1000 2000 4000" CALLS_STEP=2000 MAX_CALLS=10000
 #   MEDIA_S=30 CALL_SETUP_RATE=200 SENDER_THREADS=1 GRANULARITY_US=500
-#   MAX_LATE_MS=10
+#   MAX_LATE_MS=10 G722_CALLS="1000" (the G.722 steps; "" for none)
 #   SETUP_RATES="100 400 700 1000" SETUP_S=10 HOLD_MS=100 SETUP_P99_MS=20
 #   TRANSFER_COUNT=1000 TRANSFER_S=30 FORMATS="wav opus" TRANSPORT=tls
 #   RT_PRIORITY=10 (the load generator's SCHED_FIFO priority; 0: normal)
@@ -65,7 +67,7 @@ for stage in "${stages[@]}"; do
 done
 
 if ((quick)); then
-    CALLS_LADDER=${CALLS_LADDER:-20} MAX_CALLS=${MAX_CALLS:-20} MEDIA_S=${MEDIA_S:-3}
+    CALLS_LADDER=${CALLS_LADDER:-20} MAX_CALLS=${MAX_CALLS:-20} MEDIA_S=${MEDIA_S:-3} G722_CALLS=${G722_CALLS-20}
     SETUP_RATES=${SETUP_RATES:-50} SETUP_S=${SETUP_S:-1}
     TRANSFER_COUNT=${TRANSFER_COUNT:-10} TRANSFER_S=${TRANSFER_S:-3} FORMATS=${FORMATS:-wav}
 fi
@@ -77,6 +79,7 @@ CALL_SETUP_RATE=${CALL_SETUP_RATE:-200}
 SENDER_THREADS=${SENDER_THREADS:-1}
 GRANULARITY_US=${GRANULARITY_US:-500}
 MAX_LATE_MS=${MAX_LATE_MS:-10}
+G722_CALLS=${G722_CALLS-1000}
 SETUP_RATES=${SETUP_RATES:-100 400 700 1000}
 SETUP_S=${SETUP_S:-10}
 HOLD_MS=${HOLD_MS:-100}
@@ -99,7 +102,7 @@ die() {
     printf 'bench: FAILED: %s\n' "$*" >&2
     exit 1
 }
-for tool in sox gcc sipp; do
+for tool in sox gcc sipp ffmpeg; do
     command -v "$tool" >/dev/null || die "$tool is missing (scripts/test.sh installs it)"
 done
 # The checks use numpy; Debian's python3-numpy is for /usr/bin/python3.
@@ -191,7 +194,8 @@ vmesh=$work/vmesh
 say "building the load generator and the floors"
 cargo build --release --quiet --manifest-path benches/loadgen/Cargo.toml --target-dir target/bench-tools
 cp target/bench-tools/release/vmesh-loadgen "$work/loadgen"
-gcc -O2 -Wall -Wextra -Werror -o "$work/rtp_floor" benches/floor/rtp_floor.c
+gcc -O2 -Wall -Wextra -Werror -o "$work/rtp_floor" benches/floor/rtp_floor.c -lspandsp ||
+    die "cannot build the floor receiver (it needs libspandsp-dev; scripts/test.sh installs it)"
 loadgen=(timeout 900 "$work/loadgen")
 rt=()
 ((RT_PRIORITY > 0)) && rt=(--realtime "$RT_PRIORITY")
@@ -210,6 +214,11 @@ fd_cap=$((($(ulimit -n) - 512) / 2))
 # in speech: vmesh trims trailing silence, and the duration check then
 # expects exactly MEDIA_S.
 sox testdata/speech-8k.wav -t raw -e u-law -r 8000 -c 1 "$work/speech.ul"
+# The same speech as raw G.722 at 64 kbit/s (FFmpeg's encoder, from the
+# speech resampled to 16 kHz): 160 octets per 20 ms like the mu-law, so
+# the same offsets start the same words.
+ffmpeg -nostdin -loglevel error -i testdata/speech-8k.wav -ar 16000 -ac 1 -c:a g722 -f g722 "$work/speech.g722" ||
+    die "ffmpeg cannot encode G.722"
 offsets=$("$python" benches/bench.py offsets --audio "$work/speech.ul" --seconds "$MEDIA_S" --count 8)
 
 # True when vmesh at $1:5060 answers an OPTIONS over UDP with 200 (one
@@ -286,10 +295,11 @@ wait_listed() {
 }
 
 # --- stage: concurrent recordings ------------------------------------------
-# One floor receiver run for N calls: $1 N, $2 name, $3 --write, $4 --decode,
-# $5 --send.
+# One floor receiver run for N calls: $1 the step's directory name, $2 N,
+# $3 name, $4 --write, $5 --decode, $6 --send, $7 the codec.
 floor_step() {
-    local n=$1 name=$2 mode=$3 decode=$4 send=$5 dir=$work/calls-$1/floor-$2
+    local n=$2 name=$3 mode=$4 decode=$5 send=$6 codec=$7 dir=$work/$1/floor-$3 audio=$work/speech.ul
+    [[ $codec == pcmu ]] || audio=$work/speech.$codec
     mkdir -p "$dir/files"
     start_bg "$work/rtp_floor" --ip "$FLOOR_IP" --port-base "$FLOOR_PORT_BASE" --calls "$n" \
         --dir "$dir/files" --write "$mode" --decode "$decode" --send "$send" --idle-ms 1500 \
@@ -301,7 +311,7 @@ floor_step() {
         sleep 0.05
     done
     run_fg "${loadgen[@]}" rtp "${rt[@]}" --dest "$FLOOR_IP" --local "$LG_IP" --port-base "$FLOOR_PORT_BASE" \
-        --calls "$n" --seconds "$MEDIA_S" --audio "$work/speech.ul" --offsets-ms "$offsets" \
+        --calls "$n" --seconds "$MEDIA_S" --audio "$audio" --codec "$codec" --offsets-ms "$offsets" \
         --threads "$SENDER_THREADS" --granularity-us "$GRANULARITY_US" --watch "$fpid" --report "$dir/loadgen.json" ||
         die "the load generator failed (floor $name, N=$n)"
     # The floor stops itself 1.5 s after the last packet.
@@ -315,14 +325,18 @@ floor_step() {
     rm -rf "$dir/files"
 }
 
-# One step of the ladder; the check's verdict ends up in $work/calls-N/result.json.
+# One step of the ladder, $1 N, $2 the codec (pcmu, g722); the check's
+# verdict ends up in $work/calls-N/result.json (calls-g722-N for G.722).
 record_step() {
-    local n=$1 dir=$work/calls-$1
+    local n=$1 codec=${2:-pcmu} name=calls-$1
+    [[ $codec == pcmu ]] || name=calls-$codec-$n
+    local dir=$work/$name audio=$work/speech.ul decode=ulaw
+    [[ $codec == pcmu ]] || audio=$work/speech.$codec decode=$codec
     mkdir -p "$dir"
-    say "record: N=$n calls, $MEDIA_S s of speech each (set-up at $CALL_SETUP_RATE/s)"
+    say "record: N=$n $codec calls, $MEDIA_S s of speech each (set-up at $CALL_SETUP_RATE/s)"
     start_vmesh "$dir"
     run_fg "${loadgen[@]}" calls "${rt[@]}" --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 \
-        --calls "$n" --setup-rate "$CALL_SETUP_RATE" --seconds "$MEDIA_S" --audio "$work/speech.ul" \
+        --calls "$n" --setup-rate "$CALL_SETUP_RATE" --seconds "$MEDIA_S" --audio "$audio" --codec "$codec" \
         --offsets-ms "$offsets" --threads "$SENDER_THREADS" --granularity-us "$GRANULARITY_US" --watch "$vm_pid" \
         --report "$dir/loadgen.json" --calls-out "$dir/calls.tsv" ||
         die "the load generator failed (N=$n)"
@@ -331,13 +345,14 @@ record_step() {
     wait_listed "$dir" "$answered" $((60 + n / 20))
     stop_bg "$vm_pid" 60
     "$vmesh" messages list --json --data "$dir/data" >"$dir/messages.json"
-    for floor in "packet:packet:none:none" "batched:batched:none:none" "decode:batched:ulaw:none" \
+    local floor floor_name mode floor_decode send
+    for floor in "packet:packet:none:none" "batched:batched:none:none" "decode:batched:$decode:none" \
         "echo:packet:none:echo"; do
-        IFS=: read -r name mode decode send <<<"$floor"
-        say "record: N=$n, floor $name"
-        floor_step "$n" "$name" "$mode" "$decode" "$send"
+        IFS=: read -r floor_name mode floor_decode send <<<"$floor"
+        say "record: N=$n $codec, floor $floor_name"
+        floor_step "$name" "$n" "$floor_name" "$mode" "$floor_decode" "$send" "$codec"
     done
-    run_fg timeout 1200 "$python" benches/bench.py check-calls --dir "$dir" --vmesh "$vmesh" --audio "$work/speech.ul" \
+    run_fg timeout 1200 "$python" benches/bench.py check-calls --dir "$dir" --vmesh "$vmesh" --audio "$audio" --codec "$codec" \
         --seconds "$MEDIA_S" --sample "$SAMPLE_RECORDINGS" --max-late-ms "$MAX_LATE_MS" \
         --out "$dir/result.json" >&2
     ((${KEEP:-0} == 1)) || rm -rf "$dir/data"
@@ -361,6 +376,13 @@ stage_record() {
             say "record: N=$n does not hold; the ladder ends here"
             break
         }
+    done
+    for n in $G722_CALLS; do
+        ((n <= cap)) || break
+        record_step "$n" g722
+        # A smoke run's step must hold; a full run reports what it measured.
+        ((quick == 0)) || "$python" benches/bench.py holds --result "$work/calls-g722-$n/result.json" ||
+            die "record: the G.722 step (N=$n) does not hold"
     done
 }
 
@@ -427,7 +449,7 @@ for stage in "${stages[@]}"; do
 done
 
 "$python" benches/bench.py render --work "$work" --out "$work/section.md" \
-    --settings "MEDIA_S=$MEDIA_S CALL_SETUP_RATE=$CALL_SETUP_RATE SENDER_THREADS=$SENDER_THREADS GRANULARITY_US=$GRANULARITY_US RT_PRIORITY=$RT_PRIORITY SAMPLE=$SAMPLE_RECORDINGS CALLS_STEP=$CALLS_STEP MAX_CALLS=$MAX_CALLS MAX_LATE_MS=$MAX_LATE_MS SETUP_S=$SETUP_S HOLD_MS=$HOLD_MS SETUP_P99_MS=$SETUP_P99_MS TRANSFER_COUNT=$TRANSFER_COUNT TRANSFER_S=$TRANSFER_S TRANSPORT=$TRANSPORT"
+    --settings "MEDIA_S=$MEDIA_S CALL_SETUP_RATE=$CALL_SETUP_RATE SENDER_THREADS=$SENDER_THREADS GRANULARITY_US=$GRANULARITY_US RT_PRIORITY=$RT_PRIORITY SAMPLE=$SAMPLE_RECORDINGS CALLS_STEP=$CALLS_STEP MAX_CALLS=$MAX_CALLS MAX_LATE_MS=$MAX_LATE_MS SETUP_S=$SETUP_S HOLD_MS=$HOLD_MS SETUP_P99_MS=$SETUP_P99_MS TRANSFER_COUNT=$TRANSFER_COUNT TRANSFER_S=$TRANSFER_S TRANSPORT=$TRANSPORT G722_CALLS=${G722_CALLS// /,}"
 if ((write)); then
     "$python" benches/bench.py splice --section "$work/section.md" --file BENCHMARKS.md
     say "BENCHMARKS.md updated"

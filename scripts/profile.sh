@@ -27,6 +27,7 @@
 # Settings (environment), with their defaults:
 #   CALLS=20 MEDIA_S=20            (media: 20 calls x 20 s = 20,000 packets)
 #   SETUP_RATE=20                  (media: calls set up per second)
+#   CODEC=pcmu                     (media: pcmu or g722, what the calls send)
 #   RATE=10 SETUP_S=10 HOLD_MS=100 (setup, syscalls: 100 short calls)
 #   MEM_CALLS=1000 MEM_MEDIA_S=10  (memory)
 #   VMESH_BIN=FILE (a built vmesh instead of `cargo build --release`)
@@ -54,6 +55,7 @@ esac
 CALLS=${CALLS:-20}
 MEDIA_S=${MEDIA_S:-20}
 SETUP_RATE=${SETUP_RATE:-20}
+CODEC=${CODEC:-pcmu}
 RATE=${RATE:-10}
 SETUP_S=${SETUP_S:-10}
 HOLD_MS=${HOLD_MS:-100}
@@ -104,6 +106,16 @@ cp "${VMESH_BIN:-target/release/vmesh}" "$work/vmesh"
 cargo build --release --quiet --manifest-path benches/loadgen/Cargo.toml --target-dir target/bench-tools
 cp target/bench-tools/release/vmesh-loadgen "$work/loadgen"
 sox testdata/speech-8k.wav -t raw -e u-law -r 8000 -c 1 "$work/speech.ul"
+audio=$work/speech.ul
+case $CODEC in
+pcmu) ;;
+g722)
+    audio=$work/speech.g722
+    ffmpeg -nostdin -loglevel error -i testdata/speech-8k.wav -ar 16000 -ac 1 -c:a g722 -f g722 "$audio" ||
+        die "ffmpeg cannot encode G.722"
+    ;;
+*) die "CODEC=$CODEC: pcmu or g722" ;;
+esac
 ulimit -n "$(ulimit -Hn)"
 
 cat >"$work/profile.toml" <<EOF
@@ -196,11 +208,11 @@ window_hooks() {
 
 case $mode in
 media)
-    say "media: $CALLS calls x $MEDIA_S s of G.711 under callgrind"
+    say "media: $CALLS calls x $MEDIA_S s of $CODEC under callgrind"
     callgrind
     mapfile -t hooks < <(window_hooks)
     "$work/loadgen" calls --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --calls "$CALLS" \
-        --setup-rate "$SETUP_RATE" --seconds "$MEDIA_S" --audio "$work/speech.ul" --offsets-ms 0 \
+        --setup-rate "$SETUP_RATE" --seconds "$MEDIA_S" --audio "$audio" --codec "$CODEC" --offsets-ms 0 \
         --watch "$vm_pid" --report "$work/loadgen.json" "${hooks[@]}" ||
         die "the load generator failed"
     stop_vmesh
@@ -250,7 +262,7 @@ syscalls | media-syscalls)
     else
         say "media-syscalls: $CALLS calls x $MEDIA_S s, counted by perf attached for the media window"
         "$work/loadgen" calls --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --calls "$CALLS" \
-            --setup-rate "$SETUP_RATE" --seconds "$MEDIA_S" --audio "$work/speech.ul" --offsets-ms 0 \
+            --setup-rate "$SETUP_RATE" --seconds "$MEDIA_S" --audio "$audio" --codec "$CODEC" --offsets-ms 0 \
             --report "$work/loadgen.json" --window-open "$open" --window-close "$close" ||
             die "the load generator failed"
         per=$(json "$work/loadgen.json" 'd["window"]["packets_sent"]')

@@ -22,6 +22,8 @@ declare -A marker=(
     [ffmpeg]=/usr/bin/ffprobe
     [kamailio]=/usr/sbin/kamailio
     [gcc]=/usr/bin/gcc
+    # The bench's G.722 floor receiver decodes with spandsp.
+    [libspandsp-dev]=/usr/include/spandsp/g722.h
     [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
     [openssl]=/usr/bin/openssl
     # baresip with its G.711, G.722 and Opus modules (all in -core).

@@ -14,6 +14,8 @@
  *   --decode ulaw     the G.711 mu-law payload is decoded to 16-bit PCM
  *                     first (ITU-T G.711, by a 256-entry table), as a
  *                     recorder that stores PCM must;
+ *   --decode g722     the G.722 payload (64 kbit/s) is decoded to 16 kHz
+ *                     16-bit PCM by spandsp's decoder, one per call;
  *   --send echo       one RTP packet (20 ms of mu-law silence, its own
  *                     SSRC, sequence and timestamp) sent back to the
  *                     packet's source for each packet received: the
@@ -25,7 +27,7 @@
  * is buffered and a JSON report (--report FILE). "ready" on stdout means
  * every socket is bound.
  *
- *   gcc -O2 -Wall -Wextra -o rtp_floor rtp_floor.c
+ *   gcc -O2 -Wall -Wextra -o rtp_floor rtp_floor.c -lspandsp
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -43,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <spandsp.h>
+
 #define MAX_EVENTS 1024
 #define RECV_BUFFER 2048
 
@@ -53,6 +57,7 @@ struct call {
     uint16_t out_seq; /* echo mode */
     uint32_t out_ts;
     uint8_t *buf; /* batched mode */
+    g722_decode_state_t *g722; /* --decode g722 */
     size_t used;
 };
 
@@ -116,8 +121,9 @@ int main(int argc, char **argv) {
     const char *report = arg(argc, argv, "--report", NULL);
     int batched = strcmp(mode, "batched") == 0;
     int ulaw = strcmp(decode, "ulaw") == 0;
+    int g722 = strcmp(decode, "g722") == 0;
     int echo = strcmp(send, "echo") == 0;
-    if ((!batched && strcmp(mode, "packet") != 0) || (!ulaw && strcmp(decode, "none") != 0) ||
+    if ((!batched && strcmp(mode, "packet") != 0) || (!ulaw && !g722 && strcmp(decode, "none") != 0) ||
         (!echo && strcmp(send, "none") != 0) ||
         calls < 1 || port_base < 1 || port_base + 2 * (calls - 1) > 65535 || batch_ms < 20) {
         fprintf(stderr, "rtp_floor: bad arguments (see the comment at the top of rtp_floor.c)\n");
@@ -135,8 +141,9 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
-    /* Octets one batch holds: batch_ms of 8 kHz audio, 2 per sample if decoded. */
-    size_t batch_bytes = (size_t)batch_ms * 8 * (ulaw ? 2 : 1);
+    /* Octets one batch holds: batch_ms of 8 kHz audio, 2 per sample if
+     * decoded, twice that for G.722's 16 kHz. */
+    size_t batch_bytes = (size_t)batch_ms * 8 * (ulaw ? 2 : g722 ? 4 : 1);
     struct call *call = calloc((size_t)calls, sizeof *call);
     if (!call) die("calloc");
     int ep = epoll_create1(0);
@@ -153,13 +160,14 @@ int main(int argc, char **argv) {
         if (s < 0) die("socket");
         if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
         char path[4096];
-        snprintf(path, sizeof path, "%s/call-%d.%s", dir, i, ulaw ? "pcm" : "ul");
+        snprintf(path, sizeof path, "%s/call-%d.%s", dir, i, ulaw || g722 ? "pcm" : "ul");
         int f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (f < 0) die(path);
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
         if (epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev) < 0) die("epoll_ctl");
         call[i].sock = s;
         call[i].file = f;
+        if (g722 && !(call[i].g722 = g722_decode_init(NULL, 64000, 0))) die("g722_decode_init");
         if (batched) {
             call[i].buf = malloc(batch_bytes + RECV_BUFFER * 2);
             if (!call[i].buf) die("malloc");
@@ -177,7 +185,7 @@ int main(int argc, char **argv) {
     out[1] = 0;
     struct epoll_event events[MAX_EVENTS];
     uint8_t in[RECV_BUFFER];
-    uint8_t pcm[RECV_BUFFER * 2];
+    uint8_t pcm[RECV_BUFFER * 4];
     while (!stopping) {
         uint64_t now = mono_ms();
         if (now - start > (uint64_t)max_s * 1000) break;
@@ -221,6 +229,10 @@ int main(int argc, char **argv) {
                 for (size_t k = 0; k < plen; k++) out[k] = ulaw_table[payload[k]];
                 payload = pcm;
                 plen *= 2;
+            } else if (g722) {
+                int samples = g722_decode(c->g722, (int16_t *)pcm, payload, (int)plen);
+                payload = pcm;
+                plen = (size_t)samples * 2;
             }
             c->packets++;
             packets++;
@@ -246,6 +258,7 @@ int main(int argc, char **argv) {
         if (call[i].packets < min_packets) min_packets = call[i].packets;
         if (call[i].packets > max_packets) max_packets = call[i].packets;
         free(call[i].buf);
+        if (call[i].g722) g722_decode_free(call[i].g722);
     }
     FILE *r = fopen(report, "w");
     if (!r) die(report);

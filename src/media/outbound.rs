@@ -54,6 +54,13 @@ const CN_LEVEL: u8 = 127;
 /// Identical encoded silence frames after which the encoder is no longer
 /// run and the last frame is repeated.
 const SILENCE_SETTLED: u8 = 3;
+/// Silence frames encoded after which the last one is repeated even if
+/// the frames still differ: an ADPCM encoder (G.722) fed digital silence
+/// never settles on one frame, it wanders among idle codes, and running it
+/// for every keep-alive packet would cost more than all the rest of the
+/// call. Half a second in, its frames are idle codes whose repetition
+/// decodes to silence (about -60 dBFS; see the tests).
+const SILENCE_MAX_ENCODED: u8 = 25;
 
 /// Names a queued prompt in the events about it.
 pub type PromptId = u64;
@@ -88,8 +95,14 @@ struct Playing {
 enum KeepAlive {
     /// RFC 3389 comfort noise on this payload type.
     ComfortNoise { payload_type: u8 },
-    /// Encoded silence in the call's codec, cached once it settles.
-    Silence { last: Vec<u8>, repeats: u8 },
+    /// Encoded silence in the call's codec, cached once it settles: the
+    /// last frame, how many times in a row it came out the same, and how
+    /// many frames were encoded since the silence began.
+    Silence {
+        last: Vec<u8>,
+        repeats: u8,
+        encoded: u8,
+    },
 }
 
 /// The outgoing stream of one call; see the module documentation.
@@ -314,13 +327,18 @@ impl Outbound {
                     self.slot += CN_REFRESH_SLOTS;
                     *payload_type
                 }
-                KeepAlive::Silence { last, repeats } => {
-                    if *repeats >= SILENCE_SETTLED {
+                KeepAlive::Silence {
+                    last,
+                    repeats,
+                    encoded,
+                } => {
+                    if *repeats >= SILENCE_SETTLED || *encoded >= SILENCE_MAX_ENCODED {
                         self.frame.extend_from_slice(last);
                     } else {
                         let zeros = [0i16; 960];
                         let samples = zeros.get(..self.codec.frame_samples()).unwrap_or(&zeros);
                         self.encoder.encode(samples, &mut self.frame)?;
+                        *encoded += 1;
                         if *last == self.frame {
                             *repeats += 1;
                         } else {
@@ -365,8 +383,12 @@ impl Outbound {
                     player: PromptPlayer::new(pcm, rate),
                     barge_in: prompt.barge_in,
                 });
-                if let KeepAlive::Silence { repeats, .. } = &mut self.keepalive {
+                if let KeepAlive::Silence {
+                    repeats, encoded, ..
+                } = &mut self.keepalive
+                {
                     *repeats = 0;
+                    *encoded = 0;
                 }
             }
             let Some(playing) = self.playing.as_mut() else {
@@ -398,6 +420,7 @@ fn keepalive(comfort_noise: Option<u8>) -> KeepAlive {
         None => KeepAlive::Silence {
             last: Vec::new(),
             repeats: 0,
+            encoded: 0,
         },
     }
 }

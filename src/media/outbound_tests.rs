@@ -219,3 +219,48 @@ fn a_starved_stream_skips_slots_instead_of_bursting() {
     assert_eq!(ts(&buf).wrapping_sub(first), 10 * 160);
     assert_eq!(buf[1] >> 7, 1, "marker after the gap");
 }
+
+/// G.722 fed digital silence never repeats a frame (ADPCM idle codes
+/// wander), so the keep-alive stops encoding after half a second and
+/// repeats its last frame, after a prompt as from the start; what the far
+/// end decodes from that stays silence.
+#[test]
+fn g722_keepalive_settles_on_a_frame_that_decodes_to_silence() {
+    let start = Instant::now();
+    let mut out = outbound(Codec::G722, 9, None, start);
+    let beep = out.play(prompt(tone(16000 / 4), 16000, false));
+    let sent = run(&mut out, start, Duration::from_secs(4), None);
+    assert_eq!(out.poll_ended(), Some((beep, PromptEnd::Finished)));
+    assert!(sent.len() >= 195, "{}", sent.len());
+    let beep_packets = 13;
+    let silence: Vec<&[u8]> = sent[beep_packets..].iter().map(|(_, p)| &p[12..]).collect();
+    let settled = &silence[SILENCE_MAX_ENCODED as usize - 1];
+    assert!(
+        silence[SILENCE_MAX_ENCODED as usize..]
+            .iter()
+            .all(|f| f == settled),
+        "the keep-alive repeats one frame once settled"
+    );
+    assert!(
+        silence[..SILENCE_MAX_ENCODED as usize]
+            .windows(2)
+            .any(|w| w[0] != w[1]),
+        "before that the encoder ran (its frames differ)"
+    );
+    let mut decoder = crate::audio::G722Decoder::default();
+    let mut pcm = Vec::new();
+    for (_, packet) in &sent {
+        decoder.decode(&packet[12..], &mut pcm);
+    }
+    // After the beep and the encoder's first frames of silence: -50 dBFS.
+    let tail = &pcm[(beep_packets + 10) * 320..];
+    let peak = tail.iter().map(|s| s.unsigned_abs()).max().unwrap();
+    assert!(peak < 104, "keep-alive decodes to a peak of {peak}");
+    for pair in sent.windows(2) {
+        assert_eq!(
+            ts(&pair[1].1),
+            ts(&pair[0].1).wrapping_add(160),
+            "G.722 clock"
+        );
+    }
+}

@@ -6,8 +6,9 @@
 //! server's. Three commands, one JSON report each (`--report FILE`):
 //!
 //! - `calls`: N calls signalled with SIP over UDP (INVITE with a PCMU
-//!   offer, ACK, BYE), set up at `--setup-rate` a second; once all are
-//!   answered every call streams `--seconds` of μ-law speech at 50 packets
+//!   offer, or G.722 with `--codec g722`, ACK, BYE), set up at
+//!   `--setup-rate` a second; once all are answered every call streams
+//!   `--seconds` of speech (`--audio`: raw μ-law or G.722) at 50 packets
 //!   a second to the port the server's SDP answer names, all at once;
 //!   then BYE to each. `--calls-out FILE` lists each call's Call-ID and
 //!   where in the audio it started, for checking the recordings.
@@ -159,16 +160,24 @@ fn write_report(args: &Args, json: &str) -> Result<(), String> {
     std::fs::write(&path, json).map_err(|e| format!("{path}: {e}"))
 }
 
+/// What every stream sends: the codec, and where in the audio each call
+/// starts (call `i` at `offsets[i % len]`).
+struct Source<'a> {
+    codec: rtp::Codec,
+    offsets: &'a [usize],
+}
+
 /// Streams for the answered calls: `(call index, destination)`.
 fn plan(
     sockets: Vec<(std::net::UdpSocket, SocketAddrV4)>,
     dests: &[(usize, SocketAddrV4)],
     total: usize,
-    offsets: &[usize],
+    source: &Source,
     packets: u32,
     granularity_ns: u64,
     rng: &mut Rng,
 ) -> Plan {
+    let Source { codec, offsets } = *source;
     let n = sockets.len();
     let mut threads: Vec<(std::net::UdpSocket, Vec<Stream>)> =
         sockets.into_iter().map(|(s, _)| (s, Vec::new())).collect();
@@ -181,6 +190,7 @@ fn plan(
             first_ts: (r >> 16) as u32 & 0x7fff_ffff,
             offset: offsets[i % offsets.len()],
             phase_ns: phase(i, total),
+            payload_type: codec.payload_type(),
         });
     }
     for (_, streams) in &mut threads {
@@ -205,6 +215,7 @@ fn calls(args: &Args) -> Result<(), String> {
     let watch: Option<u32> = args.opt("watch")?;
     let audio = read_audio(args)?;
     let offsets = offsets(args, audio.len())?;
+    let codec = rtp::Codec::parse(&args.get_or("codec", "pcmu".to_string())?)?;
     let packets = (seconds * 50.0).round() as u32;
     let mut rng = Rng::new();
     let run = format!("{:08x}", rng.next() as u32);
@@ -220,6 +231,7 @@ fn calls(args: &Args) -> Result<(), String> {
             local: sip_local,
             mailbox: mailbox.clone(),
             server,
+            codec,
         };
         uac.add(ids, sockets[i % sockets.len()].1);
     }
@@ -263,7 +275,10 @@ fn calls(args: &Args) -> Result<(), String> {
         sockets,
         &dests,
         count,
-        &offsets,
+        &Source {
+            codec,
+            offsets: &offsets,
+        },
         packets,
         granularity * 1_000,
         &mut rng,
@@ -346,6 +361,7 @@ fn rtp_only(args: &Args) -> Result<(), String> {
     let watch: Option<u32> = args.opt("watch")?;
     let audio = read_audio(args)?;
     let offsets = offsets(args, audio.len())?;
+    let codec = rtp::Codec::parse(&args.get_or("codec", "pcmu".to_string())?)?;
     let packets = (seconds * 50.0).round() as u32;
     let mut rng = Rng::new();
     let dests: Vec<(usize, SocketAddrV4)> = (0..count)
@@ -363,7 +379,10 @@ fn rtp_only(args: &Args) -> Result<(), String> {
         sockets,
         &dests,
         count,
-        &offsets,
+        &Source {
+            codec,
+            offsets: &offsets,
+        },
         packets,
         granularity * 1_000,
         &mut rng,
@@ -407,6 +426,7 @@ fn setup(args: &Args) -> Result<(), String> {
             local: sip_local,
             mailbox: mailbox.clone(),
             server,
+            codec: rtp::Codec::Pcmu,
         };
         uac.add(ids, rtp);
     }

@@ -1,4 +1,4 @@
-//! The paced G.711 sender: each call's RTP stream leaves on its own grid.
+//! The paced sender: each call's RTP stream leaves on its own grid.
 //!
 //! Call `i` of `n` sends packet `k` at `start + k × 20 ms + phase(i)`, the
 //! phases spread evenly over the 20 ms packet time as independent callers'
@@ -12,7 +12,9 @@
 //! sender would spend more CPU in sleeping than in sending. Each packet is an
 //! RFC 3550 §5.1 header (version 2, the marker bit on the first packet, one
 //! SSRC, sequence numbers and timestamps from random starting points) and
-//! 160 octets of the call's μ-law audio, read in a loop from its offset.
+//! 160 octets of the call's audio, read in a loop from its offset: G.711
+//! μ-law, or G.722 at 64 kbit/s, whose 20 ms are 160 octets too and whose
+//! RTP clock counts 8000 a second (RFC 3551 §4.5.2).
 
 use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -24,8 +26,39 @@ use crate::lateness::Histogram;
 pub const PTIME_NS: u64 = 20_000_000;
 /// Octets of μ-law per packet (20 ms at 8000 Hz).
 pub const PAYLOAD: usize = 160;
-/// RTP payload type of PCMU (RFC 3551 table 4).
-pub const PT_PCMU: u8 = 0;
+/// The codecs the calls can send: both 160 octets and 160 timestamp
+/// units per 20 ms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Pcmu,
+    G722,
+}
+
+impl Codec {
+    pub fn parse(name: &str) -> Result<Codec, String> {
+        match name.to_ascii_lowercase().as_str() {
+            "pcmu" => Ok(Codec::Pcmu),
+            "g722" => Ok(Codec::G722),
+            _ => Err(format!("--codec {name}: pcmu or g722")),
+        }
+    }
+
+    /// The static payload type (RFC 3551 table 4).
+    pub fn payload_type(self) -> u8 {
+        match self {
+            Codec::Pcmu => 0,
+            Codec::G722 => 9,
+        }
+    }
+
+    /// The SDP rtpmap encoding (RFC 3551 table 4).
+    pub fn rtpmap(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU/8000",
+            Codec::G722 => "G722/8000",
+        }
+    }
+}
 const HEADER: usize = 12;
 const PACKET: usize = HEADER + PAYLOAD;
 const BATCH: usize = 64;
@@ -41,6 +74,7 @@ pub struct Stream {
     pub offset: usize,
     /// When in each 20 ms period this stream's packet is due.
     pub phase_ns: u64,
+    pub payload_type: u8,
 }
 
 impl Stream {
@@ -48,7 +82,7 @@ impl Stream {
     fn packet(&self, k: u32, audio: &[u8], out: &mut [u8; PACKET]) {
         let marker = if k == 0 { 0x80 } else { 0 };
         out[0] = 0x80; // version 2, no padding, no extension, no CSRC
-        out[1] = marker | PT_PCMU;
+        out[1] = marker | self.payload_type;
         out[2..4].copy_from_slice(&self.first_seq.wrapping_add(k as u16).to_be_bytes());
         let ts = self.first_ts.wrapping_add(k.wrapping_mul(PAYLOAD as u32));
         out[4..8].copy_from_slice(&ts.to_be_bytes());
@@ -218,6 +252,7 @@ mod tests {
             first_ts: u32::MAX - 100,
             offset: 160,
             phase_ns: 0,
+            payload_type: 0,
         };
         let mut p = [0u8; PACKET];
         s.packet(0, &audio, &mut p);
@@ -247,6 +282,7 @@ mod tests {
                 first_ts: 0,
                 offset: 0,
                 phase_ns: u64::from(i) * 5_000_000,
+                payload_type: 0,
             })
             .collect();
         let start = mono_ns() + 1_000_000;

@@ -22,6 +22,8 @@ pub struct CallIds {
     pub mailbox: String,
     /// The server (Request-URI host and port).
     pub server: SocketAddrV4,
+    /// What the offer proposes (with telephone-event).
+    pub codec: crate::rtp::Codec,
 }
 
 impl CallIds {
@@ -44,15 +46,17 @@ impl CallIds {
         format!("Via: SIP/2.0/UDP {};rport;branch={branch}", self.local)
     }
 
-    /// The INVITE, offering PCMU on `rtp` (our media address).
+    /// The INVITE, offering the call's codec on `rtp` (our media address).
     pub fn invite(&self, branch: &str, rtp: SocketAddrV4) -> Vec<u8> {
         let sdp = format!(
             "v=0\r\no=- {sess} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+             m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {rtpmap}\r\n\
              a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
             sess = self.from_tag.len() as u64 + u64::from(rtp.port()),
             ip = rtp.ip(),
-            port = rtp.port()
+            port = rtp.port(),
+            pt = self.codec.payload_type(),
+            rtpmap = self.codec.rtpmap(),
         );
         format!(
             "INVITE sip:{mb}@{srv} SIP/2.0\r\n{via}\r\nMax-Forwards: 70\r\n{from}\r\n{to}\r\n\
@@ -266,13 +270,14 @@ mod tests {
     }
 
     #[test]
-    fn an_invite_carries_a_pcmu_offer_of_exact_length() {
+    fn an_invite_carries_the_codecs_offer_of_exact_length() {
         let ids = CallIds {
             call_id: "c1".into(),
             from_tag: "t1".into(),
             local: "127.0.0.1:5070".parse().unwrap(),
             mailbox: "1001".into(),
             server: "127.0.0.51:5060".parse().unwrap(),
+            codec: crate::rtp::Codec::Pcmu,
         };
         let invite =
             String::from_utf8(ids.invite("z9hG4bK-a", "127.0.0.1:16000".parse().unwrap())).unwrap();
@@ -280,5 +285,15 @@ mod tests {
         assert!(head.starts_with("INVITE sip:1001@127.0.0.51:5060 SIP/2.0\r\n"));
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
         assert!(body.contains("m=audio 16000 RTP/AVP 0 101\r\n"));
+        let g722 = CallIds {
+            codec: crate::rtp::Codec::G722,
+            ..ids
+        };
+        let invite =
+            String::from_utf8(g722.invite("z9hG4bK-b", "127.0.0.1:16000".parse().unwrap()))
+                .unwrap();
+        let (head, body) = invite.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert!(body.contains("m=audio 16000 RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\n"));
     }
 }
