@@ -340,3 +340,93 @@ fn invite_1001(server: &Server, udp: &SipUdp, offer: &str) -> String {
         offer,
     )
 }
+
+/// The disk fills after a message's audio reached it as WAV but before
+/// its Ogg Opus file is written (`storage.format = "opus"`): the message
+/// is stored as the WAV it already is and listed at once, not left in
+/// `recording/` until a restart; once there is room again, messages are
+/// encoded to Opus as before.
+#[test]
+fn a_message_whose_opus_file_does_not_fit_is_stored_as_its_wav() {
+    use vmesh::store::{Finished, NewMessage, Route, StoragePolicy, Store, StoreFormat};
+
+    let tmpfs = Tmpfs::mount("4m");
+    let data = tmpfs.path().join("data");
+    let store = Store::open(&data).expect("open the store");
+    store.hold_reserve().expect("the space reserve");
+    let opus = StoragePolicy {
+        min_duration: Duration::ZERO,
+        format: StoreFormat::Opus { bitrate: 24_000 },
+        silence: None,
+    };
+    let meta = || NewMessage {
+        id: uuid::Uuid::new_v4(),
+        mailbox: "1001".into(),
+        caller_uri: "sip:5550100@example.net".into(),
+        caller_name: None,
+        called_uri: "sip:1001@example.net".into(),
+        reason: None,
+        received_at: time::OffsetDateTime::now_utc(),
+        codec: "PCMU".into(),
+        sample_rate: 8000,
+        origin: "test".into(),
+        call_id: "opus-full@test".into(),
+    };
+    // Three seconds of a tone, in 20 ms frames: whole seconds, so all of
+    // it is in the file before the disk fills.
+    let tone: Vec<i16> = (0..24_000)
+        .map(|i| (((i % 40) as i16) - 20) * 800)
+        .collect();
+    let record = |store: &Store| {
+        let mut rec = store.start_recording(meta()).expect("start recording");
+        for frame in tone.chunks(160) {
+            rec.write(frame).expect("write audio");
+        }
+        rec
+    };
+
+    let rec = record(&store);
+    let filler = tmpfs.path().join("filler");
+    fill(&filler);
+    let finished = store
+        .finish(rec, &opus, false, &Route::Home)
+        .expect("the message is stored");
+    let Finished::Stored(message) = finished else {
+        panic!("discarded: {finished:?}");
+    };
+    assert_eq!(message.format, "wav", "{message:?}");
+    assert_eq!(message.duration_ms, 3000, "{message:?}");
+    let listed = store.list(Some("1001")).expect("list");
+    assert_eq!(listed.len(), 1, "listed at once: {listed:?}");
+    let path = store.audio_path(&listed[0]);
+    assert_eq!(sha256_of(&path), listed[0].sha256);
+    let (_, pcm) = read_wav_samples(&path);
+    assert_eq!(pcm, tone, "the audio stored is the audio recorded");
+    assert!(
+        std::fs::read_dir(data.join("recording"))
+            .expect("the recording directory")
+            .next()
+            .is_none(),
+        "nothing left in recording/"
+    );
+
+    std::fs::remove_file(&filler).expect("remove the filler");
+    let Finished::Stored(later) = store
+        .finish(record(&store), &opus, false, &Route::Home)
+        .expect("stored")
+    else {
+        panic!("discarded");
+    };
+    assert_eq!(later.format, "opus", "{later:?}");
+}
+
+/// A WAV file's format and samples (16-bit mono).
+fn read_wav_samples(path: &Path) -> (hound::WavSpec, Vec<i16>) {
+    let mut reader = hound::WavReader::open(path).expect("open the stored WAV");
+    let spec = reader.spec();
+    let pcm = reader
+        .samples::<i16>()
+        .collect::<Result<_, _>>()
+        .expect("read the stored WAV");
+    (spec, pcm)
+}

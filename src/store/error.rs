@@ -272,6 +272,11 @@ impl StoreError {
                 source: hound::Error::IoError(source),
                 ..
             } => Some(source),
+            // The Ogg Opus file of a finished message could not be written.
+            StoreError::Audio {
+                source: crate::audio::AudioError::Io(source),
+                ..
+            } => Some(source),
             _ => None,
         };
         if let Some(e) = io {

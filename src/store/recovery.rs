@@ -50,7 +50,7 @@ use super::commit::sync_and_measure;
 use super::durable::TMP_EXTENSION;
 use super::encode;
 use super::error::StoreError;
-use super::finish::{Finished, StoragePolicy};
+use super::finish::{Finished, StoragePolicy, StoreFormat};
 use super::index;
 use super::message::{format_extension, validate_mailbox, Message, FORMAT_OPUS, FORMAT_WAV};
 use super::outbox::Route;
@@ -85,7 +85,7 @@ impl Store {
         }
         let mut recovered = Vec::new();
         for path in files.iter().filter(|p| extension(p) == Some("json")) {
-            match self.recover_sidecar(path, route_of, policy) {
+            match self.recover_sidecar_or_wav(path, route_of, policy) {
                 Ok(Some(message)) => recovered.push(message),
                 Ok(None) => {}
                 // A full disk is no fault of the file: the caller may
@@ -104,6 +104,32 @@ impl Store {
         self.check_rows_have_files()?;
         self.complete_interrupted_deletes(&pending)?;
         Ok(recovered)
+    }
+
+    /// [`Store::recover_sidecar`]; when encoding it to Ogg Opus fails for
+    /// want of space, the recording is listed as the WAV it already is,
+    /// which needs no new space, instead of staying unlisted until the
+    /// disk has room and the server restarts.
+    fn recover_sidecar_or_wav(
+        &self,
+        path: &Path,
+        route_of: &dyn Fn(&str) -> Route,
+        policy: &StoragePolicy,
+    ) -> Result<Option<Message>, StoreError> {
+        match self.recover_sidecar(path, route_of, policy) {
+            Err(error) if error.is_disk_full() && policy.format != StoreFormat::Wav => {
+                tracing::warn!(path = %path.display(), %error, "disk full: recovered as WAV, not encoded");
+                if let Some(id) = path.file_stem().and_then(|s| s.to_str()) {
+                    let _ = fs::remove_file(self.encode_tmp_path(id));
+                }
+                let wav = StoragePolicy {
+                    format: StoreFormat::Wav,
+                    ..*policy
+                };
+                self.recover_sidecar(path, route_of, &wav)
+            }
+            other => other,
+        }
     }
 
     /// Handles one sidecar; `Some` when a message was added to the index.
