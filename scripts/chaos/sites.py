@@ -11,6 +11,7 @@ Every wait here has a deadline.
 """
 
 import datetime
+import errno
 import json
 import os
 import re
@@ -103,11 +104,20 @@ class Site:
     def fill(self, leave_bytes):
         """Takes all free space but ``leave_bytes`` with a filler file;
         returns the filler's size."""
-        size = max(0, self.free_bytes() - leave_bytes)
-        with open(self.filler, "wb") as f:
-            if size:
-                os.posix_fallocate(f.fileno(), 0, size)
-        return size
+        # The site writes meanwhile: space taken between the measure and
+        # the allocation makes it fail with ENOSPC; measure again, smaller.
+        for _ in range(20):
+            size = max(0, self.free_bytes() - leave_bytes)
+            with open(self.filler, "wb") as f:
+                try:
+                    if size:
+                        os.posix_fallocate(f.fileno(), 0, size)
+                    return size
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+            leave_bytes += 64 * 1024
+        raise RuntimeError("cannot make the filler: the free space keeps shrinking")
 
     def unfill(self):
         try:
