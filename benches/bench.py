@@ -572,14 +572,16 @@ def render_setup(runs, p99_ms):
     if not runs:
         return "No call set-up figures in this run.\n"
     out = [
-        "| calls/s | calls | answered | INVITE → 200 p50 | p99 | max | vmesh CPU per call | INVITE send lateness p99 | retransmissions |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| calls/s | calls | answered | not answered (why) | INVITE → 200 p50 | p99 | max | vmesh CPU per call | INVITE send lateness p99 | retransmissions |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         cpu = r["watch_cpu_s"] * 1000 / r["calls"] if r["watch_cpu_s"] is not None and r["calls"] else None
         a = r["answer"]
         out.append(
-            f"| {r['rate']:g} | {r['calls']} | {r['answered']} | {ms(a['p50_us'])} ms | {ms(a['p99_us'])} ms | "
+            f"| {r['rate']:g} | {r['calls']} | {r['answered']} | "
+            f"{', '.join(f'{k}: {v}' for k, v in sorted(r['failures'].items())) or '–'} | "
+            f"{ms(a['p50_us'])} ms | {ms(a['p99_us'])} ms | "
             f"{ms(a['max_us'])} ms | {f(cpu, 3)} ms | {ms(r['invite_lateness']['p99_us'])} ms | "
             f"{r['sip']['retransmissions']} |"
         )
