@@ -238,13 +238,8 @@ impl Store {
         route: &Route,
     ) -> Result<Finished, StoreError> {
         reserve::release(&self.data_dir);
-        let _ = fs::remove_file(self.encode_tmp_path(id));
-        let wav = StoragePolicy {
-            format: StoreFormat::Wav,
-            ..*policy
-        };
         let route = route.clone();
-        match self.recover_sidecar(&self.sidecar_path(id), &|_| route.clone(), &wav)? {
+        match self.recover_as_wav(&self.sidecar_path(id), &|_| route.clone(), policy)? {
             Some(message) => Ok(Finished::Stored(message)),
             None => Ok(Finished::Discarded {
                 duration: Duration::ZERO,

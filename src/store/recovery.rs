@@ -107,8 +107,8 @@ impl Store {
     }
 
     /// [`Store::recover_sidecar`]; when encoding it to Ogg Opus fails for
-    /// want of space, the recording is listed as the WAV it already is,
-    /// which needs no new space, instead of staying unlisted until the
+    /// want of space, the recording is listed as the WAV it already is
+    /// ([`Store::recover_as_wav`]) instead of staying unlisted until the
     /// disk has room and the server restarts.
     fn recover_sidecar_or_wav(
         &self,
@@ -119,17 +119,29 @@ impl Store {
         match self.recover_sidecar(path, route_of, policy) {
             Err(error) if error.is_disk_full() && policy.format != StoreFormat::Wav => {
                 tracing::warn!(path = %path.display(), %error, "disk full: recovered as WAV, not encoded");
-                if let Some(id) = path.file_stem().and_then(|s| s.to_str()) {
-                    let _ = fs::remove_file(self.encode_tmp_path(id));
-                }
-                let wav = StoragePolicy {
-                    format: StoreFormat::Wav,
-                    ..*policy
-                };
-                self.recover_sidecar(path, route_of, &wav)
+                self.recover_as_wav(path, route_of, policy)
             }
             other => other,
         }
+    }
+
+    /// Lists the recording of sidecar `path` as the WAV it is, which needs
+    /// no new space: a half-made Opus file of it is removed first. For a
+    /// full disk, at hang-up ([`Store::finish`]) as at recovery.
+    pub(super) fn recover_as_wav(
+        &self,
+        path: &Path,
+        route_of: &dyn Fn(&str) -> Route,
+        policy: &StoragePolicy,
+    ) -> Result<Option<Message>, StoreError> {
+        if let Some(id) = path.file_stem().and_then(|s| s.to_str()) {
+            let _ = fs::remove_file(self.encode_tmp_path(id));
+        }
+        let wav = StoragePolicy {
+            format: StoreFormat::Wav,
+            ..*policy
+        };
+        self.recover_sidecar(path, route_of, &wav)
     }
 
     /// Handles one sidecar; `Some` when a message was added to the index.
