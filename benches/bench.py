@@ -84,8 +84,83 @@ def g722_stream(path, offset_ms, seconds):
     return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
 
 
+def _ogg_crc_table():
+    table = []
+    for i in range(256):
+        r = i << 24
+        for _ in range(8):
+            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else (r << 1)
+        table.append(r & 0xFFFFFFFF)
+    return table
+
+
+OGG_CRC = _ogg_crc_table()
+
+
+def ogg_packets(path):
+    """The packets of an Ogg file's first logical stream (RFC 3533)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    packets, partial, at, serial = [], b"", 0, None
+    while at + 27 <= len(data):
+        if data[at: at + 4] != b"OggS":
+            raise SystemExit(f"{path}: not an Ogg page at {at}")
+        page_serial = int.from_bytes(data[at + 14: at + 18], "little")
+        nseg = data[at + 26]
+        lacing = data[at + 27: at + 27 + nseg]
+        body = at + 27 + nseg
+        if serial is None:
+            serial = page_serial
+        for lace in lacing:
+            if page_serial == serial:
+                partial += data[body: body + lace]
+                if lace < 255:
+                    packets.append(partial)
+                    partial = b""
+            body += lace
+        at = body
+    return packets
+
+
+def ogg_page(serial, sequence, granule, packet, first=False, last=False):
+    """One Ogg page holding one whole packet, with its CRC (RFC 3533 §6)."""
+    lacing = bytes([255] * (len(packet) // 255) + [len(packet) % 255])
+    flags = (2 if first else 0) | (4 if last else 0)
+    header = (b"OggS" + bytes([0, flags]) + granule.to_bytes(8, "little") + serial.to_bytes(4, "little")
+              + sequence.to_bytes(4, "little") + b"\0\0\0\0" + bytes([len(lacing)]) + lacing)
+    crc = 0
+    for byte in header + packet:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ OGG_CRC[((crc >> 24) ^ byte) & 0xFF]
+    return header[:22] + crc.to_bytes(4, "little") + header[26:] + packet
+
+
+def opus_stream(path, offset_ms, seconds):
+    """What a call sent from `offset_ms` of the Ogg Opus file (20 ms
+    packets) for `seconds`, looped as the load generator does, decoded
+    from a fresh decoder state as the receiver's was, by FFmpeg's own Opus
+    decoder (not libopus, which vmesh uses): 16 kHz 16-bit PCM. The sent
+    packets are put in an Ogg stream of their own with no pre-skip, so
+    that packet k starts at sample 320 k as for a receiver decoding the
+    packets."""
+    packets = ogg_packets(path)
+    head, audio = bytearray(packets[0]), packets[2:]
+    head[10:12] = (0).to_bytes(2, "little")  # pre-skip (RFC 7845 §5.1)
+    count = int(round(seconds * 50))
+    first = offset_ms // 20
+    pages = [ogg_page(1, 0, 0, bytes(head), first=True), ogg_page(1, 1, 0, b"OpusTags" + bytes(8))]
+    for k in range(count):
+        packet = audio[(first + k) % len(audio)]
+        pages.append(ogg_page(1, k + 2, (k + 1) * 960, packet, last=k == count - 1))
+    pcm = subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-c:a", "opus", "-f", "ogg", "-i", "-",
+         "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+        input=b"".join(pages), capture_output=True, check=True, timeout=120,
+    ).stdout
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+
+
 # The recording's sample rate for each codec the calls may send.
-RATES = {"pcmu": 8000, "g722": 16000}
+RATES = {"pcmu": 8000, "g722": 16000, "opus": 16000}
 
 
 def looped(pcm, start, length):
@@ -269,8 +344,10 @@ def cmd_check_calls(a):
             offset_ms = calls.get(m.get("call_id"), (0, False))[0]
             if a.codec == "pcmu":
                 ncc, lag = ncc_against_sent(out, sent_pcm, offset_ms * rate // 1000, rate)
-            else:
+            elif a.codec == "g722":
                 ncc, lag = ncc_against_sent(out, g722_stream(a.audio, offset_ms, a.seconds), 0, rate)
+            else:
+                ncc, lag = ncc_against_sent(out, opus_stream(a.audio, offset_ms, a.seconds), 0, rate)
             content.append({"id": m["id"], "ncc": ncc, "lag": lag})
     nccs = [c["ncc"] for c in content if c["ncc"] is not None]
 
@@ -479,8 +556,14 @@ floor receivers (`benches/floor/rtp_floor.c`) are built by the script.
   encoded at 64 kbit/s by FFmpeg (from the speech resampled to 16 kHz;
   160 octets per 20 ms, payload type 9), vmesh recording 16 kHz PCM;
   its *decode* floor decodes G.722 with spandsp; the recordings are
-  compared with FFmpeg's decoding of what was sent. Opus calls are not
-  part of this script yet.
+  compared with FFmpeg's decoding of what was sent.
+- **Opus.** The same step for N = {opus} Opus calls: the speech encoded
+  by libopus through FFmpeg at 32 kbit/s in 20 ms packets (from the
+  speech at 16 kHz; payload type 111, `opus/48000/2`, RTP timestamps at
+  48 kHz), vmesh recording 16 kHz PCM (its default Opus rate); its
+  *decode* floor decodes each packet with libopus at 16 kHz; the
+  recordings are compared with FFmpeg's own Opus decoder's decoding of
+  the file (an implementation apart from libopus).
 - **Call set-up.** Short calls (INVITE, 200, ACK, BYE after {hold} ms, no
   audio, so vmesh discards each empty message) opened on a fixed schedule
   at each rate for {setup_s} s. INVITE → 200 is measured from the send
@@ -516,7 +599,11 @@ def render_record(results):
     if not results:
         return "No concurrent-recording figures in this run.\n"
     out = []
-    for codec, title in (("pcmu", "G.711 μ-law"), ("g722", "G.722 (the *decode* floor decodes G.722 with spandsp)")):
+    for codec, title in (
+        ("pcmu", "G.711 μ-law"),
+        ("g722", "G.722 (the *decode* floor decodes G.722 with spandsp)"),
+        ("opus", "Opus (the *decode* floor decodes Opus with libopus)"),
+    ):
         rows = [r for r in results if r.get("codec", "pcmu") == codec]
         if rows:
             out += [f"**{title}:**", "", render_record_table(rows), ""]
@@ -638,7 +725,7 @@ def cmd_render(a):
         setup_rate=s.get("CALL_SETUP_RATE", "200"), media_s=s.get("MEDIA_S", "30"),
         rt=s.get("RT_PRIORITY", "10"), granularity=s.get("GRANULARITY_US", "500"), threads=s.get("SENDER_THREADS", "1"), sample=s.get("SAMPLE", "20"),
         step=s.get("CALLS_STEP", "2000"), max_late=s.get("MAX_LATE_MS", "10"), max_calls=s.get("MAX_CALLS", "10000"),
-        hold=s.get("HOLD_MS", "100"), g722=s.get("G722_CALLS", "1000") or "none", setup_s=s.get("SETUP_S", "10"), p99=s.get("SETUP_P99_MS", "20"),
+        hold=s.get("HOLD_MS", "100"), g722=s.get("G722_CALLS", "1000") or "none", opus=s.get("OPUS_CALLS", "1000") or "none", setup_s=s.get("SETUP_S", "10"), p99=s.get("SETUP_P99_MS", "20"),
         count=s.get("TRANSFER_COUNT", "1000"), transfer_s=s.get("TRANSFER_S", "30"), transport=s.get("TRANSPORT", "tls").upper(),
     )
     parts = [

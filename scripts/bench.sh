@@ -16,7 +16,8 @@
 #             (and the file-descriptor limit); for each N, the same packet
 #             load into four floor receivers (benches/floor/rtp_floor.c);
 #             then the same for G.722 calls (G722_CALLS), whose decoding
-#             floor decodes G.722 (spandsp).
+#             floor decodes G.722 (spandsp), and for Opus calls
+#             (OPUS_CALLS), whose decoding floor decodes Opus (libopus).
 #   setup     INVITE -> 200 times of short calls (no audio) at SETUP_RATES
 #             calls/s, CPU per call, and the highest rate with p99 <= 20 ms.
 #   transfer  TRANSFER_COUNT queued messages of TRANSFER_S seconds drained
@@ -27,7 +28,8 @@
 # Settings (environment), with their defaults (--quick sets small ones):
 #   CALLS_LADDER="100 500 1000 2000 4000" CALLS_STEP=2000 MAX_CALLS=10000
 #   MEDIA_S=30 CALL_SETUP_RATE=200 SENDER_THREADS=1 GRANULARITY_US=500
-#   MAX_LATE_MS=10 G722_CALLS="1000" (the G.722 steps; "" for none)
+#   MAX_LATE_MS=10 G722_CALLS="1000" OPUS_CALLS="1000" (the G.722 and
+#   Opus steps; "" for none)
 #   SETUP_RATES="100 400 700 1000" SETUP_S=10 HOLD_MS=100 SETUP_P99_MS=20
 #   TRANSFER_COUNT=1000 TRANSFER_S=30 FORMATS="wav opus" TRANSPORT=tls
 #   RT_PRIORITY=10 (the load generator's SCHED_FIFO priority; 0: normal)
@@ -67,7 +69,7 @@ for stage in "${stages[@]}"; do
 done
 
 if ((quick)); then
-    CALLS_LADDER=${CALLS_LADDER:-20} MAX_CALLS=${MAX_CALLS:-20} MEDIA_S=${MEDIA_S:-3} G722_CALLS=${G722_CALLS-20}
+    CALLS_LADDER=${CALLS_LADDER:-20} MAX_CALLS=${MAX_CALLS:-20} MEDIA_S=${MEDIA_S:-3} G722_CALLS=${G722_CALLS-20} OPUS_CALLS=${OPUS_CALLS-20}
     SETUP_RATES=${SETUP_RATES:-50} SETUP_S=${SETUP_S:-1}
     TRANSFER_COUNT=${TRANSFER_COUNT:-10} TRANSFER_S=${TRANSFER_S:-3} FORMATS=${FORMATS:-wav}
 fi
@@ -80,6 +82,7 @@ SENDER_THREADS=${SENDER_THREADS:-1}
 GRANULARITY_US=${GRANULARITY_US:-500}
 MAX_LATE_MS=${MAX_LATE_MS:-10}
 G722_CALLS=${G722_CALLS-1000}
+OPUS_CALLS=${OPUS_CALLS-1000}
 SETUP_RATES=${SETUP_RATES:-100 400 700 1000}
 SETUP_S=${SETUP_S:-10}
 HOLD_MS=${HOLD_MS:-100}
@@ -194,7 +197,7 @@ vmesh=$work/vmesh
 say "building the load generator and the floors"
 cargo build --release --quiet --manifest-path benches/loadgen/Cargo.toml --target-dir target/bench-tools
 cp target/bench-tools/release/vmesh-loadgen "$work/loadgen"
-gcc -O2 -Wall -Wextra -Werror -o "$work/rtp_floor" benches/floor/rtp_floor.c -lspandsp ||
+gcc -O2 -Wall -Wextra -Werror -o "$work/rtp_floor" benches/floor/rtp_floor.c -lspandsp -lopus ||
     die "cannot build the floor receiver (it needs libspandsp-dev; scripts/test.sh installs it)"
 loadgen=(timeout 900 "$work/loadgen")
 rt=()
@@ -219,6 +222,12 @@ sox testdata/speech-8k.wav -t raw -e u-law -r 8000 -c 1 "$work/speech.ul"
 # the same offsets start the same words.
 ffmpeg -nostdin -loglevel error -i testdata/speech-8k.wav -ar 16000 -ac 1 -c:a g722 -f g722 "$work/speech.g722" ||
     die "ffmpeg cannot encode G.722"
+# And as Ogg Opus (libopus through FFmpeg, 32 kbit/s, 20 ms packets, from
+# the speech at 16 kHz): what a wideband Opus phone sends, one packet per
+# 20 ms, so the same offsets start the same words again.
+ffmpeg -nostdin -loglevel error -i testdata/speech-8k.wav -ar 16000 -ac 1 -c:a libopus -b:a 32k \
+    -frame_duration 20 -application voip "$work/speech.opus" ||
+    die "ffmpeg cannot encode Opus"
 offsets=$("$python" benches/bench.py offsets --audio "$work/speech.ul" --seconds "$MEDIA_S" --count 8)
 
 # True when vmesh at $1:5060 answers an OPTIONS over UDP with 200 (one
@@ -325,8 +334,9 @@ floor_step() {
     rm -rf "$dir/files"
 }
 
-# One step of the ladder, $1 N, $2 the codec (pcmu, g722); the check's
-# verdict ends up in $work/calls-N/result.json (calls-g722-N for G.722).
+# One step of the ladder, $1 N, $2 the codec (pcmu, g722, opus); the
+# check's verdict ends up in $work/calls-N/result.json (calls-g722-N for
+# G.722, calls-opus-N for Opus).
 record_step() {
     local n=$1 codec=${2:-pcmu} name=calls-$1
     [[ $codec == pcmu ]] || name=calls-$codec-$n
@@ -377,12 +387,17 @@ stage_record() {
             break
         }
     done
-    for n in $G722_CALLS; do
-        ((n <= cap)) || break
-        record_step "$n" g722
-        # A smoke run's step must hold; a full run reports what it measured.
-        ((quick == 0)) || "$python" benches/bench.py holds --result "$work/calls-g722-$n/result.json" ||
-            die "record: the G.722 step (N=$n) does not hold"
+    local codec
+    for codec in g722 opus; do
+        local steps=$G722_CALLS
+        [[ $codec == g722 ]] || steps=$OPUS_CALLS
+        for n in $steps; do
+            ((n <= cap)) || break
+            record_step "$n" "$codec"
+            # A smoke run's step must hold; a full run reports what it measured.
+            ((quick == 0)) || "$python" benches/bench.py holds --result "$work/calls-$codec-$n/result.json" ||
+                die "record: the $codec step (N=$n) does not hold"
+        done
     done
 }
 
@@ -449,7 +464,7 @@ for stage in "${stages[@]}"; do
 done
 
 "$python" benches/bench.py render --work "$work" --out "$work/section.md" \
-    --settings "MEDIA_S=$MEDIA_S CALL_SETUP_RATE=$CALL_SETUP_RATE SENDER_THREADS=$SENDER_THREADS GRANULARITY_US=$GRANULARITY_US RT_PRIORITY=$RT_PRIORITY SAMPLE=$SAMPLE_RECORDINGS CALLS_STEP=$CALLS_STEP MAX_CALLS=$MAX_CALLS MAX_LATE_MS=$MAX_LATE_MS SETUP_S=$SETUP_S HOLD_MS=$HOLD_MS SETUP_P99_MS=$SETUP_P99_MS TRANSFER_COUNT=$TRANSFER_COUNT TRANSFER_S=$TRANSFER_S TRANSPORT=$TRANSPORT G722_CALLS=${G722_CALLS// /,}"
+    --settings "MEDIA_S=$MEDIA_S CALL_SETUP_RATE=$CALL_SETUP_RATE SENDER_THREADS=$SENDER_THREADS GRANULARITY_US=$GRANULARITY_US RT_PRIORITY=$RT_PRIORITY SAMPLE=$SAMPLE_RECORDINGS CALLS_STEP=$CALLS_STEP MAX_CALLS=$MAX_CALLS MAX_LATE_MS=$MAX_LATE_MS SETUP_S=$SETUP_S HOLD_MS=$HOLD_MS SETUP_P99_MS=$SETUP_P99_MS TRANSFER_COUNT=$TRANSFER_COUNT TRANSFER_S=$TRANSFER_S TRANSPORT=$TRANSPORT G722_CALLS=${G722_CALLS// /,} OPUS_CALLS=${OPUS_CALLS// /,}"
 if ((write)); then
     "$python" benches/bench.py splice --section "$work/section.md" --file BENCHMARKS.md
     say "BENCHMARKS.md updated"

@@ -27,7 +27,7 @@
 # Settings (environment), with their defaults:
 #   CALLS=20 MEDIA_S=20            (media: 20 calls x 20 s = 20,000 packets)
 #   SETUP_RATE=20                  (media: calls set up per second)
-#   CODEC=pcmu                     (media: pcmu or g722, what the calls send)
+#   CODEC=pcmu                     (media: pcmu, g722 or opus, what the calls send)
 #   RATE=10 SETUP_S=10 HOLD_MS=100 (setup, syscalls: 100 short calls)
 #   MEM_CALLS=1000 MEM_MEDIA_S=10  (memory)
 #   VMESH_BIN=FILE (a built vmesh instead of `cargo build --release`)
@@ -114,7 +114,12 @@ g722)
     ffmpeg -nostdin -loglevel error -i testdata/speech-8k.wav -ar 16000 -ac 1 -c:a g722 -f g722 "$audio" ||
         die "ffmpeg cannot encode G.722"
     ;;
-*) die "CODEC=$CODEC: pcmu or g722" ;;
+opus)
+    audio=$work/speech.opus
+    ffmpeg -nostdin -loglevel error -i testdata/speech-8k.wav -ar 16000 -ac 1 -c:a libopus -b:a 32k \
+        -frame_duration 20 -application voip "$audio" || die "ffmpeg cannot encode Opus"
+    ;;
+*) die "CODEC=$CODEC: pcmu, g722 or opus" ;;
 esac
 ulimit -n "$(ulimit -Hn)"
 
@@ -198,7 +203,7 @@ annotate() {
     dump=$(ls "$work"/callgrind.out* | grep -v '\.annotate$' | sort | tail -1)
     callgrind_annotate --inclusive=yes --threshold=100 "$dump" >"$dump.annotate" 2>/dev/null || true
     echo "Top functions by inclusive instructions ($dump.annotate):"
-    grep -E '^ *[0-9,]+ \(' "$dump.annotate" | head -n "$TOP" | sed 's/^/  /'
+    grep -E '^ *[0-9,]+ \(' "$dump.annotate" | sed -n "1,${TOP}s/^/  /p"
 }
 
 window_hooks() {

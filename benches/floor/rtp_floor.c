@@ -16,6 +16,9 @@
  *                     recorder that stores PCM must;
  *   --decode g722     the G.722 payload (64 kbit/s) is decoded to 16 kHz
  *                     16-bit PCM by spandsp's decoder, one per call;
+ *   --decode opus     the Opus payload is decoded to 16 kHz mono 16-bit
+ *                     PCM (vmesh's default Opus rate) by libopus, one
+ *                     decoder per call;
  *   --send echo       one RTP packet (20 ms of mu-law silence, its own
  *                     SSRC, sequence and timestamp) sent back to the
  *                     packet's source for each packet received: the
@@ -27,7 +30,7 @@
  * is buffered and a JSON report (--report FILE). "ready" on stdout means
  * every socket is bound.
  *
- *   gcc -O2 -Wall -Wextra -o rtp_floor rtp_floor.c -lspandsp
+ *   gcc -O2 -Wall -Wextra -o rtp_floor rtp_floor.c -lspandsp -lopus
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -45,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <opus/opus.h>
 #include <spandsp.h>
 
 #define MAX_EVENTS 1024
@@ -58,6 +62,7 @@ struct call {
     uint32_t out_ts;
     uint8_t *buf; /* batched mode */
     g722_decode_state_t *g722; /* --decode g722 */
+    OpusDecoder *opus; /* --decode opus */
     size_t used;
 };
 
@@ -122,8 +127,10 @@ int main(int argc, char **argv) {
     int batched = strcmp(mode, "batched") == 0;
     int ulaw = strcmp(decode, "ulaw") == 0;
     int g722 = strcmp(decode, "g722") == 0;
+    int opus = strcmp(decode, "opus") == 0;
+    int wideband = g722 || opus;
     int echo = strcmp(send, "echo") == 0;
-    if ((!batched && strcmp(mode, "packet") != 0) || (!ulaw && !g722 && strcmp(decode, "none") != 0) ||
+    if ((!batched && strcmp(mode, "packet") != 0) || (!ulaw && !wideband && strcmp(decode, "none") != 0) ||
         (!echo && strcmp(send, "none") != 0) ||
         calls < 1 || port_base < 1 || port_base + 2 * (calls - 1) > 65535 || batch_ms < 20) {
         fprintf(stderr, "rtp_floor: bad arguments (see the comment at the top of rtp_floor.c)\n");
@@ -142,8 +149,8 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
 
     /* Octets one batch holds: batch_ms of 8 kHz audio, 2 per sample if
-     * decoded, twice that for G.722's 16 kHz. */
-    size_t batch_bytes = (size_t)batch_ms * 8 * (ulaw ? 2 : g722 ? 4 : 1);
+     * decoded, twice that for G.722's and Opus's 16 kHz. */
+    size_t batch_bytes = (size_t)batch_ms * 8 * (ulaw ? 2 : wideband ? 4 : 1);
     struct call *call = calloc((size_t)calls, sizeof *call);
     if (!call) die("calloc");
     int ep = epoll_create1(0);
@@ -160,7 +167,7 @@ int main(int argc, char **argv) {
         if (s < 0) die("socket");
         if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
         char path[4096];
-        snprintf(path, sizeof path, "%s/call-%d.%s", dir, i, ulaw || g722 ? "pcm" : "ul");
+        snprintf(path, sizeof path, "%s/call-%d.%s", dir, i, ulaw || wideband ? "pcm" : "ul");
         int f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (f < 0) die(path);
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
@@ -168,6 +175,11 @@ int main(int argc, char **argv) {
         call[i].sock = s;
         call[i].file = f;
         if (g722 && !(call[i].g722 = g722_decode_init(NULL, 64000, 0))) die("g722_decode_init");
+        if (opus) {
+            int err = 0;
+            call[i].opus = opus_decoder_create(16000, 1, &err);
+            if (err != OPUS_OK) die("opus_decoder_create");
+        }
         if (batched) {
             call[i].buf = malloc(batch_bytes + RECV_BUFFER * 2);
             if (!call[i].buf) die("malloc");
@@ -233,6 +245,12 @@ int main(int argc, char **argv) {
                 int samples = g722_decode(c->g722, (int16_t *)pcm, payload, (int)plen);
                 payload = pcm;
                 plen = (size_t)samples * 2;
+            } else if (opus) {
+                int samples = opus_decode(c->opus, payload, (opus_int32)plen, (opus_int16 *)pcm,
+                                          (int)(sizeof pcm / 2), 0);
+                if (samples < 0) { malformed++; continue; }
+                payload = pcm;
+                plen = (size_t)samples * 2;
             }
             c->packets++;
             packets++;
@@ -259,6 +277,7 @@ int main(int argc, char **argv) {
         if (call[i].packets > max_packets) max_packets = call[i].packets;
         free(call[i].buf);
         if (call[i].g722) g722_decode_free(call[i].g722);
+        if (call[i].opus) opus_decoder_destroy(call[i].opus);
     }
     FILE *r = fopen(report, "w");
     if (!r) die(report);

@@ -6,9 +6,10 @@
 //! server's. Three commands, one JSON report each (`--report FILE`):
 //!
 //! - `calls`: N calls signalled with SIP over UDP (INVITE with a PCMU
-//!   offer, or G.722 with `--codec g722`, ACK, BYE), set up at
+//!   offer, or G.722 or Opus with `--codec g722|opus`, ACK, BYE), set up at
 //!   `--setup-rate` a second; once all are answered every call streams
-//!   `--seconds` of speech (`--audio`: raw μ-law or G.722) at 50 packets
+//!   `--seconds` of speech (`--audio`: raw μ-law or G.722, or an Ogg Opus
+//!   file of 20 ms frames) at 50 packets
 //!   a second to the port the server's SDP answer names, all at once;
 //!   then BYE to each. `--calls-out FILE` lists each call's Call-ID and
 //!   where in the audio it started, for checking the recordings.
@@ -36,6 +37,7 @@
 //! the server's package.
 
 mod args;
+mod audio;
 mod clock;
 mod lateness;
 mod media;
@@ -49,11 +51,12 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 
 use args::Args;
+use audio::Audio;
 use clock::mono_ns;
 use lateness::Histogram;
 use media::{phase, Plan};
 use procfs::{cpu_seconds, status_kb};
-use rtp::{Stream, PAYLOAD};
+use rtp::Stream;
 use sip::CallIds;
 use uac::{CallState, Failure, Uac};
 
@@ -103,26 +106,25 @@ impl Rng {
     }
 }
 
-/// The μ-law audio, cut to whole packets.
-fn read_audio(args: &Args) -> Result<Vec<u8>, String> {
+/// The `--audio` file in the codec's frames: raw μ-law or G.722, or an
+/// Ogg Opus file of 20 ms frames.
+fn read_audio(args: &Args, codec: rtp::Codec) -> Result<Audio, String> {
     let path: String = args.get("audio")?;
-    let mut audio = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
-    audio.truncate(audio.len() / PAYLOAD * PAYLOAD);
-    if audio.is_empty() {
-        return Err(format!("{path}: less than one packet of audio"));
+    let data = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+    match codec {
+        rtp::Codec::Pcmu | rtp::Codec::G722 => Audio::fixed(data),
+        rtp::Codec::Opus => Audio::ogg_opus(data),
     }
-    Ok(audio)
+    .map_err(|e| format!("{path}: {e}"))
 }
 
-/// Where each call starts in the audio, in octets, from `--offsets-ms`.
-fn offsets(args: &Args, audio_len: usize) -> Result<Vec<usize>, String> {
+/// Where each call starts in the audio, in 20 ms frames, from
+/// `--offsets-ms`.
+fn offsets(args: &Args, frames: usize) -> Result<Vec<usize>, String> {
     let ms: Vec<u64> = args
         .list("offsets-ms")
         .or_else(|_| Ok::<_, String>(vec![0]))?;
-    Ok(ms
-        .iter()
-        .map(|m| (*m as usize * 8 / PAYLOAD * PAYLOAD) % audio_len)
-        .collect())
+    Ok(ms.iter().map(|m| (*m as usize / 20) % frames).collect())
 }
 
 /// The sender threads' sockets on `ip`.
@@ -191,6 +193,7 @@ fn plan(
             offset: offsets[i % offsets.len()],
             phase_ns: phase(i, total),
             payload_type: codec.payload_type(),
+            timestamp_step: codec.timestamp_step(),
         });
     }
     for (_, streams) in &mut threads {
@@ -213,9 +216,9 @@ fn calls(args: &Args) -> Result<(), String> {
     let seconds: f64 = args.get("seconds")?;
     let threads: usize = args.get_or("threads", 1)?;
     let watch: Option<u32> = args.opt("watch")?;
-    let audio = read_audio(args)?;
-    let offsets = offsets(args, audio.len())?;
     let codec = rtp::Codec::parse(&args.get_or("codec", "pcmu".to_string())?)?;
+    let audio = read_audio(args, codec)?;
+    let offsets = offsets(args, audio.frames())?;
     let packets = (seconds * 50.0).round() as u32;
     let mut rng = Rng::new();
     let run = format!("{:08x}", rng.next() as u32);
@@ -320,7 +323,7 @@ fn calls(args: &Args) -> Result<(), String> {
                 out,
                 "{}\t{}\t{}",
                 c.ids.call_id,
-                offsets[i % offsets.len()] / 8,
+                offsets[i % offsets.len()] * 20,
                 u8::from(c.state.dialog().is_some())
             );
         }
@@ -359,9 +362,9 @@ fn rtp_only(args: &Args) -> Result<(), String> {
     let seconds: f64 = args.get("seconds")?;
     let threads: usize = args.get_or("threads", 1)?;
     let watch: Option<u32> = args.opt("watch")?;
-    let audio = read_audio(args)?;
-    let offsets = offsets(args, audio.len())?;
     let codec = rtp::Codec::parse(&args.get_or("codec", "pcmu".to_string())?)?;
+    let audio = read_audio(args, codec)?;
+    let offsets = offsets(args, audio.frames())?;
     let packets = (seconds * 50.0).round() as u32;
     let mut rng = Rng::new();
     let dests: Vec<(usize, SocketAddrV4)> = (0..count)

@@ -14,6 +14,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
+use crate::audio::Audio;
 use crate::clock::{mono_ns, precise_timers};
 use crate::lateness::Histogram;
 use crate::procfs::{cpu_seconds, status_kb, SocketQueues, UdpCounters};
@@ -61,7 +62,7 @@ pub fn phase(i: usize, n: usize) -> u64 {
 /// serving `uac` (if any) on this thread.
 pub fn run(
     plan: Plan,
-    audio: &[u8],
+    audio: &Audio,
     start: u64,
     watch: Option<u32>,
     receiver: Ipv4Addr,

@@ -12,26 +12,27 @@
 //! sender would spend more CPU in sleeping than in sending. Each packet is an
 //! RFC 3550 §5.1 header (version 2, the marker bit on the first packet, one
 //! SSRC, sequence numbers and timestamps from random starting points) and
-//! 160 octets of the call's audio, read in a loop from its offset: G.711
-//! μ-law, or G.722 at 64 kbit/s, whose 20 ms are 160 octets too and whose
-//! RTP clock counts 8000 a second (RFC 3551 §4.5.2).
+//! the next 20 ms frame of the call's audio, read in a loop from its
+//! offset: 160 octets of G.711 μ-law, or of G.722 at 64 kbit/s whose RTP
+//! clock counts 8000 a second (RFC 3551 §4.5.2), or one Opus packet, whose
+//! RTP clock counts 48,000 a second whatever the audio's rate (RFC 7587
+//! §4.1).
 
 use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 
+use crate::audio::{Audio, MAX_FRAME};
 use crate::clock::{mono_ns, sleep_until};
 use crate::lateness::Histogram;
 
 /// The packet time, in nanoseconds.
 pub const PTIME_NS: u64 = 20_000_000;
-/// Octets of μ-law per packet (20 ms at 8000 Hz).
-pub const PAYLOAD: usize = 160;
-/// The codecs the calls can send: both 160 octets and 160 timestamp
-/// units per 20 ms.
+/// The codecs the calls can send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
     Pcmu,
     G722,
+    Opus,
 }
 
 impl Codec {
@@ -39,28 +40,40 @@ impl Codec {
         match name.to_ascii_lowercase().as_str() {
             "pcmu" => Ok(Codec::Pcmu),
             "g722" => Ok(Codec::G722),
-            _ => Err(format!("--codec {name}: pcmu or g722")),
+            "opus" => Ok(Codec::Opus),
+            _ => Err(format!("--codec {name}: pcmu, g722 or opus")),
         }
     }
 
-    /// The static payload type (RFC 3551 table 4).
+    /// The payload type: static for G.711 and G.722 (RFC 3551 table 4),
+    /// a dynamic one for Opus (RFC 7587 §7), the one Asterisk uses.
     pub fn payload_type(self) -> u8 {
         match self {
             Codec::Pcmu => 0,
             Codec::G722 => 9,
+            Codec::Opus => 111,
         }
     }
 
-    /// The SDP rtpmap encoding (RFC 3551 table 4).
+    /// The SDP rtpmap encoding (RFC 3551 table 4, RFC 7587 §7).
     pub fn rtpmap(self) -> &'static str {
         match self {
             Codec::Pcmu => "PCMU/8000",
             Codec::G722 => "G722/8000",
+            Codec::Opus => "opus/48000/2",
+        }
+    }
+
+    /// RTP timestamp units per 20 ms packet.
+    pub fn timestamp_step(self) -> u32 {
+        match self {
+            Codec::Pcmu | Codec::G722 => 160,
+            Codec::Opus => 960,
         }
     }
 }
 const HEADER: usize = 12;
-const PACKET: usize = HEADER + PAYLOAD;
+const PACKET: usize = HEADER + MAX_FRAME;
 const BATCH: usize = 64;
 
 /// One call's outgoing RTP stream.
@@ -70,25 +83,30 @@ pub struct Stream {
     pub ssrc: u32,
     pub first_seq: u16,
     pub first_ts: u32,
-    /// Where in the audio the stream starts, in octets (a multiple of 160).
+    /// Where in the audio the stream starts, in frames (20 ms each).
     pub offset: usize,
     /// When in each 20 ms period this stream's packet is due.
     pub phase_ns: u64,
     pub payload_type: u8,
+    /// RTP timestamp units per packet.
+    pub timestamp_step: u32,
 }
 
 impl Stream {
-    /// Writes packet `k` of this stream into `out`.
-    fn packet(&self, k: u32, audio: &[u8], out: &mut [u8; PACKET]) {
+    /// Writes packet `k` of this stream into `out`; returns its length.
+    fn packet(&self, k: u32, audio: &Audio, out: &mut [u8; PACKET]) -> usize {
         let marker = if k == 0 { 0x80 } else { 0 };
         out[0] = 0x80; // version 2, no padding, no extension, no CSRC
         out[1] = marker | self.payload_type;
         out[2..4].copy_from_slice(&self.first_seq.wrapping_add(k as u16).to_be_bytes());
-        let ts = self.first_ts.wrapping_add(k.wrapping_mul(PAYLOAD as u32));
+        let ts = self
+            .first_ts
+            .wrapping_add(k.wrapping_mul(self.timestamp_step));
         out[4..8].copy_from_slice(&ts.to_be_bytes());
         out[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-        let at = (self.offset + k as usize * PAYLOAD) % audio.len();
-        out[HEADER..].copy_from_slice(&audio[at..at + PAYLOAD]);
+        let frame = audio.frame(self.offset + k as usize);
+        out[HEADER..HEADER + frame.len()].copy_from_slice(frame);
+        HEADER + frame.len()
     }
 }
 
@@ -106,6 +124,7 @@ pub struct SendReport {
 /// Packets waiting to leave in one `sendmmsg`.
 struct Batch {
     packets: Vec<[u8; PACKET]>,
+    lens: Vec<usize>,
     addrs: Vec<libc::sockaddr_in>,
     deadlines: Vec<u64>,
     len: usize,
@@ -117,15 +136,16 @@ impl Batch {
         let zero_addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         Batch {
             packets: vec![[0; PACKET]; BATCH],
+            lens: vec![0; BATCH],
             addrs: vec![zero_addr; BATCH],
             deadlines: vec![0; BATCH],
             len: 0,
         }
     }
 
-    fn push(&mut self, stream: &Stream, k: u32, audio: &[u8], deadline: u64) {
+    fn push(&mut self, stream: &Stream, k: u32, audio: &Audio, deadline: u64) {
         let i = self.len;
-        stream.packet(k, audio, &mut self.packets[i]);
+        self.lens[i] = stream.packet(k, audio, &mut self.packets[i]);
         let addr = &mut self.addrs[i];
         addr.sin_family = libc::AF_INET as libc::sa_family_t;
         addr.sin_port = stream.dest.port().to_be();
@@ -146,10 +166,11 @@ impl Batch {
         let mut iovs: Vec<libc::iovec> = self
             .packets
             .iter_mut()
+            .zip(&self.lens)
             .take(self.len)
-            .map(|p| libc::iovec {
+            .map(|(p, &len)| libc::iovec {
                 iov_base: p.as_mut_ptr().cast(),
-                iov_len: PACKET,
+                iov_len: len,
             })
             .collect();
         let mut headers: Vec<libc::mmsghdr> = iovs
@@ -207,13 +228,13 @@ impl Batch {
 pub fn send_streams(
     socket: &UdpSocket,
     streams: &[Stream],
-    audio: &[u8],
+    audio: &Audio,
     start: u64,
     packets: u32,
     granularity_ns: u64,
 ) -> SendReport {
     let mut report = SendReport::default();
-    if streams.is_empty() || audio.len() < PAYLOAD {
+    if streams.is_empty() {
         return report;
     }
     let fd = socket.as_raw_fd();
@@ -244,18 +265,19 @@ mod tests {
 
     #[test]
     fn packets_follow_rfc_3550_and_loop_the_audio() {
-        let audio: Vec<u8> = (0..320u32).map(|i| i as u8).collect();
-        let s = Stream {
+        let audio = Audio::fixed((0..320u32).map(|i| i as u8).collect()).unwrap();
+        let mut s = Stream {
             dest: "127.0.0.1:4000".parse().unwrap(),
             ssrc: 0x0102_0304,
             first_seq: 65535,
             first_ts: u32::MAX - 100,
-            offset: 160,
+            offset: 1,
             phase_ns: 0,
             payload_type: 0,
+            timestamp_step: Codec::Pcmu.timestamp_step(),
         };
         let mut p = [0u8; PACKET];
-        s.packet(0, &audio, &mut p);
+        assert_eq!(s.packet(0, &audio, &mut p), 172);
         assert_eq!(&p[..4], &[0x80, 0x80, 0xff, 0xff]);
         assert_eq!(&p[8..12], &[1, 2, 3, 4]);
         assert_eq!(p[12], 160);
@@ -263,6 +285,12 @@ mod tests {
         assert_eq!(&p[..4], &[0x80, 0x00, 0x00, 0x00]);
         assert_eq!(u32::from_be_bytes([p[4], p[5], p[6], p[7]]), 59);
         assert_eq!(p[12], 0, "wrapped to the start of the audio");
+        // Opus: a 48 kHz clock, 960 units per 20 ms.
+        s.payload_type = Codec::Opus.payload_type();
+        s.timestamp_step = Codec::Opus.timestamp_step();
+        s.packet(1, &audio, &mut p);
+        assert_eq!(p[1], 111);
+        assert_eq!(u32::from_be_bytes([p[4], p[5], p[6], p[7]]), 859);
     }
 
     #[test]
@@ -273,7 +301,7 @@ mod tests {
             std::net::SocketAddr::V4(a) => a,
             _ => unreachable!(),
         };
-        let audio = vec![0xffu8; 1600];
+        let audio = Audio::fixed(vec![0xffu8; 1600]).unwrap();
         let streams: Vec<Stream> = (0..3)
             .map(|i| Stream {
                 dest,
@@ -283,6 +311,7 @@ mod tests {
                 offset: 0,
                 phase_ns: u64::from(i) * 5_000_000,
                 payload_type: 0,
+                timestamp_step: 160,
             })
             .collect();
         let start = mono_ns() + 1_000_000;
@@ -293,7 +322,7 @@ mod tests {
         assert!(elapsed >= 4 * PTIME_NS + 10_000_000, "{elapsed}");
         let mut buf = [0u8; 400];
         for _ in 0..15 {
-            assert_eq!(rx.recv(&mut buf).unwrap(), PACKET);
+            assert_eq!(rx.recv(&mut buf).unwrap(), HEADER + 160);
         }
     }
 }

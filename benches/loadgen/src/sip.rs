@@ -295,5 +295,14 @@ mod tests {
         let (head, body) = invite.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
         assert!(body.contains("m=audio 16000 RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\n"));
+        let opus = CallIds {
+            codec: crate::rtp::Codec::Opus,
+            ..g722
+        };
+        let invite =
+            String::from_utf8(opus.invite("z9hG4bK-c", "127.0.0.1:16000".parse().unwrap()))
+                .unwrap();
+        let (_, body) = invite.split_once("\r\n\r\n").unwrap();
+        assert!(body.contains("m=audio 16000 RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\n"));
     }
 }
