@@ -33,7 +33,14 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
             }
             on_signal.cancel();
         });
-        server.run(stop).await;
+        // On a worker thread, not this one (block_on's): the dispatch loop
+        // then wakes on the thread that queued the request instead of
+        // being handed every request across threads.
+        if let Err(e) = tokio::spawn(server.run(stop)).await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
         Ok::<(), CliError>(())
     })?;
     // Everything is stored and answered by now; do not wait for the
