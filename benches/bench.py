@@ -732,7 +732,7 @@ def cmd_render(a):
         BEGIN,
         "## Concurrent recordings, call set-up and transfer (`scripts/bench.sh`)",
         "",
-        "**Script:** `scripts/bench.sh` (all stages, about 30–40 minutes; `--quick` for a smoke run of a few "
+        "**Script:** `scripts/bench.sh` (all stages, about 35–45 minutes; `--quick` for a smoke run of a few "
         "seconds per stage; `--no-write` prints this section instead of replacing it; `--stages record,setup,"
         "transfer` for a subset). It regenerates this section, figures, machine and method together.",
         "",

@@ -4,7 +4,7 @@
 # BENCHMARKS.md (the section between the "bench.sh" markers, regenerated
 # each time) with the machine and the method.
 #
-#   scripts/bench.sh                   every stage (about 30-40 minutes)
+#   scripts/bench.sh                   every stage (about 35-45 minutes)
 #   scripts/bench.sh --quick           a few seconds per stage, small N
 #   scripts/bench.sh --no-write        print the section, leave BENCHMARKS.md
 #   scripts/bench.sh --stages record,setup,transfer   (any subset, in order)
