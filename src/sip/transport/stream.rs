@@ -21,8 +21,10 @@
 //! closes the connection when one passes or when too much waits, so no
 //! sender ever waits on a slow reader.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use rsipstack::sip::Transport;
@@ -52,8 +54,11 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// timeout usually ends it first).
 const SEND_MIN_RATE: u64 = 64 * 1024;
 
-/// Messages waiting to be written before the connection is given up: a
-/// reader this far behind is not reading.
+/// Messages waiting to be written before the connection is given up, once
+/// the reader holds up our writes: a reader this far behind is not
+/// reading. A backlog while every write goes through at once is only this
+/// side's send loop waiting for a CPU (a busy server), never a reason to
+/// close.
 const MAX_QUEUED: usize = 256;
 
 /// What every stream connection of the endpoint shares.
@@ -161,6 +166,9 @@ async fn send_loop<W: AsyncWrite + Send>(
     remote: SocketAddr,
 ) {
     let mut writer = std::pin::pin!(writer);
+    // Whether the last write had to wait for the reader (its socket buffer
+    // was full).
+    let mut held_up = false;
     loop {
         let bytes = tokio::select! {
             biased;
@@ -172,7 +180,7 @@ async fn send_loop<W: AsyncWrite + Send>(
                 None => break,
             },
         };
-        if events.len() + raw.len() > MAX_QUEUED {
+        if held_up && events.len() + raw.len() > MAX_QUEUED {
             info!(%remote, "more than {MAX_QUEUED} messages wait to be sent; closing the connection");
             break;
         }
@@ -180,8 +188,16 @@ async fn send_loop<W: AsyncWrite + Send>(
             writer.write_all(&bytes).await?;
             writer.flush().await
         };
+        let mut write = std::pin::pin!(write);
+        // One poll first: a write that completes at once was not held up.
+        let at_once = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        held_up = at_once.is_pending();
         let limit = send_deadline(bytes.len());
-        match tokio::time::timeout(limit, write).await {
+        let written = match at_once {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => tokio::time::timeout(limit, write).await,
+        };
+        match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 debug!(%remote, error = %e, "send failed; closing");
@@ -366,5 +382,62 @@ mod tests {
         let mut got = vec![0u8; 50 * 4096];
         theirs.read_exact(&mut got).await.unwrap();
         assert!(!cancel.is_cancelled());
+    }
+
+    /// A backlog that piled up while the send loop had no CPU (here: all
+    /// queued before it first runs) is written out, not taken for a reader
+    /// that stopped reading.
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_the_socket_takes_at_once_is_written_not_cut_off() {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+        let (_events, events_rx) = unbounded_channel();
+        let (raw, raw_rx) = unbounded_channel();
+        let cancel = CancellationToken::new();
+        let remote: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let count = MAX_QUEUED * 2;
+        for i in 0..count {
+            raw.send(vec![(i % 251) as u8; 500]).unwrap();
+        }
+        tokio::spawn(send_loop(ours, events_rx, raw_rx, cancel.clone(), remote));
+        let mut got = vec![0u8; count * 500];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert_eq!(got[(count - 1) * 500], ((count - 1) % 251) as u8);
+        assert!(!cancel.is_cancelled());
+    }
+
+    /// Once the reader holds up the writes, a backlog past the bound
+    /// closes the connection well before the send deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_behind_a_reader_that_holds_up_the_writes_closes() {
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let (_events, events_rx) = unbounded_channel();
+        let (raw, raw_rx) = unbounded_channel();
+        let cancel = CancellationToken::new();
+        let remote: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        for _ in 0..MAX_QUEUED + 10 {
+            raw.send(vec![b'x'; 600]).unwrap();
+        }
+        let started = Instant::now();
+        tokio::spawn(send_loop(ours, events_rx, raw_rx, cancel.clone(), remote));
+        // The reader takes a little now and then, far slower than the queue.
+        let reader = async {
+            let mut chunk = [0u8; 700];
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if theirs.read(&mut chunk).await.unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = reader => {}
+        }
+        assert!(cancel.is_cancelled());
+        assert!(
+            started.elapsed() < SEND_TIMEOUT,
+            "closed after {:?}",
+            started.elapsed()
+        );
     }
 }
