@@ -23,6 +23,7 @@ cross-correlation.
 
 import argparse
 import datetime
+import functools
 import glob
 import json
 import os
@@ -97,8 +98,10 @@ def _ogg_crc_table():
 OGG_CRC = _ogg_crc_table()
 
 
+@functools.lru_cache(maxsize=None)
 def ogg_packets(path):
-    """The packets of an Ogg file's first logical stream (RFC 3533)."""
+    """The packets of an Ogg file's first logical stream (RFC 3533), read
+    once per file (each sampled recording needs them)."""
     with open(path, "rb") as f:
         data = f.read()
     packets, partial, at, serial = [], b"", 0, None

@@ -279,30 +279,28 @@ mod tests {
             server: "127.0.0.51:5060".parse().unwrap(),
             codec: crate::rtp::Codec::Pcmu,
         };
-        let invite =
-            String::from_utf8(ids.invite("z9hG4bK-a", "127.0.0.1:16000".parse().unwrap())).unwrap();
-        let (head, body) = invite.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("INVITE sip:1001@127.0.0.51:5060 SIP/2.0\r\n"));
-        assert!(head.contains(&format!("Content-Length: {}", body.len())));
-        assert!(body.contains("m=audio 16000 RTP/AVP 0 101\r\n"));
-        let g722 = CallIds {
-            codec: crate::rtp::Codec::G722,
-            ..ids
-        };
-        let invite =
-            String::from_utf8(g722.invite("z9hG4bK-b", "127.0.0.1:16000".parse().unwrap()))
-                .unwrap();
-        let (head, body) = invite.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("Content-Length: {}", body.len())));
-        assert!(body.contains("m=audio 16000 RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\n"));
-        let opus = CallIds {
-            codec: crate::rtp::Codec::Opus,
-            ..g722
-        };
-        let invite =
-            String::from_utf8(opus.invite("z9hG4bK-c", "127.0.0.1:16000".parse().unwrap()))
-                .unwrap();
-        let (_, body) = invite.split_once("\r\n\r\n").unwrap();
-        assert!(body.contains("m=audio 16000 RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\n"));
+        for (codec, offer) in [
+            (crate::rtp::Codec::Pcmu, "m=audio 16000 RTP/AVP 0 101\r\n"),
+            (
+                crate::rtp::Codec::G722,
+                "m=audio 16000 RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\n",
+            ),
+            (
+                crate::rtp::Codec::Opus,
+                "m=audio 16000 RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\n",
+            ),
+        ] {
+            let ids = CallIds {
+                codec,
+                ..ids.clone()
+            };
+            let invite =
+                String::from_utf8(ids.invite("z9hG4bK-a", "127.0.0.1:16000".parse().unwrap()))
+                    .unwrap();
+            let (head, body) = invite.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with("INVITE sip:1001@127.0.0.51:5060 SIP/2.0\r\n"));
+            assert!(head.contains(&format!("Content-Length: {}", body.len())));
+            assert!(body.contains(offer), "{codec:?}: {body}");
+        }
     }
 }

@@ -345,15 +345,30 @@ impl ReceiveSide {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_peer_that_stops_reading_is_cut_off_at_the_send_deadline() {
-        // A pipe holding 1 KiB whose far end never reads.
-        let (ours, _theirs) = tokio::io::duplex(1024);
-        let (_events, events_rx) = unbounded_channel();
+    /// A send loop writing into a pipe of `capacity` bytes: its far end,
+    /// the queue of raw messages and the connection's cancel token.
+    fn send_loop_on_pipe(
+        capacity: usize,
+    ) -> (
+        tokio::io::DuplexStream,
+        UnboundedSender<Vec<u8>>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+        UnboundedSender<TransportEvent>,
+    ) {
+        let (ours, theirs) = tokio::io::duplex(capacity);
+        let (events, events_rx) = unbounded_channel();
         let (raw, raw_rx) = unbounded_channel();
         let cancel = CancellationToken::new();
         let remote: SocketAddr = "127.0.0.1:5060".parse().unwrap();
         let task = tokio::spawn(send_loop(ours, events_rx, raw_rx, cancel.clone(), remote));
+        (theirs, raw, cancel, task, events)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_cut_off_at_the_send_deadline() {
+        // A pipe holding 1 KiB whose far end never reads.
+        let (_theirs, raw, cancel, task, _events) = send_loop_on_pipe(1024);
         let started = Instant::now();
         raw.send(vec![b'x'; 200 * 1024]).unwrap();
         cancel.cancelled().await;
@@ -370,12 +385,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reader_that_keeps_up_is_never_cut_off() {
-        let (ours, mut theirs) = tokio::io::duplex(1024);
-        let (_events, events_rx) = unbounded_channel();
-        let (raw, raw_rx) = unbounded_channel();
-        let cancel = CancellationToken::new();
-        let remote: SocketAddr = "127.0.0.1:5060".parse().unwrap();
-        tokio::spawn(send_loop(ours, events_rx, raw_rx, cancel.clone(), remote));
+        let (mut theirs, raw, cancel, _task, _events) = send_loop_on_pipe(1024);
         for _ in 0..50 {
             raw.send(vec![b'x'; 4096]).unwrap();
         }
@@ -389,16 +399,12 @@ mod tests {
     /// that stopped reading.
     #[tokio::test(start_paused = true)]
     async fn a_backlog_the_socket_takes_at_once_is_written_not_cut_off() {
-        let (ours, mut theirs) = tokio::io::duplex(1 << 20);
-        let (_events, events_rx) = unbounded_channel();
-        let (raw, raw_rx) = unbounded_channel();
-        let cancel = CancellationToken::new();
-        let remote: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        // The loop's task first runs when this test awaits.
+        let (mut theirs, raw, cancel, _task, _events) = send_loop_on_pipe(1 << 20);
         let count = MAX_QUEUED * 2;
         for i in 0..count {
             raw.send(vec![(i % 251) as u8; 500]).unwrap();
         }
-        tokio::spawn(send_loop(ours, events_rx, raw_rx, cancel.clone(), remote));
         let mut got = vec![0u8; count * 500];
         theirs.read_exact(&mut got).await.unwrap();
         assert_eq!(got[(count - 1) * 500], ((count - 1) % 251) as u8);
@@ -409,16 +415,11 @@ mod tests {
     /// closes the connection well before the send deadline.
     #[tokio::test(start_paused = true)]
     async fn a_backlog_behind_a_reader_that_holds_up_the_writes_closes() {
-        let (ours, mut theirs) = tokio::io::duplex(1024);
-        let (_events, events_rx) = unbounded_channel();
-        let (raw, raw_rx) = unbounded_channel();
-        let cancel = CancellationToken::new();
-        let remote: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let (mut theirs, raw, cancel, _task, _events) = send_loop_on_pipe(1024);
         for _ in 0..MAX_QUEUED + 10 {
             raw.send(vec![b'x'; 600]).unwrap();
         }
         let started = Instant::now();
-        tokio::spawn(send_loop(ours, events_rx, raw_rx, cancel.clone(), remote));
         // The reader takes a little now and then, far slower than the queue.
         let reader = async {
             let mut chunk = [0u8; 700];
