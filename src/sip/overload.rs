@@ -23,7 +23,15 @@ pub const MAX_LIVE_TRANSACTIONS: usize = 4096;
 
 /// Ended transactions whose last response is kept for retransmissions at
 /// most; past this, new requests wait until old ones expire (32 s).
-pub const MAX_ENDED_TRANSACTIONS: usize = 32_768;
+///
+/// The bound is what a steady load fills, not a burst: rsipstack keeps
+/// each ended transaction for 64·T1 (32 s) and a call leaves two (its
+/// INVITE's and its BYE's), so R calls/s hold 64·R of them. 131,072 lets
+/// about 2,000 calls/s through, above what one server sets up on two cores
+/// (BENCHMARKS.md, "Call set-up"); 32,768 capped a steady load at 512
+/// calls/s whatever the CPU. Each costs about 2.7 KB (the stored response
+/// and its key), so a flood holds at most about 350 MB here.
+pub const MAX_ENDED_TRANSACTIONS: usize = 131_072;
 
 /// Seconds a client is asked to wait when the server is overloaded.
 pub const OVERLOAD_RETRY_AFTER_S: u32 = 5;
@@ -98,5 +106,15 @@ mod tests {
             ended: 100
         }));
         assert_eq!(Limits::default().live, MAX_LIVE_TRANSACTIONS);
+    }
+
+    #[test]
+    fn a_steady_thousand_calls_a_second_fits_the_ended_table() {
+        // Two ended transactions per call (INVITE, BYE), each kept 64·T1.
+        let steady = 2 * 32 * 1000;
+        assert!(Limits::default().admits(Load {
+            live: 0,
+            ended: steady
+        }));
     }
 }
