@@ -569,12 +569,16 @@ floor receivers (`benches/floor/rtp_floor.c`) are built by the script.
   the file (an implementation apart from libopus).
 - **Call set-up.** Short calls (INVITE, 200, ACK, BYE after {hold} ms, no
   audio, so vmesh discards each empty message) opened on a fixed schedule
-  at each rate for {setup_s} s. INVITE → 200 is measured from the send
+  at each rate for {setup_s} s, each rate on a freshly started vmesh (so
+  that an overloaded rate leaves nothing to the next). INVITE → 200 is measured from the send
   (wall clock just before `sendto`) to the kernel's receive timestamp of
   the first 200 (`SO_TIMESTAMPNS`), so the load generator's own wake-ups do
   not count; INVITE retransmissions follow RFC 3261 Timer A. CPU per call =
   vmesh's utime + stime from the first INVITE to 300 ms after the last BYE's
-  answer, divided by the calls. The highest rate with p99 ≤ {p99} ms is
+  answer, divided by the calls. By default a rate runs 40 s, longer than
+  the 32 s (64·T1) for which vmesh keeps each ended transaction's last
+  response for retransmissions, so its tables reach the steady state of
+  that rate; the RSS after is read at its end. The highest rate with p99 ≤ {p99} ms is
   searched between the tested rates (halving to 50 calls/s, or 1.5× above
   the highest if all held).
 - **Transfer.** `scripts/bench-mesh.sh throughput` for each storage format:
@@ -662,17 +666,19 @@ def render_setup(runs, p99_ms):
     if not runs:
         return "No call set-up figures in this run.\n"
     out = [
-        "| calls/s | calls | answered | not answered (why) | INVITE → 200 p50 | p99 | max | vmesh CPU per call | INVITE send lateness p99 | retransmissions |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| calls/s | calls | answered | not answered (why) | INVITE → 200 p50 | p99 | max | vmesh CPU per call | vmesh RSS before → after | INVITE send lateness p99 | retransmissions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         cpu = r["watch_cpu_s"] * 1000 / r["calls"] if r["watch_cpu_s"] is not None and r["calls"] else None
+        rss = [r.get(k) for k in ("watch_rss_before_kb", "watch_rss_after_kb")]
+        rss = " → ".join(f"{v / 1024:.1f}" for v in rss) + " MiB" if None not in rss else "–"
         a = r["answer"]
         out.append(
             f"| {r['rate']:g} | {r['calls']} | {r['answered']} | "
             f"{', '.join(f'{k}: {v}' for k, v in sorted(r['failures'].items())) or '–'} | "
             f"{ms(a['p50_us'])} ms | {ms(a['p99_us'])} ms | "
-            f"{ms(a['max_us'])} ms | {f(cpu, 3)} ms | {ms(r['invite_lateness']['p99_us'])} ms | "
+            f"{ms(a['max_us'])} ms | {f(cpu, 3)} ms | {rss} | {ms(r['invite_lateness']['p99_us'])} ms | "
             f"{r['sip']['retransmissions']} |"
         )
     passing = [r["rate"] for r in runs if setup_holds(r, p99_ms)]
@@ -735,7 +741,7 @@ def cmd_render(a):
         BEGIN,
         "## Concurrent recordings, call set-up and transfer (`scripts/bench.sh`)",
         "",
-        "**Script:** `scripts/bench.sh` (all stages, about 35–45 minutes; `--quick` for a smoke run of a few "
+        "**Script:** `scripts/bench.sh` (all stages, about 40–50 minutes; `--quick` for a smoke run of a few "
         "seconds per stage; `--no-write` prints this section instead of replacing it; `--stages record,setup,"
         "transfer` for a subset). It regenerates this section, figures, machine and method together.",
         "",

@@ -30,7 +30,7 @@
 #   MEDIA_S=30 CALL_SETUP_RATE=200 SENDER_THREADS=1 GRANULARITY_US=500
 #   MAX_LATE_MS=10 G722_CALLS="1000" OPUS_CALLS="1000" (the G.722 and
 #   Opus steps; "" for none)
-#   SETUP_RATES="100 400 700 1000" SETUP_S=10 HOLD_MS=100 SETUP_P99_MS=20
+#   SETUP_RATES="100 400 700 1000" SETUP_S=40 HOLD_MS=100 SETUP_P99_MS=20
 #   TRANSFER_COUNT=1000 TRANSFER_S=30 FORMATS="wav opus" TRANSPORT=tls
 #   RT_PRIORITY=10 (the load generator's SCHED_FIFO priority; 0: normal)
 #   VMESH_BIN=FILE (a built vmesh instead of `cargo build --release`)
@@ -84,7 +84,7 @@ MAX_LATE_MS=${MAX_LATE_MS:-10}
 G722_CALLS=${G722_CALLS-1000}
 OPUS_CALLS=${OPUS_CALLS-1000}
 SETUP_RATES=${SETUP_RATES:-100 400 700 1000}
-SETUP_S=${SETUP_S:-10}
+SETUP_S=${SETUP_S:-40}
 HOLD_MS=${HOLD_MS:-100}
 SETUP_P99_MS=${SETUP_P99_MS:-20}
 TRANSFER_COUNT=${TRANSFER_COUNT:-1000}
@@ -405,6 +405,10 @@ stage_record() {
 setup_rate() {
     local rate=$1 dir=$work/setup
     say "setup: $rate calls/s for $SETUP_S s"
+    # A fresh server per rate: an overloaded rate must not leave its backlog
+    # (and the tables it grew) to the next one.
+    mkdir -p "$dir/vmesh-$rate"
+    start_vmesh "$dir/vmesh-$rate"
     run_fg "${loadgen[@]}" setup "${rt[@]}" --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 \
         --rate "$rate" --seconds "$SETUP_S" --hold-ms "$HOLD_MS" --watch "$vm_pid" \
         --report "$dir/rate-$rate.json" || die "the load generator failed (setup $rate/s)"
@@ -414,13 +418,12 @@ setup_rate() {
         "$python" benches/bench.py setup-bounds --dir "$dir" --require-all-answered >/dev/null ||
             die "setup: calls failed at $rate calls/s ($dir/rate-$rate.json)"
     fi
-    sleep 1
+    stop_bg "$vm_pid" 60
 }
 
 stage_setup() {
     local dir=$work/setup rates=() rate pass=0 fail=0
     mkdir -p "$dir"
-    start_vmesh "$dir"
     read -r -a rates <<<"$SETUP_RATES"
     for rate in "${rates[@]}"; do
         setup_rate "$rate"
@@ -440,7 +443,6 @@ stage_setup() {
         ((quick)) && break
         setup_rate "$rate"
     done
-    stop_bg "$vm_pid" 60
 }
 
 # --- stage: transfer -------------------------------------------------------------

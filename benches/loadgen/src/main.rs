@@ -329,7 +329,6 @@ fn calls(args: &Args) -> Result<(), String> {
         }
         std::fs::write(&path, out).map_err(|e| format!("{path}: {e}"))?;
     }
-    let opt_kb = |v: Option<u64>| v.map_or("null".to_string(), |x| x.to_string());
     let json = format!(
         "{{\"mode\": \"calls\", \"calls\": {count}, \"answered\": {answered}, \"all_answered\": {all_answered}, \
          \"failures\": {failures}, \"ends\": {ends}, \"setup_rate\": {rate}, \"setup_s\": {setup_s:.3}, \
@@ -395,7 +394,7 @@ fn rtp_only(args: &Args) -> Result<(), String> {
     let json = format!(
         "{{\"mode\": \"rtp\", \"calls\": {count}, \"packets_per_call\": {packets}, \
          \"watch_rss_idle_kb\": {idle}, \"window\": {window}}}\n",
-        idle = rss_idle.map_or("null".to_string(), |x| x.to_string()),
+        idle = opt_kb(rss_idle),
         window = window.json(),
     );
     write_report(args, &json)
@@ -435,6 +434,7 @@ fn setup(args: &Args) -> Result<(), String> {
     }
     hook(args, "window-open")?;
     let me = std::process::id();
+    let rss_before = watch.and_then(|p| status_kb(p, "VmRSS"));
     let cpu0 = watch.and_then(cpu_seconds);
     let self0 = cpu_seconds(me).unwrap_or(0.0);
     let t0 = mono_ns();
@@ -451,6 +451,9 @@ fn setup(args: &Args) -> Result<(), String> {
     let elapsed = (mono_ns() - t0) as f64 / 1e9;
     let cpu = cpu0.zip(watch.and_then(cpu_seconds)).map(|(a, b)| b - a);
     let self_cpu = cpu_seconds(me).unwrap_or(0.0) - self0;
+    // What the server holds after the run: the ended transactions it
+    // keeps for retransmissions (32 s each) are at their steady state.
+    let rss_after = watch.and_then(|p| status_kb(p, "VmRSS"));
     hook(args, "window-close")?;
     let mut answer = Histogram::default();
     let mut failures = std::collections::BTreeMap::<String, usize>::new();
@@ -474,7 +477,8 @@ fn setup(args: &Args) -> Result<(), String> {
          \"all_settled\": {settled}, \"failures\": {failures}, \"ends\": {ends}, \"hold_ms\": {hold_ms}, \
          \"invites_sent_s\": {sent_s:.3}, \"elapsed_s\": {elapsed:.3}, \"answer\": {answer}, \
          \"invite_lateness\": {inv}, \"sip\": {{\"retransmissions\": {retx}, \"received\": {recv}, \
-         \"unmatched\": {unm}, \"send_errors\": {serr}}}, \"watch_cpu_s\": {cpu}, \"loadgen_cpu_s\": {self_cpu:.3}}}\n",
+         \"unmatched\": {unm}, \"send_errors\": {serr}}}, \"watch_cpu_s\": {cpu}, \"loadgen_cpu_s\": {self_cpu:.3}, \
+         \"watch_rss_before_kb\": {rss0}, \"watch_rss_after_kb\": {rss1}}}\n",
         answered = answer.count(),
         failures = map_json(&failures),
         ends = map_json(&ends),
@@ -485,8 +489,15 @@ fn setup(args: &Args) -> Result<(), String> {
         unm = uac.stats.unmatched,
         serr = uac.stats.send_errors,
         cpu = cpu.map_or("null".to_string(), |c| format!("{c:.3}")),
+        rss0 = opt_kb(rss_before),
+        rss1 = opt_kb(rss_after),
     );
     write_report(args, &json)
+}
+
+/// A kilobyte figure read from /proc as JSON (null when it could not be read).
+fn opt_kb(v: Option<u64>) -> String {
+    v.map_or("null".to_string(), |x| x.to_string())
 }
 
 fn failure_name(f: &Failure) -> String {
