@@ -17,6 +17,7 @@
 //! file, for [`Store::recover`] to finish.
 
 use std::fs;
+use std::io;
 use std::path::Path;
 use std::time::Duration;
 
@@ -274,7 +275,10 @@ impl Store {
             }
             StoreFormat::Wav => None,
         };
-        let pcm = if policy.silence.is_some() || bitrate.is_some() {
+        let pcm = if closed.samples == 0 {
+            // No audio, and perhaps no file ([`ClosedRecording`]).
+            (policy.silence.is_some() || bitrate.is_some()).then(Vec::new)
+        } else if policy.silence.is_some() || bitrate.is_some() {
             Some(read_pcm(&closed.wav_path)?)
         } else {
             None
@@ -301,7 +305,11 @@ impl Store {
                 self.publish(&closed.sidecar, &tmp, kept, FORMAT_OPUS, partial, route)?
             }
             _ => {
-                if kept < closed.samples {
+                if closed.samples == 0 {
+                    // Kept with no audio (a partial call): the file may
+                    // never have been made.
+                    wav_header::write_empty(&closed.wav_path, rate)?;
+                } else if kept < closed.samples {
                     wav_header::truncate(&closed.wav_path, rate, kept)?;
                 }
                 let wav = &closed.wav_path;
@@ -311,12 +319,23 @@ impl Store {
         Ok(Finished::Stored(message))
     }
 
-    /// Removes a discarded recording: audio first, so a crash in between
-    /// leaves a sidecar without audio, which recovery removes.
+    /// Removes a discarded recording: the sidecar first, since recovery
+    /// lists a sidecar without audio as an answered call whose audio never
+    /// reached the disk; a crash in between leaves audio without a sidecar,
+    /// which recovery removes. A recording with no audio made no file.
     fn discard(&self, closed: &ClosedRecording) -> Result<(), StoreError> {
-        fs::remove_file(&closed.wav_path).map_err(StoreError::io("remove", &closed.wav_path))?;
-        self.remove_sidecar(&closed.sidecar.id.to_string());
-        Ok(())
+        let sidecar = self.sidecar_path(&closed.sidecar.id.to_string());
+        fs::remove_file(&sidecar).map_err(StoreError::io("remove", &sidecar))?;
+        if closed.samples == 0 {
+            return Ok(());
+        }
+        match fs::remove_file(&closed.wav_path) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(path = %closed.wav_path.display(), %error, "cannot remove a discarded recording; recovery will");
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -328,6 +328,23 @@ fn a_partial_recording_is_never_discarded() {
         );
         assert!(recording_dir_is_empty(&store));
     }
+    // Nothing at all (the server stopped during the greeting): no file was
+    // ever made, and an empty WAV is listed.
+    let (_dir, store) = open_tmp();
+    let rec = store.start_recording(wide_meta("1001")).unwrap();
+    assert!(!rec.path().exists());
+    let m = stored(store.finish(rec, &strict, true, &Route::Home).unwrap());
+    assert_eq!(
+        (m.format.as_str(), m.partial, m.duration_ms),
+        ("wav", true, 0)
+    );
+    let (spec, audio) = read_wav(&store.audio_path(&m));
+    assert_eq!((spec.sample_rate, audio.len()), (WIDE, 0));
+    assert_eq!(
+        m.sha256,
+        hex::encode(Sha256::digest(fs::read(store.audio_path(&m)).unwrap()))
+    );
+    assert!(recording_dir_is_empty(&store));
     // Not partial: the same audio is a hang-up, discarded.
     let (_dir, store) = open_tmp();
     assert!(matches!(

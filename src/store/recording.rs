@@ -1,5 +1,15 @@
 //! The in-progress recording: 16-bit PCM appended to `recording/<id>.wav`.
 //!
+//! The file is made when the first audio goes to the kernel, not when the
+//! recording starts: the sidecar, written durably at the ACK, is the one
+//! record that an answered call exists, and until a second of audio has
+//! gathered a crash loses none of it either way (the buffer is in memory).
+//! A call that ends before that (a hang-up during the greeting, most short
+//! calls) thus makes and removes one file, not two: on a busy server the
+//! file system's work per call is what the call rate is bounded by (see
+//! BENCHMARKS.md, "Fifth round"). Recovery lists a sidecar without audio
+//! as the answered call it is (`recovery.rs`).
+//!
 //! This is the hot path (thousands of concurrent calls), so a write only
 //! converts PCM to little-endian bytes in a buffer; there is no fsync and
 //! no database work until [`super::Store::finish`]. About once a second of
@@ -72,6 +82,22 @@ pub fn samples_duration(samples: u64, sample_rate: u32) -> Duration {
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
+/// The recording's WAV file in `slot`, made at `path` and given `header`
+/// (sizes zero until the first flush) if this is its first audio.
+fn made<'a>(
+    slot: &'a mut Option<File>,
+    path: &Path,
+    header: &[u8],
+) -> Result<&'a mut File, StoreError> {
+    if let Some(file) = slot {
+        return Ok(file);
+    }
+    let mut file = File::create(path).map_err(StoreError::io("create", path))?;
+    file.write_all(header)
+        .map_err(StoreError::io("write", path))?;
+    Ok(slot.insert(file))
+}
+
 /// A message being recorded. Obtain one from [`super::Store::start_recording`],
 /// feed it decoded PCM with [`Recording::write`], and hand it back to
 /// [`super::Store::finish`]. If it is dropped instead (a panic, a bug), its
@@ -79,7 +105,8 @@ pub fn samples_duration(samples: u64, sample_rate: u32) -> Duration {
 pub struct Recording {
     sidecar: Sidecar,
     wav_path: PathBuf,
-    file: File,
+    /// The WAV file, once audio has gone to it ([`Recording::file`]).
+    file: Option<File>,
     /// The file's header, whose sizes are updated at each flush.
     header: Vec<u8>,
     /// Audio not yet handed to the kernel, as little-endian bytes: less
@@ -105,26 +132,22 @@ fn le_bytes<'a>(samples: &'a [i16], scratch: &'a mut Vec<u8>) -> &'a [u8] {
 pub struct ClosedRecording {
     /// Metadata of the message.
     pub sidecar: Sidecar,
-    /// `recording/<id>.wav`, complete and closed (not yet fsynced).
+    /// `recording/<id>.wav`, complete and closed (not yet fsynced); absent
+    /// when no audio was recorded (`samples` is 0).
     pub wav_path: PathBuf,
     /// Mono samples in the file.
     pub samples: u64,
 }
 
 impl Recording {
-    /// Creates the WAV file and puts its header on disk. The sidecar must
-    /// already be durable.
+    /// A recording whose sidecar is already durable; its WAV file is made
+    /// with the first audio that goes to the kernel.
     pub(super) fn create(sidecar: Sidecar, wav_path: PathBuf) -> Result<Recording, StoreError> {
         let header = canonical_header(&wav_path, sidecar.sample_rate, 0)?;
-        let mut file = File::create(&wav_path).map_err(StoreError::io("create", &wav_path))?;
-        // Header on disk now, so even a crash before the first second of
-        // audio leaves a recognizable file.
-        file.write_all(&header)
-            .map_err(StoreError::io("write", &wav_path))?;
         Ok(Recording {
             sidecar,
             wav_path,
-            file,
+            file: None,
             header,
             buffer: Vec::new(),
             samples_written: 0,
@@ -136,7 +159,7 @@ impl Recording {
         self.sidecar.id
     }
 
-    /// Path of the in-progress WAV file.
+    /// Path of the in-progress WAV file (made with the first audio).
     pub fn path(&self) -> &Path {
         &self.wav_path
     }
@@ -160,12 +183,16 @@ impl Recording {
             // exactly as a failed flush leaves it, so closing tries it
             // again and a full disk is seen there too.
             let mut scratch = Vec::new();
-            let written = self.file.write_all(le_bytes(samples, &mut scratch));
+            let path = &self.wav_path;
+            let written = made(&mut self.file, path, &self.header).and_then(|file| {
+                file.write_all(le_bytes(samples, &mut scratch))
+                    .map_err(StoreError::io("write", path))
+            });
             if written.is_err() {
                 append_le(&mut self.buffer, samples);
             }
             self.samples_written = total;
-            written.map_err(StoreError::io("write", &self.wav_path))?;
+            written?;
             return self.flush();
         }
         append_le(&mut self.buffer, samples);
@@ -181,19 +208,23 @@ impl Recording {
     /// [`super::Store::finish`] may wait for a worker: a process crash in
     /// the meantime then loses nothing of the call.
     pub fn flush(&mut self) -> Result<(), StoreError> {
+        let path = &self.wav_path;
         if !self.buffer.is_empty() {
-            self.file
+            made(&mut self.file, path, &self.header)?
                 .write_all(&self.buffer)
-                .map_err(StoreError::io("write", &self.wav_path))?;
+                .map_err(StoreError::io("write", path))?;
             // Given back: the next second most likely comes whole.
             self.buffer = Vec::new();
         }
+        // No audio yet, so no file and no header to bring up to date.
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
         // `write` keeps the data within the RIFF limit, so it fits 32 bits.
         let data_bytes = u32::try_from(self.samples_written * BYTES_PER_SAMPLE).unwrap_or(u32::MAX);
         set_sizes(&mut self.header, data_bytes);
-        self.file
-            .write_all_at(&self.header, 0)
-            .map_err(StoreError::io("write header of", &self.wav_path))
+        file.write_all_at(&self.header, 0)
+            .map_err(StoreError::io("write header of", path))
     }
 
     /// Records the codec the call settled on when it differs from the one

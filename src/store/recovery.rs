@@ -12,8 +12,9 @@
 //! | sidecar + `messages/<mb>/<id>.{wav,opus}`, no row     | index it (`partial` as the sidecar says)|
 //! | sidecar + `recording/<id>.wav`, no row, no final file | repair header, finish again, `partial`  |
 //! |                                                       | (kept even if empty, short or silent)   |
-//! | any of the three above, mailbox homed on a peer       | also queue it, in the same transaction  |
-//! | sidecar alone                                         | remove it, warn                         |
+//! | sidecar alone (no audio had reached the disk)         | list as an empty `partial` message      |
+//! | any of the four above, mailbox homed on a peer        | also queue it, in the same transaction  |
+//! | `recording/<id>.wav` without sidecar                  | a discard cut short: remove it          |
 //! | row without its file                                  | keep the row, warn                      |
 //! | `messages/<mb>/<id>.{wav,opus}`, no row, no sidecar   | an interrupted delete: remove it        |
 //! | `messages/<mb>/<id>.tmp`                              | a receipt cut short: remove it          |
@@ -27,9 +28,12 @@
 //! call cut by the crash cannot be told from one that had ended and was
 //! waiting to be encoded, and `partial` errs on the side of saying so.
 //! Like every partial message it is kept whatever it holds, even nothing
-//! (a crash in the call's first second leaves no audio on disk): the
-//! sidecar exists only once the ACK confirmed the call, so the caller was
-//! answered and the owner sees the call (see [`StoragePolicy::for_partial`]).
+//! (a crash in the call's first second leaves no audio on disk, and no
+//! WAV file, which is made with the first audio): the sidecar exists only
+//! once the ACK confirmed the call, so the caller was answered and the
+//! owner sees the call (see [`StoragePolicy::for_partial`]). A discarded
+//! recording loses its sidecar first, so audio without a sidecar is one
+//! whose discard a crash cut short, and is removed.
 //!
 //! A message received from a peer is never acknowledged before its row is
 //! committed, so removing a received file that has no row is safe: the
@@ -56,7 +60,7 @@ use super::message::{format_extension, validate_mailbox, Message, FORMAT_OPUS, F
 use super::outbox::Route;
 use super::recording::ClosedRecording;
 use super::sidecar::Sidecar;
-use super::wav_header::repair_header;
+use super::wav_header::{repair_header, write_empty};
 use super::{Store, MESSAGES_DIR, RECORDING_DIR};
 
 impl Store {
@@ -177,12 +181,11 @@ impl Store {
             return Ok(Some(message));
         }
         let recording = self.recording_path(&id);
-        if recording.exists() {
-            return self.refinish(sidecar, recording, policy, &route);
+        if !recording.exists() {
+            // Answered, but no audio had reached the disk.
+            write_empty(&recording, sidecar.sample_rate)?;
         }
-        tracing::warn!(%id, path = %sidecar_path.display(), "sidecar without audio; removed");
-        self.remove_sidecar(&id);
-        Ok(None)
+        self.refinish(sidecar, recording, policy, &route)
     }
 
     /// Indexes `messages/<mailbox>/<id>.{wav,opus}` if there is one: a
@@ -242,7 +245,9 @@ impl Store {
         }
     }
 
-    /// Ids that still have a sidecar after recovery (unreadable ones).
+    /// Ids that still have a sidecar after recovery (unreadable ones);
+    /// recordings without a sidecar, discards a crash cut short, are
+    /// removed.
     fn pending_ids(&self, recording_dir: &Path) -> Result<HashSet<String>, StoreError> {
         let mut pending = HashSet::new();
         for path in dir_files(recording_dir)? {
@@ -252,8 +257,7 @@ impl Store {
                         pending.insert(id.to_owned());
                     }
                     Some(FORMAT_WAV) if !self.sidecar_path(id).exists() => {
-                        tracing::warn!(path = %path.display(), "recording without sidecar; left in place");
-                        pending.insert(id.to_owned());
+                        remove_logged(&path, "recording of a discarded message");
                     }
                     _ => {}
                 }

@@ -363,10 +363,11 @@ fn recover_rebuilds_a_stale_header_and_keeps_short_audio() {
     let rec = store.start_recording(new_meta("1001")).unwrap();
     let path = rec.path().to_owned();
     crash(rec);
-    // The header on disk still says zero samples; 500 samples and half of
-    // one more made it to the file after it.
+    // The file as its first audio leaves it when the process dies before
+    // the header's sizes are written: the header made with the file still
+    // says zero samples; 500 samples and half of one more follow it.
     let audio = samples(500, 3);
-    let mut bytes = fs::read(&path).unwrap();
+    let mut bytes = wav_header::canonical_header(&path, RATE, 0).unwrap();
     assert_eq!(bytes.len(), 44);
     bytes.extend(audio.iter().flat_map(|s| s.to_le_bytes()));
     bytes.push(0x7f);
@@ -390,7 +391,8 @@ fn recover_rebuilds_a_stale_header_and_keeps_short_audio() {
 #[test]
 fn recover_lists_a_recording_with_no_samples_as_an_empty_partial_message() {
     // A crash in the call's first second: the sidecar (written at the ACK)
-    // and the WAV header reached the disk, no audio did. The caller was
+    // reached the disk, no audio did, so neither did a WAV file (it is made
+    // with the first audio), or only its header did. The caller was
     // answered; the call is listed, in every storage format, as WAV.
     let opus_strict = StoragePolicy {
         format: StoreFormat::Opus { bitrate: 24_000 },
@@ -400,10 +402,15 @@ fn recover_lists_a_recording_with_no_samples_as_an_empty_partial_message() {
         }),
         ..wav()
     };
-    for policy in [wav(), opus_strict] {
+    for (policy, header_only) in [(wav(), false), (opus_strict, false), (wav(), true)] {
         let (_dir, store) = open_tmp();
         let rec = store.start_recording(new_meta("1001")).unwrap();
         let id = rec.id().to_string();
+        assert!(!rec.path().exists(), "no audio, no file");
+        if header_only {
+            let header = wav_header::canonical_header(rec.path(), RATE, 0).unwrap();
+            fs::write(rec.path(), header).unwrap();
+        }
         crash(rec);
         let recovered = store.recover(&home, &policy).unwrap();
         assert_eq!(recovered.len(), 1, "{policy:?}");
@@ -460,17 +467,45 @@ fn recover_drops_a_sidecar_whose_row_is_committed() {
     assert_eq!(store.list(None).unwrap(), vec![m]);
 }
 
+/// A discard removes the sidecar, then the audio: a crash in between
+/// leaves audio without a sidecar, which recovery removes, with a sidecar
+/// that never got renamed into place.
 #[test]
-fn recover_removes_a_sidecar_without_audio() {
+fn recover_removes_audio_without_a_sidecar_and_unfinished_sidecars() {
     let (_dir, store) = open_tmp();
-    let rec = store.start_recording(new_meta("1001")).unwrap();
-    let path = rec.path().to_owned();
+    let mut rec = store.start_recording(new_meta("1001")).unwrap();
+    record(&mut rec, &samples(RATE as usize, 0));
+    let id = rec.id().to_string();
+    assert!(rec.path().exists());
     crash(rec);
-    fs::remove_file(path).unwrap();
-    // And a sidecar that never got renamed into place.
+    fs::remove_file(store.sidecar_path(&id)).unwrap();
     fs::write(store.data_dir().join(RECORDING_DIR).join("x.tmp"), b"{").unwrap();
     assert!(store.recover(&home, &wav()).unwrap().is_empty());
     assert!(recording_dir_is_empty(&store));
+    assert!(store.list(None).unwrap().is_empty());
+}
+
+/// A call hung up before any audio reached the file (during the greeting):
+/// it never made a WAV file, and its discard leaves nothing behind.
+#[test]
+fn a_recording_without_audio_makes_no_file_and_its_discard_leaves_nothing() {
+    let (_dir, store) = open_tmp();
+    let mut rec = store.start_recording(new_meta("1001")).unwrap();
+    rec.flush().unwrap();
+    assert!(!rec.path().exists(), "no audio, no file");
+    let outcome = store.finish(rec, &wav(), false, &Route::Home).unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Finished::Discarded {
+                reason: DiscardReason::TooShort,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(recording_dir_is_empty(&store));
+    assert!(store.list(None).unwrap().is_empty());
 }
 
 #[test]
@@ -494,7 +529,8 @@ fn recover_completes_an_interrupted_delete() {
 #[test]
 fn recover_leaves_an_unreadable_sidecar_and_its_audio() {
     let (_dir, store) = open_tmp();
-    let rec = store.start_recording(new_meta("1001")).unwrap();
+    let mut rec = store.start_recording(new_meta("1001")).unwrap();
+    record(&mut rec, &samples(RATE as usize, 0));
     let id = rec.id().to_string();
     let audio = rec.path().to_owned();
     crash(rec);

@@ -45,6 +45,13 @@ pub fn truncate(path: &Path, sample_rate: u32, samples: u64) -> Result<(), Store
     set_samples(&mut file, path, sample_rate, samples, len)
 }
 
+/// Writes a recording that holds no audio: the header alone, replacing
+/// whatever `path` held.
+pub fn write_empty(path: &Path, sample_rate: u32) -> Result<(), StoreError> {
+    let header = canonical_header(path, sample_rate, 0)?;
+    std::fs::write(path, header).map_err(StoreError::io("write", path))
+}
+
 fn open_rw(path: &Path) -> Result<File, StoreError> {
     OpenOptions::new()
         .read(true)
