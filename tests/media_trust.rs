@@ -369,7 +369,14 @@ fn nothing_before_the_ack_and_no_file_without_it() {
         .expect("the greeting after the ACK");
     assert_eq!(n, 12 + 160);
     let deadline = Instant::now() + ANSWER;
-    while std::fs::read_dir(&recording).map_or(0, |d| d.count()) == 0 {
+    let sidecars = || {
+        std::fs::read_dir(&recording).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+    };
+    while sidecars() == 0 {
         assert!(Instant::now() < deadline, "no recording file after the ACK");
         std::thread::sleep(Duration::from_millis(20));
     }

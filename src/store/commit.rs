@@ -109,11 +109,12 @@ impl Store {
         self.remove_sidecar(id);
     }
 
-    /// Removes `recording/<id>.json`. Failure is only logged: recovery
-    /// removes a sidecar whose row exists.
+    /// Retires `recording/<id>.json` (a spare for the next recording, see
+    /// `spare.rs`). Failure is only logged: recovery removes a sidecar
+    /// whose row exists.
     pub(super) fn remove_sidecar(&self, id: &str) {
         let path = self.sidecar_path(id);
-        if let Err(error) = fs::remove_file(&path) {
+        if let Err(error) = self.spares.retire(&path) {
             if error.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(path = %path.display(), %error, "cannot remove recording sidecar");
             }

@@ -325,7 +325,9 @@ impl Store {
     /// which recovery removes. A recording with no audio made no file.
     fn discard(&self, closed: &ClosedRecording) -> Result<(), StoreError> {
         let sidecar = self.sidecar_path(&closed.sidecar.id.to_string());
-        fs::remove_file(&sidecar).map_err(StoreError::io("remove", &sidecar))?;
+        self.spares
+            .retire(&sidecar)
+            .map_err(StoreError::io("remove", &sidecar))?;
         if closed.samples == 0 {
             return Ok(());
         }

@@ -6,6 +6,7 @@
 //! ```text
 //! vmesh.db                      index (WAL, synchronous=FULL), schema in schema.rs
 //! recording/<id>.json           sidecar: metadata, durable before the first audio byte
+//! recording/<id>.spare          a spent sidecar, kept to be overwritten (`spare.rs`)
 //! recording/<id>.wav            audio being recorded (lossless, whatever the format)
 //! recording/<id>.opus.tmp       Ogg Opus being encoded after hang-up
 //! messages/<mailbox>/<id>.wav   stored messages (`.opus` for Ogg Opus ones)
@@ -60,6 +61,7 @@ mod recovery;
 mod reserve;
 mod schema;
 mod sidecar;
+mod spare;
 mod subscriptions;
 mod tombstone;
 mod wav_header;
@@ -128,6 +130,8 @@ pub struct Store {
     changed: Arc<Notify>,
     /// When [`Store::has_room`] last found room, and for what minimum.
     room_seen: Mutex<Option<(std::time::Instant, u64)>>,
+    /// Spent sidecars, overwritten by the next recordings (`spare.rs`).
+    spares: spare::Spares,
 }
 
 /// How long a finding of room stands for [`Store::had_room_lately`].
@@ -252,6 +256,7 @@ impl Store {
             receiving: Mutex::new(()),
             changed: Arc::new(Notify::new()),
             room_seen: Mutex::new(None),
+            spares: spare::Spares::default(),
         })
     }
 
@@ -280,14 +285,16 @@ impl Store {
         Ok((store, recovered))
     }
 
-    /// Starts recording a message: validates the metadata, writes the
-    /// sidecar durably, then creates `recording/<id>.wav` with its header.
-    /// After this returns, a crash can no longer lose the call's audio.
+    /// Starts recording a message: validates the metadata and writes the
+    /// sidecar durably (over a spent one when there is one, `spare.rs`);
+    /// `recording/<id>.wav` is made with the first audio. After this
+    /// returns, a crash can no longer lose the call: recovery lists it,
+    /// with whatever audio reached the disk.
     ///
     /// The call was answered when the disk had room; if it filled up since
-    /// (the files cannot be made), the space reserve is given up for it and
-    /// the files made again, as for a call the disk fills under, so an
-    /// answered call is never lost to a full disk.
+    /// (the sidecar cannot be made), the space reserve is given up for it
+    /// and the sidecar made again, as for a call the disk fills under, so
+    /// an answered call is never lost to a full disk.
     pub fn start_recording(&self, meta: NewMessage) -> Result<Recording, StoreError> {
         let sidecar = Sidecar::from_new(meta)?;
         match self.create_recording(sidecar.clone()) {
@@ -319,7 +326,8 @@ impl Store {
                 source: io::Error::new(io::ErrorKind::AlreadyExists, "id already recording"),
             });
         }
-        sidecar.write(&sidecar_path)?;
+        self.spares
+            .write_sidecar(&sidecar_path, &sidecar.to_bytes(&sidecar_path)?)?;
         Recording::create(sidecar, wav_path)
     }
 
@@ -459,5 +467,7 @@ mod folder_tests;
 mod outbox_tests;
 #[cfg(test)]
 mod received_tests;
+#[cfg(test)]
+mod spare_tests;
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@
 //! | row without its file                                  | keep the row, warn                      |
 //! | `messages/<mb>/<id>.{wav,opus}`, no row, no sidecar   | an interrupted delete: remove it        |
 //! | `messages/<mb>/<id>.tmp`                              | a receipt cut short: remove it          |
+//! | `recording/<id>.spare`                                | a spent sidecar: kept for reuse         |
 //!
 //! A final file is only ever renamed into `messages/` complete and fsynced,
 //! after the recording it came from was closed, so one without a row is a
@@ -60,6 +61,7 @@ use super::message::{format_extension, validate_mailbox, Message, FORMAT_OPUS, F
 use super::outbox::Route;
 use super::recording::ClosedRecording;
 use super::sidecar::Sidecar;
+use super::spare::SPARE_EXTENSION;
 use super::wav_header::{repair_header, write_empty};
 use super::{Store, MESSAGES_DIR, RECORDING_DIR};
 
@@ -86,6 +88,14 @@ impl Store {
         // Temporary files first: an encode redone below reuses its name.
         for path in files.iter().filter(|p| extension(p) == Some(TMP_EXTENSION)) {
             remove_logged(path, "unfinished sidecar or encode");
+        }
+        for path in files
+            .iter()
+            .filter(|p| extension(p) == Some(SPARE_EXTENSION))
+        {
+            if !self.spares.adopt(path.clone()) {
+                remove_logged(path, "spare sidecar beyond those kept");
+            }
         }
         let mut recovered = Vec::new();
         for path in files.iter().filter(|p| extension(p) == Some("json")) {

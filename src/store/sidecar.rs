@@ -16,6 +16,7 @@ use super::error::StoreError;
 use super::folder::Folder;
 use super::message::{self, Message, NewMessage, DELIVERY_HOME, DELIVERY_QUEUED};
 use super::outbox::Route;
+use super::spare;
 
 /// Layout version of the sidecar JSON, for future readers.
 const SIDECAR_VERSION: u32 = 1;
@@ -95,13 +96,21 @@ impl Sidecar {
         })
     }
 
-    /// Writes the sidecar atomically and durably to `path`.
+    /// The sidecar as written to `path`: pretty JSON, padded to a block
+    /// ([`spare::padded`]).
+    pub fn to_bytes(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec_pretty(self)
+            .map(spare::padded)
+            .map_err(|source| StoreError::Sidecar {
+                path: path.to_owned(),
+                source,
+            })
+    }
+
+    /// Writes the sidecar atomically and durably to `path`, replacing the
+    /// one there.
     pub fn write(&self, path: &Path) -> Result<(), StoreError> {
-        let json = serde_json::to_vec_pretty(self).map_err(|source| StoreError::Sidecar {
-            path: path.to_owned(),
-            source,
-        })?;
-        durable::write_atomic(path, &json)
+        durable::write_atomic(path, &self.to_bytes(path)?)
     }
 
     /// Reads a sidecar and re-validates its mailbox (the file is input from

@@ -81,11 +81,16 @@ pub(super) fn open_tmp() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// Nothing left in `recording/` but spent sidecars kept for reuse.
 pub(super) fn recording_dir_is_empty(store: &Store) -> bool {
     fs::read_dir(store.data_dir().join(RECORDING_DIR))
         .unwrap()
-        .next()
-        .is_none()
+        .all(|e| {
+            e.unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == spare::SPARE_EXTENSION)
+        })
 }
 
 /// Simulates a process crash mid-call: nothing of the writer is dropped, so
