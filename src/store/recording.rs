@@ -5,10 +5,11 @@
 //! record that an answered call exists, and until a second of audio has
 //! gathered a crash loses none of it either way (the buffer is in memory).
 //! A call that ends before that (a hang-up during the greeting, most short
-//! calls) thus makes and removes one file, not two: on a busy server the
-//! file system's work per call is what the call rate is bounded by (see
-//! BENCHMARKS.md, "Fifth round"). Recovery lists a sidecar without audio
-//! as the answered call it is (`recovery.rs`).
+//! calls) thus makes no audio file, and its sidecar is a spent one
+//! overwritten (`spare.rs`): on a busy server the file system's work per
+//! call is much of what bounds the call rate (see BENCHMARKS.md, "Fifth
+//! round"). Recovery lists a sidecar without audio as the answered call it
+//! is (`recovery.rs`).
 //!
 //! This is the hot path (thousands of concurrent calls), so a write only
 //! converts PCM to little-endian bytes in a buffer; there is no fsync and
@@ -105,7 +106,7 @@ fn made<'a>(
 pub struct Recording {
     sidecar: Sidecar,
     wav_path: PathBuf,
-    /// The WAV file, once audio has gone to it ([`Recording::file`]).
+    /// The WAV file, once audio has gone to it ([`made`]).
     file: Option<File>,
     /// The file's header, whose sizes are updated at each flush.
     header: Vec<u8>,
