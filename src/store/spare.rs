@@ -43,8 +43,10 @@ use super::error::StoreError;
 /// JSON is about 400 bytes; one that does not fit is written as it is.
 pub const SIDECAR_BYTES: usize = 4096;
 
-/// Spares kept at most: a little more than the sidecars a server at a
-/// thousand calls a second frees while the next ones start.
+/// Spares kept at most (a megabyte of disk). At a steady rate few are
+/// waiting at any time, since every recording that starts takes one; the
+/// bound keeps a burst of hang-ups from leaving thousands behind. Beyond
+/// it a spent sidecar is removed, as before there were spares.
 pub const MAX_SPARES: usize = 256;
 
 /// Extension of a spare sidecar.
