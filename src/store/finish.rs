@@ -275,11 +275,12 @@ impl Store {
             }
             StoreFormat::Wav => None,
         };
-        let pcm = if closed.samples == 0 {
-            // No audio, and perhaps no file ([`ClosedRecording`]).
-            (policy.silence.is_some() || bitrate.is_some()).then(Vec::new)
-        } else if policy.silence.is_some() || bitrate.is_some() {
-            Some(read_pcm(&closed.wav_path)?)
+        let pcm = if policy.silence.is_some() || bitrate.is_some() {
+            Some(match closed.samples {
+                // No audio, and perhaps no file ([`ClosedRecording`]).
+                0 => Vec::new(),
+                _ => read_pcm(&closed.wav_path)?,
+            })
         } else {
             None
         };
@@ -331,13 +332,12 @@ impl Store {
         if closed.samples == 0 {
             return Ok(());
         }
-        match fs::remove_file(&closed.wav_path) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+        if let Err(error) = fs::remove_file(&closed.wav_path) {
+            if error.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(path = %closed.wav_path.display(), %error, "cannot remove a discarded recording; recovery will");
-                Ok(())
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 }
 

@@ -62,7 +62,7 @@ use super::outbox::Route;
 use super::recording::ClosedRecording;
 use super::sidecar::Sidecar;
 use super::spare::SPARE_EXTENSION;
-use super::wav_header::{repair_header, write_empty};
+use super::wav_header::repair_header;
 use super::{Store, MESSAGES_DIR, RECORDING_DIR};
 
 impl Store {
@@ -191,10 +191,6 @@ impl Store {
             return Ok(Some(message));
         }
         let recording = self.recording_path(&id);
-        if !recording.exists() {
-            // Answered, but no audio had reached the disk.
-            write_empty(&recording, sidecar.sample_rate)?;
-        }
         self.refinish(sidecar, recording, policy, &route)
     }
 
@@ -228,7 +224,8 @@ impl Store {
         Ok(None)
     }
 
-    /// Finishes a recording a crash left in `recording/`, as `partial`.
+    /// Finishes a recording a crash left in `recording/`, as `partial`;
+    /// with no WAV file (no audio had reached the disk), as an empty one.
     fn refinish(
         &self,
         sidecar: Sidecar,
@@ -237,7 +234,10 @@ impl Store {
         route: &Route,
     ) -> Result<Option<Message>, StoreError> {
         let id = sidecar.id.to_string();
-        let samples = repair_header(&wav_path, sidecar.sample_rate)?;
+        let samples = match wav_path.exists() {
+            true => repair_header(&wav_path, sidecar.sample_rate)?,
+            false => 0,
+        };
         let closed = ClosedRecording {
             sidecar,
             wav_path,

@@ -91,9 +91,7 @@ impl Spares {
         if state.files.len() >= MAX_SPARES {
             return false;
         }
-        state.retired += 1;
-        let retired = state.retired;
-        state.files.push((path, retired));
+        state.keep(path);
         true
     }
 
@@ -141,10 +139,16 @@ impl Spares {
         }
         let spare = path.with_extension(SPARE_EXTENSION);
         fs::rename(path, &spare)?;
-        state.retired += 1;
-        let retired = state.retired;
-        state.files.push((spare, retired));
+        state.keep(spare);
         Ok(())
+    }
+}
+
+impl State {
+    /// Holds `spare`, renamed to its spare name just now (or found so).
+    fn keep(&mut self, spare: PathBuf) {
+        self.retired += 1;
+        self.files.push((spare, self.retired));
     }
 }
 
