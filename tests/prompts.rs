@@ -695,7 +695,8 @@ fn greeting_and_beep_are_paced_rtp_then_the_message_is_recorded() {
     assert_short_speech_recorded(&server, &message);
 }
 
-/// A busy greeting plays for user-busy diversions, the default otherwise.
+/// A busy greeting plays for user-busy diversions, the default otherwise;
+/// replaced or cleared while the server runs, the next call hears the change.
 #[test]
 fn the_busy_greeting_plays_for_user_busy_and_the_default_for_no_answer() {
     let server = prompt_server();
@@ -744,6 +745,48 @@ fn the_busy_greeting_plays_for_user_busy_and_the_default_for_no_answer() {
     let reference = load_pcm(&Greeting::Default, RATE).expect("the default greeting");
     assert_greeting("no-answer greeting", &prompt.greeting, &reference);
     assert_beep(&prompt);
+
+    // The running server keeps the busy greeting decoded; replaced from
+    // another process (the CLI), the next busy call hears the new one, and
+    // once it is cleared, the default.
+    let falling: Vec<i16> = sweep(44_100).into_iter().rev().collect();
+    write_wav(&wav, 44_100, &falling);
+    let output = server.cli(&[
+        "mailbox",
+        "greeting",
+        "1001",
+        "--kind",
+        "busy",
+        wav.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(
+        output.status.success(),
+        "replacing the busy greeting failed"
+    );
+    let busy = busy_call_greeting(&server);
+    let falling: Vec<i16> = sweep(RATE).into_iter().rev().collect();
+    assert_greeting("replaced busy greeting", &busy, &falling);
+    let (_, old) = aligned_correlation(&tone, &busy, MAX_LAG_SAMPLES);
+    assert!(
+        old < 0.5,
+        "the old busy greeting played again: NCC {old:.3}"
+    );
+
+    let output = server.cli(&["mailbox", "greeting", "1001", "--kind", "busy", "--clear"]);
+    assert!(output.status.success(), "clearing the busy greeting failed");
+    let busy = busy_call_greeting(&server);
+    assert_greeting("busy call after the clear", &busy, &reference);
+}
+
+/// The greeting a user-busy call to 1001 hears, decoded at 8 kHz.
+fn busy_call_greeting(server: &Server) -> Vec<i16> {
+    let call = Call::place(server, &["Diversion: <sip:1001@pbx>;reason=user-busy"]);
+    call.capture.wait_first(ANSWER);
+    call.capture.wait_quiet(Duration::from_secs(20));
+    let packets = call.hang_up();
+    let prompt = split_prompt(&packets);
+    assert_beep(&prompt);
+    prompt.greeting
 }
 
 /// A key pressed 1 s into the greeting cuts it to the beep; the digit is

@@ -120,7 +120,7 @@ impl Harness {
 fn nothing_is_sent_before_the_call_is_confirmed() {
     let mut h = Harness::new(&negotiated());
     h.media.play(Prompt {
-        pcm: vec![1000; 8000],
+        pcm: vec![1000; 8000].into(),
         rate: 8000,
         barge_in: true,
     });
@@ -197,7 +197,7 @@ fn a_digit_interrupts_the_prompt_and_is_reported_with_its_time() {
     let mut h = Harness::new(&negotiated());
     h.media.confirm(h.t0);
     let greeting = h.media.play(Prompt {
-        pcm: vec![1000; 80_000],
+        pcm: vec![1000; 80_000].into(),
         rate: 8000,
         barge_in: true,
     });

@@ -149,10 +149,17 @@ impl Worker {
     }
 
     fn post(&self, command: Command) {
-        self.commands
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(command);
+        let queued = {
+            let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+            commands.push(command);
+            commands.len()
+        };
+        // Commands already waiting have written the wake-up, and the
+        // worker reads it before it takes the queue, so it takes this one
+        // too: one write (and one wake of the thread) per batch.
+        if queued > 1 {
+            return;
+        }
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live buffer to our own eventfd.
         let written = unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };

@@ -74,4 +74,4 @@ pub use self::sdp::{
 };
 pub use self::send::{Pacer, PromptPlayer, RtpPacketizer, MAX_BURST, PTIME};
 pub use self::socket::{MediaError, RtpSocket};
-pub use self::tone::{beep, BEEP_HZ, BEEP_MS};
+pub use self::tone::{beep, shared_beep, BEEP_HZ, BEEP_MS};

@@ -31,6 +31,7 @@
 //! that is due; [`Outbound::poll_timeout`] says when to ask again.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::audio::{resample, AudioError};
@@ -68,8 +69,9 @@ pub type PromptId = u64;
 /// A clip to play: PCM at `rate` Hz, mono.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
-    /// The samples.
-    pub pcm: Vec<i16>,
+    /// The samples, shared: the greeting and the beep every call plays are
+    /// decoded once and handed to each call without a copy.
+    pub pcm: Arc<[i16]>,
     /// Their rate in Hz.
     pub rate: u32,
     /// Whether a digit stops it.
@@ -371,7 +373,7 @@ impl Outbound {
                     prompt.pcm
                 } else {
                     match resample(&prompt.pcm, prompt.rate, rate) {
-                        Ok(pcm) => pcm,
+                        Ok(pcm) => pcm.into(),
                         Err(_) => {
                             self.ended.push_back((id, PromptEnd::Interrupted));
                             continue;

@@ -18,7 +18,7 @@ fn outbound(codec: Codec, pt: u8, cn: Option<u8>, start: Instant) -> Outbound {
 
 fn prompt(pcm: Vec<i16>, rate: u32, barge_in: bool) -> Prompt {
     Prompt {
-        pcm,
+        pcm: pcm.into(),
         rate,
         barge_in,
     }

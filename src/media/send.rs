@@ -30,6 +30,7 @@
 //! infallible. The tests parse every packet back with the `rtp` crate (as the
 //! receive path does), so both directions agree with it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The packet interval vmesh sends at: 20 ms, the default ptime for every
@@ -266,7 +267,7 @@ impl Pacer {
 /// encoder expects (RFC 3551 §4.2: a packet carries whole frames).
 #[derive(Debug, Clone)]
 pub struct PromptPlayer {
-    pcm: Vec<i16>,
+    pcm: Arc<[i16]>,
     frame_len: usize,
     position: usize,
     padded: Vec<i16>,
@@ -275,7 +276,7 @@ pub struct PromptPlayer {
 impl PromptPlayer {
     /// A player for `pcm` at `rate` Hz; frames are `rate / 50` samples
     /// (320 at 16 kHz, 160 at 8 kHz).
-    pub fn new(pcm: Vec<i16>, rate: u32) -> Self {
+    pub fn new(pcm: Arc<[i16]>, rate: u32) -> Self {
         let frame_len = (rate as usize / 50).max(1);
         PromptPlayer {
             pcm,

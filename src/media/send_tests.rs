@@ -205,7 +205,7 @@ fn a_small_delay_is_caught_up_without_skipping() {
 #[test]
 fn prompt_frames_are_whole_and_the_last_padded() {
     let pcm: Vec<i16> = (1..=500).collect();
-    let mut player = PromptPlayer::new(pcm, 8000);
+    let mut player = PromptPlayer::new(pcm.into(), 8000);
     assert_eq!(player.frame_len(), 160);
     assert_eq!(player.frames_left(), 4);
     let mut frames = Vec::new();
@@ -223,11 +223,13 @@ fn prompt_frames_are_whole_and_the_last_padded() {
 
 #[test]
 fn skip_stops_a_prompt_early() {
-    let mut player = PromptPlayer::new(vec![5; 16_000], 16_000);
+    let mut player = PromptPlayer::new(vec![5; 16_000].into(), 16_000);
     assert_eq!(player.next_frame().map(<[i16]>::len), Some(320));
     player.skip();
     assert!(player.is_finished());
     assert_eq!(player.frames_left(), 0);
     assert!(player.next_frame().is_none());
-    assert!(PromptPlayer::new(Vec::new(), 8000).next_frame().is_none());
+    assert!(PromptPlayer::new(Arc::from([]), 8000)
+        .next_frame()
+        .is_none());
 }

@@ -6,7 +6,9 @@
 //! removes both without making the onset sound soft. Computed rather than
 //! shipped as a file so it matches the call's audio rate exactly.
 
+use std::collections::HashMap;
 use std::f64::consts::PI;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// The beep's frequency: 1 kHz, the usual voicemail tone, well inside both
 /// the narrowband (300–3400 Hz) and the wideband telephone band.
@@ -47,6 +49,25 @@ pub fn beep(rate: u32, hz: u32, ms: u32) -> Vec<i16> {
         .collect()
 }
 
+/// [`beep`], computed once per (rate, frequency, length) and shared: every
+/// deposit plays it, and a few thousand samples of sines per call were a
+/// visible part of a short call's CPU. The profile fixes the frequency and
+/// length, so the map holds one entry per audio rate in use.
+pub fn shared_beep(rate: u32, hz: u32, ms: u32) -> Arc<[i16]> {
+    /// Beeps by (rate, frequency, length).
+    type Beeps = HashMap<(u32, u32, u32), Arc<[i16]>>;
+    static BEEPS: OnceLock<Mutex<Beeps>> = OnceLock::new();
+    let mut beeps = BEEPS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(
+        beeps
+            .entry((rate, hz, ms))
+            .or_insert_with(|| beep(rate, hz, ms).into()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +96,9 @@ mod tests {
         assert_eq!(beep(16_000, BEEP_HZ, BEEP_MS).len(), 4000);
         assert_eq!(beep(48_000, 440, 10).len(), 480);
         assert!(beep(8000, 1000, 0).is_empty());
+        let shared = shared_beep(8000, BEEP_HZ, BEEP_MS);
+        assert_eq!(*shared, *beep(8000, BEEP_HZ, BEEP_MS));
+        assert!(Arc::ptr_eq(&shared, &shared_beep(8000, BEEP_HZ, BEEP_MS)));
         assert_eq!(beep(8000, 1000, 1).len(), 8);
     }
 

@@ -17,13 +17,11 @@
 //! written to a temporary name, fsynced and renamed, so a crash leaves the
 //! old greeting or the new one, never half of one.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, OnceLock};
 
 use crate::audio::{resample, AudioError};
 
@@ -302,21 +300,12 @@ pub fn load_pcm(greeting: &Greeting, rate: u32) -> Result<Vec<i16>, GreetingErro
     resample(&pcm, from, rate).map_err(|e| unsupported(&path, &e))
 }
 
-/// The built-in greeting at `rate`, decoded and resampled once per rate:
-/// most calls play it, and it never changes.
+/// The built-in greeting at `rate`, decoded and resampled (calls share
+/// one copy per rate: [`super::greeting_cache`]).
 fn default_pcm(rate: u32) -> Result<Vec<i16>, GreetingError> {
-    static CACHE: OnceLock<Mutex<HashMap<u32, Vec<i16>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(pcm) = cache.lock().ok().and_then(|c| c.get(&rate).cloned()) {
-        return Ok(pcm);
-    }
     let path = PathBuf::from("(built-in default greeting)");
     let (pcm, from) = decode_wav(Cursor::new(DEFAULT_WAV), &path)?;
-    let pcm = resample(&pcm, from, rate).map_err(|e| unsupported(&path, &e))?;
-    if let Ok(mut c) = cache.lock() {
-        c.insert(rate, pcm.clone());
-    }
-    Ok(pcm)
+    resample(&pcm, from, rate).map_err(|e| unsupported(&path, &e))
 }
 
 /// Checks that `mailbox` is 1 to 32 ASCII digits, the form mailbox

@@ -10,6 +10,7 @@ pub mod allocator;
 pub mod call;
 pub mod callers;
 pub mod flow;
+pub mod greeting_cache;
 pub mod greetings;
 pub mod leg;
 pub mod owner;

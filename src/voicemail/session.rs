@@ -17,14 +17,15 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::flow::{Action, CallEvent, DepositFlow, Phase};
-use super::greetings::{load_pcm, Greeting, Greetings};
+use super::greeting_cache::GreetingCache;
+use super::greetings::{Greeting, Greetings};
 use super::leg::{CallLeg, LegEvent};
 use super::{storage_policy, Context};
 use crate::call::mailbox::MailboxTarget;
 use crate::call::parties::caller_of;
 use crate::media::{
-    beep, CallMedia, Codec, MediaEvent, MediaPort, Negotiated, Prompt, RecordEnd, RecordLimits,
-    RtpSocket,
+    shared_beep, CallMedia, Codec, MediaEvent, MediaPort, Negotiated, Prompt, RecordEnd,
+    RecordLimits, RtpSocket,
 };
 use crate::store::{Finished, NewMessage, Recording, Route, StoreError};
 
@@ -340,18 +341,26 @@ impl Session {
     async fn prompts(&self, rate: u32) -> Option<Prompts> {
         let greetings = Greetings::new(&self.ctx.profile.server.data_dir);
         let chosen = greetings.choose(&self.target.mailbox, self.target.reason.as_deref());
-        let loaded = tokio::task::spawn_blocking(move || {
-            load_pcm(&chosen, rate).or_else(|e| {
-                warn!(error = %e, "greeting unreadable; playing the default one");
-                load_pcm(&Greeting::Default, rate)
-            })
-        })
-        .await;
+        let cache = GreetingCache::global();
+        // Most calls find their greeting decoded already; the others read
+        // it on a blocking thread.
+        let loaded = match cache.cached(&chosen, rate) {
+            Some(pcm) => Ok(Ok(pcm)),
+            None => {
+                tokio::task::spawn_blocking(move || {
+                    cache.shared(&chosen, rate).or_else(|e| {
+                        warn!(error = %e, "greeting unreadable; playing the default one");
+                        cache.shared(&Greeting::Default, rate)
+                    })
+                })
+                .await
+            }
+        };
         let greeting = match loaded {
             Ok(Ok(pcm)) => pcm,
             Ok(Err(e)) => {
                 warn!(error = %e, "no greeting can be played");
-                Vec::new()
+                Arc::from([])
             }
             Err(e) => {
                 warn!(error = %e, "greeting task failed");
@@ -367,7 +376,7 @@ impl Session {
                 barge_in: true,
             },
             beep: Prompt {
-                pcm: beep(rate, media.beep_hz, millis),
+                pcm: shared_beep(rate, media.beep_hz, millis),
                 rate,
                 barge_in: false,
             },

@@ -283,7 +283,7 @@ impl OwnerSession {
 fn play(media: &mut CallMedia, pcm: Vec<i16>, rate: u32) -> u64 {
     media.clear_prompts();
     media.play(Prompt {
-        pcm,
+        pcm: pcm.into(),
         rate,
         barge_in: false,
     })
