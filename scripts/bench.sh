@@ -18,8 +18,9 @@
 #             then the same for G.722 calls (G722_CALLS), whose decoding
 #             floor decodes G.722 (spandsp), and for Opus calls
 #             (OPUS_CALLS), whose decoding floor decodes Opus (libopus).
-#   setup     INVITE -> 200 times of short calls (no audio) at SETUP_RATES
-#             calls/s, CPU per call, and the highest rate with p99 <= 20 ms.
+#   setup     INVITE -> 200 times of short calls (greeting played, no audio
+#             from the caller) at SETUP_RATES calls/s, CPU per call, and the
+#             highest rate with p99 <= 20 ms.
 #   transfer  TRANSFER_COUNT queued messages of TRANSFER_S seconds drained
 #             to their returning home server (scripts/bench-mesh.sh), per
 #             storage format in FORMATS, over TRANSPORT; and a raw loopback
@@ -244,7 +245,9 @@ options_ok() {
     [[ $reply == "SIP/2.0 200"* ]]
 }
 
-# Writes the bench profile into $1 (data in $1/data).
+# Writes the bench profile into $1 (data in $1/data); $2 is media.prompts
+# (false: the recordings are the callers' whole streams; the set-up stage
+# keeps the default, true: each call plays the greeting as a real one does).
 write_profile() {
     cat >"$1/profile.toml" <<EOF
 [server]
@@ -260,18 +263,17 @@ max_calls = 100000
 # ends the ladder.
 rtp_port_min = $RTP_MIN
 rtp_port_max = $RTP_MAX
-# The callers speak at once: each message is the whole stream.
-prompts = false
+prompts = ${2:-false}
 # Set-up of thousands of calls takes longer than the default 30 s before
 # their audio starts.
 rtp_timeout_s = 900
 EOF
 }
 
-# Starts vmesh in $1 and waits (10 s at most) until it answers; sets vm_pid.
+# Starts vmesh in $1 (media.prompts $2, false by default) and waits (10 s at most) until it answers; sets vm_pid.
 start_vmesh() {
     local dir=$1
-    write_profile "$dir"
+    write_profile "$dir" "${2:-false}"
     start_bg env VMESH_LOG=info,rsipstack=warn "$vmesh" serve --profile "$dir/profile.toml" >"$dir/vmesh.log" 2>&1
     vm_pid=$started_pid
     local deadline=$(($(date +%s) + 10))
@@ -408,7 +410,7 @@ setup_rate() {
     # A fresh server per rate: an overloaded rate must not leave its backlog
     # (and the tables it grew) to the next one.
     mkdir -p "$dir/vmesh-$rate"
-    start_vmesh "$dir/vmesh-$rate"
+    start_vmesh "$dir/vmesh-$rate" true
     run_fg "${loadgen[@]}" setup "${rt[@]}" --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 \
         --rate "$rate" --seconds "$SETUP_S" --hold-ms "$HOLD_MS" --watch "$vm_pid" \
         --report "$dir/rate-$rate.json" || die "the load generator failed (setup $rate/s)"

@@ -29,6 +29,8 @@
 #   SETUP_RATE=20                  (media: calls set up per second)
 #   CODEC=pcmu                     (media: pcmu, g722 or opus, what the calls send)
 #   RATE=10 SETUP_S=10 HOLD_MS=100 (setup, syscalls: 100 short calls)
+#   PROMPTS=true for the short calls (the greeting plays until the BYE),
+#     false for the media loads (recorded from the answer)
 #   MEM_CALLS=1000 MEM_MEDIA_S=10  (memory)
 #   VMESH_BIN=FILE (a built vmesh instead of `cargo build --release`)
 #   VM_IP=127.0.0.51 LG_IP=127.0.0.52 (loopback only)
@@ -59,6 +61,9 @@ CODEC=${CODEC:-pcmu}
 RATE=${RATE:-10}
 SETUP_S=${SETUP_S:-10}
 HOLD_MS=${HOLD_MS:-100}
+# Short calls play the greeting, as every real call does; the media loads
+# record the callers' whole streams.
+case $mode in setup | syscalls | cpu-setup) PROMPTS=${PROMPTS:-true} ;; *) PROMPTS=${PROMPTS:-false} ;; esac
 MEM_CALLS=${MEM_CALLS:-1000}
 MEM_MEDIA_S=${MEM_MEDIA_S:-10}
 VM_IP=${VM_IP:-127.0.0.51}
@@ -135,7 +140,7 @@ max_calls = 100000
 [media]
 rtp_port_min = 16000
 rtp_port_max = 63999
-prompts = false
+prompts = $PROMPTS
 rtp_timeout_s = 900
 EOF
 

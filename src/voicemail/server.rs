@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::greeting_cache::GreetingCache;
+use super::greetings::Greeting;
 use super::replies::Replies;
 use super::{call, storage_policy, Context};
 use crate::config::{ListenTransport, Profile};
@@ -185,7 +187,8 @@ impl Server {
 
 /// The owners' prompts of the profile, every clip decoded once to check
 /// the set is complete; then decoded again at the calls' usual rates in the
-/// background, so the first owner's call does not wait for it.
+/// background, with the built-in greeting, so the first caller's and the
+/// first owner's calls do not wait for it.
 async fn load_prompts(profile: &Profile) -> Result<Arc<Prompts>, ServerError> {
     let retrieval = profile.retrieval.clone();
     let prompts = tokio::task::spawn_blocking(move || Prompts::for_profile(&retrieval))
@@ -198,6 +201,9 @@ async fn load_prompts(profile: &Profile) -> Result<Arc<Prompts>, ServerError> {
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         for &rate in &rates {
+            if let Err(e) = GreetingCache::global().shared(&Greeting::Default, rate) {
+                warn!(error = %e, "cannot prepare the built-in greeting");
+            }
             for clip in Clip::all() {
                 if let Err(e) = warm.clip(clip, rate) {
                     warn!(error = %e, "cannot prepare a prompt");
