@@ -700,21 +700,7 @@ fn greeting_and_beep_are_paced_rtp_then_the_message_is_recorded() {
 #[test]
 fn the_busy_greeting_plays_for_user_busy_and_the_default_for_no_answer() {
     let server = prompt_server();
-    let wav = server.dir().join("busy-44k.wav");
-    write_wav(&wav, 44_100, &sweep(44_100));
-    let output = server.cli(&[
-        "mailbox",
-        "greeting",
-        "1001",
-        "--kind",
-        "busy",
-        wav.to_str().expect("UTF-8 path"),
-    ]);
-    assert!(
-        output.status.success(),
-        "vmesh mailbox greeting failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    set_busy_greeting(&server, &sweep(44_100));
 
     let busy = Call::place(&server, &["Diversion: <sip:1001@pbx>;reason=user-busy"]);
     busy.capture.wait_first(ANSWER);
@@ -750,19 +736,7 @@ fn the_busy_greeting_plays_for_user_busy_and_the_default_for_no_answer() {
     // another process (the CLI), the next busy call hears the new one, and
     // once it is cleared, the default.
     let falling: Vec<i16> = sweep(44_100).into_iter().rev().collect();
-    write_wav(&wav, 44_100, &falling);
-    let output = server.cli(&[
-        "mailbox",
-        "greeting",
-        "1001",
-        "--kind",
-        "busy",
-        wav.to_str().expect("UTF-8 path"),
-    ]);
-    assert!(
-        output.status.success(),
-        "replacing the busy greeting failed"
-    );
+    set_busy_greeting(&server, &falling);
     let busy = busy_call_greeting(&server);
     let falling: Vec<i16> = sweep(RATE).into_iter().rev().collect();
     assert_greeting("replaced busy greeting", &busy, &falling);
@@ -776,6 +750,25 @@ fn the_busy_greeting_plays_for_user_busy_and_the_default_for_no_answer() {
     assert!(output.status.success(), "clearing the busy greeting failed");
     let busy = busy_call_greeting(&server);
     assert_greeting("busy call after the clear", &busy, &reference);
+}
+
+/// Sets 1001's busy greeting to `samples` at 44.1 kHz with the CLI.
+fn set_busy_greeting(server: &Server, samples: &[i16]) {
+    let wav = server.dir().join("busy-44k.wav");
+    write_wav(&wav, 44_100, samples);
+    let output = server.cli(&[
+        "mailbox",
+        "greeting",
+        "1001",
+        "--kind",
+        "busy",
+        wav.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(
+        output.status.success(),
+        "vmesh mailbox greeting failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The greeting a user-busy call to 1001 hears, decoded at 8 kHz.

@@ -8,7 +8,7 @@
 //! `Arc<[i16]>` and handed to each call without a copy.
 //!
 //! A stored greeting can be replaced at any time, by the owner's phone
-//! menu or by `vmesh greeting set` in another process, so a cached copy is
+//! menu or by `vmesh mailbox greeting` in another process, so a cached copy is
 //! used only while its file is the one it was read from: same inode (a
 //! greeting is replaced by a rename, which gives it a new one), size and
 //! modification time, checked with one `stat` per call, as choosing the
