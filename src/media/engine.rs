@@ -28,8 +28,12 @@
 //! skipped when it comes up).
 //!
 //! Calls are spread over the workers by their current load; a worker
-//! learns of new, moved and finished calls through a command queue and an
-//! `eventfd` that wakes its `epoll_wait`.
+//! learns of new, moved and finished calls through a command queue, which
+//! it takes at every turn of its loop, and an `eventfd` that wakes its
+//! `epoll_wait`. The `eventfd` is written only when the worker would not
+//! come to the queue within a tick by itself: a busy worker wakes for its
+//! timers about every millisecond, and a call's attach and detach then
+//! cost it no wake-up of their own.
 //!
 //! Written against `libc` rather than a reactor crate: tokio and mio offer
 //! only edge-triggered readiness, which costs a `recvfrom` that fails
@@ -39,7 +43,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -89,7 +93,22 @@ pub(super) struct Worker {
     commands: Mutex<Vec<Command>>,
     wake: OwnedFd,
     calls: AtomicUsize,
+    /// The looper's clock: ticks and [`Worker::wakes_at`] count from here.
+    epoch: Instant,
+    /// When the looper wakes by itself, in nanoseconds from `epoch`:
+    /// [`AWAKE`] while it runs (it takes the queue before it sleeps again),
+    /// [`NO_TIMER`] while it waits with no timer.
+    wakes_at: AtomicU64,
 }
+
+/// [`Worker::wakes_at`] while the looper runs.
+const AWAKE: u64 = 0;
+/// [`Worker::wakes_at`] while the looper waits for a socket or a command
+/// only.
+const NO_TIMER: u64 = u64::MAX;
+/// A command waits for the looper's own wake-up when that comes within
+/// this (the timers' tick) instead of writing its `eventfd`.
+const WAKE_SLACK_NANOS: u64 = TICK_NANOS;
 
 /// Attaches a call to the least loaded worker; from now on the engine
 /// receives on `socket`, runs the core and wakes `signal`'s task.
@@ -148,16 +167,28 @@ impl Worker {
         self.post(Command::Remove(shared.clone()));
     }
 
+    /// Queues `command` and wakes the looper only when it would not come
+    /// to the queue within [`WAKE_SLACK_NANOS`] by itself: it takes the
+    /// queue at every turn of its loop, and on a busy worker (a timer due
+    /// every millisecond or so) a call's attach or detach then costs no
+    /// wake-up of its own. Commands already queued have seen to the
+    /// wake-up, so only the first of a batch looks.
     fn post(&self, command: Command) {
         let queued = {
             let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
             commands.push(command);
             commands.len()
         };
-        // Commands already waiting have written the wake-up, and the
-        // worker reads it before it takes the queue, so it takes this one
-        // too: one write (and one wake of the thread) per batch.
+        // Pairs with the looper's fence between announcing its sleep and
+        // looking at the queue: either it sees this command, or this sees
+        // its announced wake-up.
+        fence(Ordering::SeqCst);
         if queued > 1 {
+            return;
+        }
+        let wakes_at = self.wakes_at.load(Ordering::SeqCst);
+        let now = nanos_since(self.epoch, Instant::now());
+        if wakes_at <= now.saturating_add(WAKE_SLACK_NANOS) {
             return;
         }
         let one = 1u64.to_ne_bytes();
@@ -203,17 +234,20 @@ impl Looper {
         let epoll = unsafe { owned(libc::epoll_create1(libc::EPOLL_CLOEXEC))? };
         let wake = unsafe { owned(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))? };
         add_fd(&epoll, wake.as_raw_fd(), WAKE_TOKEN)?;
+        let epoch = Instant::now();
         let worker = Arc::new(Worker {
             commands: Mutex::new(Vec::new()),
             wake,
             calls: AtomicUsize::new(0),
+            epoch,
+            wakes_at: AtomicU64::new(AWAKE),
         });
         let looper = Looper {
             worker: worker.clone(),
             epoll,
             slots: Vec::new(),
             free: Vec::new(),
-            epoch: Instant::now(),
+            epoch,
             timers: BinaryHeap::new(),
             buf: vec![0; RECV_BUFFER],
             out: Vec::with_capacity(RECV_BUFFER),
@@ -237,21 +271,54 @@ impl Looper {
             for event in events.iter().take(ready) {
                 let token = event.u64;
                 if token == WAKE_TOKEN {
-                    self.commands(now);
+                    self.drain_wake();
                 } else {
                     self.receive(token, now);
                 }
             }
+            self.commands(now);
             self.expire(Instant::now());
         }
     }
 
-    /// Waits for a socket, a command or the first timer.
+    /// Waits for a socket, a command or the first timer, having announced
+    /// when it wakes by itself ([`Worker::post`]).
     fn wait(&mut self, events: &mut [libc::epoll_event]) -> io::Result<usize> {
-        let wait = self.timers.peek().map(|&Reverse((tick, _, _))| {
-            let elapsed = Instant::now().saturating_duration_since(self.epoch);
-            tick_start(tick).saturating_sub(elapsed)
+        let next = self
+            .timers
+            .peek()
+            .map(|&Reverse((tick, _, _))| tick_start(tick));
+        let announced = next.map_or(NO_TIMER, |at| {
+            u64::try_from(at.as_nanos()).unwrap_or(NO_TIMER).max(1)
         });
+        self.worker.wakes_at.store(announced, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let queued = !self
+            .worker
+            .commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty();
+        let waited = self.wait_until(events, next, queued);
+        self.worker.wakes_at.store(AWAKE, Ordering::SeqCst);
+        waited
+    }
+
+    /// `epoll_pwait2` until `next` (from the epoch; none: no timeout), or
+    /// not at all when commands are `queued`.
+    fn wait_until(
+        &mut self,
+        events: &mut [libc::epoll_event],
+        next: Option<Duration>,
+        queued: bool,
+    ) -> io::Result<usize> {
+        let wait = match queued {
+            true => Some(Duration::ZERO),
+            false => next.map(|at| {
+                let elapsed = Instant::now().saturating_duration_since(self.epoch);
+                at.saturating_sub(elapsed)
+            }),
+        };
         let max = i32::try_from(events.len()).unwrap_or(i32::MAX);
         if self.precise {
             let timeout = wait.map(|wait| libc::timespec {
@@ -294,10 +361,15 @@ impl Looper {
         Ok(n as usize)
     }
 
-    fn commands(&mut self, now: Instant) {
+    /// Resets the `eventfd` a command wrote.
+    fn drain_wake(&self) {
         let mut counter = [0u8; 8];
         // SAFETY: reads at most 8 bytes into a live buffer from our eventfd.
         unsafe { libc::read(self.worker.wake.as_raw_fd(), counter.as_mut_ptr().cast(), 8) };
+    }
+
+    /// Runs the commands queued, at every turn of the loop.
+    fn commands(&mut self, now: Instant) {
         let commands = std::mem::take(
             &mut *self
                 .worker
@@ -571,6 +643,86 @@ mod tests {
         assert_eq!(looper.tick_of(epoch + Duration::from_millis(3)), 3);
         let months = 90 * 24 * 3_600_000u64;
         assert_eq!(tick_start(months), Duration::from_millis(months));
+    }
+
+    /// What the looper's `eventfd` counts (0 when nothing was written),
+    /// reset.
+    fn wakes_written(worker: &Worker) -> u64 {
+        let mut counter = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer from the
+        // worker's non-blocking eventfd.
+        let n = unsafe { libc::read(worker.wake.as_raw_fd(), counter.as_mut_ptr().cast(), 8) };
+        if n == 8 {
+            u64::from_ne_bytes(counter)
+        } else {
+            0
+        }
+    }
+
+    /// A command wakes the looper only when it would not come to the queue
+    /// within the slack by itself, once per batch; and the looper never
+    /// sleeps with a command queued.
+    #[test]
+    fn a_command_wakes_the_looper_only_when_it_would_not_come_soon() {
+        let (worker, mut looper) = Looper::new().unwrap();
+        let n = super::super::sdp::Negotiated::before_answer(super::super::Codec::Pcmu);
+        let settings = super::super::MediaSettings {
+            jitter: Duration::from_millis(60),
+            rtp_timeout: Duration::from_secs(5),
+        };
+        let media = super::super::CallMedia::new(
+            &n,
+            settings,
+            Instant::now(),
+            std::time::SystemTime::now(),
+            1,
+        )
+        .unwrap();
+        let call = media.shared().clone();
+        let from_now = |d: Duration| nanos_since(worker.epoch, Instant::now() + d);
+
+        // Waiting with no timer: the first command of a batch writes.
+        worker.wakes_at.store(NO_TIMER, Ordering::SeqCst);
+        worker.reschedule(&call);
+        worker.reschedule(&call);
+        assert_eq!(wakes_written(&worker), 1, "one write for the batch");
+        looper.commands(Instant::now());
+
+        // Asleep until a timer well beyond the slack: a write.
+        worker
+            .wakes_at
+            .store(from_now(Duration::from_millis(100)), Ordering::SeqCst);
+        worker.reschedule(&call);
+        assert_eq!(wakes_written(&worker), 1);
+        looper.commands(Instant::now());
+
+        // Asleep until a timer within the slack, or running: no write.
+        worker
+            .wakes_at
+            .store(from_now(Duration::from_micros(500)), Ordering::SeqCst);
+        worker.reschedule(&call);
+        assert_eq!(wakes_written(&worker), 0, "the timer comes first");
+        looper.commands(Instant::now());
+        worker.wakes_at.store(AWAKE, Ordering::SeqCst);
+        worker.reschedule(&call);
+        assert_eq!(wakes_written(&worker), 0, "the looper is running");
+
+        // With that command queued, the looper does not sleep until its
+        // timer (5 s away), and it is running again once it returns.
+        looper.timers.push(Reverse((
+            looper.tick_of(Instant::now() + Duration::from_secs(5)),
+            0,
+            0,
+        )));
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 4];
+        let started = Instant::now();
+        looper.wait(&mut events).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "slept with a command queued: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(worker.wakes_at.load(Ordering::SeqCst), AWAKE);
     }
 
     #[test]
