@@ -43,7 +43,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -91,6 +91,9 @@ enum Command {
 /// One worker thread's shared half: its command queue and wake-up.
 pub(super) struct Worker {
     commands: Mutex<Vec<Command>>,
+    /// Set after a command is queued, cleared when the looper takes the
+    /// queue: what the looper checks at each turn without the lock.
+    queued: AtomicBool,
     wake: OwnedFd,
     calls: AtomicUsize,
     /// The looper's clock: ticks and [`Worker::wakes_at`] count from here.
@@ -179,10 +182,10 @@ impl Worker {
             commands.push(command);
             commands.len()
         };
-        // Pairs with the looper's fence between announcing its sleep and
-        // looking at the queue: either it sees this command, or this sees
-        // its announced wake-up.
-        fence(Ordering::SeqCst);
+        // Flag, then look; the looper announces, then looks at the flag
+        // (both sequentially consistent): either it sees this command
+        // before it sleeps, or this sees when it wakes.
+        self.queued.store(true, Ordering::SeqCst);
         if queued > 1 {
             return;
         }
@@ -237,6 +240,7 @@ impl Looper {
         let epoch = Instant::now();
         let worker = Arc::new(Worker {
             commands: Mutex::new(Vec::new()),
+            queued: AtomicBool::new(false),
             wake,
             calls: AtomicUsize::new(0),
             epoch,
@@ -292,13 +296,7 @@ impl Looper {
             u64::try_from(at.as_nanos()).unwrap_or(NO_TIMER).max(1)
         });
         self.worker.wakes_at.store(announced, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let queued = !self
-            .worker
-            .commands
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty();
+        let queued = self.worker.queued.load(Ordering::SeqCst);
         let waited = self.wait_until(events, next, queued);
         self.worker.wakes_at.store(AWAKE, Ordering::SeqCst);
         waited
@@ -370,13 +368,21 @@ impl Looper {
 
     /// Runs the commands queued, at every turn of the loop.
     fn commands(&mut self, now: Instant) {
-        let commands = std::mem::take(
-            &mut *self
+        // One missed here is seen by `wait`, which then does not sleep.
+        if !self.worker.queued.load(Ordering::Acquire) {
+            return;
+        }
+        let commands = {
+            let mut queue = self
                 .worker
                 .commands
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+                .unwrap_or_else(PoisonError::into_inner);
+            // Cleared under the lock: a command queued after this take
+            // sets the flag again once its push is done.
+            self.worker.queued.store(false, Ordering::SeqCst);
+            std::mem::take(&mut *queue)
+        };
         for command in commands {
             match command {
                 Command::Add(call) => self.add(call, now),
