@@ -177,7 +177,7 @@ impl Worker {
     /// wake-up of its own. Commands already queued have seen to the
     /// wake-up, so only the first of a batch looks.
     fn post(&self, command: Command) {
-        let queued = {
+        let waiting = {
             let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
             commands.push(command);
             commands.len()
@@ -186,7 +186,7 @@ impl Worker {
         // (both sequentially consistent): either it sees this command
         // before it sleeps, or this sees when it wakes.
         self.queued.store(true, Ordering::SeqCst);
-        if queued > 1 {
+        if waiting > 1 {
             return;
         }
         let wakes_at = self.wakes_at.load(Ordering::SeqCst);

@@ -48,6 +48,15 @@ impl Stamp {
     }
 }
 
+/// The stamp a copy of `greeting` must carry: `Some(None)` for the
+/// built-in greeting, `None` when a stored one's file cannot be found.
+fn stamp_of(greeting: &Greeting) -> Option<Option<Stamp>> {
+    match greeting {
+        Greeting::Stored { path, .. } => Stamp::of(path).map(Some),
+        Greeting::Default => Some(None),
+    }
+}
+
 /// A key: the greeting (`None` for the built-in one) at a rate.
 type Key = (Option<PathBuf>, u32);
 
@@ -93,32 +102,30 @@ impl GreetingCache {
     /// not changed since; `None` when it must be read ([`Self::shared`]).
     /// Costs one `stat` for a stored greeting, no I/O for the built-in one.
     pub fn cached(&self, greeting: &Greeting, rate: u32) -> Option<Arc<[i16]>> {
-        let stamp = match greeting {
-            Greeting::Stored { path, .. } => Some(Stamp::of(path)?),
-            Greeting::Default => None,
-        };
-        let state = self.state();
-        let (kept, pcm) = state.entries.get(&key(greeting, rate))?;
-        (*kept == stamp).then(|| Arc::clone(pcm))
+        self.lookup(greeting, rate, stamp_of(greeting)?)
     }
 
     /// `greeting` at `rate` ([`load_pcm`]), kept for the calls after this
     /// one. Blocking: reads and decodes the file unless a copy is kept.
     pub fn shared(&self, greeting: &Greeting, rate: u32) -> Result<Arc<[i16]>, GreetingError> {
-        if let Some(pcm) = self.cached(greeting, rate) {
-            return Ok(pcm);
-        }
         // Stamped before the read: a file replaced meanwhile is kept
         // under the old stamp, and so read again by the next call.
-        let stamp = match greeting {
-            Greeting::Stored { path, .. } => Stamp::of(path),
-            Greeting::Default => None,
-        };
+        let stamp = stamp_of(greeting);
+        if let Some(pcm) = stamp.and_then(|stamp| self.lookup(greeting, rate, stamp)) {
+            return Ok(pcm);
+        }
         let pcm: Arc<[i16]> = load_pcm(greeting, rate)?.into();
-        if matches!(greeting, Greeting::Default) || stamp.is_some() {
+        if let Some(stamp) = stamp {
             self.keep(key(greeting, rate), stamp, Arc::clone(&pcm));
         }
         Ok(pcm)
+    }
+
+    /// The copy kept of `greeting` at `rate`, if it carries `stamp`.
+    fn lookup(&self, greeting: &Greeting, rate: u32, stamp: Option<Stamp>) -> Option<Arc<[i16]>> {
+        let state = self.state();
+        let (kept, pcm) = state.entries.get(&key(greeting, rate))?;
+        (*kept == stamp).then(|| Arc::clone(pcm))
     }
 
     /// Keeps `pcm` under `key`, dropping other copies while the bound
