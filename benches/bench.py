@@ -571,7 +571,7 @@ floor receivers (`benches/floor/rtp_floor.c`) are built by the script.
 - **Call set-up.** Short calls (INVITE, 200, ACK, BYE after {hold} ms: the
   caller hangs up during the greeting, which vmesh plays as it does for any
   call, and sends no audio, so vmesh discards each empty message; before
-  commit 3c90c34 these ran with `media.prompts = false`, no greeting and 0.1–0.15 ms
+  commit e3553bb these ran with `media.prompts = false`, no greeting and 0.1–0.15 ms
   less CPU per call) opened on a fixed schedule
   at each rate for {setup_s} s, each rate on a freshly started vmesh (so
   that an overloaded rate leaves nothing to the next). INVITE → 200 is measured from the send
