@@ -142,9 +142,15 @@ pub fn check_request(req: &Request) -> Result<(), String> {
     // cannot be split off (an unclosed quote) parses as a whole, but the
     // layer cannot mark its `received` nor key its transaction, and drops
     // the request without an answer.
-    req.top_via_header()
-        .and_then(|v| v.typed())
-        .map_err(|e| format!("bad Via: {e}"))?;
+    let via = req.top_via_header().map_err(|e| format!("bad Via: {e}"))?;
+    via.typed().map_err(|e| format!("bad Via: {e}"))?;
+    // sent-protocol and sent-by are tokens and a host (RFC 3261 §25.1): a
+    // quote there is never valid, and one that the parser took in stops
+    // the layer from keying the request once it has marked `received`.
+    let sent = via.value().split(';').next().unwrap_or_default();
+    if sent.contains('"') {
+        return Err("bad Via: a quote in its sent-protocol or sent-by".to_string());
+    }
     let from = req.from_header().map_err(|e| format!("bad From: {e}"))?;
     from.uri().map_err(|e| format!("bad From: {e}"))?;
     // RFC 3261 §8.1.1.3: the From tag is mandatory. The transaction layer
@@ -405,6 +411,20 @@ mod tests {
             "Via: SIP/2.0/UDP 127.0.waller\" <0;branch=z9hG4bK-29298-1-0",
         );
         match classify(raw.as_bytes(), limits(65536), true, "v") {
+            Inbound::Reply(b) => {
+                let text = String::from_utf8_lossy(&b);
+                assert!(text.starts_with("SIP/2.0 400 "), "{text}");
+                assert!(text.contains("bad Via"), "{text}");
+            }
+            other => panic!("expected 400, got {other:?}"),
+        }
+        // Found by fuzzing too: quotes around the sent-protocol and host
+        // parsed, and the request lost its transaction key once marked.
+        let quoted = options("CSeq: 1 OPTIONS\r\n").replace(
+            "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1",
+            "Via:\"SIP/2.0/UDP 127.0.waller\" <0;branch=z9hG4bK-29298-1-0",
+        );
+        match classify(quoted.as_bytes(), limits(65536), true, "v") {
             Inbound::Reply(b) => {
                 let text = String::from_utf8_lossy(&b);
                 assert!(text.starts_with("SIP/2.0 400 "), "{text}");
