@@ -552,10 +552,10 @@ floor receivers (`benches/floor/rtp_floor.c`) are built by the script.
   PCM (what vmesh stores) and writes it batched; *recv + write + send*
   is recv + write with one RTP packet (20 ms of μ-law silence) sent back
   to the source with `sendto` for each packet received, as vmesh sends
-  its keep-alive stream to the caller while it records (the floors
-  before it send nothing; on loopback the kernel's delivery of that
-  packet into the load generator's socket is charged to the sender, to
-  the floor as to vmesh).
+  its keep-alive with `media.keepalive_ms = 20` (the default, 200 ms,
+  sends one packet per ten received; the floors before it send nothing;
+  on loopback the kernel's delivery of that packet into the load
+  generator's socket is charged to the sender, to the floor as to vmesh).
 - **G.722.** The same step for N = {g722} G.722 calls: the speech
   encoded at 64 kbit/s by FFmpeg (from the speech resampled to 16 kHz;
   160 octets per 20 ms, payload type 9), vmesh recording 16 kHz PCM;

@@ -215,12 +215,20 @@ fn spraying_the_port_range_loses_no_message() {
     }
 }
 
-/// RTCP from the caller's RTCP port sent to the RTP port (a common
-/// mistake) is not audio and does not take the stream; vmesh's own RTCP
-/// reaches the caller's RTP port + 1, and its keep-alive RTP the caller.
-#[test]
-fn rtcp_on_the_rtp_port_is_not_audio_and_vmesh_reports() {
-    let server = Server::start(TestNet::allocate());
+/// What the caller's RTP and RTCP sockets received during a recorded call
+/// (speech sent from the RTP socket, the caller's RTCP misdirected to
+/// vmesh's RTP port every 240 ms) on a server with `keepalive_ms`:
+/// vmesh's RTCP (arrival, packet type, length) and RTP (arrival, packet),
+/// listened to for `listen`. The message is checked by content.
+type Heard = (Vec<(Duration, u8, usize)>, Vec<(Duration, Vec<u8>)>);
+fn what_the_caller_hears(keepalive_ms: Option<u64>, listen: Duration) -> Heard {
+    let server = Server::start_with(
+        TestNet::allocate(),
+        ServerConfig {
+            keepalive_ms,
+            ..ServerConfig::default()
+        },
+    );
     let udp = SipUdp::bind(server.net.peer_ip, server.net.sip_addr());
     // The caller's RTP and RTCP sockets, on an even port and the next.
     let (rtp_socket, rtcp_socket) = (20_000..40_000u16)
@@ -236,7 +244,7 @@ fn rtcp_on_the_rtp_port_is_not_audio_and_vmesh_reports() {
     // Before the ACK and the caller's RTP: its RTCP, to the RTP port.
     rtcp_socket.send_to(&rtcp_rr(0xCA11), media).unwrap();
     udp.send(dialog.ack(None).as_bytes());
-    let listen = {
+    let listener = {
         let rtcp = rtcp_socket.try_clone().unwrap();
         let rtp = rtp_socket.try_clone().unwrap();
         std::thread::spawn(move || {
@@ -247,9 +255,7 @@ fn rtcp_on_the_rtp_port_is_not_audio_and_vmesh_reports() {
             let start = Instant::now();
             let (mut reports, mut rtp_packets) = (Vec::new(), Vec::new());
             let mut buf = [0u8; 2048];
-            // RFC 3550 §6.3: the first report within 1.0-3.1 s, the next
-            // 2.1-6.2 s later, so two reports are due within 9.3 s.
-            while start.elapsed() < Duration::from_millis(9_500) {
+            while start.elapsed() < listen {
                 if let Ok((n, _)) = rtcp.recv_from(&mut buf) {
                     reports.push((start.elapsed(), buf[1], n));
                 }
@@ -260,8 +266,6 @@ fn rtcp_on_the_rtp_port_is_not_audio_and_vmesh_reports() {
             (reports, rtp_packets)
         })
     };
-    // Speech from the RTP socket, with the caller's RTCP misdirected to
-    // the RTP port every 250 ms.
     let speech = speech();
     let start = Instant::now();
     for (i, frame) in speech.chunks_exact(FRAME_BYTES).enumerate() {
@@ -275,12 +279,34 @@ fn rtcp_on_the_rtp_port_is_not_audio_and_vmesh_reports() {
             rtcp_socket.send_to(&rtcp_rr(0xCA11), media).unwrap();
         }
     }
-    let (reports, rtp_packets) = listen.join().expect("the listener");
+    let heard = listener.join().expect("the listener");
     hang_up(&udp, &dialog);
     let message = one_message(&server);
     assert_short_speech_recorded(&server, &message);
+    heard
+}
 
-    // What a PBX sees while vmesh records.
+fn ssrc(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[8], p[9], p[10], p[11]])
+}
+fn seq(p: &[u8]) -> u16 {
+    u16::from_be_bytes([p[2], p[3]])
+}
+fn ts(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[4], p[5], p[6], p[7]])
+}
+
+/// RTCP from the caller's RTCP port sent to the RTP port (a common
+/// mistake) is not audio and does not take the stream; vmesh's own RTCP
+/// reaches the caller's RTP port + 1, and its keep-alive RTP the caller:
+/// by default a few frames of silence, then one packet every 200 ms, each
+/// after a gap with the marker (RFC 3551 §4.1), in one SSRC with
+/// consecutive sequence numbers.
+#[test]
+fn rtcp_on_the_rtp_port_is_not_audio_and_vmesh_reports() {
+    // RFC 3550 §6.3: the first report within 1.0-3.1 s, the next 2.1-6.2
+    // s later, so two reports are due within 9.3 s.
+    let (reports, rtp_packets) = what_the_caller_hears(None, Duration::from_millis(9_500));
     assert!(reports.len() >= 2, "RTCP reports: {reports:?}");
     assert!(
         reports.iter().all(|(_, pt, _)| *pt == 200 || *pt == 201),
@@ -296,28 +322,63 @@ fn rtcp_on_the_rtp_port_is_not_audio_and_vmesh_reports() {
         reports[0].0
     );
     assert!(gaps.iter().all(|g| (1.9..=6.3).contains(g)), "{gaps:?}");
-    let ssrc = |p: &[u8]| u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
-    let ts = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+
+    // What a PBX sees while vmesh records.
     assert!(
-        rtp_packets.len() > 300,
+        rtp_packets.len() > 40,
         "keep-alive RTP: {}",
         rtp_packets.len()
     );
+    let mut steps = Vec::new();
+    for pair in rtp_packets.windows(2) {
+        let (a, b) = (&pair[0].1, &pair[1].1);
+        assert_eq!(ssrc(b), ssrc(a), "one SSRC");
+        assert_eq!(seq(b), seq(a).wrapping_add(1), "consecutive numbers");
+        assert_eq!(&b[12..], &[0xFF; 160][..], "μ-law silence");
+        let step = ts(b).wrapping_sub(ts(a));
+        assert_eq!(b[1] >> 7, u8::from(step > 160), "marker after a gap");
+        steps.push(step);
+    }
+    // At most the encoder's few frames in a row (at the start: the
+    // keep-alive starts with the call), then 200 ms steps.
+    let contiguous = steps.iter().take_while(|s| **s == 160).count();
+    assert!(contiguous <= 4, "{steps:?}");
+    assert!(steps[contiguous..].iter().all(|s| *s == 1600), "{steps:?}");
+    let sparse = &rtp_packets[contiguous..];
+    let span = (sparse.last().unwrap().0 - sparse[0].0).as_secs_f64();
+    let rate = (sparse.len() - 1) as f64 / span;
+    eprintln!(
+        "keep-alive: {} packets in a row, then {} over {span:.2} s = {rate:.2} packets/s, SSRC {:#x}",
+        contiguous + 1,
+        sparse.len(),
+        ssrc(&rtp_packets[0].1)
+    );
+    assert!((4.8..=5.2).contains(&rate), "{rate} packets/s");
+}
+
+/// `media.keepalive_ms = 20`: encoded silence in every frame, a continuous
+/// stream, for a peer that counts a gap as loss.
+#[test]
+fn a_keepalive_of_20_ms_sends_every_frame() {
+    let (_, rtp_packets) = what_the_caller_hears(Some(20), Duration::from_millis(3_000));
+    assert!(
+        rtp_packets.len() > 100,
+        "keep-alive RTP: {}",
+        rtp_packets.len()
+    );
+    for pair in rtp_packets.windows(2) {
+        let (a, b) = (&pair[0].1, &pair[1].1);
+        assert_eq!(ssrc(b), ssrc(a), "one SSRC");
+        assert_eq!(seq(b), seq(a).wrapping_add(1));
+        assert_eq!(ts(b).wrapping_sub(ts(a)), 160, "20 ms steps");
+        assert_eq!(b[1], 0, "PCMU without the marker");
+        assert_eq!(&b[12..], &[0xFF; 160][..], "μ-law silence");
+    }
     let span = (rtp_packets.last().unwrap().0 - rtp_packets[0].0).as_secs_f64();
     let rate = (rtp_packets.len() - 1) as f64 / span;
-    for pair in rtp_packets.windows(2) {
-        assert_eq!(ssrc(&pair[1].1), ssrc(&pair[0].1), "one SSRC");
-        assert_eq!(
-            ts(&pair[1].1).wrapping_sub(ts(&pair[0].1)),
-            160,
-            "20 ms steps"
-        );
-        assert_eq!(&pair[1].1[12..], &[0xFF; 160][..], "μ-law silence");
-    }
     eprintln!(
-        "keep-alive: {} packets over {span:.2} s = {rate:.2} packets/s, SSRC {:#x}, timestamps +160",
-        rtp_packets.len(),
-        ssrc(&rtp_packets[0].1)
+        "keep-alive: {} packets over {span:.2} s = {rate:.2} packets/s",
+        rtp_packets.len()
     );
     assert!((49.0..=51.0).contains(&rate), "{rate} packets/s");
 }

@@ -432,6 +432,62 @@ fn check_headers(packets: &[Received], media: SocketAddr) {
     }
 }
 
+/// Splits what vmesh sent into the prompt stream (the prompts and the
+/// run of consecutive frames of silence after them, until the keep-alive's
+/// encoder settles) and the sparse keep-alive that follows.
+fn prompt_stream(packets: &[Received]) -> (&[Received], &[Received]) {
+    let ts = |p: &Received| u32::from_be_bytes([p.bytes[4], p.bytes[5], p.bytes[6], p.bytes[7]]);
+    let last_sound = packets.iter().rposition(|p| !is_silence(p)).unwrap_or(0);
+    let split = (last_sound + 1..packets.len())
+        .find(|&i| ts(&packets[i]).wrapping_sub(ts(&packets[i - 1])) != FRAME as u32)
+        .unwrap_or(packets.len());
+    packets.split_at(split)
+}
+
+/// Checks the keep-alive after the prompt stream (`packets[from..]`): by
+/// default one frame of μ-law silence every 200 ms, each with the marker
+/// (a talkspurt after a gap, RFC 3551 §4.1), in the same SSRC with the
+/// next sequence number and the timestamp of its slot (+1600).
+fn check_keepalive(packets: &[Received], from: usize) {
+    assert!(
+        from > 0 && packets.len() > from + 5,
+        "no sparse keep-alive after the prompts: {} packets, {} in the prompt stream",
+        packets.len(),
+        from
+    );
+    for i in from..packets.len() {
+        let (b, prev) = (&packets[i].bytes, &packets[i - 1].bytes);
+        assert!(
+            is_silence(&packets[i]),
+            "keep-alive packet {i} is not silence"
+        );
+        assert_eq!(b[1], 0x80 | PCMU, "keep-alive packet {i}: PCMU, marker");
+        assert_eq!(b[8..12], prev[8..12], "keep-alive packet {i}: SSRC changed");
+        let seq = |p: &[u8]| u16::from_be_bytes([p[2], p[3]]);
+        let ts = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+        assert_eq!(
+            seq(b),
+            seq(prev).wrapping_add(1),
+            "keep-alive packet {i}: sequence"
+        );
+        assert_eq!(
+            ts(b).wrapping_sub(ts(prev)),
+            10 * FRAME as u32,
+            "keep-alive packet {i}: timestamp"
+        );
+    }
+    let span = packets[packets.len() - 1].at - packets[from].at;
+    let mean = span.as_secs_f64() * 1000.0 / (packets.len() - 1 - from) as f64;
+    eprintln!(
+        "keep-alive: {} packets, one every {mean:.1} ms",
+        packets.len() - from
+    );
+    assert!(
+        (mean - 200.0).abs() <= 5.0,
+        "keep-alive every {mean:.1} ms (want 200)"
+    );
+}
+
 fn pacing(packets: &[Received]) -> Pacing {
     let gaps: Vec<f64> = packets
         .windows(2)
@@ -684,8 +740,10 @@ fn greeting_and_beep_are_paced_rtp_then_the_message_is_recorded() {
     let media = call.media;
     let packets = call.hang_up();
 
-    check_headers(&packets, media);
-    assert_paced(&packets);
+    let (stream, _) = prompt_stream(&packets);
+    check_headers(stream, media);
+    assert_paced(stream);
+    check_keepalive(&packets, stream.len());
     let prompt = split_prompt(&packets);
     let reference = load_pcm(&Greeting::Default, RATE).expect("the default greeting");
     assert_greeting("default greeting", &prompt.greeting, &reference);
@@ -707,7 +765,8 @@ fn the_busy_greeting_plays_for_user_busy_and_the_default_for_no_answer() {
     busy.capture.wait_quiet(Duration::from_secs(10));
     let media = busy.media;
     let packets = busy.hang_up();
-    check_headers(&packets, media);
+    let (stream, _) = prompt_stream(&packets);
+    check_headers(stream, media);
     let prompt = split_prompt(&packets);
     let tone = sweep(RATE);
     let head = &prompt.greeting[..prompt.greeting.len().min(tone.len())];
@@ -804,8 +863,10 @@ fn a_digit_during_the_greeting_skips_to_the_beep() {
     call.stream(&short_speech());
     let packets = call.hang_up();
 
-    check_headers(&packets, media);
-    assert_paced(&packets);
+    let (stream, _) = prompt_stream(&packets);
+    check_headers(stream, media);
+    assert_paced(stream);
+    check_keepalive(&packets, stream.len());
     let prompt = split_prompt(&packets);
     assert_beep(&prompt);
     let beep_at = packets[prompt.beep_first].at;

@@ -21,9 +21,9 @@
  *                     decoder per call;
  *   --send echo       one RTP packet (20 ms of mu-law silence, its own
  *                     SSRC, sequence and timestamp) sent back to the
- *                     packet's source for each packet received: the
- *                     keep-alive stream a PBX expects from a recording
- *                     server while the caller speaks (sendto(2) per packet).
+ *                     packet's source for each packet received: a
+ *                     keep-alive in every frame while the caller speaks
+ *                     (sendto(2) per packet; vmesh with keepalive_ms = 20).
  *
  * It stops by itself: after --idle-ms without a packet once packets have
  * come, at --max-s in any case, or on SIGTERM/SIGINT; then it writes what

@@ -49,6 +49,15 @@ pub const DEFAULT_MIN_MESSAGE: Duration = Duration::from_millis(1000);
 /// Default jitter buffer depth.
 pub const DEFAULT_JITTER: Duration = Duration::from_millis(60);
 
+/// Default interval between the keep-alive packets vmesh sends the caller
+/// while it has nothing to play: a tenth of the packet rate of audio, far
+/// inside any RTP inactivity timer (Asterisk's `rtp_timeout` counts
+/// seconds) and any NAT binding's lifetime.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_millis(200);
+
+/// The keep-alive interval is a whole number of 20 ms frames, at most this.
+pub const MAX_KEEPALIVE: Duration = Duration::from_millis(1000);
+
 /// Whose order of codecs an SDP answer follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CodecOrder {
@@ -84,6 +93,10 @@ pub struct MediaConfig {
     pub min_message: Duration,
     /// Jitter buffer depth: how long packets are held to put them in order.
     pub jitter: Duration,
+    /// Interval between keep-alive packets (comfort noise, or encoded
+    /// silence) while nothing plays: a multiple of 20 ms from 20 (a packet
+    /// in every frame) to [`MAX_KEEPALIVE`].
+    pub keepalive: Duration,
     /// Whose order picks the codec of an SDP answer.
     pub codec_order: CodecOrder,
     /// The rate Opus calls are decoded and recorded at, in Hz: one of
@@ -121,6 +134,7 @@ impl MediaConfig {
             max_message: DEFAULT_MAX_MESSAGE,
             min_message: DEFAULT_MIN_MESSAGE,
             jitter: DEFAULT_JITTER,
+            keepalive: DEFAULT_KEEPALIVE,
             codec_order: CodecOrder::Offerer,
             opus_rate: DEFAULT_OPUS_RATE,
             max_silence: Some(DEFAULT_MAX_SILENCE),
@@ -207,6 +221,20 @@ impl MediaConfig {
                 "jitter_ms" => {
                     if let Some(n) = reader.integer(&key, node, 1..=1000) {
                         media.jitter = Duration::from_millis(n);
+                    }
+                }
+                "keepalive_ms" => {
+                    let max = MAX_KEEPALIVE.as_millis() as u64;
+                    if let Some(n) = reader.integer(&key, node, 20..=max) {
+                        if n % 20 == 0 {
+                            media.keepalive = Duration::from_millis(n);
+                        } else {
+                            reader.error(
+                                &key,
+                                node.span(),
+                                format!("{n} is not a multiple of 20 (the packet time)"),
+                            );
+                        }
                     }
                 }
                 "codec_order" => {

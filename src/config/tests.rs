@@ -61,6 +61,7 @@ fn embedded_default_is_valid_and_documents_the_defaults() {
     assert_eq!(profile.media.max_message, Duration::from_secs(180));
     assert_eq!(profile.media.min_message, Duration::from_millis(1000));
     assert_eq!(profile.media.jitter, Duration::from_millis(60));
+    assert_eq!(profile.media.keepalive, Duration::from_millis(200));
     assert_eq!(profile.media.codec_order, CodecOrder::Offerer);
     assert_eq!(profile.media.opus_rate, 16_000);
     assert_eq!(profile.media.max_silence, Some(Duration::from_secs(10)));
@@ -272,7 +273,7 @@ fn codec_silence_prompt_and_storage_keys_are_read() {
     let p = parse(
         "[media]\ncodecs = [\"g722\", \"Opus\"]\ncodec_order = \"offerer\"\nopus_rate = 48000\n\
          max_silence_s = 0\nsilence_threshold_dbfs = -42.5\ndiscard_silent = false\n\
-         prompts = false\nbeep_hz = 440\nbeep_ms = 500\n\
+         prompts = false\nbeep_hz = 440\nbeep_ms = 500\nkeepalive_ms = 20\n\
          [storage]\nformat = \"opus\"\nopus_bitrate = 16000\nencode_workers = 8\n\
          deleted_retention_days = 0\nmin_free_mb = 5\n",
     )
@@ -289,6 +290,7 @@ fn codec_silence_prompt_and_storage_keys_are_read() {
         (media.beep_hz, media.beep),
         (440, Duration::from_millis(500))
     );
+    assert_eq!(media.keepalive, Duration::from_millis(20));
     let expected = StorageConfig {
         format: StorageFormat::Opus,
         opus_bitrate: 16_000,
@@ -432,6 +434,9 @@ fn each_error_is_reported_at_its_key() {
         ("[media]\nmax_message_s = 0\n", "media.max_message_s"),
         ("[media]\nmin_message_ms = 0\n", "media.min_message_ms"),
         ("[media]\njitter_ms = 0\n", "media.jitter_ms"),
+        ("[media]\nkeepalive_ms = 0\n", "media.keepalive_ms"),
+        ("[media]\nkeepalive_ms = 30\n", "media.keepalive_ms"),
+        ("[media]\nkeepalive_ms = 1020\n", "media.keepalive_ms"),
         (
             "[media]\nmin_message_ms = 5000\nmax_message_s = 5\n",
             "media.min_message_ms",

@@ -281,6 +281,7 @@ mod tests {
         let settings = MediaSettings {
             jitter: Duration::from_millis(60),
             rtp_timeout: Duration::from_secs(5),
+            keepalive: crate::config::DEFAULT_KEEPALIVE,
         };
         CallMedia::new(&n, settings, Instant::now(), SystemTime::now(), 1).unwrap()
     }

@@ -120,6 +120,9 @@ pub struct MediaSettings {
     /// Silence on the wire this long means the caller is gone (not while
     /// the caller holds the call).
     pub rtp_timeout: Duration,
+    /// Interval between keep-alive packets while nothing plays (see
+    /// [`super::outbound`]).
+    pub keepalive: Duration,
 }
 
 /// The counters of one call's media, for its log line.
@@ -174,7 +177,14 @@ impl MediaCore {
     ) -> Result<MediaCore, AudioError> {
         use rand::SeedableRng;
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-        let outbound = Outbound::new(n.codec, n.payload_type, n.comfort_noise, now, &mut rng)?;
+        let outbound = Outbound::new(
+            n.codec,
+            n.payload_type,
+            n.comfort_noise,
+            settings.keepalive,
+            now,
+            &mut rng,
+        )?;
         let bandwidth = session_bandwidth(n);
         let mut rtcp = RtcpSession::new(outbound.ssrc(), now, wall, bandwidth, seed ^ 0x5eed);
         let (start, timestamp, rate) = outbound.clock();

@@ -34,6 +34,7 @@ fn settings() -> MediaSettings {
     MediaSettings {
         jitter: Duration::from_millis(60),
         rtp_timeout: Duration::from_secs(5),
+        keepalive: crate::config::DEFAULT_KEEPALIVE,
     }
 }
 
@@ -340,7 +341,12 @@ fn a_streaming_caller_costs_one_wake_per_packet() {
         timer_wakes <= 6,
         "{timer_wakes} timer wake-ups for 500 packets"
     );
-    assert!((500..=506).contains(&sent), "{sent} datagrams sent");
+    // The keep-alive: four frames of silence, then one per 200 ms (slots
+    // 13, 23, ... 493), and the reports.
+    assert!(
+        (4 + 49 + 1..=4 + 49 + 6).contains(&sent),
+        "{sent} datagrams sent"
+    );
     assert_eq!(
         h.recorded().len() + 3 * FRAME,
         500 * FRAME,

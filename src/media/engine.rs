@@ -675,6 +675,7 @@ mod tests {
         let settings = super::super::MediaSettings {
             jitter: Duration::from_millis(60),
             rtp_timeout: Duration::from_secs(5),
+            keepalive: crate::config::DEFAULT_KEEPALIVE,
         };
         let media = super::super::CallMedia::new(
             &n,

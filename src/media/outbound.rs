@@ -14,10 +14,15 @@
 //!   the barge-in clips queued after it, never one that does not allow it
 //!   (the beep after a greeting).
 //! - **Keep-alive**: with nothing to play, PBXs and SBCs still expect
-//!   media (Asterisk's `rtp_timeout` hangs up a call whose RTP stops). The
-//!   stream goes on with RFC 3389 comfort noise when the caller offered CN
-//!   at the codec's clock (one CN packet as the silence starts, then one
-//!   every [`CN_REFRESH_SLOTS`]), else with encoded silence in every slot.
+//!   media (Asterisk's `rtp_timeout` hangs up a call whose RTP stops), but
+//!   none needs a packet in every frame of silence. The stream goes on
+//!   with RFC 3389 comfort noise when the caller offered CN at the codec's
+//!   clock (one CN packet as the silence starts, then one per keep-alive
+//!   interval), else with encoded silence: in every slot until the encoder
+//!   has settled on a frame (the far end hears the prompt end in clean
+//!   silence), then that frame once per interval, each packet after a gap
+//!   with the marker (silence suppression, RFC 3551 §4.1). The interval is
+//!   `media.keepalive_ms`, 200 ms by default; one slot sends every frame.
 //!   Its packets may leave up to [`KEEPALIVE_EARLY`] before or
 //!   [`KEEPALIVE_LATE`] after their slot, so that a packet from the caller
 //!   (which wakes the call anyway) sends the due one and a streaming
@@ -46,9 +51,6 @@ use super::send::{Pacer, PromptPlayer, RtpPacketizer, MAX_BURST, PTIME};
 pub const KEEPALIVE_EARLY: Duration = Duration::from_millis(10);
 /// How late a keep-alive packet may leave before a timer sends it.
 pub const KEEPALIVE_LATE: Duration = Duration::from_millis(10);
-/// Slots between comfort-noise packets: one every 200 ms keeps any
-/// inactivity timer fed at a tenth of the packet rate of audio.
-pub const CN_REFRESH_SLOTS: u64 = 10;
 /// The comfort-noise level we state: RFC 3389 §3.1 counts it in −dBov,
 /// and our silence is digital silence, the lowest level there is.
 const CN_LEVEL: u8 = 127;
@@ -127,6 +129,8 @@ pub struct Outbound {
     /// Whether the last packet sent was comfort noise (the next audio
     /// packet then carries the marker, RFC 3389 §4).
     in_comfort_noise: bool,
+    /// Slots from one keep-alive packet to the next once silence settled.
+    keepalive_slots: u64,
     frame: Vec<u8>,
     sent_payload: usize,
     last_sent_slot: Option<u64>,
@@ -134,12 +138,15 @@ pub struct Outbound {
 
 impl Outbound {
     /// A stream in `codec` on the caller's `payload_type`, with comfort
-    /// noise on `comfort_noise` if it offered CN at the codec's clock; its
-    /// grid starts at `start`; SSRC and initial numbers from `rng`.
+    /// noise on `comfort_noise` if it offered CN at the codec's clock and
+    /// a keep-alive packet every `keepalive_every` (rounded down to whole frames,
+    /// at least one); its grid starts at `start`; SSRC and initial numbers
+    /// from `rng`.
     pub fn new(
         codec: Codec,
         payload_type: u8,
         comfort_noise: Option<u8>,
+        keepalive_every: Duration,
         start: Instant,
         rng: &mut impl rand::Rng,
     ) -> Result<Outbound, AudioError> {
@@ -162,6 +169,7 @@ impl Outbound {
             ended: VecDeque::new(),
             keepalive: keepalive(comfort_noise),
             in_comfort_noise: false,
+            keepalive_slots: (keepalive_every.as_nanos() / PTIME.as_nanos()).max(1) as u64,
             frame: Vec::with_capacity(512),
             sent_payload: 0,
             last_sent_slot: None,
@@ -216,7 +224,7 @@ impl Outbound {
     pub fn play(&mut self, prompt: Prompt) -> PromptId {
         if !self.is_playing() {
             if let Some(last) = self.last_sent_slot {
-                // Comfort noise may have moved the grid on by a refresh
+                // The keep-alive may have moved the grid on by its
                 // interval: the prompt starts at the next slot.
                 self.slot = self.slot.min(last + 1);
             }
@@ -313,9 +321,11 @@ impl Outbound {
             .ts0
             .wrapping_add((self.slot as u32).wrapping_mul(self.codec.frame_timestamp_step()));
         self.frame.clear();
+        // Audio after a gap in the stream starts a talkspurt.
+        let after_gap = self.last_sent_slot.is_some_and(|last| self.slot > last + 1);
         self.last_sent_slot = Some(self.slot);
         let payload_type = if self.next_prompt_frame()? {
-            if self.in_comfort_noise {
+            if self.in_comfort_noise || after_gap {
                 self.packetizer.mark_next();
                 self.in_comfort_noise = false;
             }
@@ -326,7 +336,7 @@ impl Outbound {
                 KeepAlive::ComfortNoise { payload_type } => {
                     self.frame.push(CN_LEVEL);
                     self.in_comfort_noise = true;
-                    self.slot += CN_REFRESH_SLOTS;
+                    self.slot += self.keepalive_slots;
                     *payload_type
                 }
                 KeepAlive::Silence {
@@ -334,7 +344,13 @@ impl Outbound {
                     repeats,
                     encoded,
                 } => {
-                    if *repeats >= SILENCE_SETTLED || *encoded >= SILENCE_MAX_ENCODED {
+                    let settled = |repeats: u8, encoded: u8| {
+                        repeats >= SILENCE_SETTLED || encoded >= SILENCE_MAX_ENCODED
+                    };
+                    if after_gap {
+                        self.packetizer.mark_next();
+                    }
+                    if settled(*repeats, *encoded) {
                         self.frame.extend_from_slice(last);
                     } else {
                         let zeros = [0i16; 960];
@@ -349,7 +365,11 @@ impl Outbound {
                             *repeats = 0;
                         }
                     }
-                    self.slot += 1;
+                    self.slot += if settled(*repeats, *encoded) {
+                        self.keepalive_slots
+                    } else {
+                        1
+                    };
                     self.payload_type
                 }
             }

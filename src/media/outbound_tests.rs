@@ -10,10 +10,27 @@ fn tone(len: usize) -> Vec<i16> {
     (0..len).map(|i| ((i % 16) as i16 - 8) * 1000).collect()
 }
 
+/// A sending stream with the default keep-alive interval (200 ms).
 fn outbound(codec: Codec, pt: u8, cn: Option<u8>, start: Instant) -> Outbound {
-    let mut out = Outbound::new(codec, pt, cn, start, &mut SmallRng::seed_from_u64(5)).unwrap();
+    outbound_every(codec, pt, cn, crate::config::DEFAULT_KEEPALIVE, start)
+}
+
+/// A sending stream with a keep-alive packet every `keepalive`.
+fn outbound_every(
+    codec: Codec,
+    pt: u8,
+    cn: Option<u8>,
+    keepalive: Duration,
+    start: Instant,
+) -> Outbound {
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mut out = Outbound::new(codec, pt, cn, keepalive, start, &mut rng).unwrap();
     out.set_sending(true);
     out
+}
+
+fn marker(p: &[u8]) -> bool {
+    p[1] >> 7 == 1
 }
 
 fn prompt(pcm: Vec<i16>, rate: u32, barge_in: bool) -> Prompt {
@@ -63,17 +80,60 @@ fn prompts_go_on_the_grid_with_continuous_headers_then_keepalive_follows() {
     let mut out = outbound(Codec::Pcmu, 0, None, start);
     let greeting = out.play(prompt(tone(8000), 8000, true));
     let beep = out.play(prompt(tone(2000), 8000, false));
-    let sent = run(&mut out, start, Duration::from_millis(1500), None);
-    // 50 + 13 prompt packets, then keep-alive silence to 1.5 s.
+    let sent = run(&mut out, start, Duration::from_millis(3000), None);
     assert_eq!(out.poll_ended(), Some((greeting, PromptEnd::Finished)));
     assert_eq!(out.poll_ended(), Some((beep, PromptEnd::Finished)));
+    // 50 + 13 prompt packets, each on its slot.
     for (i, (at, packet)) in sent.iter().enumerate().take(63) {
         assert_eq!(*at, PTIME * i as u32, "prompt packet {i} not on the grid");
         assert_eq!(packet.len(), 12 + 160);
-        assert_eq!(packet[1] >> 7, u8::from(i == 0), "marker on packet {i}");
+        assert_eq!(marker(packet), i == 0, "marker on packet {i}");
+        assert_ne!(&packet[12..], &[0xFF; 160][..]);
     }
-    assert!(sent.len() >= 74, "{}", sent.len());
-    for (i, (at, packet)) in sent.iter().enumerate().skip(63) {
+    // Then silence in the next slots until the encoder settled (its
+    // fourth frame is the third repeat), then one packet every 200 ms:
+    // slots 63-66, then 76, 86, ... up to 3 s (slot 150).
+    let slots: Vec<u32> = (63..=66).chain((76..=146).step_by(10)).collect();
+    assert_eq!(sent.len(), 63 + slots.len(), "{:?}", &sent[63..]);
+    for ((at, packet), slot) in sent[63..].iter().zip(&slots) {
+        let due = PTIME * *slot;
+        assert!(
+            *at >= due && *at <= due + KEEPALIVE_LATE,
+            "keep-alive for slot {slot} at {at:?}"
+        );
+        assert_eq!(&packet[12..], &[0xFF; 160][..], "μ-law silence");
+        assert_eq!(packet[1] & 0x7F, 0, "PCMU");
+        // A packet after a gap starts a talkspurt (RFC 3551 §4.1).
+        assert_eq!(marker(packet), *slot >= 76, "marker on slot {slot}");
+    }
+    let slot_of = |i: usize| if i < 63 { i as u32 } else { slots[i - 63] };
+    for (i, pair) in sent.windows(2).enumerate() {
+        assert_eq!(seq(&pair[1].1), seq(&pair[0].1).wrapping_add(1));
+        let step = (slot_of(i + 1) - slot_of(i)) * 160;
+        assert_eq!(ts(&pair[1].1), ts(&pair[0].1).wrapping_add(step));
+        assert_eq!(pair[1].1[8..12], pair[0].1[8..12], "one SSRC");
+    }
+    // A prompt after the sparse silence starts at the slot after the last
+    // packet (far behind now: on the current slot, with the marker).
+    let now = start + Duration::from_millis(3005);
+    out.play(prompt(tone(320), 8000, true));
+    let mut buf = Vec::new();
+    assert!(out.poll(now, false, &mut buf).unwrap());
+    assert!(marker(&buf));
+    assert_ne!(&buf[12..], &[0xFF; 160][..]);
+    assert_eq!(ts(&buf).wrapping_sub(ts(&sent[0].1)), 150 * 160);
+}
+
+/// `media.keepalive_ms = 20`: encoded silence in every frame, one
+/// continuous stream without a marker.
+#[test]
+fn a_keepalive_of_one_frame_sends_silence_in_every_slot() {
+    let start = Instant::now();
+    let mut out = outbound_every(Codec::Pcmu, 0, None, PTIME, start);
+    out.play(prompt(tone(2000), 8000, false));
+    let sent = run(&mut out, start, Duration::from_millis(1500), None);
+    assert_eq!(sent.len(), 75, "slots 0 to 74");
+    for (i, (at, packet)) in sent.iter().enumerate().skip(13) {
         let slot = PTIME * i as u32;
         assert!(
             *at >= slot && *at <= slot + KEEPALIVE_LATE,
@@ -85,7 +145,6 @@ fn prompts_go_on_the_grid_with_continuous_headers_then_keepalive_follows() {
     for pair in sent.windows(2) {
         assert_eq!(seq(&pair[1].1), seq(&pair[0].1).wrapping_add(1));
         assert_eq!(ts(&pair[1].1), ts(&pair[0].1).wrapping_add(160));
-        assert_eq!(pair[1].1[8..12], pair[0].1[8..12], "one SSRC");
     }
 }
 
@@ -127,7 +186,7 @@ fn barge_in_takes_the_queued_clips_up_to_one_without_it() {
 #[test]
 fn keepalive_rides_on_a_streaming_callers_wakes() {
     let start = Instant::now();
-    let mut out = outbound(Codec::Pcmu, 0, None, start);
+    let mut out = outbound_every(Codec::Pcmu, 0, None, PTIME, start);
     let mut buf = Vec::new();
     assert!(out.poll(start, false, &mut buf).unwrap());
     // The caller's packets arrive 7 ms before each of our slots: each
@@ -143,8 +202,8 @@ fn keepalive_rides_on_a_streaming_callers_wakes() {
 #[test]
 fn nothing_is_sent_until_sending_is_on() {
     let start = Instant::now();
-    let mut out =
-        Outbound::new(Codec::Pcmu, 0, None, start, &mut SmallRng::seed_from_u64(1)).unwrap();
+    let mut rng = SmallRng::seed_from_u64(1);
+    let mut out = Outbound::new(Codec::Pcmu, 0, None, PTIME, start, &mut rng).unwrap();
     out.play(prompt(tone(1600), 8000, true));
     let mut buf = Vec::new();
     assert_eq!(out.poll_timeout(), None);
@@ -227,7 +286,7 @@ fn a_starved_stream_skips_slots_instead_of_bursting() {
 #[test]
 fn g722_keepalive_settles_on_a_frame_that_decodes_to_silence() {
     let start = Instant::now();
-    let mut out = outbound(Codec::G722, 9, None, start);
+    let mut out = outbound_every(Codec::G722, 9, None, PTIME, start);
     let beep = out.play(prompt(tone(16000 / 4), 16000, false));
     let sent = run(&mut out, start, Duration::from_secs(4), None);
     assert_eq!(out.poll_ended(), Some((beep, PromptEnd::Finished)));

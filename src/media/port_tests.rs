@@ -142,6 +142,7 @@ async fn record(
     let settings = MediaSettings {
         jitter: limits.jitter,
         rtp_timeout: limits.rtp_timeout,
+        keepalive: crate::config::DEFAULT_KEEPALIVE,
     };
     let now = time::Instant::now().into_std();
     let mut media = CallMedia::new(&n, settings, now, SystemTime::now(), 9).unwrap();
@@ -378,6 +379,8 @@ async fn the_caller_receives_keepalive_rtp_and_rtcp() {
         (rtp, rtcp)
     };
     let (_, (rtp, rtcp)) = tokio::join!(recording, listen);
-    assert!(rtp >= 40, "keep-alive: {rtp} packets");
+    // The first report comes 1 to 3.1 s in (RFC 3550 §6.3); by then the
+    // keep-alive sent four frames of silence and one packet per 200 ms.
+    assert!(rtp >= 8, "keep-alive: {rtp} packets");
     assert_eq!(rtcp[1], 200, "a sender report");
 }

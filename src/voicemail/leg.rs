@@ -144,6 +144,7 @@ impl CallLeg {
         let settings = MediaSettings {
             jitter: self.ctx.profile.media.jitter,
             rtp_timeout: self.ctx.profile.media.rtp_timeout,
+            keepalive: self.ctx.profile.media.keepalive,
         };
         let now = tokio::time::Instant::now().into_std();
         let media = match CallMedia::new(&initial, settings, now, SystemTime::now(), rand::random())

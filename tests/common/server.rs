@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// `[media] max_silence_s`; `None` leaves the key out (the profile
     /// default applies).
     pub max_silence_s: Option<u64>,
+    /// `[media] keepalive_ms`; `None` leaves the key out (the profile
+    /// default applies).
+    pub keepalive_ms: Option<u64>,
     /// `[storage] format` ("wav" or "opus"); `None` leaves the section out
     /// (the profile default applies).
     pub storage_format: Option<String>,
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             min_message_ms: 1000,
             prompts: false,
             max_silence_s: None,
+            keepalive_ms: None,
             storage_format: None,
             extra: String::new(),
             sip_lines: Vec::new(),
@@ -101,7 +105,11 @@ impl ServerConfig {
         let max_silence = self
             .max_silence_s
             .map(|s| format!("max_silence_s = {s}\n"))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            + &self
+                .keepalive_ms
+                .map(|ms| format!("keepalive_ms = {ms}\n"))
+                .unwrap_or_default();
         let storage = self
             .storage_format
             .as_ref()
