@@ -7,7 +7,9 @@
 //! are therefore held, still encoded, once the jitter buffer has placed
 //! them, and decoded:
 //! - at once when a packet continues the stream just decoded (the next
-//!   sequence number of the same SSRC): the usual case, with no waiting;
+//!   sequence number of the same SSRC) and none waits before it: the
+//!   usual case, decoded straight from the datagram, neither waiting nor
+//!   copied;
 //! - otherwise when play-out reaches it, since a packet missing before it
 //!   may still arrive; if it did not, the hole it leaves is concealed
 //!   (RFC 3550 A.3 sequence gaps mark real losses; a timestamp jump
@@ -48,8 +50,9 @@ const MAX_CONCEAL_MS: u64 = 120;
 /// Zeros fed to a resampler for the holes of a stream.
 static ZEROS: [i16; 1024] = [0; 1024];
 
-/// A packet placed on the timeline, waiting to be decoded.
-pub(super) struct Held {
+/// Where a packet went on the timeline and in its stream.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Placed {
     /// Where its audio starts on the timeline.
     pub(super) position: u64,
     /// How long it lasts on the timeline.
@@ -58,6 +61,11 @@ pub(super) struct Held {
     /// Its extended sequence number (RFC 3550 A.1) within its stream.
     pub(super) ext_seq: u64,
     pub(super) codec: Codec,
+}
+
+/// A placed packet waiting to be decoded.
+struct Held {
+    placed: Placed,
     payload: Vec<u8>,
 }
 
@@ -136,45 +144,51 @@ impl Decoding {
         self.held.len() >= MAX_HELD
     }
 
-    /// Holds a placed packet, copying its payload into a pooled buffer.
-    pub(super) fn hold(
+    /// Takes a placed packet: decodes it at once, straight from `payload`,
+    /// when it continues the decoded stream and nothing waits before it
+    /// (the usual case); else holds it, copying its payload into a pooled
+    /// buffer, and decodes what became ready.
+    pub(super) fn admit(
         &mut self,
-        position: u64,
-        samples: u64,
-        ssrc: u32,
-        ext_seq: u64,
-        codec: Codec,
+        placed: Placed,
         payload: &[u8],
+        ring: &mut Ring,
+        window: Range<u64>,
     ) {
+        if self.held.is_empty() && self.continues(&placed) {
+            self.decode(placed, payload, ring, window);
+            return;
+        }
         let mut buffer = self.spare.pop().unwrap_or_default();
         buffer.clear();
         buffer.extend_from_slice(payload);
         let at = self
             .held
             .iter()
-            .rposition(|h| h.position <= position)
+            .rposition(|h| h.placed.position <= placed.position)
             .map_or(0, |i| i + 1);
         self.held.insert(
             at,
             Held {
-                position,
-                samples,
-                ssrc,
-                ext_seq,
-                codec,
+                placed,
                 payload: buffer,
             },
         );
+        self.decode_ready(ring, window);
+    }
+
+    /// Whether `placed` follows the last packet decoded in its stream
+    /// without a gap in sequence numbers: nothing can still arrive before
+    /// it.
+    fn continues(&self, placed: &Placed) -> bool {
+        self.last
+            .is_some_and(|last| placed.ssrc == last.ssrc && placed.ext_seq == last.ext_seq + 1)
     }
 
     /// Decodes the held packets that continue the decoded stream without
     /// a gap in sequence numbers: nothing can still arrive before them.
     pub(super) fn decode_ready(&mut self, ring: &mut Ring, window: Range<u64>) {
-        while let (Some(front), Some(last)) = (self.held.front(), self.last) {
-            let continues = front.ssrc == last.ssrc && front.ext_seq == last.ext_seq + 1;
-            if !continues {
-                break;
-            }
+        while self.held.front().is_some_and(|h| self.continues(&h.placed)) {
             self.decode_front(ring, window.clone());
         }
     }
@@ -182,7 +196,11 @@ impl Decoding {
     /// Decodes every held packet that starts before `target`, concealing
     /// what is missing between them, then those that follow on at once.
     pub(super) fn decode_before(&mut self, target: u64, ring: &mut Ring, window: Range<u64>) {
-        while self.held.front().is_some_and(|h| h.position < target) {
+        while self
+            .held
+            .front()
+            .is_some_and(|h| h.placed.position < target)
+        {
             self.decode_front(ring, window.clone());
         }
         self.decode_ready(ring, window);
@@ -202,13 +220,20 @@ impl Decoding {
         let Some(held) = self.held.pop_front() else {
             return;
         };
+        self.decode(held.placed, &held.payload, ring, window);
+        if self.spare.len() < MAX_HELD {
+            self.spare.push(held.payload);
+        }
+    }
+
+    /// Decodes one packet into the ring, concealing the loss before it.
+    fn decode(&mut self, held: Placed, payload: &[u8], ring: &mut Ring, window: Range<u64>) {
         let same_decoder = self.decoder.as_ref().map(Decoder::codec) == Some(held.codec);
         if !same_decoder {
             match Decoder::new(held.codec) {
                 Ok(decoder) => self.decoder = Some(decoder),
                 Err(_) => {
                     self.stats.undecodable += 1;
-                    self.recycle(held);
                     return;
                 }
             }
@@ -236,7 +261,7 @@ impl Decoding {
 
         pcm.clear();
         let decoded = match self.decoder.as_mut() {
-            Some(decoder) => match decoder.decode(&held.payload, &mut pcm) {
+            Some(decoder) => match decoder.decode(payload, &mut pcm) {
                 Ok(()) => true,
                 Err(_) => {
                     // A corrupted packet is a lost one.
@@ -257,7 +282,6 @@ impl Decoding {
             ext_seq: held.ext_seq,
             end: held.position + held.samples,
         });
-        self.recycle(held);
     }
 
     /// Puts decoded audio of `source_rate` on the timeline at `position`:
@@ -327,12 +351,6 @@ impl Decoding {
             r.out_pos += self.resampled.len() as u64;
         }
         Some(r.out_pos)
-    }
-
-    fn recycle(&mut self, held: Held) {
-        if self.spare.len() < MAX_HELD {
-            self.spare.push(held.payload);
-        }
     }
 }
 

@@ -43,7 +43,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::codec::Codec;
-use super::decoding::{Decoding, MAX_HELD};
+use super::decoding::{Decoding, Placed, MAX_HELD};
 use super::ring::Ring;
 use super::stream::{Sequence, Stream};
 
@@ -203,10 +203,15 @@ impl JitterBuffer {
             let window = self.window();
             self.decoding.decode_front(&mut self.ring, window);
         }
-        self.decoding
-            .hold(position, samples, ssrc, ext_seq, codec, payload);
+        let placed = Placed {
+            position,
+            samples,
+            ssrc,
+            ext_seq,
+            codec,
+        };
         let window = self.window();
-        self.decoding.decode_ready(&mut self.ring, window);
+        self.decoding.admit(placed, payload, &mut self.ring, window);
         self.write_end = self.write_end.max(position + samples);
         if self.playout.is_none() {
             self.lowest = self.lowest.min(position);
