@@ -227,10 +227,10 @@ impl Decoding {
     }
 
     /// Decodes one packet into the ring, concealing the loss before it.
-    fn decode(&mut self, held: Placed, payload: &[u8], ring: &mut Ring, window: Range<u64>) {
-        let same_decoder = self.decoder.as_ref().map(Decoder::codec) == Some(held.codec);
+    fn decode(&mut self, packet: Placed, payload: &[u8], ring: &mut Ring, window: Range<u64>) {
+        let same_decoder = self.decoder.as_ref().map(Decoder::codec) == Some(packet.codec);
         if !same_decoder {
-            match Decoder::new(held.codec) {
+            match Decoder::new(packet.codec) {
                 Ok(decoder) => self.decoder = Some(decoder),
                 Err(_) => {
                     self.stats.undecodable += 1;
@@ -238,16 +238,16 @@ impl Decoding {
                 }
             }
         }
-        let source_rate = held.codec.audio_rate();
+        let source_rate = packet.codec.audio_rate();
         let mut pcm = std::mem::take(&mut self.pcm);
 
         // A sequence gap in the same stream, through the same decoder, is
         // a real loss: conceal it (RFC 3550 A.3).
-        if let Some(last) = self.last.filter(|l| l.end < held.position) {
-            let lost = last.ssrc == held.ssrc && held.ext_seq > last.ext_seq + 1;
+        if let Some(last) = self.last.filter(|l| l.end < packet.position) {
+            let lost = last.ssrc == packet.ssrc && packet.ext_seq > last.ext_seq + 1;
             if lost && same_decoder {
                 let hole =
-                    (held.position - last.end).min(MAX_CONCEAL_MS * u64::from(self.rate) / 1000);
+                    (packet.position - last.end).min(MAX_CONCEAL_MS * u64::from(self.rate) / 1000);
                 let samples = to_rate(hole, self.rate, source_rate);
                 pcm.clear();
                 if let Some(decoder) = self.decoder.as_mut() {
@@ -266,7 +266,7 @@ impl Decoding {
                 Err(_) => {
                     // A corrupted packet is a lost one.
                     pcm.clear();
-                    let samples = to_rate(held.samples, self.rate, source_rate);
+                    let samples = to_rate(packet.samples, self.rate, source_rate);
                     decoder.conceal(samples, &mut pcm).is_ok()
                 }
             },
@@ -275,12 +275,12 @@ impl Decoding {
         if !decoded || pcm.is_empty() {
             self.stats.undecodable += 1;
         }
-        self.emit(held.position, source_rate, &pcm, ring, window);
+        self.emit(packet.position, source_rate, &pcm, ring, window);
         self.pcm = pcm;
         self.last = Some(Last {
-            ssrc: held.ssrc,
-            ext_seq: held.ext_seq,
-            end: held.position + held.samples,
+            ssrc: packet.ssrc,
+            ext_seq: packet.ext_seq,
+            end: packet.position + packet.samples,
         });
     }
 

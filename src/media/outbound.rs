@@ -139,8 +139,8 @@ pub struct Outbound {
 impl Outbound {
     /// A stream in `codec` on the caller's `payload_type`, with comfort
     /// noise on `comfort_noise` if it offered CN at the codec's clock and
-    /// a keep-alive packet every `keepalive_every` (rounded down to whole frames,
-    /// at least one); its grid starts at `start`; SSRC and initial numbers
+    /// a keep-alive packet every `keepalive_every` (in whole frames, at
+    /// least one); its grid starts at `start`; SSRC and initial numbers
     /// from `rng`.
     pub fn new(
         codec: Codec,
