@@ -355,6 +355,71 @@ fn record_route_is_copied_into_the_200_in_order() {
     caller.hang_up(&dialog);
 }
 
+/// Under an open files limit that cannot hold `max_calls`, vmesh takes
+/// only the calls it can record (three descriptors each, after 256 of its
+/// own and one per SIP connection it may accept), says so at start-up, and
+/// answers the next call 503: every call it took is recorded whole, where
+/// without the bound the calls above it would have been answered and then
+/// failed to open their files.
+#[test]
+fn an_open_files_limit_lowers_the_calls_taken_at_once() {
+    // (310 − 256 − 8 connections) / 3 = 15 calls, not max_calls' 100.
+    const CALLS: usize = 15;
+    let config = ServerConfig {
+        max_calls: 100,
+        open_files: Some(310),
+        sip_lines: vec!["max_connections = 8".into()],
+        ..ServerConfig::default()
+    };
+    let server = Server::start_with(TestNet::allocate(), config);
+    let log = server.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("the open files limit holds fewer calls than sip.max_calls"))
+        .unwrap_or_else(|| panic!("no start-up warning:\n{}", server.log_tail()));
+    assert!(
+        warning.contains(&format!("calls={CALLS}")) && warning.contains("open_files=310"),
+        "{warning}"
+    );
+    let mut callers: Vec<Caller> = (0..CALLS).map(|_| Caller::new(&server)).collect();
+    let dialogs: Vec<(Dialog, SocketAddr)> = callers.iter().map(Caller::establish).collect();
+
+    let extra = Caller::new(&server);
+    let invite = extra.invite(&[], true);
+    let response = extra.send_invite(&invite);
+    extra
+        .udp
+        .send(ack_for_failure(&invite, &response).as_bytes());
+    assert_eq!(response.status, 503, "call {}: {}", CALLS + 1, response.raw);
+
+    // Every call taken records 1.5 s of speech, all at once.
+    let speech = g711_payload(SPEECH_SHORT_ULAW, 1500);
+    std::thread::scope(|scope| {
+        for (caller, (_, media)) in callers.iter_mut().zip(&dialogs) {
+            let speech = &speech;
+            scope.spawn(move || caller.rtp.stream(*media, PCMU, speech));
+        }
+    });
+    for (caller, (dialog, _)) in callers.iter().zip(&dialogs) {
+        caller.hang_up(dialog);
+    }
+    let messages = server.wait_messages(CALLS, STORE_WAIT);
+    assert_eq!(messages.len(), CALLS, "{messages:?}");
+    for message in &messages {
+        assert_duration_close("a message", number(message, "duration_ms"), 1500, 0.05);
+    }
+    assert!(
+        !server.log().contains("Too many open files"),
+        "{}",
+        server.log_tail()
+    );
+
+    // A place is free again once a call ended.
+    let again = Caller::new(&server);
+    let (dialog, _) = again.establish();
+    again.hang_up(&dialog);
+}
+
 #[test]
 fn over_capacity_invite_gets_503_with_retry_after() {
     let config = ServerConfig {

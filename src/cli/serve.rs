@@ -49,9 +49,11 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Each call holds an RTP socket and an open WAV file, so 1,000 calls need
-/// more descriptors than the usual soft limit of 1024: raise the soft limit
-/// to the hard one (allowed without privileges, setrlimit(2)).
+/// Each call holds its RTP and RTCP sockets and its WAV file, so 1,000
+/// calls need more descriptors than the usual soft limit of 1024: raise the
+/// soft limit to the hard one (allowed without privileges, setrlimit(2));
+/// what it still cannot hold lowers the calls taken at once
+/// (`voicemail::capacity`).
 fn raise_open_files_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

@@ -9,6 +9,7 @@
 pub mod allocator;
 pub mod call;
 pub mod callers;
+pub mod capacity;
 pub mod flow;
 pub mod greeting_cache;
 pub mod greetings;
@@ -42,7 +43,8 @@ pub struct Context {
     pub sip: Arc<SipStack>,
     /// The mesh, when the profile names a topology.
     pub mesh: Option<Arc<Mesh>>,
-    /// One permit per call in progress (the profile's `max_calls`).
+    /// One permit per call in progress (the profile's `max_calls`, or
+    /// fewer if the open files limit cannot hold them: [`capacity`]).
     pub calls: Arc<Semaphore>,
     /// Cancelled when the server stops: calls end with BYE and are stored.
     pub shutdown: CancellationToken,

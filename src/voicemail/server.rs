@@ -111,9 +111,24 @@ impl Server {
             warn!(listener = %open, "any host that reaches this listener may leave messages: set sip.allow or [[sip.auth]]");
         }
         let retrieval = profile.retrieval.clone();
+        let open_files = super::capacity::open_files_limit();
+        let calls = super::capacity::call_capacity(
+            profile.sip.max_calls,
+            profile.sip.max_connections,
+            open_files,
+        );
+        if calls < profile.sip.max_calls {
+            warn!(
+                open_files = open_files.unwrap_or(0),
+                max_calls = profile.sip.max_calls,
+                calls,
+                "the open files limit holds fewer calls than sip.max_calls: calls above {calls} get 503 \
+                 (raise the limit, e.g. LimitNOFILE= in the service's unit)"
+            );
+        }
         let ctx = Context {
             callers: super::callers::CallerGate::new(&profile),
-            calls: Arc::new(Semaphore::new(profile.sip.max_calls)),
+            calls: Arc::new(Semaphore::new(calls)),
             encoders: EncodePool::new(profile.storage.encode_workers),
             profile,
             store,

@@ -64,6 +64,9 @@ pub struct ServerConfig {
     /// Where the data directory is; `None` for `data` in the test's
     /// temporary directory.
     pub data_dir: Option<PathBuf>,
+    /// The open files limit (soft and hard `RLIMIT_NOFILE`) vmesh runs
+    /// under; `None` inherits the test's.
+    pub open_files: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +87,7 @@ impl Default for ServerConfig {
             extra: String::new(),
             sip_lines: Vec::new(),
             data_dir: None,
+            open_files: None,
         }
     }
 }
@@ -149,6 +153,8 @@ pub struct Server {
     data_dir: PathBuf,
     child: Option<Child>,
     next_sipp_port: AtomicU16,
+    /// Its open files limit, applied at each start.
+    open_files: Option<u64>,
 }
 
 impl Server {
@@ -178,6 +184,7 @@ impl Server {
             data_dir,
             child: None,
             next_sipp_port: AtomicU16::new(0),
+            open_files: config.open_files,
         };
         server.spawn();
         server
@@ -287,7 +294,25 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let child = spawn_serve(&self.profile(), &self.log_path(), None);
+        let mut command = serve_command(&self.profile(), &self.log_path(), None);
+        if let Some(limit) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs
+            // between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command.spawn().expect("start vmesh serve");
         self.child = Some(child);
         self.wait_ready();
     }
@@ -472,6 +497,13 @@ pub const CALL_END_LINES: [&str; 3] = ["message stored", "message discarded", "n
 /// (over all its runs), inside network namespace `netns` when given. Its
 /// log level is the binary's default unless `VMESH_LOG` says otherwise.
 pub fn spawn_serve(profile: &Path, log: &Path, netns: Option<&str>) -> Child {
+    serve_command(profile, log, netns)
+        .spawn()
+        .expect("start vmesh serve")
+}
+
+/// The command [`spawn_serve`] runs.
+pub fn serve_command(profile: &Path, log: &Path, netns: Option<&str>) -> Command {
     let out = OpenOptions::new()
         .create(true)
         .append(true)
@@ -493,9 +525,8 @@ pub fn spawn_serve(profile: &Path, log: &Path, netns: Option<&str>) -> Child {
         .arg(profile)
         .stdin(Stdio::null())
         .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start vmesh serve")
+        .stderr(err);
+    command
 }
 
 /// Runs the vmesh binary with `args` (no profile added) and captures it.
