@@ -639,6 +639,11 @@ def render_record(results):
     return "\n".join(out)
 
 
+def times(ratio):
+    """A ratio as "1.23×", or "–" where there is none (no floor to divide by)."""
+    return "–" if ratio is None else f"{ratio:.2f}×"
+
+
 def render_record_table(results):
     out = [
         "| N | answered | packets sent | recorded (log / durations) | durations (ms) | NCC min | "
@@ -655,8 +660,8 @@ def render_record_table(results):
             f"{r['packets_recorded_duration']} | {r['durations_ms']['min']}–{r['durations_ms']['max']} | "
             f"{f(r['ncc_min'], 4)} | {f(r['vmesh_us_per_packet'], 2)} | {floor('packet')} | "
             f"{floor('batched')} | {floor('decode')} | {floor('echo')} | "
-            f"{f(r['ratio_packet'], 2)}× | {f(r['ratio_batched'], 2)}× | {f(r['ratio_decode'], 2)}× | "
-            f"{f(r.get('ratio_echo'), 2)}× | "
+            f"{times(r['ratio_packet'])} | {times(r['ratio_batched'])} | {times(r['ratio_decode'])} | "
+            f"{times(r.get('ratio_echo'))} | "
             f"{f(r['hwm_kb'] / 1024 if r['hwm_kb'] else None, 1)} MiB | {f(r['memory_per_call_kib'], 1)} KiB | "
             f"{'yes' if r['holds'] else 'no'} |"
         )
