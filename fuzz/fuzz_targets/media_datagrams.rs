@@ -46,6 +46,9 @@ struct Session {
     comfort_noise: Option<u8>,
     rtcp_mux: bool,
     direction: u8,
+    /// The keep-alive interval, in frames less one (`media.keepalive_ms`
+    /// is 20 to 1000 ms).
+    keepalive_frames: u8,
 }
 
 #[derive(Debug)]
@@ -326,10 +329,12 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
     }
+    let keepalive = Duration::from_millis(20 * (1 + u64::from(session.keepalive_frames % 50)));
     let n = negotiated(session, signalled);
     let settings = MediaSettings {
         jitter: Duration::from_millis(60),
         rtp_timeout: Duration::from_secs(10),
+        keepalive,
     };
     let t0 = Instant::now();
     let Ok(media) = CallMedia::new(&n, settings, t0, SystemTime::UNIX_EPOCH, 9) else {
