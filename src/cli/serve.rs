@@ -15,7 +15,7 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
         Some(path) => Profile::load(path)?,
         None => Profile::embedded_default(),
     };
-    raise_open_files_limit();
+    crate::voicemail::capacity::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,33 +47,4 @@ pub fn run(profile: Option<&Path>) -> Result<(), CliError> {
     // stack's background tasks to notice the shutdown.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
-}
-
-/// Each call holds its RTP and RTCP sockets and its WAV file, so 1,000
-/// calls need more descriptors than the usual soft limit of 1024: raise the
-/// soft limit to the hard one (allowed without privileges, setrlimit(2));
-/// what it still cannot hold lowers the calls taken at once
-/// (`voicemail::capacity`).
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let before = limit.rlim_cur;
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                tracing::debug!(
-                    before,
-                    after = limit.rlim_cur,
-                    "raised the open files limit"
-                );
-            }
-        }
-    }
 }

@@ -31,15 +31,44 @@ pub fn call_capacity(max_calls: usize, max_connections: usize, open_files: Optio
     usize::try_from(room).unwrap_or(usize::MAX).min(max_calls)
 }
 
-/// The process's soft limit on open files, `None` if unlimited or unknown.
-pub fn open_files_limit() -> Option<u64> {
+/// The process's open files limit (soft and hard), if it can be read.
+fn open_files() -> Option<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit only writes the struct we pass.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+    ok.then_some(limit)
+}
+
+/// The process's soft limit on open files, `None` if unlimited or unknown.
+pub fn open_files_limit() -> Option<u64> {
+    open_files()
+        .map(|limit| limit.rlim_cur)
+        .filter(|&soft| soft != libc::RLIM_INFINITY)
+}
+
+/// 1,000 calls need more descriptors than the usual soft limit of 1024:
+/// raises the soft limit to the hard one (allowed without privileges,
+/// setrlimit(2)); what it still cannot hold lowers the calls taken at once
+/// ([`call_capacity`]).
+pub fn raise_open_files_limit() {
+    let Some(mut limit) = open_files() else {
+        return;
+    };
+    if limit.rlim_cur < limit.rlim_max {
+        let before = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+            tracing::debug!(
+                before,
+                after = limit.rlim_cur,
+                "raised the open files limit"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
