@@ -27,6 +27,17 @@
 //! gets a new entry at once (and a new generation, so the old entry is
 //! skipped when it comes up).
 //!
+//! A worker that found more than one socket ready at its last turn pauses
+//! before it waits again, until a tick after that turn began (or its
+//! first timer, if sooner): under load each wake-up then takes the
+//! datagrams of a millisecond together instead of a few, and the
+//! kernel's cost of putting the thread to sleep and waking it, the
+//! largest single share of a packet's CPU at a thousand calls, is paid
+//! that much less often. A packet waits at most that millisecond longer
+//! to be read (the socket's buffer holds it meanwhile), which a recording
+//! does not notice; a lone call's packets, 20 ms apart, find the worker
+//! asleep in `epoll` and are read at once.
+//!
 //! Calls are spread over the workers by their current load; a worker
 //! learns of new, moved and finished calls through a command queue, which
 //! it takes at every turn of its loop, and an `eventfd` that wakes its
@@ -66,6 +77,11 @@ const RECV_BUFFER: usize = 2048;
 const WAKE_TOKEN: u64 = u64::MAX;
 /// The timers' tick.
 const TICK: Duration = Duration::from_millis(1);
+/// How long after a busy turn began the worker waits before it looks for
+/// the next datagrams (see the module documentation).
+const COALESCE: Duration = TICK;
+/// Socket events at one turn that make the worker pause before the next.
+const BUSY_TURN: usize = 2;
 
 /// The engine: its workers, started on first use.
 struct Engine {
@@ -228,6 +244,10 @@ struct Looper {
     out: Vec<u8>,
     /// `epoll_pwait2` (nanosecond timeouts) is available.
     precise: bool,
+    /// When the last turn began, and whether it found enough sockets
+    /// ready to pause before the next ([`BUSY_TURN`]).
+    turn: Instant,
+    busy: bool,
 }
 
 impl Looper {
@@ -256,6 +276,8 @@ impl Looper {
             buf: vec![0; RECV_BUFFER],
             out: Vec::with_capacity(RECV_BUFFER),
             precise: true,
+            turn: epoch,
+            busy: false,
         };
         Ok((worker, looper))
     }
@@ -272,14 +294,18 @@ impl Looper {
                 }
             };
             let now = Instant::now();
+            let mut sockets = 0;
             for event in events.iter().take(ready) {
                 let token = event.u64;
                 if token == WAKE_TOKEN {
                     self.drain_wake();
                 } else {
+                    sockets += 1;
                     self.receive(token, now);
                 }
             }
+            self.turn = now;
+            self.busy = sockets >= BUSY_TURN;
             self.commands(now);
             self.expire(Instant::now());
         }
@@ -292,6 +318,7 @@ impl Looper {
             .timers
             .peek()
             .map(|&Reverse((tick, _, _))| tick_start(tick));
+        self.pause(next);
         let announced = next.map_or(NO_TIMER, |at| {
             u64::try_from(at.as_nanos()).unwrap_or(NO_TIMER).max(1)
         });
@@ -300,6 +327,22 @@ impl Looper {
         let waited = self.wait_until(events, next, queued);
         self.worker.wakes_at.store(AWAKE, Ordering::SeqCst);
         waited
+    }
+
+    /// After a busy turn, sleeps until [`COALESCE`] after it began or the
+    /// first timer (`next`, from the epoch), whichever is sooner, unless a
+    /// command is queued. The worker is announced as running meanwhile,
+    /// so a command posted now waits for it rather than writing its
+    /// `eventfd`: it comes to the queue within the slack.
+    fn pause(&self, next: Option<Duration>) {
+        if !self.busy || self.worker.queued.load(Ordering::Acquire) {
+            return;
+        }
+        let until = pause_end(self.turn, self.epoch, next);
+        let now = Instant::now();
+        if until > now {
+            std::thread::sleep(until - now);
+        }
     }
 
     /// `epoll_pwait2` until `next` (from the epoch; none: no timeout), or
@@ -558,6 +601,14 @@ impl Looper {
 /// The tick in nanoseconds.
 const TICK_NANOS: u64 = TICK.as_nanos() as u64;
 
+/// When a pause after a busy turn that began at `turn` ends: a
+/// [`COALESCE`] later, or at the first timer (`next`, from `epoch`) if
+/// that comes first.
+fn pause_end(turn: Instant, epoch: Instant, next: Option<Duration>) -> Instant {
+    let end = turn + COALESCE;
+    next.map_or(end, |at| end.min(epoch + at))
+}
+
 /// Nanoseconds from `epoch` to `at` (0 if before) in 64 bits, which hold
 /// 584 years: the tick arithmetic stays out of 128-bit division.
 fn nanos_since(epoch: Instant, at: Instant) -> u64 {
@@ -730,6 +781,54 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(worker.wakes_at.load(Ordering::SeqCst), AWAKE);
+    }
+
+    /// A pause after a busy turn ends a tick after the turn began, or at
+    /// the first timer when that comes sooner.
+    #[test]
+    fn a_pause_ends_a_tick_after_the_turn_or_at_the_first_timer() {
+        let epoch = Instant::now();
+        let turn = epoch + Duration::from_millis(40);
+        assert_eq!(pause_end(turn, epoch, None), turn + COALESCE);
+        let late = Some(Duration::from_millis(45));
+        assert_eq!(pause_end(turn, epoch, late), turn + COALESCE);
+        let soon = Duration::from_micros(40_300);
+        assert_eq!(pause_end(turn, epoch, Some(soon)), epoch + soon);
+    }
+
+    /// After a busy turn the looper leaves a ready datagram in its socket
+    /// until a tick after that turn began; after a quiet one it takes it
+    /// at once.
+    #[test]
+    fn a_busy_looper_takes_the_next_datagrams_a_tick_later() {
+        let (_, mut looper) = Looper::new().unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        add_fd(&looper.epoll, socket.as_raw_fd(), 0).unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender
+            .send_to(b"rtp", socket.local_addr().unwrap())
+            .unwrap();
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 4];
+
+        looper.busy = true;
+        looper.turn = Instant::now();
+        assert_eq!(looper.wait(&mut events).unwrap(), 1);
+        assert!(looper.turn.elapsed() >= COALESCE, "read before the tick");
+
+        // Level-triggered: the datagram is still there; a quiet turn
+        // does not pause, and neither does a busy one with a command
+        // queued.
+        looper.busy = false;
+        assert_eq!(looper.wait(&mut events).unwrap(), 1);
+        looper.busy = true;
+        looper.turn = Instant::now() + Duration::from_secs(60);
+        looper.worker.queued.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        assert_eq!(looper.wait(&mut events).unwrap(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "paused with a command queued"
+        );
     }
 
     #[test]
