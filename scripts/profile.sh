@@ -316,10 +316,23 @@ cpu-setup)
 memory)
     say "memory: $MEM_CALLS calls x $MEM_MEDIA_S s, vmesh native"
     start_vmesh
+    # Where the resident memory is as the window opens (every call up)
+    # and as it closes (every call at its longest): the heap's first
+    # arena, the other anonymous mappings (glibc's per-thread arenas,
+    # thread stacks), the rest (code, files).
+    snap() { echo "cat /proc/$vm_pid/smaps >$work/smaps-$1.txt; grep Threads /proc/$vm_pid/status >$work/threads-$1.txt"; }
     "$work/loadgen" calls --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --calls "$MEM_CALLS" \
         --setup-rate 200 --seconds "$MEM_MEDIA_S" --audio "$work/speech.ul" --offsets-ms 0 \
-        --watch "$vm_pid" --report "$work/loadgen.json" || die "the load generator failed"
+        --watch "$vm_pid" --report "$work/loadgen.json" --window-open "$(snap open)" \
+        --window-close "$(snap close)" || die "the load generator failed"
     stop_vmesh
+    for at in open close; do
+        awk -v at="$at" '/^[0-9a-f]+-[0-9a-f]+ / { name = $6; anon = (NF < 6) }
+            /^Rss:/ { if (name == "[heap]") h += $2; else if (anon) { a += $2; if ($2 > 0) n++ } else o += $2 }
+            END { printf "resident as the window %ss: heap %.1f MiB, other anonymous %.1f MiB in %d mappings, the rest %.1f MiB\n", at, h / 1024, a / 1024, n, o / 1024 }' \
+            "$work/smaps-$at.txt"
+        sed "s/^Threads:[[:space:]]*/threads as the window ${at}s: /" "$work/threads-$at.txt"
+    done
     json "$work/loadgen.json" '"memory: %d calls, RSS %d kB idle, %d kB at most in the window: %.1f KiB per call; %.2f us of CPU per packet (native, noisy)" % (d["calls"], d["watch_rss_idle_kb"], d["window"]["watch_rss_max_kb"], (d["window"]["watch_rss_max_kb"] - d["watch_rss_idle_kb"]) / d["calls"], d["window"]["watch_cpu_s"] * 1e6 / d["window"]["packets_sent"])'
     ;;
 esac

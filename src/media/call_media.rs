@@ -36,9 +36,6 @@ use super::sdp::Negotiated;
 /// The media of one call; see the module documentation.
 pub struct CallMedia {
     shared: Arc<Shared>,
-    /// Recorded audio taken out of the core (its buffer swapped with the
-    /// recorder's), handed to the sink unlocked.
-    drained: Vec<i16>,
 }
 
 /// What the call's task and the engine share.
@@ -103,7 +100,6 @@ impl CallMedia {
                 }),
                 slot: AtomicUsize::new(usize::MAX),
             }),
-            drained: Vec::new(),
         })
     }
 
@@ -246,19 +242,20 @@ impl CallMedia {
         &mut self,
         sink: &mut impl FnMut(&[i16]) -> Result<(), E>,
     ) -> Result<(), String> {
-        let mut drained = std::mem::take(&mut self.drained);
+        // The recorder's buffer is swapped out, not copied, and a new one
+        // takes its place; the one drained is freed once written rather
+        // than kept for the next turn, so a call holds one second's
+        // buffer, not two (a few allocations a second per call).
+        let mut drained = Vec::new();
         self.with(|core| core.take_recorded(&mut drained));
-        let result = if drained.is_empty() {
-            Ok(())
-        } else {
-            sink(&drained).map_err(|error| {
-                let error = error.to_string();
-                self.sink_failed(error.clone());
-                error
-            })
-        };
-        self.drained = drained;
-        result
+        if drained.is_empty() {
+            return Ok(());
+        }
+        sink(&drained).map_err(|error| {
+            let error = error.to_string();
+            self.sink_failed(error.clone());
+            error
+        })
     }
 
     /// The call's counters.

@@ -115,8 +115,11 @@ impl Decoding {
     pub(super) fn new(rate: u32) -> Decoding {
         Decoding {
             rate,
-            held: VecDeque::with_capacity(MAX_HELD),
-            spare: Vec::with_capacity(MAX_HELD),
+            // Grown to what the call holds (a few packets at a steady
+            // pace), not reserved for the most it may hold: thousands of
+            // calls each keep their queues.
+            held: VecDeque::new(),
+            spare: Vec::new(),
             last: None,
             decoder: None,
             resampling: None,

@@ -143,7 +143,8 @@ impl JitterBuffer {
             write_end: ORIGIN,
             lowest: ORIGIN,
             playout: None,
-            pending: VecDeque::with_capacity(MAX_PENDING),
+            // Grown as needed, like the decoding stage's queues.
+            pending: VecDeque::new(),
             forced: 0,
             gaps: VecDeque::with_capacity(MAX_GAPS),
             last_arrival: None,

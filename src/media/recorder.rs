@@ -135,8 +135,9 @@ impl Recorder {
 
     /// Swaps the gathered audio into `out` (cleared first): whole blocks
     /// while recording, everything once `all` (the recording has ended).
-    /// `out`'s buffer takes its place, so two buffers take turns without
-    /// copying.
+    /// `out`'s buffer (grown to the block's capacity) takes its place, so
+    /// nothing is copied: a caller may hand the same two buffers back in
+    /// turn, or, as [`super::CallMedia`] does, a new one each time.
     pub fn take(&mut self, all: bool, out: &mut Vec<i16>) {
         out.clear();
         if self.block.is_empty() || (!all && self.block.len() < self.block_len) {
