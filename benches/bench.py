@@ -602,7 +602,14 @@ floor receivers (`benches/floor/rtp_floor.c`) are built by the script.
   response for retransmissions, so its tables reach the steady state of
   that rate; the RSS after is read at its end. The highest rate with p99 ≤ {p99} ms is
   searched between the tested rates (halving to 50 calls/s, or 1.5× above
-  the highest if all held).
+  the highest if all held). Two floors follow, in the same run: the same
+  calls at {floor_rate} calls/s into SIPp's built-in UAS scenario (`sipp -sn
+  uas`: SIP alone, one thread, no media and no file), its CPU measured
+  the same way; and the system calls that make an answered call's
+  metadata durable and retire it when no audio came, alone in a loop
+  (`benches/floor/sync_floor.c`, getrusage). A short call of vmesh does
+  both and more (its RTP sockets, the greeting's packets), so their sum
+  is a floor, not a target it could reach.
 - **Transfer.** `scripts/bench-mesh.sh throughput` for each storage format:
   {count} messages of {transfer_s} s recorded at site-a for a site-b
   mailbox while site-b is down, then site-b started; from its start to
@@ -696,7 +703,50 @@ def render_record_table(results):
     return "\n".join(out) + "\n"
 
 
-def render_setup(runs, p99_ms):
+def setup_floors(dir_):
+    """The short call's floors (bench.sh setup_floors), those measured."""
+    floors = {}
+    for name in ("sip", "sync"):
+        path = os.path.join(dir_, f"floor-{name}.json")
+        if os.path.exists(path):
+            floors[name] = load_json(path)
+    return floors
+
+
+def render_setup_floors(runs, floors):
+    sip, sync = floors.get("sip"), floors.get("sync")
+    if not sip and not sync:
+        return []
+    parts = []
+    sip_ms = None
+    if sip and sip.get("watch_cpu_s") is not None and sip["calls"]:
+        sip_ms = sip["watch_cpu_s"] * 1000 / sip["calls"]
+        parts.append(
+            f"SIPp's built-in UAS answering the same calls at {sip['rate']:g} calls/s (SIP alone: no media, "
+            f"no file, one thread): **{sip_ms:.3f} ms** of CPU per call ({sip['answered']} of {sip['calls']} "
+            f"answered, INVITE → 200 p99 {ms(sip['answer']['p99_us'])} ms)"
+        )
+    sync_ms = sync.get("cpu_ms_per_call") if sync else None
+    if sync_ms is not None:
+        parts.append(
+            f"an answered call's metadata made durable and retired ({sync['count']} times in a row: overwrite a "
+            f"spare, `fdatasync`, rename, `fsync` of the directory, rename back; `benches/floor/sync_floor.c` on "
+            f"the file system of vmesh's data): **{sync_ms:.3f} ms** of CPU per call, "
+            f"{sync['voluntary_switches_per_call']:.1f} voluntary context switches, "
+            f"{sync['wall_ms_per_call']:.2f} ms of wall time"
+        )
+    text = "The floors of a short call, in the same run: " + "; ".join(parts) + "."
+    if sip_ms is not None and sync_ms is not None:
+        same = [r for r in runs if r["rate"] == sip["rate"] and r.get("watch_cpu_s") is not None and r["calls"]]
+        text += f" Together {sip_ms + sync_ms:.3f} ms"
+        if same:
+            vm = same[0]["watch_cpu_s"] * 1000 / same[0]["calls"]
+            text += f", against vmesh's {vm:.3f} ms at {sip['rate']:g} calls/s: {vm / (sip_ms + sync_ms):.2f}×"
+        text += "."
+    return ["", text]
+
+
+def render_setup(runs, p99_ms, floors=None):
     if not runs:
         return "No call set-up figures in this run.\n"
     out = [
@@ -721,6 +771,7 @@ def render_setup(runs, p99_ms):
     above = f" ({min(failing):g} calls/s did not)" if failing else " (the highest rate tried)"
     out.append("")
     out.append(f"Highest rate with INVITE → 200 p99 ≤ {p99_ms:g} ms: **{best}**{above}.")
+    out += render_setup_floors(runs, floors or {})
     return "\n".join(out) + "\n"
 
 
@@ -768,7 +819,7 @@ def cmd_render(a):
         setup_rate=s.get("CALL_SETUP_RATE", "200"), media_s=s.get("MEDIA_S", "30"),
         rt=s.get("RT_PRIORITY", "10"), granularity=s.get("GRANULARITY_US", "500"), threads=s.get("SENDER_THREADS", "1"), sample=s.get("SAMPLE", "20"),
         step=s.get("CALLS_STEP", "2000"), max_late=s.get("MAX_LATE_MS", "10"), max_calls=s.get("MAX_CALLS", "10000"),
-        hold=s.get("HOLD_MS", "100"), g722=s.get("G722_CALLS", "1000") or "none", opus=s.get("OPUS_CALLS", "1000") or "none", setup_s=s.get("SETUP_S", "10"), p99=s.get("SETUP_P99_MS", "20"),
+        hold=s.get("HOLD_MS", "100"), g722=s.get("G722_CALLS", "1000") or "none", opus=s.get("OPUS_CALLS", "1000") or "none", setup_s=s.get("SETUP_S", "10"), p99=s.get("SETUP_P99_MS", "20"), floor_rate=s.get("SETUP_FLOOR_RATE", "400"),
         count=s.get("TRANSFER_COUNT", "1000"), transfer_s=s.get("TRANSFER_S", "30"), transport=s.get("TRANSPORT", "tls").upper(),
     )
     parts = [
@@ -797,7 +848,7 @@ def cmd_render(a):
             render_record(records),
             "### Call set-up",
             "",
-            render_setup(setup, p99),
+            render_setup(setup, p99, setup_floors(os.path.join(a.work, "setup"))),
             "### Transfer of queued messages to a returning peer",
             "",
             render_transfer(a.work),

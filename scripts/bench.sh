@@ -20,7 +20,10 @@
 #             (OPUS_CALLS), whose decoding floor decodes Opus (libopus).
 #   setup     INVITE -> 200 times of short calls (greeting played, no audio
 #             from the caller) at SETUP_RATES calls/s, CPU per call, and the
-#             highest rate with p99 <= 20 ms.
+#             highest rate with p99 <= 20 ms; then the floors of a short
+#             call: the same calls at SETUP_FLOOR_RATE into SIPp's built-in
+#             UAS (SIP alone), and an answered call's metadata made durable
+#             and retired SYNC_FLOOR_COUNT times (benches/floor/sync_floor.c).
 #   transfer  TRANSFER_COUNT queued messages of TRANSFER_S seconds drained
 #             to their returning home server (scripts/bench-mesh.sh), per
 #             storage format in FORMATS, over TRANSPORT; and a raw loopback
@@ -32,6 +35,7 @@
 #   MAX_LATE_MS=10 G722_CALLS="1000" OPUS_CALLS="1000" (the G.722 and
 #   Opus steps; "" for none)
 #   SETUP_RATES="100 400 700 1000" SETUP_S=40 HOLD_MS=100 SETUP_P99_MS=20
+#   SETUP_FLOOR_RATE=400 SYNC_FLOOR_COUNT=4000
 #   TRANSFER_COUNT=1000 TRANSFER_S=30 FORMATS="wav opus" TRANSPORT=tls
 #   RT_PRIORITY=10 (the load generator's SCHED_FIFO priority; 0: normal)
 #   VMESH_BIN=FILE (a built vmesh instead of `cargo build --release`)
@@ -71,7 +75,7 @@ done
 
 if ((quick)); then
     CALLS_LADDER=${CALLS_LADDER:-20} MAX_CALLS=${MAX_CALLS:-20} MEDIA_S=${MEDIA_S:-3} G722_CALLS=${G722_CALLS-20} OPUS_CALLS=${OPUS_CALLS-20}
-    SETUP_RATES=${SETUP_RATES:-50} SETUP_S=${SETUP_S:-1}
+    SETUP_RATES=${SETUP_RATES:-50} SETUP_S=${SETUP_S:-1} SETUP_FLOOR_RATE=${SETUP_FLOOR_RATE:-50} SYNC_FLOOR_COUNT=${SYNC_FLOOR_COUNT:-50}
     TRANSFER_COUNT=${TRANSFER_COUNT:-10} TRANSFER_S=${TRANSFER_S:-3} FORMATS=${FORMATS:-wav}
 fi
 CALLS_LADDER=${CALLS_LADDER:-100 500 1000 2000 4000 4900}
@@ -88,6 +92,8 @@ SETUP_RATES=${SETUP_RATES:-100 400 700 1000}
 SETUP_S=${SETUP_S:-40}
 HOLD_MS=${HOLD_MS:-100}
 SETUP_P99_MS=${SETUP_P99_MS:-20}
+SETUP_FLOOR_RATE=${SETUP_FLOOR_RATE:-400}
+SYNC_FLOOR_COUNT=${SYNC_FLOOR_COUNT:-4000}
 TRANSFER_COUNT=${TRANSFER_COUNT:-1000}
 TRANSFER_S=${TRANSFER_S:-30}
 FORMATS=${FORMATS:-wav opus}
@@ -200,6 +206,7 @@ cargo build --release --quiet --manifest-path benches/loadgen/Cargo.toml --targe
 cp target/bench-tools/release/vmesh-loadgen "$work/loadgen"
 gcc -O2 -Wall -Wextra -Werror -o "$work/rtp_floor" benches/floor/rtp_floor.c -lspandsp -lopus ||
     die "cannot build the floor receiver (it needs libspandsp-dev; scripts/test.sh installs it)"
+gcc -O2 -Wall -Wextra -Werror -o "$work/sync_floor" benches/floor/sync_floor.c || die "cannot build sync_floor"
 loadgen=(timeout 900 "$work/loadgen")
 rt=()
 ((RT_PRIORITY > 0)) && rt=(--realtime "$RT_PRIORITY")
@@ -449,6 +456,32 @@ stage_setup() {
         ((quick)) && break
         setup_rate "$rate"
     done
+    setup_floors
+}
+
+# The floors of a short call, in the same run. SIP alone: the same calls
+# into SIPp's built-in UAS (INVITE, 100, 200 with SDP, ACK, BYE, 200: no
+# media, no file, one thread). An answered call's durability alone: the
+# system calls vmesh makes to have its metadata survive a crash and to
+# retire it when the caller leaves no audio, on the file system of vmesh's
+# data (sync_floor.c).
+setup_floors() {
+    local dir=$work/setup
+    say "setup floors: SIPp's UAS at $SETUP_FLOOR_RATE calls/s for $SETUP_S s"
+    start_bg sipp -sn uas -i "$FLOOR_IP" -p 5060 -nostdin -m 100000000 >"$dir/sipp-uas.log" 2>&1
+    local sipp_pid=$started_pid deadline=$((SECONDS + 20))
+    until ss -Hlun "src $FLOOR_IP:5060" | grep -q .; do
+        kill -0 "$sipp_pid" 2>/dev/null || die "SIPp's UAS exited: $(tail -3 "$dir/sipp-uas.log")"
+        ((SECONDS < deadline)) || die "SIPp's UAS did not bind $FLOOR_IP:5060 within 20 s"
+        sleep 0.1
+    done
+    run_fg "${loadgen[@]}" setup "${rt[@]}" --server "$FLOOR_IP:5060" --local "$LG_IP" --mailbox 1001 \
+        --rate "$SETUP_FLOOR_RATE" --seconds "$SETUP_S" --hold-ms "$HOLD_MS" --watch "$sipp_pid" \
+        --report "$dir/floor-sip.json" || die "the load generator failed (SIPp's UAS)"
+    stop_bg "$sipp_pid" 10
+    say "setup floors: $SYNC_FLOOR_COUNT answered calls' metadata synced and retired"
+    run_fg timeout 600 "$work/sync_floor" --dir "$dir/sync-floor" --count "$SYNC_FLOOR_COUNT" \
+        --report "$dir/floor-sync.json" || die "sync_floor failed"
 }
 
 # --- stage: transfer -------------------------------------------------------------
@@ -472,7 +505,7 @@ for stage in "${stages[@]}"; do
 done
 
 "$python" benches/bench.py render --work "$work" --out "$work/section.md" \
-    --settings "MEDIA_S=$MEDIA_S CALL_SETUP_RATE=$CALL_SETUP_RATE SENDER_THREADS=$SENDER_THREADS GRANULARITY_US=$GRANULARITY_US RT_PRIORITY=$RT_PRIORITY SAMPLE=$SAMPLE_RECORDINGS CALLS_STEP=$CALLS_STEP MAX_CALLS=$MAX_CALLS MAX_LATE_MS=$MAX_LATE_MS SETUP_S=$SETUP_S HOLD_MS=$HOLD_MS SETUP_P99_MS=$SETUP_P99_MS TRANSFER_COUNT=$TRANSFER_COUNT TRANSFER_S=$TRANSFER_S TRANSPORT=$TRANSPORT G722_CALLS=${G722_CALLS// /,} OPUS_CALLS=${OPUS_CALLS// /,}"
+    --settings "MEDIA_S=$MEDIA_S CALL_SETUP_RATE=$CALL_SETUP_RATE SENDER_THREADS=$SENDER_THREADS GRANULARITY_US=$GRANULARITY_US RT_PRIORITY=$RT_PRIORITY SAMPLE=$SAMPLE_RECORDINGS CALLS_STEP=$CALLS_STEP MAX_CALLS=$MAX_CALLS MAX_LATE_MS=$MAX_LATE_MS SETUP_S=$SETUP_S HOLD_MS=$HOLD_MS SETUP_P99_MS=$SETUP_P99_MS SETUP_FLOOR_RATE=$SETUP_FLOOR_RATE TRANSFER_COUNT=$TRANSFER_COUNT TRANSFER_S=$TRANSFER_S TRANSPORT=$TRANSPORT G722_CALLS=${G722_CALLS// /,} OPUS_CALLS=${OPUS_CALLS// /,}"
 if ((write)); then
     "$python" benches/bench.py splice --section "$work/section.md" --file BENCHMARKS.md
     say "BENCHMARKS.md updated"

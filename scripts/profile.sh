@@ -20,6 +20,9 @@
 #   scripts/profile.sh cpu-setup short calls at RATE, vmesh native, sampled
 #                                by perf record (user and kernel): where
 #                                the CPU of call set-up goes under load
+#   scripts/profile.sh threads   short calls at RATE, vmesh native: each
+#                                thread's CPU and context switches per
+#                                call (/proc/PID/task at the window's ends)
 #   scripts/profile.sh memory    N calls streaming, vmesh native: RSS per
 #                                call (VmRSS in the window minus before
 #                                the first call, over N)
@@ -49,7 +52,7 @@ shopt -s inherit_errexit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 mode=${1:-media}
-case $mode in media | setup | syscalls | media-syscalls | cpu-setup | memory) ;; *)
+case $mode in media | setup | syscalls | media-syscalls | cpu-setup | threads | memory) ;; *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2
     ;;
@@ -63,7 +66,7 @@ SETUP_S=${SETUP_S:-10}
 HOLD_MS=${HOLD_MS:-100}
 # Short calls play the greeting, as every real call does; the media loads
 # record the callers' whole streams.
-case $mode in setup | syscalls | cpu-setup) PROMPTS=${PROMPTS:-true} ;; *) PROMPTS=${PROMPTS:-false} ;; esac
+case $mode in setup | syscalls | cpu-setup | threads) PROMPTS=${PROMPTS:-true} ;; *) PROMPTS=${PROMPTS:-false} ;; esac
 MEM_CALLS=${MEM_CALLS:-1000}
 MEM_MEDIA_S=${MEM_MEDIA_S:-10}
 VM_IP=${VM_IP:-127.0.0.51}
@@ -312,6 +315,43 @@ cpu-setup)
     stop_vmesh
     calls=$(json "$work/loadgen2.json" 'd["calls"]')
     awk -F, -v n="$calls" '$3 != "" && $1 ~ /^[0-9]+$/ { printf "  %-18s %8.1f\n", $3, $1 / n }' "$work/switches.out"
+    ;;
+threads)
+    say "threads: $RATE calls/s for $SETUP_S s, vmesh native"
+    start_vmesh
+    # One line per thread: id, name, user and system clock ticks, voluntary
+    # and involuntary context switches.
+    cat >"$work/threads-snap.sh" <<'SNAP'
+pid=$1
+for t in /proc/"$pid"/task/*; do
+    awk -v t="${t##*/}" 'FNR == NR {
+            n = index($0, " ("); m = index($0, ") "); name = substr($0, n + 2, m - n - 2)
+            split(substr($0, m + 2), f, " "); u = f[12]; s = f[13]; next }
+        /^voluntary_ctxt/ { v = $2 } /^nonvoluntary_ctxt/ { i = $2 }
+        END { gsub(/ /, "_", name); print t, name, u, s, v, i }' "$t/stat" "$t/status" 2>/dev/null
+done
+SNAP
+    snap() { echo "bash $work/threads-snap.sh $vm_pid >$work/threads-$1.txt"; }
+    "$work/loadgen" setup --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --rate "$RATE" \
+        --seconds "$SETUP_S" --hold-ms "$HOLD_MS" --watch "$vm_pid" --report "$work/loadgen.json" \
+        --window-open "$(snap open)" --window-close "$(snap close)" || die "the load generator failed"
+    stop_vmesh
+    calls=$(json "$work/loadgen.json" 'd["calls"]')
+    json "$work/loadgen.json" '"threads: %d calls, %d answered, INVITE -> 200 p99 %.2f ms, %.3f ms of CPU per call" % (d["calls"], d["answered"], d["answer"]["p99_us"] / 1000, d["watch_cpu_s"] * 1000 / d["calls"])'
+    # A thread made during the window counts from zero; one that ended
+    # during it is missing (tokio's idle blocking threads live 10 s).
+    tick=$(getconf CLK_TCK)
+    awk -v n="$calls" -v hz="$tick" 'FNR == NR { u[$1] = $3; s[$1] = $4; v[$1] = $5; i[$1] = $6; next }
+        { du = $3 - u[$1]; ds = $4 - s[$1]; dv = $5 - v[$1]; di = $6 - i[$1]
+          if (du + ds + dv + di == 0) next
+          new = ($1 in u) ? "" : " (new)"
+          printf "  %-22s %7.3f %7.3f %7.2f %7.2f\n", $2 "-" $1 new, du * 1000 / hz / n, ds * 1000 / hz / n, dv / n, di / n
+          tu += du; ts += ds; tv += dv; ti += di }
+        END { printf "  %-22s %7.3f %7.3f %7.2f %7.2f\n", "total", tu * 1000 / hz / n, ts * 1000 / hz / n, tv / n, ti / n }' \
+        "$work/threads-open.txt" "$work/threads-close.txt" >"$work/threads.txt"
+    printf '  %-22s %7s %7s %7s %7s\n' "thread, per call" "user ms" "sys ms" "vol cs" "invol cs"
+    grep -v " total " "$work/threads.txt" | sort -k3 -g -r || true
+    grep ' total ' "$work/threads.txt"
     ;;
 memory)
     say "memory: $MEM_CALLS calls x $MEM_MEDIA_S s, vmesh native"

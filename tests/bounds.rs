@@ -93,7 +93,10 @@ fn a_client_that_stops_reading_does_not_hold_up_other_callers() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut sent, mut queued, mut stable_since) = (0u32, 0u64, None::<Instant>);
     let mut grew = true;
-    while stable_since.is_none_or(|at| at.elapsed() < Duration::from_secs(1)) {
+    let stuck_at = loop {
+        if let Some(at) = stable_since.filter(|at| at.elapsed() >= Duration::from_secs(1)) {
+            break at;
+        }
         assert!(
             Instant::now() < deadline,
             "the server's answers never backed up ({sent} requests, send queue {queued})"
@@ -117,8 +120,7 @@ fn a_client_that_stops_reading_does_not_hold_up_other_callers() {
         if grew {
             (queued, stable_since) = (now, Some(Instant::now()));
         }
-    }
-    let stuck_at = stable_since.unwrap_or_else(Instant::now);
+    };
     eprintln!(
         "{sent} requests sent; server send queue {queued} bytes, client holds {} unread",
         unread(&stubborn)

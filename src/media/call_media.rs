@@ -245,8 +245,13 @@ impl CallMedia {
         // The recorder's buffer is swapped out, not copied, and a new one
         // takes its place; the one drained is freed once written rather
         // than kept for the next turn, so a call holds one second's
-        // buffer, not two (a few allocations a second per call).
-        let mut drained = Vec::new();
+        // buffer, not two (a few allocations a second per call). The new
+        // one is made before the lock is taken, so the media engine's
+        // thread never waits on the allocator for this call.
+        let Some(capacity) = self.read(MediaCore::recorded_ready) else {
+            return Ok(());
+        };
+        let mut drained = Vec::with_capacity(capacity);
         self.with(|core| core.take_recorded(&mut drained));
         if drained.is_empty() {
             return Ok(());

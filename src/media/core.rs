@@ -453,6 +453,15 @@ impl MediaCore {
         }
     }
 
+    /// The capacity a buffer needs for [`Self::take_recorded`] to hand out
+    /// audio, or `None` when it would hand out nothing now.
+    pub fn recorded_ready(&self) -> Option<usize> {
+        match &self.activity {
+            Activity::Recording(recorder) => recorder.ready(recorder.ended().is_some()),
+            _ => None,
+        }
+    }
+
     /// Moves the recorded audio gathered so far into `out` (cleared
     /// first; whole blocks, or all of it once the recording ended), for the
     /// call's task to write outside the lock ([`super::CallMedia`]). A

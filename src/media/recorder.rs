@@ -133,6 +133,14 @@ impl Recorder {
         }
     }
 
+    /// Whether [`Self::take`] would hand out audio, and if so the capacity
+    /// `out` should have, so that a caller can make that buffer before it
+    /// takes the lock the recorder is under.
+    pub fn ready(&self, all: bool) -> Option<usize> {
+        let empty = self.block.is_empty() || (!all && self.block.len() < self.block_len);
+        (!empty).then(|| self.block.capacity())
+    }
+
     /// Swaps the gathered audio into `out` (cleared first): whole blocks
     /// while recording, everything once `all` (the recording has ended).
     /// `out`'s buffer (grown to the block's capacity) takes its place, so
@@ -140,7 +148,7 @@ impl Recorder {
     /// turn, or, as [`super::CallMedia`] does, a new one each time.
     pub fn take(&mut self, all: bool, out: &mut Vec<i16>) {
         out.clear();
-        if self.block.is_empty() || (!all && self.block.len() < self.block_len) {
+        if self.ready(all).is_none() {
             return;
         }
         if out.capacity() < self.block.capacity() {
@@ -232,6 +240,37 @@ mod tests {
             next.as_ptr(),
             given,
             "the recorder gathered into the buffer given"
+        );
+    }
+
+    /// `ready` says what `take` would do, and the capacity it asks for
+    /// is enough for `take` to swap in the buffer without growing it.
+    #[test]
+    fn ready_foretells_take() {
+        let mut r = Recorder::new(8000, &limits(60_000, None), None);
+        assert_eq!(r.ready(true), None, "nothing gathered");
+        r.push(&[3; 400]);
+        assert_eq!(r.ready(false), None, "less than a block while recording");
+        let capacity = r.ready(true).expect("everything once ended");
+        let mut out = Vec::with_capacity(capacity);
+        r.take(true, &mut out);
+        assert_eq!(out, vec![3; 400]);
+        r.push(&[4; 8000]);
+        let capacity = r.ready(false).expect("a whole block");
+        let mut out = Vec::with_capacity(capacity);
+        r.take(false, &mut out);
+        assert_eq!(out.len(), 8000);
+        let mut next = Vec::with_capacity(capacity);
+        let given = next.as_ptr();
+        r.push(&[5; 8000]);
+        r.take(false, &mut next);
+        assert_ne!(next.as_ptr(), given, "swapped, not copied");
+        assert_eq!(r.ready(true), None);
+        r.push(&[6; 8000]);
+        assert_eq!(
+            r.ready(false),
+            Some(capacity),
+            "the buffer given, not grown"
         );
     }
 
