@@ -352,6 +352,16 @@ SNAP
     printf '  %-22s %7s %7s %7s %7s\n' "thread, per call" "user ms" "sys ms" "vol cs" "invol cs"
     grep -v " total " "$work/threads.txt" | sort -k3 -g -r || true
     grep ' total ' "$work/threads.txt"
+    # Grouped: tokio names its workers and its blocking threads alike, and
+    # starts its workers (one per core, or TOKIO_WORKER_THREADS) first.
+    workers=${TOKIO_WORKER_THREADS:-$(nproc)}
+    echo "By kind (per call):"
+    grep -v ' total ' "$work/threads.txt" | sed 's/^ *//; s/ (new)//' |
+        awk '{ n = split($1, a, "-"); print a[n], $0 }' | sort -n |
+        awk -v w="$workers" '{ if ($2 ~ /^vmesh-media/) g = "media engine"; else if ($2 ~ /^tokio-rt/ && ++t <= w) g = "tokio workers";
+                else if ($2 ~ /^tokio-rt/) g = "tokio blocking"; else g = "other"
+                u[g] += $3; s[g] += $4; v[g] += $5; i[g] += $6; c[g]++ }
+            END { for (g in u) printf "  %-22s %7.3f %7.3f %7.2f %7.2f  (%d threads)\n", g, u[g], s[g], v[g], i[g], c[g] }'
     ;;
 memory)
     say "memory: $MEM_CALLS calls x $MEM_MEDIA_S s, vmesh native"
