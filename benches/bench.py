@@ -713,14 +713,20 @@ def setup_floors(dir_):
     return floors
 
 
+def cpu_ms_per_call(r):
+    """The watched process's CPU per call of a load generator setup report."""
+    if r.get("watch_cpu_s") is None or not r["calls"]:
+        return None
+    return r["watch_cpu_s"] * 1000 / r["calls"]
+
+
 def render_setup_floors(runs, floors):
     sip, sync = floors.get("sip"), floors.get("sync")
     if not sip and not sync:
         return []
     parts = []
-    sip_ms = None
-    if sip and sip.get("watch_cpu_s") is not None and sip["calls"]:
-        sip_ms = sip["watch_cpu_s"] * 1000 / sip["calls"]
+    sip_ms = cpu_ms_per_call(sip) if sip else None
+    if sip_ms is not None:
         parts.append(
             f"SIPp's built-in UAS answering the same calls at {sip['rate']:g} calls/s (SIP alone: no media, "
             f"no file, one thread): **{sip_ms:.3f} ms** of CPU per call ({sip['answered']} of {sip['calls']} "
@@ -737,10 +743,10 @@ def render_setup_floors(runs, floors):
         )
     text = "The floors of a short call, in the same run: " + "; ".join(parts) + "."
     if sip_ms is not None and sync_ms is not None:
-        same = [r for r in runs if r["rate"] == sip["rate"] and r.get("watch_cpu_s") is not None and r["calls"]]
+        same = [cpu_ms_per_call(r) for r in runs if r["rate"] == sip["rate"]]
         text += f" Together {sip_ms + sync_ms:.3f} ms"
-        if same:
-            vm = same[0]["watch_cpu_s"] * 1000 / same[0]["calls"]
+        if same and same[0] is not None:
+            vm = same[0]
             text += f", against vmesh's {vm:.3f} ms at {sip['rate']:g} calls/s: {vm / (sip_ms + sync_ms):.2f}×"
         text += "."
     return ["", text]
@@ -754,7 +760,7 @@ def render_setup(runs, p99_ms, floors=None):
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
-        cpu = r["watch_cpu_s"] * 1000 / r["calls"] if r["watch_cpu_s"] is not None and r["calls"] else None
+        cpu = cpu_ms_per_call(r)
         rss = [r.get(k) for k in ("watch_rss_before_kb", "watch_rss_after_kb")]
         rss = " → ".join(f"{v / 1024:.1f}" for v in rss) + " MiB" if None not in rss else "–"
         a = r["answer"]

@@ -340,28 +340,28 @@ SNAP
     json "$work/loadgen.json" '"threads: %d calls, %d answered, INVITE -> 200 p99 %.2f ms, %.3f ms of CPU per call" % (d["calls"], d["answered"], d["answer"]["p99_us"] / 1000, d["watch_cpu_s"] * 1000 / d["calls"])'
     # A thread made during the window counts from zero; one that ended
     # during it is missing (tokio's idle blocking threads live 10 s).
+    # threads.txt: id, name, then per call user ms, system ms, voluntary
+    # and involuntary context switches, and "new" for a thread made in the
+    # window.
     tick=$(getconf CLK_TCK)
     awk -v n="$calls" -v hz="$tick" 'FNR == NR { u[$1] = $3; s[$1] = $4; v[$1] = $5; i[$1] = $6; next }
         { du = $3 - u[$1]; ds = $4 - s[$1]; dv = $5 - v[$1]; di = $6 - i[$1]
           if (du + ds + dv + di == 0) next
-          new = ($1 in u) ? "" : " (new)"
-          printf "  %-22s %7.3f %7.3f %7.2f %7.2f\n", $2 "-" $1 new, du * 1000 / hz / n, ds * 1000 / hz / n, dv / n, di / n
-          tu += du; ts += ds; tv += dv; ti += di }
-        END { printf "  %-22s %7.3f %7.3f %7.2f %7.2f\n", "total", tu * 1000 / hz / n, ts * 1000 / hz / n, tv / n, ti / n }' \
-        "$work/threads-open.txt" "$work/threads-close.txt" >"$work/threads.txt"
+          printf "%s %s %.3f %.3f %.2f %.2f %s\n", $1, $2, du * 1000 / hz / n, ds * 1000 / hz / n, dv / n, di / n, ($1 in u) ? "" : "new" }' \
+        "$work/threads-open.txt" "$work/threads-close.txt" | sort -n >"$work/threads.txt"
+    row='{ printf "  %-22s %7.3f %7.3f %7.2f %7.2f %s\n", $1, $2, $3, $4, $5, $6 }'
     printf '  %-22s %7s %7s %7s %7s\n' "thread, per call" "user ms" "sys ms" "vol cs" "invol cs"
-    grep -v " total " "$work/threads.txt" | sort -k3 -g -r || true
-    grep ' total ' "$work/threads.txt"
+    awk '{ print $2 "-" $1, $3, $4, $5, $6, ($7 == "new") ? "(new)" : "" }' "$work/threads.txt" |
+        sort -k2 -g -r | awk "$row"
     # Grouped: tokio names its workers and its blocking threads alike, and
     # starts its workers (one per core, or TOKIO_WORKER_THREADS) first.
     workers=${TOKIO_WORKER_THREADS:-$(nproc)}
-    echo "By kind (per call):"
-    grep -v ' total ' "$work/threads.txt" | sed 's/^ *//; s/ (new)//' |
-        awk '{ n = split($1, a, "-"); print a[n], $0 }' | sort -n |
-        awk -v w="$workers" '{ if ($2 ~ /^vmesh-media/) g = "media engine"; else if ($2 ~ /^tokio-rt/ && ++t <= w) g = "tokio workers";
-                else if ($2 ~ /^tokio-rt/) g = "tokio blocking"; else g = "other"
-                u[g] += $3; s[g] += $4; v[g] += $5; i[g] += $6; c[g]++ }
-            END { for (g in u) printf "  %-22s %7.3f %7.3f %7.2f %7.2f  (%d threads)\n", g, u[g], s[g], v[g], i[g], c[g] }'
+    echo "By kind:"
+    awk -v w="$workers" '{ if ($2 ~ /^vmesh-media/) g = "media-engine"; else if ($2 ~ /^tokio-rt/ && ++t <= w) g = "tokio-workers";
+            else if ($2 ~ /^tokio-rt/) g = "tokio-blocking"; else g = "other"
+            u[g] += $3; s[g] += $4; v[g] += $5; i[g] += $6; c[g]++; u["total"] += $3; s["total"] += $4; v["total"] += $5; i["total"] += $6 }
+        END { for (g in c) print g, u[g], s[g], v[g], i[g], c[g] "-threads"; print "total", u["total"], s["total"], v["total"], i["total"] }' \
+        "$work/threads.txt" | awk "$row"
     ;;
 memory)
     say "memory: $MEM_CALLS calls x $MEM_MEDIA_S s, vmesh native"
