@@ -36,8 +36,8 @@
 //! instead of ring space, so hold and silence suppression cost no memory.
 //!
 //! Storage is allocated once per call: about two seconds of ring (32 KiB
-//! at 8 kHz, 64 KiB at 16 kHz), the decoder and its scratch, and short
-//! queues.
+//! at 8 kHz, 64 KiB at 16 kHz, taken when the first audio arrives), the
+//! decoder and its scratch, and short queues.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

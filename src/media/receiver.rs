@@ -4,7 +4,8 @@
 //! it each datagram with its source and arrival time, and polls it for the
 //! audio that is due; tests drive it with made-up datagrams and instants.
 //! Per packet it does a header parse, a few comparisons and a decode into a
-//! preallocated ring: no allocation, no lock, no system call.
+//! ring allocated once, with the call's first audio: no allocation, no
+//! lock, no system call.
 //!
 //! Media is taken only from the caller's source ([`super::source`]: the
 //! SDP's address at once, a NATed one after probation, never a stranger

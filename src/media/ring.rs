@@ -10,19 +10,26 @@ use std::ops::Range;
 /// samples): well above any jitter delay (at most 1 s).
 const RING_MS: u64 = 2048;
 
-/// A power-of-two ring of samples addressed by timeline position.
+/// What an untouched ring plays out, a block at a time.
+static SILENCE: [i16; 1024] = [0; 1024];
+
+/// A power-of-two ring of samples addressed by timeline position. Its
+/// memory is taken on the first write: a call that never sends audio (one
+/// hung up during the greeting, a probe) costs neither the allocation nor
+/// the zeroing.
 pub(super) struct Ring {
+    /// Empty until the first write; `mask + 1` samples from then on.
     samples: Box<[i16]>,
     mask: u64,
 }
 
 impl Ring {
-    /// A zeroed ring holding about two seconds at `rate` Hz: 2^14 samples
+    /// A silent ring holding about two seconds at `rate` Hz: 2^14 samples
     /// (32 KiB) at 8 kHz, 2^15 at 16 kHz, 2^17 at 48 kHz.
     pub(super) fn new(rate: u32) -> Ring {
         let len = (u64::from(rate) * RING_MS / 1000).next_power_of_two();
         Ring {
-            samples: vec![0; len as usize].into_boxed_slice(),
+            samples: Box::default(),
             mask: len - 1,
         }
     }
@@ -30,6 +37,12 @@ impl Ring {
     /// How many samples the ring holds.
     pub(super) fn len(&self) -> u64 {
         self.mask + 1
+    }
+
+    /// Whether the ring's memory has been taken (by a write).
+    #[cfg(test)]
+    pub(super) fn allocated(&self) -> bool {
+        !self.samples.is_empty()
     }
 
     /// Copies `pcm` to the timeline from `position`, keeping only what falls
@@ -46,6 +59,9 @@ impl Ring {
         let Some(mut pcm) = pcm.get(skip..skip + (end - start) as usize) else {
             return;
         };
+        if self.samples.is_empty() {
+            self.samples = vec![0; self.len() as usize].into_boxed_slice();
+        }
         let mut at = start;
         while !pcm.is_empty() {
             let index = (at & self.mask) as usize;
@@ -62,6 +78,16 @@ impl Ring {
     /// Hands the samples from `from` to `to` to the sink, zeroing them
     /// behind it for the next lap.
     pub(super) fn drain(&mut self, from: u64, to: u64, sink: &mut impl FnMut(&[i16])) {
+        if self.samples.is_empty() {
+            // Nothing was ever written: the stretch is silence.
+            let mut left = to.saturating_sub(from);
+            while left > 0 {
+                let run = left.min(SILENCE.len() as u64);
+                sink(&SILENCE[..run as usize]);
+                left -= run;
+            }
+            return;
+        }
         let mut at = from;
         while at < to {
             let index = (at & self.mask) as usize;
@@ -103,5 +129,24 @@ mod tests {
         out.clear();
         ring.drain(start, start + 4, &mut |pcm| out.extend_from_slice(pcm));
         assert_eq!(out, vec![0; 4], "drained audio is zeroed");
+    }
+
+    #[test]
+    fn an_untouched_ring_plays_silence_without_taking_memory() {
+        let mut ring = Ring::new(8000);
+        let len = ring.len();
+        let mut out = Vec::new();
+        ring.drain(100, 100 + 2500, &mut |pcm| out.extend_from_slice(pcm));
+        assert_eq!(out, vec![0; 2500]);
+        // A write wholly outside the window takes nothing either.
+        ring.write(0, &[7; 160], 500..500 + len);
+        assert!(!ring.allocated());
+        ring.write(500, &[7; 160], 500..500 + len);
+        assert!(ring.allocated());
+        out.clear();
+        ring.drain(490, 670, &mut |pcm| out.extend_from_slice(pcm));
+        assert_eq!(out[..10], [0; 10]);
+        assert_eq!(out[10..170], [7; 160]);
+        assert_eq!(out[170..], [0; 10]);
     }
 }

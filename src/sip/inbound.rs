@@ -151,15 +151,16 @@ pub fn check_request(req: &Request) -> Result<(), String> {
     if sent.contains('"') {
         return Err("bad Via: a quote in its sent-protocol or sent-by".to_string());
     }
-    let from = req.from_header().map_err(|e| format!("bad From: {e}"))?;
-    from.uri().map_err(|e| format!("bad From: {e}"))?;
+    // Parsed once, for its URI and its tag alike.
+    let from = req
+        .from_header()
+        .and_then(|f| f.typed())
+        .map_err(|e| format!("bad From: {e}"))?;
     // RFC 3261 §8.1.1.3: the From tag is mandatory. The transaction layer
     // keys every transaction on it and drops a request without one without
     // a word, so it is refused here, where it can still be answered.
-    match from.tag() {
-        Ok(Some(_)) => {}
-        Ok(None) => return Err("From without a tag (RFC 3261 8.1.1.3)".to_string()),
-        Err(e) => return Err(format!("bad From tag: {e}")),
+    if from.tag().is_none() {
+        return Err("From without a tag (RFC 3261 8.1.1.3)".to_string());
     }
     req.to_header()
         .and_then(|t| t.uri())

@@ -77,10 +77,21 @@ async fn deliver(
 /// this, the top Via's `received` (or, when absent, its sent-by) is the
 /// address the message really came from.
 fn without_sender_received(message: SipMessage) -> SipMessage {
+    const RECEIVED: &[u8] = b"received";
     let SipMessage::Request(mut req) = message else {
         return message;
     };
     if let Ok(via) = req.via_header_mut() {
+        // Most requests carry no `received` at all: they are left as they
+        // came instead of being parsed and written again.
+        let named = via
+            .value()
+            .as_bytes()
+            .windows(RECEIVED.len())
+            .any(|w| w.eq_ignore_ascii_case(RECEIVED));
+        if !named {
+            return SipMessage::Request(req);
+        }
         let stripped = via.update_first_value(|v| {
             let mut typed = v.typed()?;
             typed.params.retain(|p| !matches!(p, Param::Received(_)));
@@ -108,5 +119,50 @@ async fn refuse_overloaded(
     let destination = (!connection.is_reliable()).then_some(from);
     if let Err(e) = connection.send(response.into(), destination).await {
         debug!(%from, error = %e, "cannot send 503");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn top_via(raw: &str) -> String {
+        let message = SipMessage::try_from(raw.as_bytes()).expect("a request");
+        let SipMessage::Request(req) = without_sender_received(message) else {
+            panic!("a request stays a request");
+        };
+        req.via_header().expect("a Via").value().to_string()
+    }
+
+    fn options(via_params: &str) -> String {
+        format!(
+            "OPTIONS sip:vm@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.9:5070;{via_params}\r\n\
+             Via: SIP/2.0/UDP 127.0.0.8:5060;branch=z9hG4bK-p;received=127.0.0.7\r\n\
+             From: <sip:a@127.0.0.1>;tag=1\r\n\
+             To: <sip:vm@127.0.0.1>\r\n\
+             Call-ID: c1\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn a_received_the_sender_wrote_is_removed_in_any_case() {
+        for param in [
+            "received=127.0.0.66",
+            "RECEIVED=127.0.0.66",
+            "Received=127.0.0.66",
+        ] {
+            let via = top_via(&options(&format!("{param};branch=z9hG4bK-1")));
+            assert!(!via.to_ascii_lowercase().contains("received"), "{via}");
+            assert!(via.contains("branch=z9hG4bK-1"), "{via}");
+        }
+    }
+
+    #[test]
+    fn a_top_via_without_received_is_left_as_it_came() {
+        let via = top_via(&options("branch=z9hG4bK-1;rport"));
+        assert_eq!(via, "SIP/2.0/UDP 127.0.0.9:5070;branch=z9hG4bK-1;rport");
     }
 }
