@@ -19,7 +19,8 @@
 #                                counted the same way: per packet
 #   scripts/profile.sh cpu-setup short calls at RATE, vmesh native, sampled
 #                                by perf record (user and kernel): where
-#                                the CPU of call set-up goes under load
+#                                the CPU of call set-up goes under load,
+#                                and the kernel's share by system call
 #   scripts/profile.sh threads   short calls at RATE, vmesh native: each
 #                                thread's CPU and context switches per
 #                                call (/proc/PID/task at the window's ends)
@@ -292,7 +293,7 @@ syscalls | media-syscalls)
 cpu-setup)
     say "cpu-setup: $RATE calls/s for $SETUP_S s, vmesh native, sampled by perf record"
     start_vmesh
-    open="perf record -q -F 2999 -p $vm_pid -o $work/perf.data >$work/perf.err 2>&1 & echo \$! >$work/perf.pid; sleep 2"
+    open="perf record -q -g -F 2999 -p $vm_pid -o $work/perf.data >$work/perf.err 2>&1 & echo \$! >$work/perf.pid; sleep 2"
     close="kill -INT \$(cat $work/perf.pid); while kill -0 \$(cat $work/perf.pid) 2>/dev/null; do sleep 0.1; done"
     "$work/loadgen" setup --server "$VM_IP:5060" --local "$LG_IP" --mailbox 1001 --rate "$RATE" \
         --seconds "$SETUP_S" --hold-ms "$HOLD_MS" --watch "$vm_pid" --report "$work/loadgen.json" \
@@ -300,12 +301,24 @@ cpu-setup)
     stop_vmesh
     json "$work/loadgen.json" '"cpu-setup: %d calls, %d answered, INVITE -> 200 p99 %.2f ms, %.3f ms of CPU per call" % (d["calls"], d["answered"], d["answer"]["p99_us"] / 1000, d["watch_cpu_s"] * 1000 / d["calls"])'
     [[ -s $work/perf.data ]] || die "perf recorded nothing: $(cat "$work/perf.err")"
-    perf report -i "$work/perf.data" --sort sym --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' >"$work/symbols.txt" ||
-        die "perf report found no samples"
+    perf report -i "$work/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null |
+        grep -E '^ +[0-9.]+%' >"$work/symbols.txt" || die "perf report found no samples"
     awk '{ if ($2 == "[k]") k += $1; else u += $1 }
         END { printf "samples: %.1f %% in the kernel, %.1f %% in user space\n", k, u }' "$work/symbols.txt"
     echo "Top symbols ([k] kernel, [.] user):"
     head -n "$TOP" "$work/symbols.txt" | sed 's/^/  /'
+    # The kernel's share by the system call it was spent in: each entry
+    # point's samples with everything it called (the loopback network's
+    # softirqs run inside the sender's sendto, a sleep's switch inside the
+    # call that slept), as CPU per call.
+    cpu_ms=$(json "$work/loadgen.json" 'round(d["watch_cpu_s"] * 1000 / d["calls"], 4)')
+    echo "Kernel CPU by system call (with what it called), per call:"
+    perf report -i "$work/perf.data" --children --sort sym --stdio -g none 2>/dev/null |
+        awk '$3 == "[k]" && $4 ~ /^__x64_sys_/ { print substr($4, 11), $1 + 0 }' |
+        sort -k2 -g -r >"$work/syscalls-cpu.txt"
+    [[ -s $work/syscalls-cpu.txt ]] || die "perf report shows no system call's samples"
+    awk -v cpu="$cpu_ms" '{ sum += $2; if (NR <= 15) printf "  %-18s %6.2f %%  %.3f ms\n", $1, $2, $2 * cpu / 100 }
+        END { printf "  %-18s %6.2f %%  %.3f ms\n", "all system calls", sum, sum * cpu / 100 }' "$work/syscalls-cpu.txt"
     echo "Context switches and CPU migrations per call:"
     start_vmesh
     open="perf stat -x, -e context-switches,cpu-migrations -p $vm_pid -o $work/switches.out & echo \$! >$work/perf.pid; sleep 2"
