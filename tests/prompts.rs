@@ -559,25 +559,29 @@ fn check_keepalive(packets: &[Received], from: usize) {
 }
 
 fn pacing(packets: &[Received]) -> Pacing {
-    let gaps: Vec<f64> = packets
+    let rtp_ts =
+        |p: &Received| u32::from_be_bytes([p.bytes[4], p.bytes[5], p.bytes[6], p.bytes[7]]);
+    // Each interval: as it arrived, and as the RTP timestamps say it was
+    // sent (PCMU's 8 kHz clock), in milliseconds.
+    let intervals: Vec<(f64, f64)> = packets
         .windows(2)
-        .map(|w| (w[1].at - w[0].at).as_secs_f64() * 1000.0)
+        .map(|w| {
+            let arrival = (w[1].at - w[0].at).as_secs_f64() * 1000.0;
+            let sent = f64::from(rtp_ts(&w[1]).wrapping_sub(rtp_ts(&w[0]))) / 8.0;
+            (arrival, sent)
+        })
         .collect();
-    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
-    let max = gaps.iter().cloned().fold(0.0, f64::max);
+    let mean = intervals.iter().map(|(a, _)| a).sum::<f64>() / intervals.len() as f64;
+    let max = intervals.iter().map(|(a, _)| *a).fold(0.0, f64::max);
     // RFC 3550 §6.4.1 / A.8: the interarrival jitter a receiver computes
-    // (and reports in its RTCP receiver reports) from each packet's RTP
-    // timestamp against its arrival, smoothed with gain 1/16.
-    let mut jitter = 0.0f64;
-    let mut jitter_max = 0.0f64;
-    for w in packets.windows(2) {
-        let arrival = (w[1].at - w[0].at).as_secs_f64() * 1000.0;
-        let rtp_ts =
-            |p: &Received| u32::from_be_bytes([p.bytes[4], p.bytes[5], p.bytes[6], p.bytes[7]]);
-        let sent = f64::from(rtp_ts(&w[1]).wrapping_sub(rtp_ts(&w[0]))) / 8.0;
-        jitter += ((arrival - sent).abs() - jitter) / 16.0;
-        jitter_max = jitter_max.max(jitter);
-    }
+    // (and reports in its RTCP receiver reports), smoothed with gain 1/16.
+    let (_, jitter_max) =
+        intervals
+            .iter()
+            .fold((0.0f64, 0.0f64), |(jitter, most), (arrival, sent)| {
+                let jitter = jitter + ((arrival - sent).abs() - jitter) / 16.0;
+                (jitter, most.max(jitter))
+            });
     Pacing {
         mean,
         jitter_max,
