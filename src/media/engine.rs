@@ -88,6 +88,8 @@ const TICK: Duration = Duration::from_millis(1);
 const COALESCE: Duration = TICK;
 /// Socket events at one turn that make the worker pause before the next.
 const BUSY_TURN: usize = 2;
+/// Worker threads at most (one per core).
+const MAX_WORKERS: usize = 8;
 /// Calls each worker takes before the next is opened to new calls. At
 /// this many G.711 calls a worker spends about a tenth of a core, an Opus
 /// or G.722 one about a quarter, and a turn already finds a dozen
@@ -151,12 +153,12 @@ pub(super) fn attach(
         .get_or_init(Engine::start)
         .as_ref()
         .map_err(|e| io::Error::other(e.clone()))?;
-    let loads: Vec<usize> = engine
-        .workers
-        .iter()
-        .map(|w| w.calls.load(Ordering::Relaxed))
-        .collect();
-    let worker = pick_worker(&loads)
+    let mut loads = [0; MAX_WORKERS];
+    for (load, worker) in loads.iter_mut().zip(&engine.workers) {
+        *load = worker.calls.load(Ordering::Relaxed);
+    }
+    let held = engine.workers.len().min(MAX_WORKERS);
+    let worker = pick_worker(&loads[..held])
         .and_then(|i| engine.workers.get(i))
         .ok_or_else(|| io::Error::other("the media engine has no worker"))?
         .clone();
@@ -184,7 +186,7 @@ impl Engine {
     fn start() -> Result<Engine, String> {
         let threads = std::thread::available_parallelism()
             .map_or(1, usize::from)
-            .clamp(1, 8);
+            .clamp(1, MAX_WORKERS);
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let (worker, looper) = Looper::new().map_err(|e| format!("media engine: {e}"))?;
